@@ -1,0 +1,3 @@
+from percolate_reading.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Settings: one immutable object built at start-up from `PERCOLATE_READING_*` and passed down.
+
+Names follow the platform design (`PERCOLATE_READING_S3_ENDPOINT`, `..._NATS_URL`, ...). Code
+never reads the environment itself; it takes a `Settings` (or a smaller options object made
+from one) as an argument.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "PERCOLATE_READING_"
+
+FILES_BUCKET = "percolate-files"
+ARTIFACTS_BUCKET = "percolate-artifacts"
+CONTEXT_BUCKET = "percolate-context"
+
+
+class Device(StrEnum):
+    CPU = "cpu"
+    CUDA = "cuda"
+    AUTO = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- roles -------------------------------------------------------------------------
+    gateway_mode: bool = Field(False, description="Run the HTTP gateway.")
+    worker_mode: bool = Field(False, description="Run a queue worker.")
+    host: str = Field("0.0.0.0", description="Gateway bind address.")
+    port: int = Field(8001, ge=1, le=65535, description="Gateway port.")
+    data_dir: Path = Field(
+        Path(".percolate"),
+        description="Local state: single-node job store, local object store, private nats-server.",
+    )
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    # --- object storage ----------------------------------------------------------------
+    s3_enabled: bool = Field(True, description="Use S3; false stores objects under data_dir.")
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO, SeaweedFS, AWS).")
+    s3_bucket: str = Field(FILES_BUCKET, description="Bucket for uploaded source files.")
+    s3_artifacts_bucket: str = Field(ARTIFACTS_BUCKET, description="Bucket for parse artifacts.")
+    s3_context_bucket: str = Field(CONTEXT_BUCKET, description="Bucket for per-tenant context.")
+    s3_access_key: str | None = Field(None, description="S3 access key id.")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    s3_region: str = Field("us-east-1", description="S3 region name.")
+    s3_multipart_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Part size for multipart uploads."
+    )
+
+    # --- NATS JetStream ----------------------------------------------------------------
+    nats_enabled: bool = Field(True, description="Use NATS JetStream for the job queue.")
+    nats_url: str | None = Field(None, description="NATS server URL(s), comma-separated.")
+    nats_queue_subject: str = Field(
+        "jobs.parse.small", description="Subject this worker's consumer filters on."
+    )
+    nats_queue_group: str = Field(
+        "parse-workers-small", description="Durable consumer name this worker pulls from."
+    )
+    nats_stream: str = Field("JOBS", description="Work-queue stream name.")
+    nats_ack_wait: float = Field(300.0, gt=0, description="Seconds before an unacked job is redelivered.")
+    nats_max_deliver: int = Field(3, ge=1, description="Deliveries before a job is dead-lettered.")
+    nats_max_ack_pending: int = Field(100, ge=1, description="Unacked jobs a consumer may hold.")
+    nats_replicas: int = Field(1, ge=1, le=5, description="Stream replicas (3 in a cluster).")
+    nats_max_msgs: int = Field(100_000, ge=1, description="Stream message cap (discard new).")
+    nats_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Stream message max age.")
+    nats_duplicate_window_s: float = Field(120.0, gt=0, description="Publish de-duplication window.")
+
+    # --- worker ------------------------------------------------------------------------
+    device: Device = Field(Device.CPU, description="Inference device for audio/OCR: cpu|cuda|auto.")
+    worker_concurrency: int = Field(2, ge=1, description="Parses in flight per worker process.")
+    drain_timeout_s: float = Field(25.0, ge=0, description="SIGTERM: time to finish in-flight jobs.")
+
+    # --- parsing limits (each parse runs in a sandboxed child) -------------------------
+    parse_timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit of one parse.")
+    parse_memory_mb: int = Field(2048, ge=64, description="Address-space limit of one parse child.")
+    max_pages: int = Field(5000, ge=1, description="PDF page cap.")
+    ocr_enabled: bool = Field(True, description="OCR images and PDF pages without a text layer.")
+    whisper_model: str = Field(
+        "base",
+        description="faster-whisper model: a directory path, or 'base' for the bundled package model.",
+    )
+    whisper_compute_type: str = Field("int8", description="CTranslate2 compute type.")
+    chunk_max_chars: int = Field(2000, ge=200, description="Chunk size limit in characters.")
+    chunk_overlap_chars: int = Field(200, ge=0, description="Overlap between consecutive chunks.")
+
+    # --- gateway / tenancy -------------------------------------------------------------
+    dev_api_key: SecretStr | None = Field(None, description="API key of one development tenant.")
+    dev_tenant_id: str = Field("dev", description="Tenant id the dev key belongs to.")
+    tenants_file: Path | None = Field(None, description="YAML/JSON file of tenants (dev/tests).")
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="Default per-tenant upload cap.")
+    max_active_jobs: int = Field(1000, ge=1, description="Default per-tenant queued+running cap.")
+    small_tier_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1, description="Uploads above this go to the large tier."
+    )
+    gpu_tier_types: str = Field(
+        "", description="Comma-separated types (audio,image) routed to the gpu tier."
+    )
+    webhook_allow_hosts: str = Field(
+        "", description="Comma-separated hosts/CIDRs webhooks may reach despite being private."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
+    webhook_max_attempts: int = Field(5, ge=1, description="Webhook delivery attempts.")
+
+    @model_validator(mode="after")
+    def _check_roles(self) -> Settings:
+        if self.chunk_overlap_chars >= self.chunk_max_chars:
+            raise ValueError("chunk_overlap_chars must be smaller than chunk_max_chars")
+        return self
+
+    @property
+    def gpu_tier_type_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.gpu_tier_types.split(",") if t.strip())
+
+    @property
+    def webhook_allow_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.webhook_allow_hosts.split(",") if h.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides (CLI flags, tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

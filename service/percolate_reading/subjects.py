@@ -1,0 +1,68 @@
+"""JetStream naming shared by the gateway, the workers and the operator.
+
+Shared pools consume `jobs.parse.<tier>`; a tenant's dedicated pool consumes
+`jobs.parse.<tier>.<tenant>`. NATS filters match whole tokens, so `jobs.parse.small` never
+matches `jobs.parse.small.acme`: the two consumers' filters cannot overlap, which a
+workqueue stream requires (error 10138 otherwise). Dead letters go to `dlq.parse.<tier>...`
+in a stream of their own so they never re-enter the work queue.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+STREAM_NAME = "JOBS"
+STREAM_SUBJECTS = ("jobs.>",)
+DLQ_STREAM_NAME = "JOBS_DLQ"
+DLQ_STREAM_SUBJECTS = ("dlq.>",)
+SHARED_CONSUMER_PREFIX = "parse-workers"
+
+# Tenant ids become subject tokens, bucket prefixes and label values: keep them boring.
+TENANT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Tier(StrEnum):
+    SMALL = "small"
+    LARGE = "large"
+    GPU = "gpu"
+
+
+def validate_tenant_id(tenant_id: str) -> str:
+    if not TENANT_ID_RE.fullmatch(tenant_id):
+        raise ValueError(
+            f"invalid tenant id {tenant_id!r}: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return tenant_id
+
+
+def job_subject(tier: Tier | str, dedicated_tenant: str | None = None) -> str:
+    """The subject a job for `tier` is published to (and a pool's consumer filters on)."""
+    tier = Tier(tier)
+    if dedicated_tenant is None:
+        return f"jobs.parse.{tier.value}"
+    return f"jobs.parse.{tier.value}.{validate_tenant_id(dedicated_tenant)}"
+
+
+def dead_letter_subject(job_subject_: str) -> str:
+    """`jobs.parse.small[.tenant]` -> `dlq.parse.small[.tenant]`."""
+    if not job_subject_.startswith("jobs."):
+        raise ValueError(f"not a job subject: {job_subject_!r}")
+    return "dlq." + job_subject_[len("jobs.") :]
+
+
+def consumer_name(tier: Tier | str, dedicated_tenant: str | None = None) -> str:
+    """Durable consumer name for a pool: `parse-workers-small`, `parse-workers-small-acme`."""
+    tier = Tier(tier)
+    if dedicated_tenant is None:
+        return f"{SHARED_CONSUMER_PREFIX}-{tier.value}"
+    return f"{SHARED_CONSUMER_PREFIX}-{tier.value}-{validate_tenant_id(dedicated_tenant)}"
+
+
+def tenant_of_subject(subject: str) -> str | None:
+    """The dedicated tenant a subject names, or None for a shared-tier subject."""
+    parts = subject.split(".")
+    if len(parts) == 4 and parts[:2] == ["jobs", "parse"]:
+        return parts[3]
+    return None
