@@ -7,6 +7,7 @@ data directory, so fault tests can take a server away and bring it back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -129,7 +130,7 @@ class SeaweedS3:
     """
 
     access_key = "percolate-test"
-    secret_key = "percolate-test-secret"  # noqa: S105 - a test credential for a loopback server
+    secret_key = "percolate-test-secret"
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -187,9 +188,7 @@ class SeaweedS3:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
         self.proc = None

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         description="Local state: single-node job store, local object store, private nats-server.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    metrics_port: int = Field(
+        9090, ge=0, le=65535, description="Worker's /metrics and /ready port (0 disables it)."
+    )
 
     # --- object storage ----------------------------------------------------------------
     s3_enabled: bool = Field(True, description="Use S3; false stores objects under data_dir.")
@@ -103,9 +106,7 @@ class Settings(BaseSettings):
     small_tier_max_bytes: int = Field(
         20 * 1024 * 1024, ge=1, description="Uploads above this go to the large tier."
     )
-    gpu_tier_types: str = Field(
-        "", description="Comma-separated types (audio,image) routed to the gpu tier."
-    )
+    gpu_tier_types: str = Field("", description="Comma-separated types (audio,image) routed to the gpu tier.")
     webhook_allow_hosts: str = Field(
         "", description="Comma-separated hosts/CIDRs webhooks may reach despite being private."
     )

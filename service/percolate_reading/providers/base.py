@@ -7,6 +7,7 @@ the typed errors from `percolate_reading.errors` for bad input.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +37,7 @@ class ParseOptions:
             whisper_model=settings.whisper_model,
             whisper_compute_type=settings.whisper_compute_type,
         )
-        return cls(**{**{f: getattr(base, f) for f in cls.__slots__}, **overrides})  # type: ignore[arg-type]
+        return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
 class Provider(Protocol):
