@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # --- roles -------------------------------------------------------------------------
     gateway_mode: bool = Field(False, description="Run the HTTP gateway.")
     worker_mode: bool = Field(False, description="Run a queue worker.")
+    operator_mode: bool = Field(
+        False, description="Run the Kubernetes operator (container role; excludes gateway/worker)."
+    )
     host: str = Field("0.0.0.0", description="Gateway bind address.")
     port: int = Field(8001, ge=1, le=65535, description="Gateway port.")
     data_dir: Path = Field(
