@@ -7,6 +7,7 @@ from one) as an argument.
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -100,6 +101,27 @@ class Settings(BaseSettings):
     chunk_max_chars: int = Field(2000, ge=200, description="Chunk size limit in characters.")
     chunk_overlap_chars: int = Field(200, ge=0, description="Overlap between consecutive chunks.")
 
+    # --- spreadsheet / image / audio limits (XlsxProvider, ImageProvider, AudioProvider) --
+    xlsx_max_cells: int = Field(
+        5_000_000, ge=1, description="Cell cap of one workbook (dense sheet area, all sheets)."
+    )
+    xlsx_max_uncompressed_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Zip-bomb guard: total uncompressed size of an XLSX."
+    )
+    xlsx_max_compression_ratio: float = Field(
+        200.0, gt=1, description="Zip-bomb guard: uncompressed/compressed ratio of one large member."
+    )
+    image_max_pixels: int = Field(
+        89_478_485, ge=1, description="Decompression-bomb guard: pixels of one image frame."
+    )
+    audio_max_duration_s: float = Field(
+        4 * 3600.0, gt=0, description="Longest audio file transcribed (seconds)."
+    )
+    model_cache_dir: Path = Field(
+        default_factory=lambda: default_model_cache_dir(),
+        description="Where bundled models are assembled (default $XDG_CACHE_HOME/percolate-reading).",
+    )
+
     # --- gateway / tenancy -------------------------------------------------------------
     dev_api_key: SecretStr | None = Field(None, description="API key of one development tenant.")
     dev_tenant_id: str = Field("dev", description="Tenant id the dev key belongs to.")
@@ -129,6 +151,12 @@ class Settings(BaseSettings):
     @property
     def webhook_allow_list(self) -> tuple[str, ...]:
         return tuple(h.strip() for h in self.webhook_allow_hosts.split(",") if h.strip())
+
+
+def default_model_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/percolate-reading, else ~/.cache/percolate-reading (read here, in config)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "percolate-reading"
 
 
 def load_settings(**overrides: object) -> Settings:
