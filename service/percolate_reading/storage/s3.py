@@ -1,0 +1,230 @@
+"""ObjectStore on S3 (SeaweedFS, MinIO, AWS) through aiobotocore.
+
+One client per store, opened by `await S3ObjectStore.open(settings)` and closed by
+`close()`. Botocore's connection and timeout errors become `StorageError` (transient) and a
+missing key becomes `ObjectNotFoundError`, so callers never see botocore types.
+`put_stream` sends small bodies in one PUT and larger ones as a multipart upload that is
+aborted on any failure, so a broken upload leaves no half-made object or orphan parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from percolate_reading.config import Settings
+from percolate_reading.errors import ObjectNotFoundError, StorageError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+log = logging.getLogger(__name__)
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
+_DELETE_BATCH = 1000
+
+
+@contextlib.contextmanager
+def _mapped(what: str) -> Iterator[None]:
+    """Translate botocore/aiohttp failures into the project's storage errors."""
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _NOT_FOUND_CODES:
+            raise ObjectNotFoundError(f"{what}: not found") from exc
+        raise StorageError(f"{what}: S3 error {code or 'unknown'}: {exc}") from exc
+    except (BotoCoreError, aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        raise StorageError(f"{what}: S3 unreachable: {exc}") from exc
+
+
+class S3ObjectStore:
+    """The ObjectStore protocol on one S3 endpoint."""
+
+    def __init__(self, client: S3Client, stack: AsyncExitStack, part_size: int) -> None:
+        self._client = client
+        self._stack = stack
+        self.part_size = part_size
+
+    @classmethod
+    async def open(cls, settings: Settings) -> S3ObjectStore:
+        if not settings.s3_endpoint:
+            raise StorageError("S3 is enabled but PERCOLATE_READING_S3_ENDPOINT is not set")
+        config = AioConfig(
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=32,
+            s3={"addressing_style": "path"},
+        )
+        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+        stack = AsyncExitStack()
+        client: S3Client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                endpoint_url=settings.s3_endpoint,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key,
+                aws_secret_access_key=secret,
+                config=config,
+            )
+        )
+        return cls(client, stack, settings.s3_multipart_chunk_bytes)
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def ensure_buckets(self, buckets: list[str]) -> None:
+        for bucket in buckets:
+            try:
+                with _mapped(f"head bucket {bucket}"):
+                    await self._client.head_bucket(Bucket=bucket)
+                continue
+            except ObjectNotFoundError:
+                pass
+            try:
+                with _mapped(f"create bucket {bucket}"):
+                    await self._client.create_bucket(Bucket=bucket)
+            except StorageError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ClientError) and (
+                    cause.response.get("Error", {}).get("Code") in _BUCKET_EXISTS_CODES
+                ):
+                    continue
+                raise
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        with _mapped(f"put {bucket}/{key}"):
+            await self._client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+
+    async def put_stream(
+        self, bucket: str, key: str, chunks: AsyncIterable[bytes], content_type: str | None = None
+    ) -> int:
+        extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
+        buf = bytearray()
+        iterator = aiter(chunks)
+        # Fill the first part; a body that fits in one part goes up as a single PUT.
+        async for chunk in iterator:
+            buf += chunk
+            if len(buf) >= self.part_size:
+                break
+        else:
+            await self.put_bytes(bucket, key, bytes(buf), content_type)
+            return len(buf)
+
+        with _mapped(f"start multipart upload {bucket}/{key}"):
+            created = await self._client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        upload_id = created["UploadId"]
+        parts: list[dict[str, Any]] = []
+        total = 0
+        try:
+            while True:
+                # Send full parts; keep the remainder for the next one (all but the last part
+                # must be at least 5 MiB).
+                while len(buf) >= self.part_size:
+                    part = bytes(buf[: self.part_size])
+                    del buf[: self.part_size]
+                    parts.append(await self._upload_part(bucket, key, upload_id, len(parts) + 1, part))
+                    total += len(part)
+                try:
+                    buf += await anext(iterator)
+                except StopAsyncIteration:
+                    break
+            if buf or not parts:
+                parts.append(await self._upload_part(bucket, key, upload_id, len(parts) + 1, bytes(buf)))
+                total += len(buf)
+            with _mapped(f"complete multipart upload {bucket}/{key}"):
+                await self._client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                )
+        except BaseException:
+            await self._abort(bucket, key, upload_id)
+            raise
+        return total
+
+    async def _upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes
+    ) -> dict[str, Any]:
+        with _mapped(f"upload part {number} of {bucket}/{key}"):
+            resp = await self._client.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        return {"ETag": resp["ETag"], "PartNumber": number}
+
+    async def _abort(self, bucket: str, key: str, upload_id: str) -> None:
+        try:
+            await self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception:  # the original failure matters more; the bucket lifecycle sweeps leftovers
+            log.warning("could not abort multipart upload %s of %s/%s", upload_id, bucket, key)
+
+    async def get_bytes(self, bucket: str, key: str) -> bytes:
+        with _mapped(f"get {bucket}/{key}"):
+            resp = await self._client.get_object(Bucket=bucket, Key=key)
+            async with resp["Body"] as body:
+                return await body.read()
+
+    async def download_to(self, bucket: str, key: str, dest: Path) -> int:
+        total = 0
+        fh = await asyncio.to_thread(Path(dest).open, "wb")
+        try:
+            async for chunk in self.iter_object(bucket, key, 1 << 20):
+                await asyncio.to_thread(fh.write, chunk)
+                total += len(chunk)
+        finally:
+            fh.close()
+        return total
+
+    async def iter_object(self, bucket: str, key: str, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
+        with _mapped(f"get {bucket}/{key}"):
+            resp = await self._client.get_object(Bucket=bucket, Key=key)
+        body = resp["Body"]
+        async with body:
+            while True:
+                with _mapped(f"read {bucket}/{key}"):
+                    chunk = await body.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+
+    async def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        keys: list[str] = []
+        with _mapped(f"list {bucket}/{prefix}"):
+            paginator = self._client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []) if "Key" in obj)
+        return keys
+
+    async def delete(self, bucket: str, key: str) -> None:
+        with _mapped(f"delete {bucket}/{key}"):
+            await self._client.delete_object(Bucket=bucket, Key=key)
+
+    async def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = await self.list_keys(bucket, prefix)
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = keys[start : start + _DELETE_BATCH]
+            with _mapped(f"delete {len(batch)} objects under {bucket}/{prefix}"):
+                resp = await self._client.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            if resp.get("Errors"):
+                raise StorageError(f"delete under {bucket}/{prefix} failed: {resp['Errors'][:3]}")
+        return len(keys)
+
+    async def ping(self) -> None:
+        with _mapped("ping"):
+            await self._client.list_buckets()
