@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     nats_max_msgs: int = Field(100_000, ge=1, description="Stream message cap (discard new).")
     nats_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="Stream message max age.")
     nats_duplicate_window_s: float = Field(120.0, gt=0, description="Publish de-duplication window.")
+    nats_dlq_max_age_s: float = Field(
+        30 * 24 * 3600.0, gt=0, description="How long dead-lettered jobs stay in JOBS_DLQ."
+    )
+    nats_publish_timeout_s: float = Field(5.0, gt=0, description="Wait for a PubAck before giving up.")
+    nats_kv_history: int = Field(3, ge=1, le=5, description="Revisions kept per key in JOBS_STATUS.")
+    nak_backoff_s: str = Field(
+        "2,10,30", description="Comma-separated nak delays (s) for transient failures, by delivery."
+    )
+    worker_fetch_timeout_s: float = Field(2.0, gt=0, description="Long-poll time of one worker fetch.")
 
     # --- worker ------------------------------------------------------------------------
     device: Device = Field(Device.CPU, description="Inference device for audio/OCR: cpu|cuda|auto.")
