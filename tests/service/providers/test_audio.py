@@ -1,0 +1,83 @@
+"""AudioProvider on a committed espeak-ng clip, transcribed with the bundled Whisper base model.
+
+tests/fixtures/speech.wav was made once with
+`espeak-ng -v en-us -s 120 -g 2 "The quick brown fox jumps over the lazy dog."`, resampled to
+16 kHz mono and padded with 0.5 s of silence at each end; espeak-ng is not needed to run these.
+"""
+
+from __future__ import annotations
+
+import re
+import wave
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.config import Device
+from percolate_reading.document import BlockKind
+from percolate_reading.errors import CorruptDocumentError, DocumentTooLargeError
+from percolate_reading.providers.audio import NO_SPEECH_WARNING, AudioProvider
+from percolate_reading.providers.base import ParseOptions
+
+pytestmark = pytest.mark.audio
+
+SPEECH = Path(__file__).resolve().parents[2] / "fixtures" / "speech.wav"
+OPTIONS = ParseOptions(device=Device.CPU, whisper_model="base", whisper_compute_type="int8")
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> AudioProvider:
+    return AudioProvider(model_cache_dir=tmp_path_factory.mktemp("models"))
+
+
+def test_transcribes_the_sentence(provider: AudioProvider) -> None:
+    doc = provider.parse(SPEECH, "speech.wav", OPTIONS)
+    segments = [b for b in doc.blocks if b.kind is BlockKind.TRANSCRIPT_SEGMENT]
+    assert segments
+    assert len(segments) == len(doc.blocks)
+    words = re.findall(r"[a-z]+", " ".join(s.text for s in segments).lower())
+    assert words == ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    previous_end = 0.0
+    for seg in segments:
+        assert seg.start is not None
+        assert seg.end is not None
+        assert previous_end <= seg.start < seg.end <= doc.metadata["duration_s"] + 0.5
+        previous_end = seg.end
+    assert doc.metadata["language"] == "en"
+    assert 5.0 < doc.metadata["duration_s"] < 6.5
+    assert doc.metadata["device"] == "cpu"
+    assert doc.metadata["compute_type"] == "int8"
+    assert doc.metadata["model"] == "base"
+    assert doc.warnings == []
+
+
+def test_silence_warns_no_speech(provider: AudioProvider, tmp_path: Path) -> None:
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(b"\x00\x00" * 16_000 * 3)
+    doc = provider.parse(silent, "silence.wav", OPTIONS)
+    assert doc.blocks == []
+    assert doc.warnings == [NO_SPEECH_WARNING]
+
+
+def test_corrupt_audio_is_rejected(provider: AudioProvider, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(range(256)) * 20)
+    with pytest.raises(CorruptDocumentError, match=r"bad\.mp3"):
+        provider.parse(bad, "bad.mp3", OPTIONS)
+
+
+def test_truncated_wav_header_is_rejected(provider: AudioProvider, tmp_path: Path) -> None:
+    bad = tmp_path / "short.wav"
+    bad.write_bytes(SPEECH.read_bytes()[:30])
+    with pytest.raises(CorruptDocumentError):
+        provider.parse(bad, "short.wav", OPTIONS)
+
+
+def test_duration_cap(tmp_path: Path) -> None:
+    capped = AudioProvider(model_cache_dir=tmp_path, max_duration_s=2.0)
+    with pytest.raises(DocumentTooLargeError, match="2 s cap"):
+        capped.parse(SPEECH, "speech.wav", OPTIONS)
