@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # --- parsing limits (each parse runs in a sandboxed child) -------------------------
     parse_timeout_s: float = Field(600.0, gt=0, description="Wall-clock limit of one parse.")
     parse_memory_mb: int = Field(2048, ge=64, description="Address-space limit of one parse child.")
+    parse_cpu_s: float | None = Field(
+        None, gt=0, description="CPU-seconds limit of one parse child (all threads); default 2x timeout."
+    )
     max_pages: int = Field(5000, ge=1, description="PDF page cap.")
     ocr_enabled: bool = Field(True, description="OCR images and PDF pages without a text layer.")
     whisper_model: str = Field(

@@ -1,0 +1,159 @@
+"""The sandbox: limits really hit, typed errors back, only the child dies."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.config import load_settings
+from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.errors import (
+    CorruptDocumentError,
+    MemoryLimitError,
+    ParseError,
+    ParseTimeoutError,
+    WorkerCrashedError,
+)
+from percolate_reading.sandbox import SandboxLimits, run_in_sandbox
+
+LIMITS = SandboxLimits(memory_mb=1024, timeout_s=30, cpu_s=30)
+
+
+# Test-only "providers": module-level so the forkserver child can import them by name.
+
+
+def _echo_doc(name: str) -> ParsedDocument:
+    return ParsedDocument(
+        source_name=name,
+        doc_type=DocumentType.PDF,
+        blocks=[Block(BlockKind.HEADING, text="Title", level=1), Block(BlockKind.PARAGRAPH, text="body")],
+        metadata={"pid": os.getpid(), "tmpdir": tempfile.gettempdir()},
+    )
+
+
+def _hog_memory(step_mb: int) -> int:
+    hoard = []
+    while True:  # until the address-space limit stops us
+        hoard.append(bytearray(step_mb * 1024 * 1024))
+
+
+def _sleep_forever() -> None:
+    time.sleep(3600)
+
+
+def _burn_cpu() -> None:
+    x = 0
+    while True:
+        x += 1
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _segfault() -> None:
+    ctypes.string_at(0)
+
+
+def _raise_corrupt() -> None:
+    raise CorruptDocumentError("xref table broken at byte 1234")
+
+
+def _raise_value_error() -> None:
+    raise ValueError("provider bug")
+
+
+def _write_scratch() -> str:
+    scratch = Path(tempfile.gettempdir()) / "scratch.bin"
+    scratch.write_bytes(b"x" * 1000)
+    return str(scratch)
+
+
+def test_result_crosses_back_by_value() -> None:
+    doc = run_in_sandbox(_echo_doc, "a.pdf", limits=LIMITS)
+    assert doc.source_name == "a.pdf"
+    assert [b.text for b in doc.blocks] == ["Title", "body"]
+    assert doc.blocks[0].kind is BlockKind.HEADING
+    assert doc.metadata["pid"] != os.getpid()
+    assert "percolate-parse-" in doc.metadata["tmpdir"]
+
+
+def test_temp_dir_is_fresh_and_deleted() -> None:
+    first = run_in_sandbox(_write_scratch, limits=LIMITS)
+    second = run_in_sandbox(_write_scratch, limits=LIMITS)
+    assert first != second
+    assert not Path(first).exists()
+    assert not Path(first).parent.exists()
+
+
+def test_memory_limit_is_hit_and_named() -> None:
+    limits = SandboxLimits(memory_mb=600, timeout_s=60, cpu_s=60)
+    with pytest.raises(MemoryLimitError, match="memory limit of 600 MB") as info:
+        run_in_sandbox(_hog_memory, 16, limits=limits)
+    assert info.value.permanent
+    assert info.value.code == "memory_limit"
+
+
+def test_one_huge_allocation_is_a_memory_error() -> None:
+    limits = SandboxLimits(memory_mb=600, timeout_s=60, cpu_s=60)
+    with pytest.raises(MemoryLimitError, match="600 MB"):
+        run_in_sandbox(_hog_memory, 2048, limits=limits)
+
+
+def test_wall_clock_timeout_kills_the_child() -> None:
+    limits = SandboxLimits(memory_mb=1024, timeout_s=1.5, cpu_s=60)
+    with pytest.raises(ParseTimeoutError, match=r"wall-clock limit of 1\.5 s") as info:
+        run_in_sandbox(_sleep_forever, limits=limits)
+    assert not info.value.permanent
+
+
+def test_cpu_limit_is_a_timeout() -> None:
+    limits = SandboxLimits(memory_mb=1024, timeout_s=60, cpu_s=1)
+    with pytest.raises(ParseTimeoutError, match="CPU limit of 1 CPU seconds"):
+        run_in_sandbox(_burn_cpu, limits=limits)
+
+
+def test_sigkill_is_a_crash_naming_the_signal() -> None:
+    with pytest.raises(WorkerCrashedError, match="SIGKILL") as info:
+        run_in_sandbox(_kill_self, limits=LIMITS)
+    assert not info.value.permanent
+
+
+def test_segfault_is_a_crash_naming_the_signal() -> None:
+    with pytest.raises(WorkerCrashedError, match="SIGSEGV"):
+        run_in_sandbox(_segfault, limits=LIMITS)
+
+
+def test_typed_error_comes_back_as_the_same_type() -> None:
+    with pytest.raises(CorruptDocumentError, match="xref table broken at byte 1234"):
+        run_in_sandbox(_raise_corrupt, limits=LIMITS)
+
+
+def test_untyped_error_becomes_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="ValueError: provider bug") as info:
+        run_in_sandbox(_raise_value_error, limits=LIMITS)
+    assert type(info.value) is ParseError
+
+
+def test_parent_survives_and_keeps_working_after_failures() -> None:
+    with pytest.raises(WorkerCrashedError):
+        run_in_sandbox(_kill_self, limits=LIMITS)
+    assert run_in_sandbox(_echo_doc, "after.pdf", limits=LIMITS).source_name == "after.pdf"
+
+
+def test_limits_from_settings() -> None:
+    limits = SandboxLimits.from_settings(load_settings(parse_timeout_s=10, parse_memory_mb=512))
+    assert limits == SandboxLimits(memory_mb=512, timeout_s=10, cpu_s=20)
+    explicit = SandboxLimits.from_settings(load_settings(parse_timeout_s=10, parse_cpu_s=3))
+    assert explicit.cpu_s == 3
+
+
+def test_invalid_limits_are_rejected() -> None:
+    with pytest.raises(ValueError, match="invalid sandbox limits"):
+        SandboxLimits(memory_mb=1024, timeout_s=0, cpu_s=1)
