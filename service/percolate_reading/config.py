@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
     webhook_max_attempts: int = Field(5, ge=1, description="Webhook delivery attempts.")
 
+    # --- client (`percolate-reading submit`) ---------------------------------------------
+    url: str = Field("http://127.0.0.1:8001", description="Gateway URL `submit` talks to.")
+    api_key: SecretStr | None = Field(None, description="API key `submit` sends (Bearer).")
+
     @model_validator(mode="after")
     def _check_roles(self) -> Settings:
         if self.chunk_overlap_chars >= self.chunk_max_chars:
