@@ -1,0 +1,40 @@
+"""What the gateway's routes need, built by the lifespan or handed in (serve, tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from percolate_reading.config import Settings
+from percolate_reading.gateway.registry import TenantRegistry
+from percolate_reading.gateway.sweeper import Sweeper
+from percolate_reading.jobs.store import JobStore
+from percolate_reading.storage.base import ObjectStore
+
+
+@dataclass
+class GatewayDeps:
+    """Connections and state shared by the routes.
+
+    `nc`/`js` are the NATS client and its JetStream context (None only when a test runs the
+    gateway without a queue). Whoever builds a GatewayDeps closes what is in it; the app's
+    lifespan closes only what it opened itself.
+    """
+
+    settings: Settings
+    store: ObjectStore
+    jobs: JobStore
+    registry: TenantRegistry
+    nc: Any = None
+    js: Any = None
+    metrics: Any = None
+    sweeper: Sweeper | None = None
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sweeper is None:
+            self.sweeper = Sweeper(self.store, self.jobs)
+
+    def dead_tasks(self) -> list[str]:
+        return [name for name, task in self.tasks.items() if task.done()]
