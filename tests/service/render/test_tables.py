@@ -1,0 +1,42 @@
+"""tables/<n>.csv: one CSV per table, numbered in document order, RFC 4180 quoting."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.render.tables import tables_to_csv
+
+
+def test_tables_numbered_from_one_with_exact_bytes() -> None:
+    doc = ParsedDocument(
+        source_name="t.pdf",
+        doc_type=DocumentType.PDF,
+        blocks=[
+            Block(BlockKind.PARAGRAPH, text="no table here"),
+            Block(BlockKind.TABLE, table=Table(rows=(("Item", "Price"), ("Tea, green", "3.50")), page=1)),
+            Block(BlockKind.PAGE_BREAK, page=2),
+            Block(
+                BlockKind.TABLE,
+                table=Table(rows=(("Quote", "Note"), ('say "hi"', "line1\nline2"), ("short",)), page=2),
+            ),
+        ],
+    )
+    out = tables_to_csv(doc)
+    assert [name for name, _ in out] == ["tables/1.csv", "tables/2.csv"]
+    assert out[0][1] == b'Item,Price\r\n"Tea, green",3.50\r\n'
+    assert out[1][1] == b'Quote,Note\r\n"say ""hi""","line1\nline2"\r\nshort,\r\n'
+    # And it reads back to the same cells (rows padded to the table's width).
+    rows = list(csv.reader(io.StringIO(out[1][1].decode("utf-8"), newline="")))
+    assert rows == [["Quote", "Note"], ['say "hi"', "line1\nline2"], ["short", ""]]
+
+
+def test_unicode_is_utf8_and_no_tables_gives_nothing() -> None:
+    doc = ParsedDocument(
+        source_name="s.xlsx",
+        doc_type=DocumentType.XLSX,
+        blocks=[Block(BlockKind.TABLE, table=Table(rows=(("Straße", "€"),), sheet="Ü"))],
+    )
+    assert tables_to_csv(doc) == [("tables/1.csv", "Straße,€\r\n".encode())]
+    assert tables_to_csv(ParsedDocument(source_name="e", doc_type=DocumentType.PDF)) == []
