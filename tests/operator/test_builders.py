@@ -1,0 +1,242 @@
+"""Pure builders: manifests valid against the real Kubernetes and KEDA schemas, right content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from nats.js.api import ConsumerConfig, StreamConfig
+
+from percolate_operator import builders, models
+from percolate_operator.settings import OperatorSettings
+from percolate_reading.config import Settings
+from percolate_reading.subjects import Tier
+from percolate_reading.tenancy import TenantRecord, hash_api_key
+from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
+
+K8S_VERSION = "1.30"
+SETTINGS = OperatorSettings(nats_url="nats://127.0.0.1:4222")
+OWNER = builders.owner_reference("percolate.dev/v1alpha1", "ParsePool", "small", "0b3c1a2e-uid")
+POOL_EXAMPLES = [p for p in sorted(EXAMPLES_DIR.glob("parsepool-*.yaml"))]
+
+
+def _pool(path: Path) -> tuple[str, models.ParsePoolSpec]:
+    doc = load_yaml(path)
+    return doc["metadata"]["name"], models.parse_pool_spec(doc["spec"])
+
+
+def _env(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize("path", POOL_EXAMPLES, ids=lambda p: p.name)
+def test_deployment_is_a_valid_kubernetes_deployment(path: Path) -> None:
+    name, spec = _pool(path)
+    deployment = builders.build_deployment(name, "percolate", spec, SETTINGS, OWNER)
+    assert kubernetes_validate.validate(deployment, K8S_VERSION, strict=True) == K8S_VERSION
+    pod = deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pod["terminationGracePeriodSeconds"] > spec.drain_timeout_seconds
+    assert pod["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert pod["containers"][0]["ports"][0]["containerPort"] == 9090
+    assert "livenessProbe" not in pod["containers"][0]
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+    assert deployment["metadata"]["ownerReferences"] == [OWNER]
+
+
+def test_worker_env_names_are_worker_settings() -> None:
+    """Every variable the operator sets is a Settings field the worker reads."""
+    name, spec = _pool(EXAMPLES_DIR / "parsepool-large.yaml")
+    env = _env(builders.build_deployment(name, "percolate", spec, SETTINGS))
+    fields = set(Settings.model_fields)
+    for var in env:
+        assert var.startswith("PERCOLATE_READING_")
+        assert var.removeprefix("PERCOLATE_READING_").lower() in fields, var
+    assert env["PERCOLATE_READING_WORKER_MODE"] == "true"
+    assert env["PERCOLATE_READING_NATS_QUEUE_SUBJECT"] == "jobs.parse.large"
+    assert env["PERCOLATE_READING_NATS_QUEUE_GROUP"] == "parse-workers-large"
+    assert env["PERCOLATE_READING_NATS_ACK_WAIT"] == "1800"
+    assert env["PERCOLATE_READING_DRAIN_TIMEOUT_S"] == "120"
+    assert env["PERCOLATE_READING_WORKER_CONCURRENCY"] == "1"
+    assert env["PERCOLATE_READING_DEVICE"] == "cpu"
+    assert env["PERCOLATE_READING_NATS_URL"] == {"secretKeyRef": {"name": "percolate-nats", "key": "url"}}
+    assert env["PERCOLATE_READING_S3_SECRET_KEY"] == {
+        "secretKeyRef": {"name": "percolate-s3", "key": "secret-key"}
+    }
+    # The values parse as the worker's settings would.
+    plain = {k.removeprefix("PERCOLATE_READING_").lower(): v for k, v in env.items() if isinstance(v, str)}
+    worker = Settings(**plain)
+    assert worker.worker_mode
+    assert worker.nats_ack_wait == 1800.0
+
+
+@pytest.mark.parametrize(
+    ("tier", "requests", "limits"),
+    [
+        ("small", {"cpu": "1", "memory": "2Gi"}, {"cpu": "2", "memory": "4Gi"}),
+        ("large", {"cpu": "2", "memory": "8Gi"}, {"cpu": "4", "memory": "16Gi"}),
+        (
+            "gpu",
+            {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+            {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"},
+        ),
+    ],
+)
+def test_tier_resource_defaults(tier: str, requests: dict[str, str], limits: dict[str, str]) -> None:
+    spec = models.parse_pool_spec({"tier": tier})
+    deployment = builders.build_deployment("p", "ns", spec, SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {"requests": requests, "limits": limits}
+    assert _env(deployment)["PERCOLATE_READING_DEVICE"] == ("cuda" if tier == "gpu" else "cpu")
+    if tier == "gpu":
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    else:
+        assert "tolerations" not in pod
+
+
+def test_resource_overrides_merge_with_tier_defaults() -> None:
+    spec = models.parse_pool_spec({"tier": "small", "resources": {"limits": {"memory": "6Gi"}}})
+    resources = builders.build_deployment("p", "ns", spec, SETTINGS)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["resources"]
+    assert resources == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "6Gi"}}
+
+
+@pytest.mark.parametrize("path", POOL_EXAMPLES, ids=lambda p: p.name)
+def test_scaled_object_matches_keda_schema(path: Path) -> None:
+    name, spec = _pool(path)
+    manifest = builders.build_scaled_object(name, "percolate", spec, SETTINGS, OWNER)
+    model = ScaledObject.model_validate(manifest)
+    # Round trip: nothing was dropped as unknown to KEDA's schema.
+    assert model.model_dump(by_alias=True, exclude_none=True, mode="json") == manifest
+    so = manifest["spec"]
+    assert so["scaleTargetRef"]["name"] == f"{name}-workers"
+    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (spec.replicas.min, spec.replicas.max)
+    (trigger,) = so["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    assert trigger["metadata"] == {
+        "natsServerMonitoringEndpoint": SETTINGS.keda_monitoring_endpoint,
+        "account": "$G",
+        "stream": "JOBS",
+        "consumer": f"parse-workers-{spec.tier.value}",
+        "lagThreshold": str(spec.scaling.lag_threshold),
+        "activationLagThreshold": str(spec.scaling.activation_lag_threshold),
+        "useHttps": "false",
+    }
+    assert spec.replicas.min <= so["fallback"]["replicas"] <= spec.replicas.max
+
+
+def test_consumer_and_stream_configs_are_nats_configs() -> None:
+    spec = models.parse_pool_spec({"tier": "gpu", "tenant": "acme", "consumer": {"ackWait": "90s"}})
+    cfg = builders.consumer_config("percolate", "acme-gpu", spec)
+    consumer = ConsumerConfig(**cfg)
+    assert consumer.durable_name == "parse-workers-gpu-acme"
+    assert consumer.filter_subject == "jobs.parse.gpu.acme"
+    assert consumer.ack_wait == 90.0
+    assert consumer.max_deliver == 3
+    assert consumer.max_ack_pending == 100
+    assert consumer.as_dict()["ack_wait"] == 90 * 10**9  # nanoseconds on the wire
+    stream = StreamConfig(**builders.stream_config(SETTINGS))
+    assert stream.subjects == ["jobs.>"]
+    assert stream.max_msgs == 100_000
+    assert stream.max_age == 7 * 24 * 3600
+    dlq = StreamConfig(**builders.dlq_stream_config(SETTINGS))
+    assert dlq.subjects == ["dlq.>"]
+
+
+def test_consumer_drift_detects_changed_fields() -> None:
+    spec = models.parse_pool_spec({"tier": "small"})
+    desired = builders.consumer_config("ns", "small", spec)
+    actual = dict(desired, metadata={**desired["metadata"], "_nats.ver": "2.15"})
+    assert builders.consumer_drift(desired, actual) == []
+    assert builders.consumer_drift(desired, dict(actual, ack_wait=30.0, max_deliver=9)) == [
+        "ack_wait",
+        "max_deliver",
+    ]
+
+
+def test_subjects_of_pools_never_overlap() -> None:
+    """Every shared and dedicated pool subject is distinct and none matches another's filter."""
+    pools = [models.parse_pool_spec({"tier": t}) for t in Tier] + [
+        models.parse_pool_spec({"tier": t, "tenant": tenant}) for t in Tier for tenant in ("acme", "small")
+    ]
+    subjects = [builders.pool_subject(p) for p in pools]
+    consumers = [builders.pool_consumer(p) for p in pools]
+    assert len(set(subjects)) == len(subjects)
+    assert len(set(consumers)) == len(consumers)
+    for a in subjects:
+        for b in subjects:
+            # No wildcards in filters: two filters overlap only when equal.
+            assert a == b or (a.split(".") != b.split(".")), (a, b)
+            assert "*" not in a
+            assert ">" not in a
+
+
+def test_tenant_secret_is_a_valid_secret() -> None:
+    spec = models.parse_tenant_spec({})
+    secret = builders.build_api_key_secret("acme", "percolate", "acme-api-key", "pr_secret", OWNER)
+    assert kubernetes_validate.validate(secret, K8S_VERSION, strict=True) == K8S_VERSION
+    assert secret["stringData"] == {"api-key": "pr_secret"}
+    assert builders.api_key_secret_name("acme", spec) == "acme-api-key"
+
+
+def test_tenant_record_keeps_only_the_key_hash() -> None:
+    doc = load_yaml(EXAMPLES_DIR / "tenant-dedicated.yaml")
+    spec = models.parse_tenant_spec(doc["spec"])
+    record = builders.build_tenant_record("globex", spec, [hash_api_key("pr_key")], "whsec")
+    key, value = builders.registry_entry(record)
+    assert key == "globex"
+    assert b"pr_key" not in value
+    parsed = TenantRecord.model_validate_json(value)
+    assert parsed.accepts_key("pr_key")
+    assert parsed.dedicated_subjects == {Tier.SMALL: "jobs.parse.small.globex"}
+    assert parsed.files_bucket == "percolate-files-globex"
+    assert parsed.quotas.max_file_bytes == 1024 * 1024 * 1024
+    assert parsed.quotas.max_active_jobs == 5000
+    shared = builders.build_tenant_record("acme", models.parse_tenant_spec({}), [], None)
+    assert shared.files_bucket == "percolate-files"
+
+
+def test_dedicated_pool_is_a_valid_parsepool() -> None:
+    from tests.operator.crd_schema import api_server_errors
+
+    doc = load_yaml(EXAMPLES_DIR / "tenant-dedicated.yaml")
+    spec = models.parse_tenant_spec(doc["spec"])
+    pool = builders.build_dedicated_pool("globex", "percolate", spec.dedicated_pools[0], OWNER)
+    assert pool["metadata"]["name"] == "globex-small"
+    assert pool["spec"]["tenant"] == "globex"
+    assert api_server_errors(pool) == []
+    parsed = models.parse_pool_spec(pool["spec"])
+    assert builders.pool_subject(parsed) == "jobs.parse.small.globex"
+    assert parsed.concurrency == 4
+
+
+def test_conditions_keep_transition_time_until_status_flips() -> None:
+    first = builders.condition("ConsumerReady", True, "Exists", "ok", now="2026-01-01T00:00:00Z")
+    same = builders.condition("ConsumerReady", True, "Exists", "ok", [first], now="2026-02-01T00:00:00Z")
+    flipped = builders.condition(
+        "ConsumerReady", False, "Missing", "gone", [first], now="2026-03-01T00:00:00Z"
+    )
+    assert same["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert flipped["lastTransitionTime"] == "2026-03-01T00:00:00Z"
+    ready = builders.ready_condition([first, flipped])
+    assert ready["status"] == "False"
+    assert ready["reason"] == "Missing"
+
+
+def test_drift_check_ignores_server_defaults_but_not_edits() -> None:
+    name, spec = _pool(EXAMPLES_DIR / "parsepool-small.yaml")
+    desired = builders.build_deployment(name, "percolate", spec, SETTINGS)
+    import copy
+
+    actual = copy.deepcopy(desired)
+    actual["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
+    actual["status"] = {"replicas": 1}
+    assert builders.is_subset(desired, actual)
+    actual["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    assert not builders.is_subset(desired, actual)
