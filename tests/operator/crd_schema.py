@@ -19,6 +19,7 @@ from typing import Any
 import celpy
 import jsonschema
 import yaml
+from celpy.adapter import json_to_cel
 from pydantic import ValidationError
 
 from percolate_operator import models
@@ -86,9 +87,9 @@ _CEL = celpy.Environment()
 
 def _evaluate(rule: str, self_value: Any, old_value: Any) -> bool:
     program = _CEL.program(_CEL.compile(rule))
-    activation = {"self": celpy.json_to_cel(self_value)}
+    activation = {"self": json_to_cel(self_value)}
     if old_value is not None:
-        activation["oldSelf"] = celpy.json_to_cel(old_value)
+        activation["oldSelf"] = json_to_cel(old_value)
     return bool(program.evaluate(activation))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,10 @@ def test_worker_env_names_are_worker_settings() -> None:
         "secretKeyRef": {"name": "percolate-s3", "key": "secret-key"}
     }
     # The values parse as the worker's settings would.
-    plain = {k.removeprefix("PERCOLATE_READING_").lower(): v for k, v in env.items() if isinstance(v, str)}
-    worker = Settings(**plain)
+    plain: dict[str, Any] = {
+        k.removeprefix("PERCOLATE_READING_").lower(): v for k, v in env.items() if isinstance(v, str)
+    }
+    worker = Settings.model_validate(plain)
     assert worker.worker_mode
     assert worker.nats_ack_wait == 1800.0
 
@@ -232,8 +235,6 @@ def test_conditions_keep_transition_time_until_status_flips() -> None:
 def test_drift_check_ignores_server_defaults_but_not_edits() -> None:
     name, spec = _pool(EXAMPLES_DIR / "parsepool-small.yaml")
     desired = builders.build_deployment(name, "percolate", spec, SETTINGS)
-    import copy
-
     actual = copy.deepcopy(desired)
     actual["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
     actual["status"] = {"replicas": 1}
