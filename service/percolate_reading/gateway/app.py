@@ -1,0 +1,138 @@
+"""The gateway's FastAPI application: `create_app(settings, deps=None)`.
+
+With no `deps` the lifespan connects to NATS, S3 and the job store itself (and closes them
+at shutdown); `serve` and tests hand in their own. Either way the lifespan runs the
+background tasks (tenant registry watch, clean-up sweeper) and /ready turns false when one
+of them stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from percolate_reading import __version__
+from percolate_reading.config import Settings
+from percolate_reading.gateway.api_errors import install_error_handlers
+from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.registry import TenantRegistry
+from percolate_reading.gateway.routes import context, health, jobs, parse
+
+log = logging.getLogger(__name__)
+
+
+async def open_deps(settings: Settings, stack: AsyncExitStack) -> GatewayDeps:
+    """Connect everything the gateway needs; `stack` closes it in reverse order."""
+    from percolate_reading.jobs import open_job_store
+    from percolate_reading.queue.jetstream import connect, ensure_streams
+    from percolate_reading.storage import open_object_store
+
+    registry = TenantRegistry.from_settings(settings)
+    nc = await connect(settings, name="percolate-gateway")
+    stack.push_async_callback(nc.close)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    store = await open_object_store(settings)
+    stack.push_async_callback(store.close)
+    job_store = await open_job_store(settings, js)
+    stack.push_async_callback(job_store.close)
+    return GatewayDeps(
+        settings=settings,
+        store=store,
+        jobs=job_store,
+        registry=registry,
+        nc=nc,
+        js=js,
+        metrics=default_metrics(),
+    )
+
+
+def default_metrics() -> Any:
+    from percolate_reading.metrics import Metrics
+
+    return Metrics()
+
+
+def _supervise(deps: GatewayDeps, name: str, coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(coro, name=name)
+
+    def done(t: asyncio.Task[None]) -> None:
+        if t.cancelled():
+            return
+        exc = t.exception()
+        # /ready reports the task as stopped from here on; the orchestrator restarts us.
+        log.error("background task %s stopped: %r", name, exc)
+
+    task.add_done_callback(done)
+    deps.tasks[name] = task
+
+
+def start_background(deps: GatewayDeps) -> None:
+    if deps.js is not None:
+        _supervise(deps, "tenant-registry", deps.registry.watch_kv(deps.js))
+    assert deps.sweeper is not None
+    _supervise(deps, "sweeper", deps.sweeper.run())
+
+
+async def stop_background(deps: GatewayDeps) -> None:
+    tasks = list(deps.tasks.values())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    deps.tasks.clear()
+
+
+def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            active = deps if deps is not None else await open_deps(settings, stack)
+            app.state.deps = active
+            start_background(active)
+            try:
+                yield
+            finally:
+                await stop_background(active)
+                assert active.sweeper is not None
+                # One last try at leftovers while the connections are still open.
+                await active.sweeper.sweep_once()
+
+    app = FastAPI(
+        title="percolate-reading gateway",
+        version=__version__,
+        description="Upload documents for parsing; poll status; download artifacts.",
+        lifespan=lifespan,
+    )
+    if deps is not None:
+        # Usable before the lifespan runs too (ASGI transports that skip lifespan events).
+        app.state.deps = deps
+    install_error_handlers(app)
+    app.include_router(parse.router)
+    app.include_router(jobs.router)
+    app.include_router(context.router)
+    app.include_router(health.router)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        # The route template, never the raw path: ids would explode the label set.
+        endpoint = getattr(route, "path", "unmatched")
+        metrics = getattr(request.app.state, "deps", None)
+        metrics = getattr(metrics, "metrics", None)
+        if metrics is not None:
+            record = getattr(metrics, "http_request", None)
+            if record is not None:
+                record(endpoint, request.method, response.status_code, time.perf_counter() - started)
+        return response
+
+    return app

@@ -1,0 +1,31 @@
+"""GET /v1/context: the tenant's corpus manifest (documents, artifact URIs, metadata, chunks)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from percolate_reading.errors import ObjectNotFoundError
+from percolate_reading.gateway.api_errors import unavailable
+from percolate_reading.gateway.auth import Tenant
+from percolate_reading.gateway.deps import GatewayDeps
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["context"])
+
+
+@router.get("/v1/context")
+async def get_context(request: Request, tenant: Tenant) -> JSONResponse:
+    from percolate_reading.context import read_context
+
+    deps: GatewayDeps = request.app.state.deps
+    try:
+        context = await read_context(deps.store, tenant)
+    except ObjectNotFoundError:
+        return JSONResponse({"tenant_id": tenant.tenant_id, "documents": []})
+    except Exception as exc:
+        log.warning("context of %s unreadable: %s", tenant.tenant_id, exc)
+        raise unavailable("object storage is unavailable", "storage_unavailable") from exc
+    return JSONResponse(context)

@@ -1,0 +1,56 @@
+"""Liveness, readiness and Prometheus metrics (no authentication: cluster-internal probes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from percolate_reading.gateway.deps import GatewayDeps
+
+router = APIRouter(tags=["health"])
+
+PING_TIMEOUT_S = 2.0
+
+
+@router.get("/health")
+async def health() -> JSONResponse:
+    """The process answers; says nothing about its dependencies."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readiness(deps: GatewayDeps) -> dict[str, str]:
+    """Each check's state: "ok" or why not."""
+    checks: dict[str, str] = {}
+    if deps.nc is None:
+        checks["nats"] = "not configured"
+    else:
+        checks["nats"] = "ok" if deps.nc.is_connected else "disconnected"
+    try:
+        await asyncio.wait_for(deps.store.ping(), PING_TIMEOUT_S)
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"unreachable: {type(exc).__name__}"
+    dead = deps.dead_tasks()
+    checks["background_tasks"] = "ok" if not dead else "stopped: " + ", ".join(sorted(dead))
+    return checks
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    deps: GatewayDeps = request.app.state.deps
+    checks = await readiness(deps)
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+    )
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    deps: GatewayDeps = request.app.state.deps
+    registry = getattr(deps.metrics, "registry", None) or REGISTRY
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,264 @@
+"""POST /v1/parse: stream the upload to the object store, record the job, publish it, answer 202.
+
+Order matters for "nothing accepted and then lost, nothing half-made": the 202 is sent only
+after JetStream acknowledged the message; a failure at any step before that undoes the
+earlier steps (staged object deleted, record marked failed) and answers 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from percolate_reading.errors import QueueError
+from percolate_reading.gateway.api_errors import ApiError, unavailable
+from percolate_reading.gateway.auth import Tenant
+from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.routing import TierNotAllowedError, route_job
+from percolate_reading.gateway.upload import (
+    MultipartUpload,
+    UploadError,
+    sanitize_file_name,
+    sniff_type,
+)
+from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobRecord
+from percolate_reading.subjects import Tier
+from percolate_reading.tenancy import TenantRecord
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["jobs"])
+
+# Multipart framing and the small form fields on top of the file itself.
+BODY_OVERHEAD_BYTES = 64 * 1024
+MAX_CALLBACK_URL_CHARS = 2048
+OPTION_FIELDS = frozenset({"password", "language", "ocr_enabled"})
+KNOWN_FIELDS = frozenset({"callback_url", "priority", "tier"}) | OPTION_FIELDS
+
+CONTENT_TYPES = {
+    "pdf": "application/pdf",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "audio": "application/octet-stream",
+    "image": "application/octet-stream",
+}
+
+PARSE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "callback_url": {"type": "string", "maxLength": MAX_CALLBACK_URL_CHARS},
+                        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+                        "tier": {"type": "string", "enum": [t.value for t in Tier]},
+                        "password": {"type": "string"},
+                        "language": {"type": "string"},
+                        "ocr_enabled": {"type": "boolean"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "202": {"description": "Accepted: the job is queued."},
+        "401": {"description": "Missing or wrong API key."},
+        "413": {"description": "The file is over the tenant's size cap."},
+        "415": {"description": "The content is not a type we parse."},
+        "429": {"description": "Too many queued and running jobs."},
+        "503": {"description": "Storage or queue unavailable; retry after Retry-After seconds."},
+    },
+}
+
+
+def new_job_id() -> str:
+    """32 hex chars: milliseconds first, so ids sort by creation time; then 80 random bits."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def _deps(request: Request) -> GatewayDeps:
+    deps: GatewayDeps = request.app.state.deps
+    return deps
+
+
+def _observe(deps: GatewayDeps, name: str, seconds: float) -> None:
+    if deps.metrics is not None:
+        observe = getattr(deps.metrics, "observe", None)
+        if observe is not None:
+            observe(name, seconds)
+
+
+def parse_fields(fields: dict[str, str]) -> tuple[str | None, int, Tier | None, dict[str, str]]:
+    """(callback_url, priority, requested tier, parse options) from the form; 400 when invalid."""
+    unknown = sorted(set(fields) - KNOWN_FIELDS)
+    if unknown:
+        raise ApiError(400, "bad_request", f"unknown form fields: {', '.join(unknown)}")
+    callback = fields.get("callback_url") or None
+    if callback is not None and (
+        len(callback) > MAX_CALLBACK_URL_CHARS or not callback.startswith(("http://", "https://"))
+    ):
+        raise ApiError(400, "bad_request", "callback_url must be an http(s) URL")
+    try:
+        priority = int(fields.get("priority") or 0)
+    except ValueError:
+        raise ApiError(400, "bad_request", "priority must be an integer 0-9") from None
+    if not 0 <= priority <= 9:
+        raise ApiError(400, "bad_request", "priority must be an integer 0-9")
+    tier: Tier | None = None
+    if fields.get("tier"):
+        try:
+            tier = Tier(fields["tier"])
+        except ValueError:
+            raise ApiError(400, "bad_request", f"tier must be one of {[t.value for t in Tier]}") from None
+    options = {k: v for k, v in fields.items() if k in OPTION_FIELDS and v != ""}
+    if "ocr_enabled" in options:
+        if options["ocr_enabled"].lower() not in ("true", "false", "1", "0"):
+            raise ApiError(400, "bad_request", "ocr_enabled must be true or false")
+        options["ocr_enabled"] = str(options["ocr_enabled"].lower() in ("true", "1")).lower()
+    return callback, priority, tier, options
+
+
+def _object_key(tenant: TenantRecord, job_id: str, name: str) -> str:
+    return f"{tenant.tenant_id}/{job_id}/{name}"
+
+
+@router.post("/v1/parse", status_code=202, openapi_extra=PARSE_OPENAPI)
+async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
+    deps = _deps(request)
+    max_bytes = tenant.quotas.max_file_bytes
+
+    # Refuse what is already known to be too big before reading a byte of it.
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared_bytes = int(declared)
+        except ValueError:
+            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+        if declared_bytes > max_bytes + BODY_OVERHEAD_BYTES:
+            raise ApiError(413, "too_large", f"the upload is larger than this tenant's {max_bytes} bytes")
+
+    try:
+        active = await deps.jobs.count_active(tenant.tenant_id)
+    except Exception as exc:
+        log.warning("job store unavailable for the quota check: %s", exc)
+        raise unavailable("the job store is unavailable") from exc
+    if active >= tenant.quotas.max_active_jobs:
+        raise ApiError(
+            429,
+            "too_many_jobs",
+            f"{active} jobs are queued or running; this tenant may have {tenant.quotas.max_active_jobs}",
+            {"Retry-After": "30"},
+        )
+
+    try:
+        upload = MultipartUpload(
+            request.stream(), request.headers.get("content-type"), max_file_bytes=max_bytes
+        )
+        await upload.open_file()
+        head = await upload.read_head()
+    except UploadError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    if not head:
+        raise ApiError(400, "empty", "the file is empty")
+    doc_type = sniff_type(head)
+    if doc_type is None:
+        raise ApiError(415, "unsupported_type", "the content is not a PDF, XLSX, audio or image file")
+
+    job_id = new_job_id()
+    name = sanitize_file_name(upload.raw_file_name)
+    bucket = tenant.files_bucket
+    key = _object_key(tenant, job_id, name)
+    assert deps.sweeper is not None
+    try:
+        started = time.perf_counter()
+        try:
+            size = await deps.store.put_stream(
+                bucket, key, upload.file_chunks(), CONTENT_TYPES[doc_type.value]
+            )
+        except BaseException:
+            if upload.error is not None:
+                raise ApiError(upload.error.status, upload.error.code, upload.error.message) from None
+            raise
+        _observe(deps, "s3_upload_duration_seconds", time.perf_counter() - started)
+        try:
+            await upload.finish()
+        except UploadError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        callback, priority, requested_tier, options = parse_fields(upload.fields)
+        try:
+            route = route_job(deps.settings, tenant, doc_type.value, size, requested_tier)
+        except TierNotAllowedError as exc:
+            raise ApiError(400, "tier_not_allowed", str(exc)) from None
+
+        record = JobRecord(
+            job_id=job_id,
+            tenant_id=tenant.tenant_id,
+            file_name=name,
+            file_type=doc_type.value,
+            size_bytes=size,
+            tier=route.tier,
+            callback_url=callback,
+        )
+        message = JobMessage(
+            job_id=job_id,
+            tenant_id=tenant.tenant_id,
+            file_name=name,
+            file_type=doc_type.value,
+            s3_uri=f"s3://{bucket}/{key}",
+            size_bytes=size,
+            storage_strategy=tenant.storage_strategy,
+            callback_url=callback,
+            priority=priority,
+            tier=route.tier,
+            options=options,
+            created_at=record.created_at,
+        )
+        try:
+            await deps.jobs.create(record)
+        except Exception as exc:
+            log.warning("job store unavailable, job %s not recorded: %s", job_id, exc)
+            raise unavailable("the job store is unavailable") from exc
+        try:
+            started = time.perf_counter()
+            await publish(deps, message, route.subject)
+            _observe(deps, "nats_publish_duration_seconds", time.perf_counter() - started)
+        except Exception as exc:
+            log.warning("job %s not published: %s", job_id, exc)
+            await deps.sweeper.fail_job(
+                job_id,
+                JobErrorInfo(
+                    code=QueueError.code, message="the queue did not accept the job", permanent=False
+                ),
+            )
+            raise unavailable("the job queue is unavailable", QueueError.code) from exc
+    except ApiError:
+        # Also after a refused upload: a store may have kept part of it.
+        await deps.sweeper.discard_object(bucket, key)
+        raise
+    except Exception as exc:
+        # Storage failed mid-upload (put_stream aborts its multipart upload) or later.
+        await deps.sweeper.discard_object(bucket, key)
+        log.warning("upload of job %s failed: %s", job_id, exc)
+        raise unavailable("object storage is unavailable", "storage_unavailable") from exc
+
+    status_url = str(request.url_for("get_job", job_id=job_id))
+    return JSONResponse(
+        {"job_id": job_id, "status": record.status.value, "status_url": status_url},
+        status_code=202,
+        headers={"Location": status_url},
+    )
+
+
+async def publish(deps: GatewayDeps, message: JobMessage, subject: str) -> None:
+    if deps.js is None:
+        raise QueueError("the gateway has no JetStream connection")
+    from percolate_reading.queue.jetstream import publish_job
+
+    await publish_job(deps.js, message, subject)

@@ -1,0 +1,73 @@
+"""`run_gateway(settings)`: the gateway as a blocking uvicorn server (container role)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from percolate_reading.config import Settings
+from percolate_reading.gateway.app import create_app
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn without its signal re-raise.
+
+    uvicorn re-raises a caught SIGTERM after shutting down, which kills the process before the
+    caller can drain workers and close connections. The caller installs the handlers instead
+    (`install_signal_handlers`)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def install_signal_handlers(server: uvicorn.Server, loop: asyncio.AbstractEventLoop) -> None:
+    def on_signal() -> None:
+        if server.should_exit:
+            server.force_exit = True  # a second Ctrl-C: stop waiting for open connections
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+
+def uvicorn_config(settings: Settings, app: FastAPI, *, log_config: bool = True) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        # Access lines carry method, path and status only, never the Authorization header.
+        access_log=True,
+        lifespan="on",
+        timeout_keep_alive=10,
+        timeout_graceful_shutdown=30,
+        proxy_headers=True,
+        log_config=uvicorn.config.LOGGING_CONFIG if log_config else None,
+    )
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+async def serve_gateway(settings: Settings) -> bool:
+    server = GatewayServer(uvicorn_config(settings, create_app(settings)))
+    install_signal_handlers(server, asyncio.get_running_loop())
+    await server.serve()
+    # `started` is set only once the lifespan and the socket came up.
+    return server.started
+
+
+def run_gateway(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit code (non-zero if start-up failed)."""
+    setup_logging(settings)
+    return 0 if asyncio.run(serve_gateway(settings)) else 1
