@@ -1,0 +1,260 @@
+"""PDF provider (PyMuPDF): text in reading order, headings, lists, ruled tables, OCR fallback.
+
+Two passes, both streaming: a sample of up to SAMPLE_PAGES pages yields the document's body
+font size, heading size tiers and running headers/footers; then every page is extracted,
+cleaned and turned into blocks, and only its blocks are kept (sampled pages' compact text is
+reused, so no page is extracted twice). Expensive work runs only where it can pay off:
+`find_tables` on pages whose drawings could form a grid, OCR on pages with images and no text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+
+from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.errors import (
+    CorruptDocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    EncryptedDocumentError,
+)
+from percolate_reading.providers.base import ParseOptions
+from percolate_reading.providers.pdf_layout import (
+    SAMPLE_PAGES,
+    DocStats,
+    ListState,
+    PageText,
+    TableItem,
+    build_blocks,
+    doc_stats,
+    drop_lines_inside,
+    drop_margin_lines,
+    page_text,
+)
+from percolate_reading.providers.pdf_tables import find_page_tables, grid_candidate
+
+# No images in the dict (they are large and unused); keep whitespace so words stay apart.
+TEXT_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
+OCR_DPI = 200
+_fitz: Any = pymupdf  # PyMuPDF's own annotations are partial: use its API as dynamic
+# Errors MuPDF raises for damaged content inside an otherwise opened document.
+_MUPDF_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+
+
+def sample_page_numbers(page_count: int, limit: int = SAMPLE_PAGES) -> list[int]:
+    """Evenly spread 0-based page numbers (all pages when the document is short)."""
+    if page_count <= limit:
+        return list(range(page_count))
+    step = page_count / limit
+    return sorted({int(i * step) for i in range(limit)})
+
+
+def _open(path: Path, options: ParseOptions) -> tuple[Any, list[str]]:
+    warnings: list[str] = []
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CorruptDocumentError(f"cannot read PDF {path.name}: {exc.strerror}") from exc
+    if size == 0:
+        raise EmptyDocumentError(f"{path.name} is empty (0 bytes)")
+    try:
+        doc = _fitz.open(path, filetype="pdf")
+    except _fitz.EmptyFileError as exc:
+        raise EmptyDocumentError(f"{path.name} is empty (0 bytes)") from exc
+    except (_fitz.FileDataError, *_MUPDF_ERRORS) as exc:
+        raise CorruptDocumentError(f"{path.name} is not a readable PDF: {exc}") from exc
+    try:
+        if doc.needs_pass:
+            if not options.password:
+                raise EncryptedDocumentError(f"{path.name} is encrypted; supply its password to parse it")
+            if not doc.authenticate(options.password):
+                raise EncryptedDocumentError(f"{path.name} is encrypted and the supplied password is wrong")
+        if doc.is_repaired:
+            warnings.append("the PDF was damaged and repaired by MuPDF; some content may be missing")
+        if doc.page_count == 0:
+            raise CorruptDocumentError(f"{path.name} has no readable pages")
+        if doc.page_count > options.max_pages:
+            raise DocumentTooLargeError(
+                f"{path.name} has {doc.page_count} pages; the limit is {options.max_pages}"
+            )
+    except BaseException:
+        doc.close()
+        raise
+    return doc, warnings
+
+
+def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
+    try:
+        ocr = importlib.import_module("percolate_reading.providers.ocr")
+    except ImportError:
+        return None
+    return ocr.recognize, ocr.lines_to_paragraphs
+
+
+class _PdfParse:
+    """State of one parse: the open document, counters and the blocks produced so far."""
+
+    def __init__(self, doc: Any, source_name: str, options: ParseOptions, warnings: list[str]) -> None:
+        self.doc = doc
+        self.options = options
+        self.result = ParsedDocument(source_name=source_name, doc_type=DocumentType.PDF, warnings=warnings)
+        self.pages_ocr = 0
+        self.pages_with_text = 0
+        self.unreadable: list[int] = []
+        self.no_text_pages: list[int] = []
+        self.margin_lines_dropped = 0
+        self.table_pages_checked = 0
+        self.t_tables = 0.0
+        self.t_ocr = 0.0
+        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]]] | None = None
+        self._ocr_loaded = False
+        self.lists = ListState()
+
+    def extract(self, pno: int) -> tuple[Any, PageText] | None:
+        try:
+            page = self.doc.load_page(pno)
+            return page, page_text(page.get_text("dict", flags=TEXT_FLAGS))
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {pno + 1} could not be read: {exc}")
+            self.unreadable.append(pno + 1)
+            return None
+
+    def tables(self, page: Any, page_no: int) -> list[TableItem]:
+        try:
+            drawings = page.get_cdrawings()
+        except _MUPDF_ERRORS:
+            return []
+        if not drawings or not grid_candidate(drawings):
+            return []
+        t0 = time.perf_counter()
+        self.table_pages_checked += 1
+        try:
+            return find_page_tables(page, page_no, TEXT_FLAGS)
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
+            return []
+        finally:
+            self.t_tables += time.perf_counter() - t0
+
+    def ocr_page(self, page: Any, page_no: int) -> list[Block]:
+        if not page.get_images(full=False):
+            return []
+        if not self.options.ocr_enabled:
+            self.no_text_pages.append(page_no)
+            return []
+        if not self._ocr_loaded:
+            self._ocr = _load_ocr()
+            self._ocr_loaded = True
+        if self._ocr is None:
+            self.no_text_pages.append(page_no)
+            return []
+        recognize, to_paragraphs = self._ocr
+        t0 = time.perf_counter()
+        try:
+            png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
+            paragraphs = to_paragraphs(recognize(png, language=self.options.language))
+        except ImportError:
+            self._ocr = None  # the engine is not installed: stop trying on later pages
+            self.no_text_pages.append(page_no)
+            return []
+        finally:
+            self.t_ocr += time.perf_counter() - t0
+        self.pages_ocr += 1
+        return [Block(BlockKind.PARAGRAPH, text=p, page=page_no) for p in paragraphs if p.strip()]
+
+    def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        if not text.has_text:
+            return self.ocr_page(page, page_no)
+        self.pages_with_text += 1
+        self.margin_lines_dropped += drop_margin_lines(text, stats)
+        tables = self.tables(page, page_no)
+        drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
+        return build_blocks(text, tables, stats, self.lists, page_no)
+
+    def run(self) -> ParsedDocument:
+        doc = self.doc
+        result = self.result
+        t0 = time.perf_counter()
+        sampled: dict[int, tuple[Any, PageText] | None] = {}
+        for pno in sample_page_numbers(doc.page_count):
+            sampled[pno] = self.extract(pno)
+        stats = doc_stats([s[1] for s in sampled.values() if s is not None])
+        # Keep only the compact text of sampled pages; pages are reloaded when needed.
+        cached = {pno: s[1] for pno, s in sampled.items() if s is not None}
+        failed = {pno for pno, s in sampled.items() if s is None}
+        sampled.clear()
+        result.timings["pdf_scan"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        for pno in range(doc.page_count):
+            page_no = pno + 1
+            result.blocks.append(Block(BlockKind.PAGE_BREAK, page=page_no))
+            text = cached.pop(pno, None)
+            if text is not None:
+                try:
+                    page = doc.load_page(pno)
+                except _MUPDF_ERRORS:
+                    continue
+            elif pno in failed:
+                continue
+            else:
+                extracted = self.extract(pno)
+                if extracted is None:
+                    continue
+                page, text = extracted
+            try:
+                result.blocks.extend(self.page_blocks(page, text, stats, page_no))
+            except _MUPDF_ERRORS as exc:
+                result.warnings.append(f"page {page_no} could not be read: {exc}")
+                self.unreadable.append(page_no)
+        result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
+        result.timings["pdf_tables"] = self.t_tables
+        result.timings["pdf_ocr"] = self.t_ocr
+
+        if len(set(self.unreadable)) >= doc.page_count:
+            raise CorruptDocumentError(f"{result.source_name}: no page of the PDF could be read")
+        if self.margin_lines_dropped:
+            shown = "; ".join(repr(t) for t in stats.margin_examples[:3])
+            result.warnings.append(
+                f"dropped {self.margin_lines_dropped} repeated header/footer lines ({shown})"
+            )
+        if self.no_text_pages:
+            why = "disabled" if not self.options.ocr_enabled else "unavailable"
+            for page_no in self.no_text_pages:
+                result.warnings.append(f"page {page_no} has no text layer; OCR {why}")
+        info = doc.metadata or {}
+        result.metadata.update(
+            page_count=doc.page_count,
+            title=(info.get("title") or "").strip() or None,
+            author=(info.get("author") or "").strip() or None,
+            pages_ocr=self.pages_ocr,
+            tables=sum(1 for b in result.blocks if b.kind is BlockKind.TABLE),
+            table_pages_checked=self.table_pages_checked,
+            has_text_layer=self.pages_with_text > 0,
+            body_font_size=stats.body_size or None,
+            parser=f"pymupdf {pymupdf.VersionBind}",
+        )
+        return result
+
+
+class PdfProvider:
+    """Parses PDFs with PyMuPDF; see the module docstring for the passes."""
+
+    doc_type = DocumentType.PDF
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        t0 = time.perf_counter()
+        doc, warnings = _open(path, options)
+        try:
+            open_s = time.perf_counter() - t0
+            result = _PdfParse(doc, source_name, options, warnings).run()
+            result.timings["pdf_open"] = open_s
+            return result
+        finally:
+            doc.close()

@@ -1,0 +1,236 @@
+"""PDF provider: PDFs drawn with PyMuPDF at test time, assertions on exact content and order."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.errors import (
+    CorruptDocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    EncryptedDocumentError,
+)
+from percolate_reading.providers.base import ParseOptions
+from percolate_reading.providers.pdf import PdfProvider, sample_page_numbers
+from percolate_reading.providers.pdf_layout import join_line, list_marker
+from percolate_reading.providers.pdf_tables import grid_candidate, table_from_rows
+from tests.service.providers import pdf_fixtures as fx
+
+
+def parse(tmp_path: Path, data: bytes, name: str = "doc.pdf", **options: object) -> ParsedDocument:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return PdfProvider().parse(path, name, ParseOptions(**options))  # type: ignore[arg-type]
+
+
+def content(doc: ParsedDocument) -> list[Block]:
+    return [b for b in doc.blocks if b.kind is not BlockKind.PAGE_BREAK]
+
+
+def test_headings_paragraphs_and_lists(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.structured_pdf())
+    assert doc.doc_type is DocumentType.PDF
+    got = [(b.kind, b.text, b.level) for b in content(doc) if b.kind is not BlockKind.LIST_ITEM]
+    assert got == [
+        (BlockKind.HEADING, "Annual Widget Report", 1),
+        (BlockKind.HEADING, "1. Introduction", 2),
+        (BlockKind.PARAGRAPH, fx.INTRO, 0),
+        # "extra-" / "ordinary" on two lines: the hyphenation is undone.
+        (BlockKind.PARAGRAPH, "The results were extraordinary in every region we measured.", 0),
+        (BlockKind.HEADING, "2. Methods", 2),
+        (BlockKind.PARAGRAPH, fx.METHODS, 0),
+        (BlockKind.HEADING, "Key findings", 3),
+        (BlockKind.PARAGRAPH, fx.CLOSING, 0),
+    ]
+    items = [b for b in doc.blocks if b.kind is BlockKind.LIST_ITEM]
+    assert [(b.text, b.ordered, b.marker, b.level) for b in items[:3]] == [
+        (fx.NUMBERED[0], True, "1.", 0),
+        (fx.NUMBERED[1], True, "2.", 0),
+        (fx.NUMBERED[2], True, "3.", 0),
+    ]
+    assert [(b.text, b.ordered, b.level) for b in items[3:]] == [
+        (fx.BULLETS[0], False, 0),
+        (fx.BULLETS[1], False, 0),
+        (fx.NESTED_BULLET, False, 1),
+    ]
+    # The lists sit between the "Key findings" heading and the closing paragraph.
+    kinds = [b.kind for b in content(doc)]
+    assert kinds.index(BlockKind.LIST_ITEM) == [b.text for b in content(doc)].index("Key findings") + 1
+    assert doc.metadata["page_count"] == 1
+    assert doc.metadata["title"] == "Widget Report"
+    assert doc.metadata["author"] == "Ada Lovelace"
+    assert doc.metadata["has_text_layer"] is True
+    assert doc.metadata["body_font_size"] == fx.BODY
+    assert doc.warnings == []
+
+
+def test_two_columns_read_column_by_column(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.two_column_pdf())
+    text = doc.text()
+    positions = [text.index(s) for s in (*fx.LEFT_SENTENCES, *fx.RIGHT_SENTENCES)]
+    assert positions == sorted(positions)
+    assert max(positions[: len(fx.LEFT_SENTENCES)]) < min(positions[len(fx.LEFT_SENTENCES) :])
+    blocks = content(doc)
+    assert (blocks[0].kind, blocks[0].text) == (BlockKind.HEADING, "Regional Survey")
+    assert blocks[-1].text == fx.CLOSING
+
+
+def test_ruled_table_cells_in_rows_and_columns(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.ruled_table_pdf())
+    assert len(doc.tables) == 1
+    table = doc.tables[0]
+    assert table.rows == fx.TABLE_ROWS
+    assert table.header_rows == 1
+    assert table.page == 1
+    blocks = content(doc)
+    assert [b.kind for b in blocks] == [BlockKind.PARAGRAPH, BlockKind.TABLE, BlockKind.PARAGRAPH]
+    assert [blocks[0].text, blocks[2].text] == [fx.TABLE_BEFORE, fx.TABLE_AFTER]
+    # Cell text is not emitted a second time as paragraphs.
+    paragraphs = " ".join(b.text for b in blocks if b.kind is BlockKind.PARAGRAPH)
+    assert "North" not in paragraphs
+    assert "$4,800" not in paragraphs
+    assert doc.metadata["tables"] == 1
+
+
+def test_pages_without_rules_skip_the_table_finder(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.two_column_pdf())
+    assert doc.metadata["table_pages_checked"] == 0
+    assert doc.tables == []
+
+
+def test_repeated_header_and_footer_are_dropped(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.header_footer_pdf(pages=5))
+    text = doc.text()
+    assert fx.HEADER_TEXT not in text
+    assert "Page" not in text
+    starts = [text.index(fx.body_sentence(n)) for n in range(1, 6)]
+    assert starts == sorted(starts)
+    assert any("header/footer" in w and fx.HEADER_TEXT in w for w in doc.warnings)
+
+
+def test_page_breaks_mark_every_page(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.header_footer_pdf(pages=4))
+    breaks = [b.page for b in doc.blocks if b.kind is BlockKind.PAGE_BREAK]
+    assert breaks == [1, 2, 3, 4]
+    for block in content(doc):
+        assert block.text.startswith(f"Body text of page {block.page} ")
+
+
+def test_scanned_page_without_ocr_is_reported(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.scanned_pdf(), ocr_enabled=False)
+    assert "page 2 has no text layer; OCR disabled" in doc.warnings
+    assert doc.metadata["pages_ocr"] == 0
+    assert fx.INTRO in doc.text()
+
+
+@pytest.mark.ocr
+@pytest.mark.skipif(
+    importlib.util.find_spec("rapidocr_onnxruntime") is None, reason="OCR engine not installed"
+)
+def test_scanned_page_is_ocred(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.scanned_pdf())
+    assert doc.metadata["pages_ocr"] == 1
+    ocr_text = " ".join(b.text for b in doc.blocks if b.page == 2 and b.kind is BlockKind.PARAGRAPH)
+    for word in ("INVOICE", "TOTAL"):
+        assert word in ocr_text.upper()
+    assert fx.INTRO in doc.text()
+
+
+def test_encrypted_pdf_needs_the_right_password(tmp_path: Path) -> None:
+    data = fx.encrypted_pdf("s3cret")
+    with pytest.raises(EncryptedDocumentError, match="encrypted; supply its password"):
+        parse(tmp_path, data)
+    with pytest.raises(EncryptedDocumentError, match="password is wrong"):
+        parse(tmp_path, data, password="guess")
+    doc = parse(tmp_path, data, password="s3cret")
+    assert content(doc)[0].text == "Annual Widget Report"
+
+
+def test_truncated_pdf_is_repaired_with_a_warning(tmp_path: Path) -> None:
+    data = fx.header_footer_pdf(pages=4)
+    doc = parse(tmp_path, data[: int(len(data) * 0.7)])
+    assert any("repaired" in w for w in doc.warnings)
+    assert doc.metadata["page_count"] == 4
+    assert fx.body_sentence(1) in doc.text()
+
+
+def test_pdf_truncated_beyond_repair_is_corrupt(tmp_path: Path) -> None:
+    with pytest.raises(CorruptDocumentError, match=r"doc\.pdf is not a readable PDF"):
+        parse(tmp_path, fx.header_footer_pdf(pages=4)[:300])
+
+
+def test_garbage_is_corrupt(tmp_path: Path) -> None:
+    with pytest.raises(CorruptDocumentError, match="not a readable PDF"):
+        parse(tmp_path, b"%PDF-1.7\nthis is not really a pdf at all\n" * 3)
+
+
+def test_zero_byte_file_is_empty(tmp_path: Path) -> None:
+    with pytest.raises(EmptyDocumentError, match=r"empty \(0 bytes\)"):
+        parse(tmp_path, b"")
+
+
+def test_page_cap(tmp_path: Path) -> None:
+    data = fx.many_pages_pdf(6)
+    with pytest.raises(DocumentTooLargeError, match="6 pages; the limit is 5"):
+        parse(tmp_path, data, max_pages=5)
+    assert parse(tmp_path, data, max_pages=6).metadata["page_count"] == 6
+
+
+def test_long_documents_are_sampled_but_every_page_parsed(tmp_path: Path) -> None:
+    assert sample_page_numbers(10) == list(range(10))
+    sampled = sample_page_numbers(500, limit=60)
+    assert len(sampled) == 60
+    assert sampled[0] == 0
+    doc = parse(tmp_path, fx.many_pages_pdf(90))
+    assert [b.text for b in content(doc)] == [fx.body_sentence(n) for n in range(1, 91)]
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("• Apples", ("•", False, "Apples")),
+        ("- dash item", ("-", False, "dash item")),
+        ("12) twelfth", ("12)", True, "twelfth")),
+        ("b. second", ("b.", True, "second")),
+        ("iv) fourth", ("iv)", True, "fourth")),
+        ("(3) third", ("(3)", True, "third")),
+        ("-5 degrees", None),
+        ("2023 was a year", None),
+        ("J. Smith wrote", None),
+    ],
+)
+def test_list_markers(line: str, expected: tuple[str, bool, str] | None) -> None:
+    assert list_marker(line) == expected
+
+
+def test_line_joins() -> None:
+    assert join_line("extra-", "ordinary") == "extraordinary"
+    assert join_line("state-of-the-", "Art") == "state-of-the- Art"
+    assert join_line("soft\xad", "ware") == "software"
+    assert join_line("one", " two") == "one two"
+
+
+def test_grid_candidate_needs_rules_both_ways() -> None:
+    def lines(n: int, horizontal: bool) -> list[tuple[object, ...]]:
+        if horizontal:
+            return [("l", (0.0, 10.0 * i), (100.0, 10.0 * i)) for i in range(n)]
+        return [("l", (10.0 * i, 0.0), (10.0 * i, 100.0)) for i in range(n)]
+
+    assert grid_candidate([{"items": lines(3, True) + lines(3, False)}])
+    assert not grid_candidate([{"items": lines(6, True)}])
+    assert not grid_candidate([{"items": [("re", (0.0, 0.0, 100.0, 100.0), 1)]}])  # one frame
+
+
+def test_table_rows_are_normalised() -> None:
+    table = table_from_rows([["a\nb", None, "c"], ["", "", ""], ["1", "2", None]], None, 3)
+    assert table is not None
+    assert table.rows == (("a b", "", "c"), ("1", "2", ""))
+    assert table.page == 3
+    assert table_from_rows([["only one row", "x"]], None, 1) is None
