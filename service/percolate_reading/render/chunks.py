@@ -224,6 +224,7 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
     page: int | None = None
     sheet: str | None = None
     previous_kind: BlockKind | None = None
+    list_ordered = False
     for block in doc.blocks:
         block_sheet = sheet_of(block)
         if block_sheet is not None and block_sheet != sheet:
@@ -243,9 +244,14 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
             for unit in _text_units(block.text.strip(), _PARA, max_chars, **where):
                 chunker.add(unit)
         elif kind is BlockKind.LIST_ITEM:
-            if previous_kind is not BlockKind.LIST_ITEM:
+            continues = previous_kind is BlockKind.LIST_ITEM and (
+                block.level > 0 or block.ordered == list_ordered
+            )
+            if block.level <= 0:
+                list_ordered = block.ordered
+            if not continues:
                 lists.reset()
-            joiner = "\n" if previous_kind is BlockKind.LIST_ITEM else _PARA
+            joiner = "\n" if continues else _PARA
             for unit in _text_units(lists.line(block), joiner, max_chars, **where):
                 chunker.add(unit)
         elif kind is BlockKind.TABLE and block.table is not None and block.table.rows:

@@ -136,6 +136,7 @@ def to_markdown(doc: ParsedDocument) -> str:
     page: int | None = None
     sheet: str | None = None
     in_list = False
+    list_ordered = False
     for block in doc.blocks:
         if block.kind is not BlockKind.LIST_ITEM:
             in_list = False
@@ -154,6 +155,10 @@ def to_markdown(doc: ParsedDocument) -> str:
         if block.kind is BlockKind.PAGE_BREAK:
             continue
         if block.kind is BlockKind.LIST_ITEM:
+            if in_list and block.level <= 0 and block.ordered != list_ordered:
+                in_list = False  # bullets then numbers at the top level: two lists
+            if block.level <= 0:
+                list_ordered = block.ordered
             if not in_list:
                 lists.reset()
                 in_list = True

@@ -171,3 +171,15 @@ def test_chunks_respect_the_limit_and_keep_every_word(
     for b in blocks:
         for word in b.text.split():
             assert word in joined
+
+
+def test_list_text_matches_markdown() -> None:
+    doc = _doc(
+        DocumentType.PDF,
+        Block(K.LIST_ITEM, text="a"),
+        Block(K.LIST_ITEM, text="nested", level=1, ordered=True),
+        Block(K.LIST_ITEM, text="one", ordered=True),
+        Block(K.LIST_ITEM, text="two", ordered=True),
+    )
+    (chunk,) = build_chunks(doc, ChunkOptions())
+    assert chunk["text"] == "- a\n  1. nested\n\n1. one\n2. two"

@@ -128,3 +128,14 @@ def test_timestamp_format() -> None:
     assert format_timestamp(0) == "00:00:00.000"
     assert format_timestamp(59.9996) == "00:01:00.000"
     assert format_timestamp(360000.001) == "100:00:00.001"
+
+
+def test_bullets_then_numbers_are_two_lists() -> None:
+    doc = _doc(
+        DocumentType.PDF,
+        Block(K.LIST_ITEM, text="a"),
+        Block(K.LIST_ITEM, text="b"),
+        Block(K.LIST_ITEM, text="one", ordered=True),
+        Block(K.LIST_ITEM, text="two", ordered=True),
+    )
+    assert to_markdown(doc) == "- a\n- b\n\n1. one\n2. two\n"
