@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         89_478_485, ge=1, description="Decompression-bomb guard: pixels of one image frame."
     )
     audio_max_duration_s: float = Field(
-        4 * 3600.0, gt=0, description="Longest audio file transcribed (seconds)."
+        2 * 3600.0, gt=0, description="Longest audio transcribed (s); decoded PCM costs 64 KB/s."
     )
     model_cache_dir: Path = Field(
         default_factory=lambda: default_model_cache_dir(),
