@@ -1,0 +1,176 @@
+"""`percolate-reading serve` + `submit` end to end: a private nats-server, local storage,
+RocksDB job state, one process; then SIGTERM leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+from tests.service.gateway.harness import make_pdf
+
+pytestmark = pytest.mark.integration
+
+KEY = "pr_serve-test-key-0123456789"
+
+
+def clean_env() -> dict[str, str]:
+    # The child must not pick up a NATS URL or S3 endpoint from the developer's shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERCOLATE_READING_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def processes_mentioning(needle: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmdline and "nats-server" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+class Serve:
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "percolate_reading",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace")
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for_line(self, needle: str, timeout: float = 120.0) -> str:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(
+                    "serve printed no line with " + needle + ":\n" + "".join(self.output)
+                ) from None
+            if needle in line:
+                return line
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[Serve, int, Path]]:
+    data_dir = tmp_path / "state"
+    port = free_port()
+    env = clean_env()
+    env["PERCOLATE_READING_DEV_API_KEY"] = KEY
+    proc = Serve(data_dir, port, env)
+    try:
+        yield proc, port, data_dir
+    finally:
+        proc.close()
+
+
+def test_serve_submit_and_clean_shutdown(serve: tuple[Serve, int, Path], tmp_path: Path) -> None:
+    proc, port, data_dir = serve
+    proc.wait_for_line("serving on")
+    key_line = proc.wait_for_line("API key")
+    assert KEY in key_line
+    assert processes_mentioning(str(data_dir)), "serve should run a private nats-server"
+
+    doc = tmp_path / "annual-report.pdf"
+    doc.write_bytes(make_pdf("Serve mode parses this sentence"))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "percolate_reading",
+            "submit",
+            str(doc),
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--api-key",
+            KEY,
+            "--wait",
+            "--out",
+            str(out),
+            "--timeout",
+            "300",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr + "".join(proc.output)
+    job_dir = out / "annual-report"
+    files = [p for p in job_dir.rglob("*") if p.is_file()]
+    assert files, result.stdout
+    texts = [p.read_text(errors="replace") for p in files if p.suffix in (".md", ".json", ".jsonl", ".txt")]
+    assert any("Serve mode parses this sentence" in t for t in texts)
+
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(120) == 0, "".join(proc.output)
+    assert processes_mentioning(str(data_dir)) == []
+
+
+def test_submit_refused_file_exits_1(serve: tuple[Serve, int, Path], tmp_path: Path) -> None:
+    proc, port, _ = serve
+    proc.wait_for_line("serving on")
+    bad = tmp_path / "notes.pdf"
+    bad.write_text("plain text pretending to be a PDF")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "percolate_reading",
+            "submit",
+            str(bad),
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--api-key",
+            KEY,
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "415" in result.stdout

@@ -1,0 +1,115 @@
+"""Fixtures for gateway integration tests: real nats-server (per test) and SeaweedFS (shared).
+
+Each test gets its own tenants (unique ids, so the shared S3 buckets never mix tests) and its
+own gateway on a real uvicorn server.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from percolate_reading.config import Settings
+from percolate_reading.storage import open_object_store
+from percolate_reading.storage.base import ObjectStore
+from tests.servers import NatsServer, SeaweedS3, free_port
+from tests.service.gateway.harness import LiveGateway, WebhookReceiver
+
+WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy0xMjM0NTY3ODkw"  # base64 of a test secret
+
+
+@dataclass(frozen=True)
+class Tenants:
+    acme: str
+    beta: str
+    tiny: str  # max one active job, 64 KiB files
+    acme_key: str = "acme-key-0123456789"
+    beta_key: str = "beta-key-0123456789"
+    tiny_key: str = "tiny-key-0123456789"
+
+
+@pytest.fixture
+def tenants(tmp_path: Path) -> Tenants:
+    suffix = uuid.uuid4().hex[:8]
+    return Tenants(acme=f"acme-{suffix}", beta=f"beta-{suffix}", tiny=f"tiny-{suffix}")
+
+
+@pytest.fixture
+def tenants_file(tmp_path: Path, tenants: Tenants) -> Path:
+    path = tmp_path / "tenants.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "tenant_id": tenants.acme,
+                    "api_keys": [tenants.acme_key],
+                    "webhook_secret": WEBHOOK_SECRET,
+                    "quotas": {"max_file_bytes": 8 * 1024 * 1024, "max_active_jobs": 50},
+                },
+                {"tenant_id": tenants.beta, "api_keys": [tenants.beta_key], "webhook_secret": WEBHOOK_SECRET},
+                {
+                    "tenant_id": tenants.tiny,
+                    "api_keys": [tenants.tiny_key],
+                    "quotas": {"max_file_bytes": 64 * 1024, "max_active_jobs": 1},
+                },
+            ]
+        )
+    )
+    return path
+
+
+def make_settings(
+    tmp_path: Path, nats: NatsServer, s3: SeaweedS3, tenants_file: Path, **overrides: object
+) -> Settings:
+    values: dict[str, object] = {
+        "nats_url": nats.url,
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": SecretStr(s3.secret_key),
+        "tenants_file": tenants_file,
+        "data_dir": tmp_path / "data",
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "webhook_allow_hosts": "127.0.0.1",
+        "webhook_max_attempts": 3,
+        "worker_concurrency": 2,
+        "metrics_port": 0,
+        "ocr_enabled": True,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tenants_file: Path
+) -> Settings:
+    return make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file)
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[LiveGateway]:
+    gw = LiveGateway(settings)
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
+    s = await open_object_store(settings)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
+    yield r
+    r.close()
