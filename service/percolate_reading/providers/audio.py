@@ -38,7 +38,8 @@ def _require_faster_whisper() -> Any:
         import faster_whisper
     except ImportError as exc:
         raise ImportError(
-            "audio parsing needs faster-whisper: install percolate-reading[audio,audio-model]"
+            "audio parsing needs faster-whisper: install percolate-reading[audio,audio-model]",
+            name=exc.name,
         ) from exc
     return faster_whisper
 

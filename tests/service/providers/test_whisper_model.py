@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,17 @@ def test_model_names_are_not_downloaded(tmp_path: Path) -> None:
         resolve_whisper_model("large-v3", tmp_path)
     with pytest.raises(ConfigError, match=r"no model\.bin"):
         resolve_whisper_model(str(tmp_path), tmp_path / "cache")
+
+
+def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
+    parts = _fake_parts(tmp_path / "pkg")
+    target = tmp_path / "cache" / "whisper-base"
+    target.mkdir(parents=True)
+    stale = target / ".model.bin.abc123"
+    stale.write_bytes(b"half a model")
+    os.utime(stale, (1_000_000, 1_000_000))
+    fresh = target / ".model.bin.def456"  # another worker's copy in progress: left alone
+    fresh.write_bytes(b"in progress")
+    assemble_bundled_model(tmp_path / "cache", parts)
+    assert not stale.exists()
+    assert fresh.exists()
