@@ -197,18 +197,37 @@ def _sheet_area(zf: zipfile.ZipFile, member: str, source_name: str) -> int:
 def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _Sheet | None:
     texts: list[list[str]] = []
     kinds: list[list[str]] = []
-    for row in rows:
-        pairs = [cell_text(v) for v in row]
-        texts.append([p[0] for p in pairs])
-        kinds.append([p[1] for p in pairs])
-
-    # Bounds of the data (before merges, so a huge merged range cannot grow the grid).
-    used_rows = [i for i, r in enumerate(kinds) if any(r)]
-    if not used_rows:
+    r0 = r1 = c0 = c1 = -1
+    for i, row in enumerate(rows):
+        # The hot loop: strings and floats inline, the rare types through cell_text.
+        t_row: list[str] = []
+        k_row: list[str] = []
+        first = last = -1
+        for j, v in enumerate(row):
+            tv = type(v)
+            if tv is str:
+                text, kind = v, (_STR if v else _EMPTY)
+            elif tv is float:
+                text, kind = (str(int(v)) if v.is_integer() and abs(v) < 1e15 else format_number(v)), _NUM
+            else:
+                text, kind = cell_text(v)
+            t_row.append(text)
+            k_row.append(kind)
+            if kind:
+                last = j
+                if first < 0:
+                    first = j
+        texts.append(t_row)
+        kinds.append(k_row)
+        if first >= 0:
+            # Bounds of the data (before merges, so a huge merged range cannot grow the grid).
+            r1 = i
+            if r0 < 0:
+                r0 = i
+            c0 = first if c0 < 0 else min(c0, first)
+            c1 = max(c1, last)
+    if r0 < 0:
         return None
-    used_cols = [j for r in kinds for j, k in enumerate(r) if k]
-    r0, r1 = used_rows[0], used_rows[-1]
-    c0, c1 = min(used_cols), max(used_cols)
     width = c1 + 1
     for r in range(r0, r1 + 1):
         pad = width - len(texts[r])
