@@ -1,0 +1,206 @@
+"""End-to-end throughput: N small PDFs through gateway -> JetStream -> worker -> S3, against
+`percolate-reading parse` on the same files and the same cores.
+
+Starts a real nats-server and SeaweedFS (tests/servers.py), a gateway process and a worker
+process (concurrency = CPU cores, like `parse`'s pool), uploads every file (16 in flight),
+waits for every job to finish and reports jobs/s from the first upload to the last
+completion. Then runs `percolate-reading parse FILES --out DIR` on the same files.
+
+Prints a Markdown table and writes bench/results/e2e.md. Goal: platform >= 80% of local.
+
+    python bench/e2e_bench.py [--files 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pymupdf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
+
+KEY = "pr_e2e-bench-key-0123456789"
+WORDS = ["ingestion", "pipeline", "parses", "documents", "into", "markdown", "tables", "transcripts", "and", "chunks", "for", "retrieval", "every", "tenant", "keeps", "its", "own", "corpus", "the", "worker", "acknowledges", "a", "job", "only", "after", "its", "artifacts", "are", "stored"]
+
+
+def make_pdfs(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        doc = pymupdf.open()
+        for p in range(2):
+            page = doc.new_page()
+            page.insert_text((72, 72), f"Document {i} page {p + 1}", fontsize=16)
+            y = 110.0
+            for line in range(25):
+                text = " ".join(WORDS[(i + line + k) % len(WORDS)] for k in range(11))
+                page.insert_text((72, y), text, fontsize=10)
+                y += 14
+        path = folder / f"doc-{i:04d}.pdf"
+        doc.save(path)
+        doc.close()
+        paths.append(path)
+    return paths
+
+
+def platform_env(nats: NatsServer, s3: SeaweedS3, port: int, data_dir: Path, cores: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERCOLATE_READING_")}
+    env.update(
+        {
+            "PERCOLATE_READING_NATS_URL": nats.url,
+            "PERCOLATE_READING_S3_ENDPOINT": s3.endpoint,
+            "PERCOLATE_READING_S3_ACCESS_KEY": s3.access_key,
+            "PERCOLATE_READING_S3_SECRET_KEY": s3.secret_key,
+            "PERCOLATE_READING_DEV_API_KEY": KEY,
+            "PERCOLATE_READING_MAX_ACTIVE_JOBS": "100000",
+            "PERCOLATE_READING_HOST": "127.0.0.1",
+            "PERCOLATE_READING_PORT": str(port),
+            "PERCOLATE_READING_DATA_DIR": str(data_dir),
+            "PERCOLATE_READING_LOG_LEVEL": "WARNING",
+            "PERCOLATE_READING_WORKER_CONCURRENCY": str(cores),
+            "PERCOLATE_READING_METRICS_PORT": "0",
+        }
+    )
+    return env
+
+
+def spawn(code: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code], env=env)
+
+
+GATEWAY = (
+    "import sys; from percolate_reading.config import load_settings; "
+    "from percolate_reading.gateway.server import run_gateway; sys.exit(run_gateway(load_settings()))"
+)
+WORKER = (
+    "import sys; from percolate_reading.config import load_settings; "
+    "from percolate_reading.worker.main import run_worker; sys.exit(run_worker(load_settings()))"
+)
+
+
+async def run_platform(url: str, files: list[Path]) -> tuple[float, int, int]:
+    """(seconds, succeeded, failed) from the first upload to the last job finishing."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as client:
+        for _ in range(300):
+            if (await client.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+        sem = asyncio.Semaphore(16)
+        started = time.perf_counter()
+
+        async def upload(path: Path) -> str:
+            async with sem:
+                r = await client.post("/v1/parse", files={"file": (path.name, path.read_bytes())})
+                if r.status_code != 202:
+                    raise RuntimeError(f"{path.name}: {r.status_code} {r.text}")
+                job_id: str = r.json()["job_id"]
+                return job_id
+
+        pending = set(await asyncio.gather(*(upload(p) for p in files)))
+        succeeded = failed = 0
+        while pending:
+            # One listing per poll: finished jobs of this tenant, newest first.
+            for status in ("succeeded", "failed"):
+                cursor = None
+                while True:
+                    params: dict[str, str | int] = {"status": status, "limit": 500}
+                    if cursor:
+                        params["cursor"] = cursor
+                    page = (await client.get("/v1/jobs", params=params)).json()
+                    for job in page["jobs"]:
+                        if job["job_id"] in pending:
+                            pending.discard(job["job_id"])
+                            succeeded += status == "succeeded"
+                            failed += status == "failed"
+                    cursor = page["next_cursor"]
+                    if not cursor:
+                        break
+            if pending:
+                await asyncio.sleep(0.25)
+        return time.perf_counter() - started, succeeded, failed
+
+
+def run_local(files: list[Path], out: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "percolate_reading", "parse", *map(str, files), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    return time.perf_counter() - started, result.returncode
+
+
+def main(n: int) -> str:
+    tmp = Path(tempfile.mkdtemp(prefix="e2ebench-"))
+    files = make_pdfs(tmp / "pdfs", n)
+    cores = os.cpu_count() or 1
+
+    local_s, local_rc = run_local(files, tmp / "local-out")
+    print(f"local parse: {n} files in {local_s:.1f}s (exit {local_rc})", flush=True)
+
+    nats = NatsServer(tmp / "nats")
+    s3 = SeaweedS3(tmp / "seaweed")
+    nats.start()
+    s3.start()
+    port = free_port()
+    env = platform_env(nats, s3, port, tmp / "data", cores)
+    gateway = spawn(GATEWAY, env)
+    worker = None
+    try:
+        wait_for_port(port, timeout=60, proc=gateway)
+        worker = spawn(WORKER, env)
+        platform_s, ok, bad = asyncio.run(run_platform(f"http://127.0.0.1:{port}", files))
+    finally:
+        for proc in (worker, gateway):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(60)
+        nats.stop()
+        s3.stop()
+    print(f"platform: {ok} succeeded, {bad} failed in {platform_s:.1f}s", flush=True)
+
+    local_rate = n / local_s
+    platform_rate = n / platform_s
+    ratio = platform_rate / local_rate
+    return "\n".join(
+        [
+            "# End-to-end benchmark",
+            "",
+            f"{n} small PDFs (2 pages each), {cores} CPU cores (shared). Platform: one gateway process, one "
+            f"worker process with concurrency {cores}, nats-server and SeaweedFS on loopback; timed from "
+            "the first upload to the last job finished. Local: `percolate-reading parse` on the same files.",
+            "",
+            "| path | files | succeeded | failed | seconds | jobs/s |",
+            "|---|---|---|---|---|---|",
+            f"| percolate-reading parse (local) | {n} | {n if local_rc == 0 else 'see exit ' + str(local_rc)} "
+            f"| - | {local_s:.1f} | {local_rate:.2f} |",
+            f"| gateway -> JetStream -> worker -> S3 | {n} | {ok} | {bad} | {platform_s:.1f} | {platform_rate:.2f} |",
+            "",
+            f"Platform throughput is {ratio:.0%} of local parse (goal >= 80%: {'met' if ratio >= 0.8 else 'NOT met'}).",
+            "",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=500, help="number of PDFs (default 500)")
+    args = parser.parse_args()
+    report = main(args.files)
+    print(report)
+    out = REPO / "bench" / "results" / "e2e.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report + "\n")
+    print(f"written to {out}")
