@@ -53,13 +53,34 @@ def _engine() -> Any:
     return RapidOCR()
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """RGB or L, as the models were trained on. 16/32-bit greyscale is scaled, not clipped
+    (Pillow's own convert() clips everything above 255 to white)."""
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        import numpy as np
+        from PIL import Image as PILImage
+
+        a = np.asarray(image, dtype=np.float64)
+        top = float(a.max()) if a.size else 0.0
+        scale = 255.0 / (65535.0 if top > 255 else 255.0) if top > 0 else 1.0
+        return PILImage.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # Transparent pixels would turn black; text drawn on nothing is read on white.
+        from PIL import Image as PILImage
+
+        rgba = image.convert("RGBA")
+        white = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PILImage.alpha_composite(white, rgba).convert("RGB")
+    # Palette, CMYK, bilevel: flatten.
+    return image.convert("RGB")
+
+
 def recognize_image(image: Image.Image, language: str | None = None) -> list[OcrLine]:
     """OCR a decoded Pillow image; lines come back in reading order."""
     del language  # one multilingual model; see the module docstring
-    if image.mode not in ("RGB", "L"):
-        # Palette, 16-bit, CMYK, alpha: flatten to what the models were trained on.
-        image = image.convert("RGB")
-    result, _elapsed = _engine()(image)
+    result, _elapsed = _engine()(to_8bit(image))
     lines: list[OcrLine] = []
     for box, text, score in result or ():
         xs = [float(p[0]) for p in box]

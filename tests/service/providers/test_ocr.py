@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from percolate_reading.providers.ocr import OcrLine, lines_to_paragraphs, reading_order, recognize
+from percolate_reading.providers.ocr import (
+    OcrLine,
+    lines_to_paragraphs,
+    reading_order,
+    recognize,
+    to_8bit,
+)
 
 
 def _line(text: str, x: float, y: float, h: float = 30.0, w: float = 400.0) -> OcrLine:
@@ -68,3 +75,29 @@ def test_recognize_png_bytes() -> None:
         assert 20 <= x0 < x1 <= 600
         assert 15 <= y0 < y1 <= 100
         assert 0.5 < ln.confidence <= 1.0
+
+
+def _text_image() -> Image.Image:
+    img = Image.new("L", (600, 120), 255)
+    ImageDraw.Draw(img).text((30, 30), "Sixteen bit scan", font=ImageFont.load_default(size=36), fill=0)
+    return img
+
+
+def test_to_8bit_scales_16_bit_grey_instead_of_clipping() -> None:
+    grey = np.array([[0, 32896, 65535]], dtype=np.uint16)
+    assert to_8bit(Image.fromarray(grey)).mode == "L"
+    assert np.asarray(to_8bit(Image.fromarray(grey))).tolist() == [[0, 128, 255]]
+
+
+def test_to_8bit_puts_transparency_on_white() -> None:
+    rgba = Image.new("RGBA", (2, 1), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (0, 0, 0, 255))
+    assert np.asarray(to_8bit(rgba)).tolist() == [[[255, 255, 255], [0, 0, 0]]]
+
+
+@pytest.mark.ocr
+def test_recognize_16_bit_tiff() -> None:
+    wide = Image.fromarray(np.asarray(_text_image()).astype(np.uint16) * 257)
+    buf = io.BytesIO()
+    wide.save(buf, "TIFF")
+    assert " ".join(ln.text for ln in recognize(buf.getvalue())) == "Sixteen bit scan"
