@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from percolate_reading.errors import QueueError
 from percolate_reading.gateway.api_errors import ApiError, unavailable
@@ -165,6 +166,8 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
         head = await upload.read_head()
     except UploadError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
     if not head:
         raise ApiError(400, "empty", "the file is empty")
     doc_type = sniff_type(head)
@@ -242,6 +245,10 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
         # Also after a refused upload: a store may have kept part of it.
         await deps.sweeper.discard_object(bucket, key)
         raise
+    except ClientDisconnect:
+        await deps.sweeper.discard_object(bucket, key)
+        log.info("client went away during the upload of job %s", job_id)
+        raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
     except Exception as exc:
         # Storage failed mid-upload (put_stream aborts its multipart upload) or later.
         await deps.sweeper.discard_object(bucket, key)
