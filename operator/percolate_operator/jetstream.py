@@ -1,0 +1,300 @@
+"""JetStream I/O for the operator: streams, pool consumers, consumer lag, the TENANTS registry.
+
+Every failure to reach NATS surfaces as `NatsUnavailable` (handlers turn it into a kopf
+TemporaryError with a delay); a consumer another ParsePool owns surfaces as `ConsumerConflict`
+(a permanent error: retrying cannot fix a spec that collides with another pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import nats
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from nats.js.kv import KeyValue
+
+from percolate_operator.builders import CONSUMER_OWNER_KEY, consumer_drift
+from percolate_operator.settings import OperatorSettings
+from percolate_reading.tenancy import TENANTS_KV_BUCKET
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["created", "updated", "unchanged"]
+
+_UNREACHABLE = (
+    NoServersError,
+    ConnectionClosedError,
+    NoRespondersError,
+    NatsTimeoutError,
+    ServiceUnavailableError,
+    asyncio.TimeoutError,
+    OSError,
+)
+_STREAM_COMPARED = ("subjects", "max_msgs", "max_age", "discard", "duplicate_window", "num_replicas")
+
+
+class NatsUnavailable(Exception):
+    """NATS could not be reached or did not answer in time (retry later)."""
+
+
+class ConsumerConflict(Exception):
+    """The pool's consumer (or filter subject) belongs to another ParsePool."""
+
+
+def _stream_config(cfg: Mapping[str, Any]) -> js_api.StreamConfig:
+    values = dict(cfg)
+    values["retention"] = js_api.RetentionPolicy(values["retention"])
+    values["storage"] = js_api.StorageType(values["storage"])
+    values["discard"] = js_api.DiscardPolicy(values["discard"])
+    return js_api.StreamConfig(**values)
+
+
+def _consumer_config(cfg: Mapping[str, Any]) -> js_api.ConsumerConfig:
+    values = dict(cfg)
+    values["ack_policy"] = js_api.AckPolicy(values["ack_policy"])
+    values["deliver_policy"] = js_api.DeliverPolicy(values["deliver_policy"])
+    return js_api.ConsumerConfig(**values)
+
+
+def _plain(config: js_api.ConsumerConfig) -> dict[str, Any]:
+    """A server-returned consumer config in the builders' units (seconds, plain strings)."""
+    return {
+        "filter_subject": config.filter_subject,
+        "ack_wait": config.ack_wait,
+        "max_deliver": config.max_deliver,
+        "max_ack_pending": config.max_ack_pending,
+        "metadata": dict(config.metadata or {}),
+    }
+
+
+class JetStreamAdmin:
+    """One NATS connection shared by all handlers; (re)connected on demand."""
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self._settings = settings
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: KeyValue | None = None
+        self._lock = asyncio.Lock()
+        # Stream configs already confirmed on the server: skip re-checking on every reconcile
+        # of every pool, but forget them on any error so a deleted stream gets recreated.
+        self._streams_ok: set[str] = set()
+
+    async def _context(self) -> JetStreamContext:
+        async with self._lock:
+            if self._nc is not None and self._nc.is_connected and self._js is not None:
+                return self._js
+            if self._nc is not None and not self._nc.is_closed:
+                # Reconnecting: fail fast; the handler retries with a delay.
+                raise NatsUnavailable(f"NATS at {self._settings.nats_url} is reconnecting")
+            try:
+                self._nc = await nats.connect(
+                    servers=self._settings.nats_url.split(","),
+                    connect_timeout=self._settings.nats_connect_timeout_s,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    name="percolate-operator",
+                )
+            except _UNREACHABLE as exc:
+                self._nc = None
+                raise NatsUnavailable(
+                    f"cannot connect to NATS at {self._settings.nats_url}: {exc!r}"
+                ) from exc
+            self._js = self._nc.jetstream(timeout=self._settings.nats_request_timeout_s)
+            self._kv = None
+            self._streams_ok.clear()
+            return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._nc is not None and not self._nc.is_closed:
+                await self._nc.close()
+            self._nc = self._js = self._kv = None
+
+    def _forget(self) -> None:
+        self._streams_ok.clear()
+
+    # --- streams -------------------------------------------------------------------------
+
+    async def ensure_stream(self, cfg: Mapping[str, Any]) -> Outcome:
+        name = str(cfg["name"])
+        if name in self._streams_ok:
+            return "unchanged"
+        js = await self._context()
+        desired = _stream_config(cfg)
+        try:
+            try:
+                info = await js.stream_info(name)
+            except NotFoundError:
+                await js.add_stream(desired)
+                self._streams_ok.add(name)
+                return "created"
+            current = info.config
+            if all(getattr(current, f) == getattr(desired, f) for f in _STREAM_COMPARED):
+                self._streams_ok.add(name)
+                return "unchanged"
+            await js.update_stream(desired)
+            self._streams_ok.add(name)
+            return "updated"
+        except _UNREACHABLE as exc:
+            self._forget()
+            raise NatsUnavailable(f"ensuring stream {name}: {exc!r}") from exc
+
+    # --- consumers -----------------------------------------------------------------------
+
+    async def ensure_consumer(self, stream: str, cfg: Mapping[str, Any]) -> Outcome:
+        """Create or update the pool's durable consumer; refuse one owned by another pool."""
+        js = await self._context()
+        name = str(cfg["durable_name"])
+        owner = str(cfg["metadata"][CONSUMER_OWNER_KEY])
+        try:
+            try:
+                info = await js.consumer_info(stream, name)
+            except NotFoundError:
+                info = None
+            if info is not None:
+                theirs = (info.config.metadata or {}).get(CONSUMER_OWNER_KEY)
+                if theirs is not None and theirs != owner:
+                    raise ConsumerConflict(
+                        f"consumer {name} on {cfg['filter_subject']} already belongs to ParsePool {theirs}"
+                    )
+                if not consumer_drift(cfg, _plain(info.config)):
+                    return "unchanged"
+            try:
+                await js.add_consumer(stream, _consumer_config(cfg))
+            except NotFoundError:
+                # The stream itself is gone (deleted behind our back): recreate it next time.
+                self._forget()
+                raise
+            except APIError as exc:
+                if exc.err_code == 10100 or "overlap" in str(exc.description or "").lower():
+                    raise ConsumerConflict(
+                        f"filter subject {cfg['filter_subject']} overlaps another consumer: {exc.description}"
+                    ) from exc
+                raise
+            return "created" if info is None else "updated"
+        except _UNREACHABLE as exc:
+            self._forget()
+            raise NatsUnavailable(f"ensuring consumer {name}: {exc!r}") from exc
+
+    async def delete_consumer(self, stream: str, name: str, owner: str) -> bool:
+        """Delete the consumer if it is this pool's; True if something was deleted.
+
+        Already missing (consumer or stream) is fine: deletion is what was wanted.
+        """
+        js = await self._context()
+        try:
+            try:
+                info = await js.consumer_info(stream, name)
+            except NotFoundError:
+                return False
+            theirs = (info.config.metadata or {}).get(CONSUMER_OWNER_KEY)
+            if theirs is not None and theirs != owner:
+                logger.info("consumer %s belongs to %s, not %s: left in place", name, theirs, owner)
+                return False
+            try:
+                await js.delete_consumer(stream, name)
+            except NotFoundError:
+                return False
+            return True
+        except _UNREACHABLE as exc:
+            raise NatsUnavailable(f"deleting consumer {name}: {exc!r}") from exc
+
+    async def consumer_pending(self, stream: str, name: str) -> int | None:
+        """Jobs waiting for the pool (undelivered), or None when the consumer is missing."""
+        js = await self._context()
+        try:
+            info = await js.consumer_info(stream, name)
+        except NotFoundError:
+            return None
+        except _UNREACHABLE as exc:
+            raise NatsUnavailable(f"reading consumer {name}: {exc!r}") from exc
+        return int(info.num_pending or 0)
+
+    async def consumer_config(self, stream: str, name: str) -> dict[str, Any] | None:
+        js = await self._context()
+        try:
+            info = await js.consumer_info(stream, name)
+        except NotFoundError:
+            return None
+        except _UNREACHABLE as exc:
+            raise NatsUnavailable(f"reading consumer {name}: {exc!r}") from exc
+        return _plain(info.config)
+
+    # --- tenant registry -----------------------------------------------------------------
+
+    async def _registry(self) -> KeyValue:
+        js = await self._context()
+        if self._kv is not None:
+            return self._kv
+        try:
+            try:
+                self._kv = await js.key_value(TENANTS_KV_BUCKET)
+            except BucketNotFoundError:
+                self._kv = await js.create_key_value(
+                    js_api.KeyValueConfig(
+                        bucket=TENANTS_KV_BUCKET,
+                        description="Tenant registry written by percolate-operator",
+                        history=5,
+                        storage=js_api.StorageType.FILE,
+                        replicas=self._settings.stream_replicas,
+                    )
+                )
+        except _UNREACHABLE as exc:
+            raise NatsUnavailable(f"opening the {TENANTS_KV_BUCKET} bucket: {exc!r}") from exc
+        return self._kv
+
+    async def put_tenant(self, key: str, value: bytes) -> bool:
+        """Write the tenant's record; False when it already held exactly this value."""
+        kv = await self._registry()
+        try:
+            try:
+                entry = await kv.get(key)
+                if entry.value == value:
+                    return False
+            except KeyNotFoundError:
+                pass
+            await kv.put(key, value)
+            return True
+        except _UNREACHABLE as exc:
+            self._kv = None
+            raise NatsUnavailable(f"writing tenant {key}: {exc!r}") from exc
+
+    async def get_tenant(self, key: str) -> bytes | None:
+        kv = await self._registry()
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            return None
+        except _UNREACHABLE as exc:
+            raise NatsUnavailable(f"reading tenant {key}: {exc!r}") from exc
+        return entry.value
+
+    async def delete_tenant(self, key: str) -> None:
+        """Remove the tenant (a delete marker; gateways see it as gone). Missing is fine."""
+        kv = await self._registry()
+        try:
+            await kv.delete(key)
+        except KeyNotFoundError:
+            return
+        except _UNREACHABLE as exc:
+            raise NatsUnavailable(f"deleting tenant {key}: {exc!r}") from exc
