@@ -1,0 +1,323 @@
+"""The Dockerfile, checked without a Docker engine: parsed instruction by instruction, and
+its builder step (`pip wheel` of exactly what the Dockerfile copies) run for real."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.cli.main import SUBCOMMANDS
+from percolate_reading.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPILERS = ("gcc", "g++", "clang", "build-essential", "make ", "cmake", "rustc", "cargo", "-dev ")
+
+
+@dataclass
+class Instruction:
+    op: str
+    args: str
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+    def ops(self, op: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.op == op]
+
+
+@dataclass
+class Dockerfile:
+    global_args: dict[str, str | None]
+    stages: list[Stage]
+
+
+def _logical_lines(text: str) -> list[str]:
+    # Comment lines are dropped even inside a continuation, as Docker does.
+    lines: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and not current):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        if current.strip():
+            lines.append(current.strip())
+        current = ""
+    if current.strip():
+        lines.append(current.strip())
+    return lines
+
+
+def _parse_arg(args: str) -> tuple[str, str | None]:
+    name, _, default = args.partition("=")
+    return name.strip(), (default.strip().strip('"') if "=" in args else None)
+
+
+def parse_dockerfile(text: str) -> Dockerfile:
+    global_args: dict[str, str | None] = {}
+    stages: list[Stage] = []
+    for line in _logical_lines(text):
+        op, _, args = line.partition(" ")
+        op = op.upper()
+        if op == "FROM":
+            parts = args.split()
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append(Stage(base=parts[0], name=name))
+        elif not stages:
+            assert op == "ARG", f"only ARG may precede FROM, got {op}"
+            k, v = _parse_arg(args)
+            global_args[k] = v
+        else:
+            stages[-1].instructions.append(Instruction(op, args.strip()))
+    return Dockerfile(global_args, stages)
+
+
+def _expand(value: str, args: dict[str, str | None]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m.group(1) or m.group(2)) or "", value)
+
+
+def _stage_args(df: Dockerfile, stage: Stage) -> dict[str, str | None]:
+    values = dict(df.global_args)
+    for ins in stage.ops("ARG"):
+        k, v = _parse_arg(ins.args)
+        values[k] = v if v is not None else values.get(k)
+    return values
+
+
+@pytest.fixture(scope="module")
+def df() -> Dockerfile:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def final(df: Dockerfile) -> Stage:
+    return df.stages[-1]
+
+
+def _pyproject() -> dict:  # type: ignore[type-arg]
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_multi_stage_builder_then_slim_runtime(df: Dockerfile, final: Stage) -> None:
+    assert [s.name for s in df.stages] == ["builder", "runtime"]
+    builder = df.stages[0]
+    assert any("pip wheel" in r.args for r in builder.ops("RUN"))
+    assert _expand(final.base, df.global_args) == "python:3.11-slim"
+    assert _expand(builder.base, df.global_args).startswith("python:3.11")
+    # The runtime installs only from the builder's wheels, offline.
+    installs = [r.args for r in final.ops("RUN") if "pip install" in r.args]
+    assert len(installs) == 1
+    assert "--no-index" in installs[0]
+    assert "--find-links /wheels" in installs[0]
+    assert "from=builder" in installs[0]
+    # The wheels are bind-mounted, never copied into a layer of the final image.
+    assert not [c for c in final.ops("COPY") if "--from=builder" in c.args]
+
+
+def test_final_stage_runs_as_a_non_root_user(df: Dockerfile, final: Stage) -> None:
+    users = final.ops("USER")
+    assert users, "the final stage must set USER"
+    user = _expand(users[-1].args, _stage_args(df, final)).split(":")[0]
+    assert user not in ("", "root", "0")
+    assert int(user) >= 1000
+    # ...and that user is created in the image with the same uid.
+    assert any("useradd" in r.args and "--uid ${APP_UID}" in r.args for r in final.ops("RUN"))
+    # USER comes after every RUN, so nothing in the image is built as that user by accident.
+    last_run = max(i for i, ins in enumerate(final.instructions) if ins.op == "RUN")
+    assert final.instructions.index(users[-1]) > last_run
+
+
+def test_no_compilers_in_the_final_stage(final: Stage) -> None:
+    for run in final.ops("RUN"):
+        text = run.args + " "
+        for compiler in COMPILERS:
+            assert compiler not in text, f"{compiler.strip()!r} in the final stage: {run.args}"
+
+
+def test_entrypoint_is_the_run_subcommand(final: Stage) -> None:
+    (entrypoint,) = final.ops("ENTRYPOINT")
+    assert json.loads(entrypoint.args) == ["percolate-reading", "run"]
+    scripts = _pyproject()["project"]["scripts"]
+    assert scripts["percolate-reading"] == "percolate_reading.cli.main:main"
+    assert SUBCOMMANDS["run"][0] == "percolate_reading.cli.run"
+
+
+def test_healthcheck_uses_the_cli_and_the_cli_knows_the_flag(final: Stage) -> None:
+    (healthcheck,) = final.ops("HEALTHCHECK")
+    assert "CMD" in healthcheck.args
+    command = json.loads(healthcheck.args.split("CMD", 1)[1].strip())
+    assert command == ["percolate-reading", "run", "--healthcheck"]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "percolate_reading", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--healthcheck" in help_text
+    assert "--role" in help_text
+
+
+def test_exposed_ports_are_the_settings_defaults(final: Stage) -> None:
+    exposed = {int(p) for ins in final.ops("EXPOSE") for p in ins.args.split()}
+    assert exposed == {Settings.model_fields["port"].default, Settings.model_fields["metrics_port"].default}
+
+
+def test_every_arg_is_used(df: Dockerfile) -> None:
+    text_global_use = " ".join(s.base for s in df.stages)
+    for name in df.global_args:
+        assert re.search(rf"\$\{{?{name}\b", text_global_use), f"global ARG {name} unused"
+    for stage in df.stages:
+        for ins in stage.ops("ARG"):
+            name, _ = _parse_arg(ins.args)
+            if name in df.global_args and "=" not in ins.args:
+                continue
+            rest = " ".join(i.args for i in stage.instructions if i.op != "ARG")
+            assert re.search(rf"\$\{{?{name}\b", rest), f"ARG {name} unused in stage {stage.name}"
+
+
+def _extras_in(df: Dockerfile) -> set[str]:
+    named: set[str] = set()
+    for stage in df.stages:
+        for ins in stage.ops("ARG"):
+            name, default = _parse_arg(ins.args)
+            if name == "EXTRAS" and default:
+                named.update(default.split(","))
+    # ...and the variants the header documents (--build-arg EXTRAS=...).
+    for match in re.finditer(r"EXTRAS=([\w,-]+)", DOCKERFILE.read_text()):
+        named.update(match.group(1).split(","))
+    return named
+
+
+def test_extras_named_exist_in_pyproject(df: Dockerfile) -> None:
+    extras = set(_pyproject()["project"]["optional-dependencies"])
+    named = _extras_in(df)
+    assert {"server", "operator", "audio", "ocr"} <= named
+    assert named <= extras, f"unknown extras: {sorted(named - extras)}"
+    # The CPU default carries no torch/CUDA stack.
+    (default,) = [
+        _parse_arg(i.args)[1] for i in df.stages[-1].ops("ARG") if _parse_arg(i.args)[0] == "EXTRAS"
+    ]
+    assert default == "server,operator"
+
+
+def test_environment_names_are_settings_fields(final: Stage) -> None:
+    names = re.findall(r"\b(PERCOLATE_READING_\w+)=", " ".join(i.args for i in final.ops("ENV")))
+    assert "PERCOLATE_READING_WHISPER_MODEL" in names
+    for name in names:
+        assert name.removeprefix("PERCOLATE_READING_").lower() in Settings.model_fields, name
+
+
+def test_models_come_from_a_volume_not_the_network(df: Dockerfile, final: Stage) -> None:
+    assert any("/models" in v.args for v in final.ops("VOLUME"))
+    args = _stage_args(df, final)
+    assert args["WHISPER_MODEL"] is not None
+    assert args["WHISPER_MODEL"].startswith("/models/")
+    for run in final.ops("RUN"):
+        assert "huggingface" not in run.args
+        assert "hf_hub" not in run.args
+
+
+# --- the build context ------------------------------------------------------------------
+
+
+def _dockerignore() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").rstrip("/")
+        candidates = {pat, pat.removeprefix("**/")}
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(p, c) for c in candidates for p in prefixes) or (
+            pat.startswith("**/") and any(fnmatch.fnmatch(seg, pat[3:]) for seg in parts)
+        ):
+            ignored = not negate
+    return ignored
+
+
+def _copy_sources(df: Dockerfile) -> list[str]:
+    sources: list[str] = []
+    for ins in df.stages[0].ops("COPY"):
+        parts = [p for p in ins.args.split() if not p.startswith("--")]
+        sources.extend(parts[:-1])
+    return sources
+
+
+def test_copied_paths_exist_and_are_not_docker_ignored(df: Dockerfile) -> None:
+    patterns = _dockerignore()
+    sources = _copy_sources(df)
+    assert set(sources) >= {"pyproject.toml", "service", "operator"}
+    for src in sources:
+        assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
+        assert not _ignored(src, patterns), f"COPY {src}: excluded by .dockerignore"
+    # Local state never enters the build context.
+    for local in (".venv", ".git", "tests", "service/percolate_reading/__pycache__"):
+        assert _ignored(local, patterns), local
+
+
+@pytest.mark.slow
+def test_builder_step_builds_a_wheel_from_exactly_the_copied_files(df: Dockerfile, tmp_path: Path) -> None:
+    """The builder's `pip wheel` on a context holding only what the Dockerfile copies (the
+    project wheel only, built in an isolated env as in the image; dependencies come from PyPI
+    in a real build)."""
+    context = tmp_path / "src"
+    context.mkdir()
+    patterns = _dockerignore()
+    for src in _copy_sources(df):
+        path = ROOT / src
+        if path.is_dir():
+            shutil.copytree(
+                path,
+                context / src,
+                ignore=lambda d, names: [
+                    n for n in names if _ignored(str((Path(d) / n).relative_to(ROOT)), patterns)
+                ],
+            )
+        else:
+            shutil.copy2(path, context / src)
+    wheels = tmp_path / "wheels"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir", str(wheels), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = wheels.glob("percolate_reading-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+        metadata = next(zf.read(n).decode() for n in names if n.endswith("/METADATA"))
+    assert "percolate_reading/cli/run.py" in names
+    assert "percolate_reading/cli/main.py" in names
+    assert "percolate_operator/__init__.py" in names or any(
+        n.startswith("percolate_operator/") for n in names
+    )
+    assert not any(n.startswith(("tests/", "operator/")) for n in names)
+    assert "percolate-reading = percolate_reading.cli.main:main" in entry_points
+    for extra in _extras_in(df):
+        assert f"Provides-Extra: {extra}" in metadata
