@@ -100,8 +100,8 @@ def recognize(image_png: bytes, language: str | None = None) -> list[OcrLine]:
         return recognize_image(img, language)
 
 
-def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
-    """Sort top to bottom, and left to right within a row of vertically overlapping boxes."""
+def _rows(lines: list[OcrLine]) -> list[OcrLine]:
+    """Top to bottom, and left to right within a row of vertically overlapping boxes."""
     rows: list[list[OcrLine]] = []
     for line in sorted(lines, key=lambda ln: ln.center_y):
         if rows:
@@ -113,6 +113,77 @@ def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
                 continue
         rows.append([line])
     return [ln for row in rows for ln in sorted(row, key=lambda ln: ln.bbox[0])]
+
+
+def _gaps(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Empty stretches between the union of 1-D intervals, as (start, end)."""
+    out: list[tuple[float, float]] = []
+    ordered = sorted(intervals)
+    reach = ordered[0][1]
+    for lo, hi in ordered[1:]:
+        if lo > reach:
+            out.append((reach, lo))
+        reach = max(reach, hi)
+    return out
+
+
+def _split_columns(lines: list[OcrLine], line_h: float) -> list[list[OcrLine]] | None:
+    """Text columns: groups separated by a vertical gutter empty over the whole region.
+
+    Only prose columns count (several lines, long boxes); short boxes separated by gutters are
+    a table or a form, which reads row by row.
+    """
+    gutters = [g for g in _gaps([(ln.bbox[0], ln.bbox[2]) for ln in lines]) if g[1] - g[0] >= line_h]
+    if not gutters:
+        return None
+    cuts = [(g[0] + g[1]) / 2 for g in gutters]
+    columns: list[list[OcrLine]] = [[] for _ in range(len(cuts) + 1)]
+    for ln in lines:
+        columns[sum(ln.bbox[0] > c for c in cuts)].append(ln)
+    for col in columns:
+        mean_w = sum(ln.bbox[2] - ln.bbox[0] for ln in col) / len(col)
+        if len(col) < 2 or mean_w < 6 * line_h:
+            return None
+    return columns
+
+
+def _split_rows(lines: list[OcrLine]) -> list[list[OcrLine]] | None:
+    """Split at the widest horizontal gap (the middle-most of equal ones, to keep recursion
+    shallow)."""
+    gaps = _gaps([(ln.bbox[1], ln.bbox[3]) for ln in lines])
+    if not gaps:
+        return None
+    widest = max(hi - lo for lo, hi in gaps)
+    candidates = [g for g in gaps if (g[1] - g[0]) >= 0.99 * widest]
+    mid = (min(ln.bbox[1] for ln in lines) + max(ln.bbox[3] for ln in lines)) / 2
+    lo, hi = min(candidates, key=lambda g: abs((g[0] + g[1]) / 2 - mid))
+    cut = (lo + hi) / 2
+    return [[ln for ln in lines if ln.center_y < cut], [ln for ln in lines if ln.center_y >= cut]]
+
+
+def _xy_cut(lines: list[OcrLine], line_h: float) -> list[OcrLine]:
+    if len(lines) <= 1:
+        return lines
+    parts = _split_columns(lines, line_h) or _split_rows(lines)
+    if parts is None:
+        return _rows(lines)
+    return [ln for part in parts for ln in _xy_cut(part, line_h)]
+
+
+_XY_CUT_MAX_LINES = 2000
+
+
+def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
+    """Reading order by recursive XY-cut: a region is split into prose columns where a vertical
+    gutter runs through all of it, else at its widest horizontal gap; what cannot be split is
+    read row by row, left to right. A title over two columns therefore comes first, then the
+    left column, then the right one, while a table keeps its rows."""
+    if len(lines) > _XY_CUT_MAX_LINES:
+        return _rows(lines)  # a pathological page: keep it linear-time
+    if not lines:
+        return []
+    line_h = statistics.median(ln.height for ln in lines) or 1.0
+    return _xy_cut(list(lines), line_h)
 
 
 def _join(left: str, right: str) -> str:
@@ -156,7 +227,8 @@ def lines_to_paragraphs(lines: list[OcrLine]) -> list[str]:
         gap = v[2] - prev[4]
         indented = v[1] > prev[1] + indent_tol
         outdented = v[1] < prev[1] - indent_tol and n_lines > 1
-        if gap > gap_limit or indented or outdented:
+        moved_up = gap < -0.5 * median_h  # the next column starts back at the top
+        if gap > gap_limit or indented or outdented or moved_up:
             paragraphs.append(current)
             current, n_lines = v[0], 1
         else:
