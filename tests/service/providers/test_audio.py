@@ -11,12 +11,14 @@ import re
 import wave
 from pathlib import Path
 
+import av
+import ctranslate2
 import pytest
 
 from percolate_reading.config import Device
 from percolate_reading.document import BlockKind
-from percolate_reading.errors import CorruptDocumentError, DocumentTooLargeError
-from percolate_reading.providers.audio import NO_SPEECH_WARNING, AudioProvider
+from percolate_reading.errors import ConfigError, CorruptDocumentError, DocumentTooLargeError
+from percolate_reading.providers.audio import NO_SPEECH_WARNING, AudioProvider, decode_audio, resolve_device
 from percolate_reading.providers.base import ParseOptions
 
 pytestmark = pytest.mark.audio
@@ -81,3 +83,58 @@ def test_duration_cap(tmp_path: Path) -> None:
     capped = AudioProvider(model_cache_dir=tmp_path, max_duration_s=2.0)
     with pytest.raises(DocumentTooLargeError, match="2 s cap"):
         capped.parse(SPEECH, "speech.wav", OPTIONS)
+
+
+def _encode(src: Path, dest: Path, container: str, codec: str, rate: int) -> None:
+    """Re-encode the speech clip with PyAV (FFmpeg's encoders ship in its wheel)."""
+    with av.open(str(src)) as inp, av.open(str(dest), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=rate)
+        for frame in inp.decode(audio=0):
+            for f in resampler.resample(frame):
+                for packet in stream.encode(f):
+                    out.mux(packet)
+        for f in resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "container", "codec", "rate"),
+    [
+        ("flac", "flac", "flac", 16_000),
+        ("mp3", "mp3", "libmp3lame", 22_050),
+        ("m4a", "ipod", "aac", 44_100),
+        ("ogg", "ogg", "libopus", 48_000),
+    ],
+)
+def test_compressed_formats_decode_to_16k_mono(
+    tmp_path: Path, suffix: str, container: str, codec: str, rate: int
+) -> None:
+    path = tmp_path / f"speech.{suffix}"
+    _encode(SPEECH, path, container, codec, rate)
+    pcm = decode_audio(path, max_duration_s=60)
+    assert pcm.dtype.name == "float32"
+    # Same clip, same length at 16 kHz (encoders add up to a few frames of padding).
+    assert abs(pcm.size / 16_000 - 5.83) < 0.15
+    assert 0.05 < float(abs(pcm).max()) <= 1.0
+
+
+def test_flac_transcribes(provider: AudioProvider, tmp_path: Path) -> None:
+    path = tmp_path / "speech.flac"
+    _encode(SPEECH, path, "flac", "flac", 16_000)
+    doc = provider.parse(path, "speech.flac", OPTIONS)
+    assert "lazy dog" in doc.text().lower()
+
+
+def test_device_selection() -> None:
+    gpus = ctranslate2.get_cuda_device_count()
+    assert resolve_device(Device.CPU) == "cpu"
+    assert resolve_device(Device.AUTO) == ("cuda" if gpus else "cpu")
+    if gpus:
+        assert resolve_device(Device.CUDA) == "cuda"
+    else:
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device(Device.CUDA)
