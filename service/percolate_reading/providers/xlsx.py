@@ -12,6 +12,7 @@ Choices, so results are predictable:
 - Dates/datetimes/times become ISO 8601 strings; numbers lose float noise (1.0 -> "1",
   0.1+0.2 -> "0.3"; Excel keeps 15 significant digits); booleans are TRUE/FALSE.
 - Leading and trailing empty rows/columns are trimmed; empty sheets are skipped with a warning.
+- A lone text cell (or a merged banner) above a wider table becomes the table's `title`.
 
 Defences against hostile files, all before the workbook is handed to calamine:
 - OLE compound files: an `EncryptedPackage` stream means a password-protected workbook;
@@ -73,7 +74,7 @@ class _Sheet:
     name: str
     rows: tuple[tuple[str, ...], ...]
     kinds: tuple[tuple[str, ...], ...]
-    merged_first_row: bool  # a multi-column merge in the first (trimmed) row
+    merged_rows: frozenset[int]  # rows (of the trimmed grid) where a multi-column merge starts
     non_empty: int
 
 
@@ -235,13 +236,13 @@ def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _
             texts[r].extend([""] * pad)
             kinds[r].extend([_EMPTY] * pad)
 
-    merged_first_row = False
+    merged_rows: set[int] = set()
     for (mr0, mc0), (mr1, mc1) in merged or ():
         if not (r0 <= mr0 <= r1 and c0 <= mc0 <= c1):
             continue
         value, kind = texts[mr0][mc0], kinds[mr0][mc0]
-        if mr0 == r0 and mc1 > mc0:
-            merged_first_row = True
+        if mc1 > mc0:
+            merged_rows.add(mr0 - r0)
         for r in range(mr0, min(mr1, r1) + 1):
             for c in range(mc0, min(mc1, c1) + 1):
                 texts[r][c] = value
@@ -250,7 +251,37 @@ def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _
     out_rows = tuple(tuple(texts[r][c0 : c1 + 1]) for r in range(r0, r1 + 1))
     out_kinds = tuple(tuple(kinds[r][c0 : c1 + 1]) for r in range(r0, r1 + 1))
     non_empty = sum(1 for r in out_kinds for k in r if k)
-    return _Sheet(name, out_rows, out_kinds, merged_first_row, non_empty)
+    return _Sheet(name, out_rows, out_kinds, frozenset(merged_rows), non_empty)
+
+
+def split_title(sheet: _Sheet) -> tuple[str | None, _Sheet]:
+    """A lone text cell (or one merged across the top) above a wider table is its title.
+
+    Returns (title, the sheet without the title row and the empty rows under it).
+    """
+    rows, kinds = sheet.rows, sheet.kinds
+    if len(rows) < 3 or len(rows[0]) < 2:
+        return None, sheet
+    filled = [(t, k) for t, k in zip(rows[0], kinds[0], strict=True) if k]
+    values = {t for t, _ in filled}
+    if len(values) != 1 or filled[0][1] != _STR or (len(filled) > 1 and 0 not in sheet.merged_rows):
+        return None, sheet
+    start = 1
+    while start < len(rows) and not any(kinds[start]):
+        start += 1
+    if len(rows) - start < 2:
+        return None, sheet
+    # Columns that only the title filled fall away from the table.
+    body = kinds[start:]
+    used = [j for j in range(len(rows[0])) if any(r[j] for r in body)]
+    c0, c1 = used[0], used[-1] + 1
+    return filled[0][0], _Sheet(
+        sheet.name,
+        tuple(r[c0:c1] for r in rows[start:]),
+        tuple(r[c0:c1] for r in body),
+        frozenset(i - start for i in sheet.merged_rows if i >= start),
+        sheet.non_empty - len(filled),
+    )
 
 
 def _is_header_row(kinds: tuple[str, ...]) -> bool:
@@ -372,9 +403,10 @@ class XlsxProvider:
         doc.timings["read"] = t2 - t1
 
         for s in sheets:
-            header_rows = detect_header_rows(s.rows, s.kinds, s.merged_first_row)
+            title, body = split_title(s)
+            header_rows = detect_header_rows(body.rows, body.kinds, 0 in body.merged_rows)
             doc.blocks.append(Block(kind=BlockKind.HEADING, text=s.name, level=2, sheet=s.name))
-            table = Table(rows=s.rows, header_rows=header_rows, sheet=s.name)
+            table = Table(rows=body.rows, header_rows=header_rows, sheet=s.name, title=title)
             doc.blocks.append(Block(kind=BlockKind.TABLE, table=table, sheet=s.name))
         doc.timings["tables"] = time.perf_counter() - t2
 

@@ -363,3 +363,41 @@ def test_billion_laughs_in_workbook_is_refused(tmp_path: Path) -> None:
     path = _laughs_book(tmp_path, "xl/workbook.xml", 'name="S"', 'name="&lol9;"')
     with pytest.raises(CorruptDocumentError, match="entity"):
         _parse(path)
+
+
+def test_title_above_the_table(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Plain"
+    ws["A1"] = "Stock by warehouse"
+    ws.append([])
+    ws.append(["Warehouse", "Items"])
+    ws.append(["Oslo", 120])
+    ws.append(["Bergen", 75])
+    banner = wb.create_sheet("Banner")
+    banner["B2"] = "Staff list"
+    banner.merge_cells("B2:D2")
+    banner.append([None, "Name", "Team", "Since"])
+    banner.append([None, "Ann", "Ops", dt.date(2020, 1, 6)])
+    path = tmp_path / "titles.xlsx"
+    wb.save(path)
+
+    plain, merged = _parse(path).tables
+    assert plain.title == "Stock by warehouse"
+    assert plain.rows == (("Warehouse", "Items"), ("Oslo", "120"), ("Bergen", "75"))
+    assert plain.header_rows == 1
+    assert merged.title == "Staff list"
+    assert merged.rows == (("Name", "Team", "Since"), ("Ann", "Ops", "2020-01-06"))
+    assert merged.header_rows == 1
+
+
+def test_a_one_cell_first_row_of_a_short_table_is_not_a_title(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Total"])
+    ws.append(["apples", 3])
+    path = tmp_path / "short.xlsx"
+    wb.save(path)
+    table = _parse(path).tables[0]
+    assert table.title is None
+    assert table.rows == (("Total", ""), ("apples", "3"))
