@@ -1,0 +1,227 @@
+"""`percolate-reading parse FILE_OR_DIR... --out DIR`: parse locally, write artifacts per input.
+
+Each file is parsed in its own sandboxed child (N at a time); this process only renders and
+writes. Output goes to `<out>/<input stem>/` (stems made unique), plus `<out>/summary.json`.
+Exit status 1 when any file failed, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from percolate_reading.config import Settings, load_settings
+from percolate_reading.errors import PercolateError
+from percolate_reading.parsing import parse_file
+from percolate_reading.providers.base import ParseOptions
+from percolate_reading.render.artifacts import render_artifacts
+from percolate_reading.render.chunks import ChunkOptions
+from percolate_reading.sandbox import SandboxLimits
+
+SUMMARY_FILE = "summary.json"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR", help="files or folders")
+    parser.add_argument("--out", "-o", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--jobs", "-j", type=int, default=None, help="parses in parallel (default: CPU cores)"
+    )
+    parser.add_argument("--password", default=None, help="password for encrypted PDFs")
+    parser.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
+    parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per file")
+    parser.add_argument("--memory-mb", type=int, default=None, help="memory limit per file (MB)")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    source: Path
+    out_name: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    job: Job
+    ok: bool
+    seconds: float
+    doc_type: str = ""
+    extent: str = ""
+    error_code: str = ""
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.job.source),
+            "output": self.job.out_name if self.ok else None,
+            "ok": self.ok,
+            "type": self.doc_type or None,
+            "extent": self.extent or None,
+            "seconds": round(self.seconds, 3),
+            "error_code": self.error_code or None,
+            "error": self.error or None,
+        }
+
+
+def expand_inputs(inputs: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """(files to parse, inputs that do not exist). Folders are walked recursively, skipping
+    hidden files and folders; files named explicitly are always taken."""
+    files: list[Path] = []
+    missing: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            for root, dirs, names in os.walk(item):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+        elif item.is_file():
+            files.append(item)
+        else:
+            missing.append(item)
+    # The same file named twice is parsed once.
+    unique = list(dict.fromkeys(files))
+    return unique, missing
+
+
+def assign_output_names(files: Sequence[Path]) -> list[Job]:
+    """`<stem>` per file; equal stems get `-2`, `-3`, ... in input order."""
+    used: set[str] = set()
+    jobs: list[Job] = []
+    for f in files:
+        stem = f.stem or f.name or "document"
+        name = stem
+        n = 2
+        while name.lower() in used or name == SUMMARY_FILE:
+            name = f"{stem}-{n}"
+            n += 1
+        used.add(name.lower())
+        jobs.append(Job(f, name))
+    return jobs
+
+
+def write_artifacts(out_dir: Path, artifacts: dict[str, bytes]) -> None:
+    """Write into a fresh folder, then swap it in, so a rerun never leaves stale files."""
+    staging = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for rel, data in artifacts.items():
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+
+
+def _extent(meta: dict[str, Any]) -> str:
+    if meta.get("page_count") is not None:
+        n = meta["page_count"]
+        return f"{n} page{'s' if n != 1 else ''}"
+    if meta.get("sheet_count") is not None:
+        n = meta["sheet_count"]
+        return f"{n} sheet{'s' if n != 1 else ''}"
+    if meta.get("duration_s") is not None:
+        return f"{float(meta['duration_s']):.1f} s audio"
+    return ""
+
+
+def process(
+    job: Job,
+    out: Path,
+    options: ParseOptions,
+    limits: SandboxLimits,
+    chunks: ChunkOptions,
+    settings: Settings,
+) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        doc = parse_file(job.source, options, limits, source_name=job.source.name, settings=settings)
+        artifacts = render_artifacts(doc, chunks)
+        write_artifacts(out / job.out_name, artifacts)
+    except PercolateError as exc:
+        return Outcome(job, False, time.perf_counter() - t0, error_code=exc.code, error=exc.message)
+    except OSError as exc:
+        return Outcome(job, False, time.perf_counter() - t0, error_code="io_error", error=str(exc))
+    meta = doc.metadata
+    return Outcome(job, True, time.perf_counter() - t0, doc_type=doc.doc_type.value, extent=_extent({**meta}))
+
+
+def summary_table(outcomes: Sequence[Outcome], out: Path) -> Table:
+    failed = sum(1 for o in outcomes if not o.ok)
+    table = Table(title=f"Parsed {len(outcomes) - failed} of {len(outcomes)} files into {out}")
+    table.add_column("File", overflow="fold")
+    table.add_column("Type")
+    table.add_column("Size")
+    table.add_column("Seconds", justify="right")
+    table.add_column("Status", overflow="fold")
+    for o in outcomes:
+        status = f"ok -> {o.job.out_name}/" if o.ok else f"[red]FAILED[/red] {o.error_code}: {o.error}"
+        table.add_row(str(o.job.source), o.doc_type or "-", o.extent or "-", f"{o.seconds:.2f}", status)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.timeout is not None:
+        overrides["parse_timeout_s"] = args.timeout
+    if args.memory_mb is not None:
+        overrides["parse_memory_mb"] = args.memory_mb
+    if args.no_ocr:
+        overrides["ocr_enabled"] = False
+    settings = load_settings(**overrides)
+    options = ParseOptions.from_settings(settings, password=args.password)
+    limits = SandboxLimits.from_settings(settings)
+    chunk_options = ChunkOptions.from_settings(settings)
+    jobs_n = max(1, args.jobs or os.cpu_count() or 1)
+
+    err = Console(stderr=True)
+    out_console = Console()
+    if not out_console.is_terminal:
+        # Piped or captured: do not fold the summary (and its failure reasons) at 80 columns.
+        out_console = Console(width=200)
+    files, missing = expand_inputs(args.inputs)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = assign_output_names(files)
+    outcomes: list[Outcome] = [
+        Outcome(Job(m, ""), False, 0.0, error_code="not_found", error="no such file or folder")
+        for m in missing
+    ]
+    by_job: dict[Job, Outcome] = {}
+    progress = Progress(
+        TextColumn("[bold]parse"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+    with progress, ThreadPoolExecutor(max_workers=jobs_n, thread_name_prefix="parse") as pool:
+        task = progress.add_task("", total=len(jobs))
+        futures: dict[Future[Outcome], Job] = {
+            pool.submit(process, job, out, options, limits, chunk_options, settings): job for job in jobs
+        }
+        for fut in as_completed(futures):
+            outcome = fut.result()
+            by_job[outcome.job] = outcome
+            progress.update(task, advance=1, description=outcome.job.source.name)
+    outcomes.extend(by_job[j] for j in jobs)  # report in input order, not completion order
+
+    summary = [o.as_json() for o in outcomes]
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    out_console.print(summary_table(outcomes, out))
+    if not outcomes:
+        err.print("no files to parse")
+        return 1
+    return 1 if any(not o.ok for o in outcomes) else 0

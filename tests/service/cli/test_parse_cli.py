@@ -1,0 +1,131 @@
+"""`percolate-reading parse` as a user runs it: a real subprocess on real files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.cli.parse import assign_output_names, expand_inputs
+
+SAMPLES = Path(__file__).resolve().parents[3] / "service" / "percolate_reading" / "samples"
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERCOLATE_READING_")}
+    return subprocess.run(
+        [sys.executable, "-m", "percolate_reading", "parse", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    (src / ".hidden").mkdir()
+    shutil.copy(SAMPLES / "sample-report.pdf", src / "report.pdf")
+    shutil.copy(SAMPLES / "sample-budget.xlsx", src / "sub" / "budget.xlsx")
+    # Same stem as the PDF: must not overwrite its output.
+    shutil.copy(SAMPLES / "sample-budget.xlsx", src / "sub" / "report.xlsx")
+    data = (SAMPLES / "sample-report.pdf").read_bytes()
+    (src / "broken.pdf").write_bytes(data[:400])  # truncated: header only
+    (src / ".hidden" / "skipped.pdf").write_bytes(data)
+    (src / ".dotfile.pdf").write_bytes(data)
+    return src
+
+
+def test_parse_folder_with_a_broken_file(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _run(inputs, "--out", out, "--jobs", "2", "--no-ocr", "--timeout", "120")
+    assert proc.returncode == 1, proc.stderr
+
+    summary = json.loads((out / "summary.json").read_text())
+    by_file = {Path(s["file"]).relative_to(inputs).as_posix(): s for s in summary}
+    assert set(by_file) == {"report.pdf", "sub/budget.xlsx", "sub/report.xlsx", "broken.pdf"}
+    broken = by_file["broken.pdf"]
+    assert broken["ok"] is False
+    assert broken["error_code"] == "corrupt"
+    assert broken["error"]
+    assert by_file["report.pdf"]["output"] == "report"
+    assert by_file["sub/report.xlsx"]["output"] == "report-2"
+    assert by_file["report.pdf"]["extent"] == "3 pages"
+    assert by_file["sub/budget.xlsx"]["extent"] == "2 sheets"
+
+    # The summary table names the failure and its reason.
+    assert "broken.pdf" in proc.stdout
+    assert f"FAILED corrupt: {broken['error'][:40]}" in proc.stdout
+    assert "Parsed 3 of 4 files" in proc.stdout
+
+    report = out / "report"
+    assert sorted(p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()) == [
+        "chunks.jsonl",
+        "metadata.json",
+        "structured.md",
+        "tables/1.csv",
+    ]
+    md = (report / "structured.md").read_text()
+    assert md.startswith("<!-- page 1 -->\n\n# Sample Report\n\n## 1. Introduction\n\n")
+    assert "<!-- page 3 -->" in md
+    assert "| East | 143 | 151 | 294 |" in md
+    rows = list(csv.reader(io.StringIO((report / "tables" / "1.csv").read_text(), newline="")))
+    assert rows[0] == ["Region", "Q1", "Q2", "Total"]
+    assert rows[4] == ["West", "87", "95", "182"]
+    meta = json.loads((report / "metadata.json").read_text())
+    assert (meta["doc_type"], meta["page_count"]) == ("pdf", 3)
+    assert meta["tables"][0]["page"] == 3
+    chunks = [json.loads(line) for line in (report / "chunks.jsonl").read_text().splitlines()]
+    assert chunks[0]["heading_path"] == ["Sample Report", "1. Introduction"]
+
+    for name in ("budget", "report-2"):
+        sheet_md = (out / name / "structured.md").read_text()
+        assert "| Toner | 2026-02-03 | 89.99 |" in sheet_md
+        assert (
+            out / name / "tables" / "2.csv"
+        ).read_bytes() == b"Code,Meaning\r\nA,Approved\r\nP,Pending\r\n"
+    assert not (out / "broken").exists()
+    assert not (out / "skipped").exists()
+    assert not (out / ".dotfile").exists()
+
+
+def test_all_good_exits_zero_and_rerun_replaces_output(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "sample-report" / "tables").mkdir(parents=True)
+    (out / "sample-report" / "tables" / "9.csv").write_text("stale")
+    proc = _run(SAMPLES / "sample-report.pdf", "--out", out, "--memory-mb", "1024")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (out / "sample-report" / "tables" / "9.csv").exists()
+    assert (out / "sample-report" / "tables" / "1.csv").exists()
+    assert "ok -> sample-report/" in proc.stdout
+
+
+def test_missing_input_fails(tmp_path: Path) -> None:
+    proc = _run(tmp_path / "nope.pdf", "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert "not_found" in proc.stdout
+
+
+def test_expand_and_name_helpers(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.pdf").write_bytes(b"%PDF")
+    (tmp_path / "a" / ".y.pdf").write_bytes(b"%PDF")
+    explicit_hidden = tmp_path / ".z.pdf"
+    explicit_hidden.write_bytes(b"%PDF")
+    files, missing = expand_inputs(
+        [tmp_path / "a", explicit_hidden, tmp_path / "a" / "x.pdf", tmp_path / "q"]
+    )
+    assert files == [tmp_path / "a" / "x.pdf", explicit_hidden]
+    assert missing == [tmp_path / "q"]
+    names = [j.out_name for j in assign_output_names([Path("a/r.pdf"), Path("b/r.pdf"), Path("R.xlsx")])]
+    assert names == ["r", "r-2", "R-3"]

@@ -1,0 +1,108 @@
+"""parse_file end to end on the bundled samples, in-process and sandboxed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from percolate_reading.config import load_settings
+from percolate_reading.document import BlockKind, DocumentType
+from percolate_reading.errors import EmptyDocumentError, EncryptedDocumentError, UnsupportedTypeError
+from percolate_reading.parsing import parse_file
+from percolate_reading.providers import PROVIDERS, get_provider, missing_dependency_error
+from percolate_reading.providers.base import ParseOptions
+from percolate_reading.sandbox import SandboxLimits
+
+SAMPLES = Path(__file__).resolve().parents[2] / "service" / "percolate_reading" / "samples"
+PDF = SAMPLES / "sample-report.pdf"
+XLSX = SAMPLES / "sample-budget.xlsx"
+LIMITS = SandboxLimits(memory_mb=2048, timeout_s=120, cpu_s=120)
+OPTIONS = ParseOptions(ocr_enabled=False)
+
+
+@pytest.mark.parametrize("limits", [None, LIMITS], ids=["in-process", "sandboxed"])
+def test_pdf_sample(limits: SandboxLimits | None) -> None:
+    doc = parse_file(PDF, OPTIONS, limits)
+    assert doc.doc_type is DocumentType.PDF
+    assert doc.source_name == "sample-report.pdf"
+    headings = [b.text for b in doc.blocks if b.kind is BlockKind.HEADING]
+    assert headings == ["Sample Report", "1. Introduction", "2. Method", "3. Two Columns", "4. Results"]
+    text = doc.text()
+    # Two columns: all of the left one before the right one.
+    assert text.index("orchards") < text.index("bicycles, which")
+    (table,) = doc.tables
+    assert table.rows[0] == ("Region", "Q1", "Q2", "Total")
+    assert table.rows[3] == ("East", "143", "151", "294")
+    assert table.page == 3
+    assert doc.metadata["doc_type"] == "pdf"
+    assert doc.metadata["file_size"] == PDF.stat().st_size
+    assert doc.metadata["sha256"] == hashlib.sha256(PDF.read_bytes()).hexdigest()
+    assert doc.metadata["page_count"] == 3
+    assert {"detect_s", "parse_s", "total_s"} <= doc.timings.keys()
+    assert doc.timings["total_s"] >= doc.timings["parse_s"] > 0
+
+
+def test_xlsx_sample_sandboxed() -> None:
+    doc = parse_file(XLSX, OPTIONS, LIMITS, source_name="budget.xlsx")
+    assert doc.source_name == "budget.xlsx"
+    assert doc.doc_type is DocumentType.XLSX
+    budget, codes = doc.tables
+    assert budget.sheet == "Budget"
+    assert ("Paper", "2026-01-15", "120.5") in budget.rows
+    assert budget.rows[-1][0] == "Total"
+    assert budget.rows[-1][2] == "850.49"  # the formula's cached value
+    assert codes.rows == (("Code", "Meaning"), ("A", "Approved"), ("P", "Pending"))
+
+
+def test_sandboxed_and_in_process_agree() -> None:
+    a = parse_file(PDF, OPTIONS, None)
+    b = parse_file(PDF, OPTIONS, LIMITS)
+    assert a.blocks == b.blocks
+    assert a.warnings == b.warnings
+
+
+def test_encrypted_pdf_error_crosses_the_sandbox(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "secret words")
+    path = tmp_path / "locked.pdf"
+    doc.save(str(path), encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="owner", user_pw="user")
+    doc.close()
+    with pytest.raises(EncryptedDocumentError):
+        parse_file(path, OPTIONS, LIMITS)
+    opened = parse_file(path, ParseOptions(ocr_enabled=False, password="user"), LIMITS)
+    assert "secret words" in opened.text()
+
+
+def test_detection_errors_come_before_any_child(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    with pytest.raises(EmptyDocumentError):
+        parse_file(empty, OPTIONS, LIMITS)
+    text = tmp_path / "notes.pdf"
+    text.write_text("just words")
+    with pytest.raises(UnsupportedTypeError, match="plain text"):
+        parse_file(text, OPTIONS, LIMITS)
+
+
+def test_registry_names_every_type() -> None:
+    assert set(PROVIDERS) == set(DocumentType)
+    for doc_type in (DocumentType.PDF, DocumentType.XLSX):
+        assert get_provider(doc_type).doc_type is doc_type
+    settings = load_settings()
+    assert get_provider(DocumentType.XLSX, settings).doc_type is DocumentType.XLSX
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    err = missing_dependency_error(
+        DocumentType.AUDIO, ImportError("no faster_whisper", name="faster_whisper")
+    )
+    assert isinstance(err, UnsupportedTypeError)
+    assert err.message == (
+        "audio parsing needs the Python package 'faster_whisper', which is not installed; "
+        "install it with: pip install 'percolate-reading[audio]'"
+    )
+    ocr = missing_dependency_error(DocumentType.IMAGE, ImportError("x", name="rapidocr_onnxruntime"))
+    assert "percolate-reading[ocr]" in ocr.message
