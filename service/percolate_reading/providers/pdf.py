@@ -130,7 +130,7 @@ class _PdfParse:
             drawings = page.get_cdrawings()
         except _MUPDF_ERRORS:
             return []
-        if not drawings or not grid_candidate(drawings):
+        if not drawings or not grid_candidate(drawings, page.rect.width, page.rect.height):
             return []
         t0 = time.perf_counter()
         self.table_pages_checked += 1
@@ -162,6 +162,9 @@ class _PdfParse:
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
             self.no_text_pages.append(page_no)
+            return []
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.result.warnings.append(f"page {page_no}: OCR failed: {exc}")
             return []
         finally:
             self.t_ocr += time.perf_counter() - t0

@@ -31,6 +31,8 @@ _SENTENCE_END = (".", "!", "?", ":", '"', "”", ")")
 # A list marker at the start of a line: a bullet glyph, or 1. 1) (1) a) a. i. ii)
 _NUMBERED = re.compile(r"^(\(?(?:\d{1,3}|[a-z]|[ivxlc]{1,6})[.)])\s+(?=\S)")
 _DIGITS = re.compile(r"\d+")
+# C0 controls (MuPDF emits NUL for glyphs without a Unicode mapping), tab and newline kept.
+_CONTROLS = dict.fromkeys(c for c in range(32) if c not in (9, 10))
 _SPACES = re.compile(r"\s+")
 
 
@@ -91,10 +93,14 @@ class PageText:
 # --- dict -> compact records -------------------------------------------------------------
 
 
+def _clean(text: str) -> str:
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> Line | None:
     if len(spans) == 1:
         span = spans[0]
-        text = span["text"]
+        text = _clean(span["text"])
         if not text.strip():
             return None
         font = span["font"]
@@ -114,7 +120,10 @@ def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> 
     if not weights:
         return None
     size = weights.most_common(1)[0][0]
-    return Line("".join(parts), bbox[0], bbox[1], bbox[2], bbox[3], size, bold)
+    text = _clean("".join(parts))
+    if not text.strip():
+        return None
+    return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold)
 
 
 def _merge_row(a: Line, b: Line) -> Line:
@@ -463,7 +472,13 @@ def text_blocks(block: TextBlock, stats: DocStats, lists: ListState, page_no: in
             if marker is not None and not _starts_item(unit, marker, same_para):
                 marker = None
             if unit.kind is BlockKind.HEADING:
-                if level and same_para and abs(line.size - unit.size) < 0.3 and line.bold == unit.bold:
+                # Lines of one heading: same size; weight only matters at body size.
+                if (
+                    level
+                    and same_para
+                    and abs(line.size - unit.size) < 0.3
+                    and (line.bold == unit.bold or line.size > stats.body_size + 0.4)
+                ):
                     unit.text = join_line(unit.text, text)
                     unit.n_lines += 1
                     unit.last = line

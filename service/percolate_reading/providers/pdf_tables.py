@@ -18,10 +18,21 @@ _THIN = 3.0  # a rectangle thinner than this is a drawn rule
 _MIN_LEN = 5.0
 
 
-def grid_candidate(drawings: Sequence[dict[str, Any]]) -> bool:
-    """True when the drawings hold enough horizontal and vertical segments for a grid."""
+def _invisible(path: dict[str, Any]) -> bool:
+    """White strokes with no fill: layout guides (e.g. Word's hidden table borders)."""
+    color = path.get("color")
+    return path.get("fill") is None and color is not None and min(color, default=0.0) >= 0.98
+
+
+def grid_candidate(drawings: Sequence[dict[str, Any]], page_w: float = 0.0, page_h: float = 0.0) -> bool:
+    """True when the drawings hold enough horizontal and vertical segments for a grid.
+
+    Page-sized rectangles (backgrounds, frames) and invisible white strokes do not count.
+    """
     horizontal = vertical = 0
     for path in drawings:
+        if _invisible(path):
+            continue
         for item in path.get("items", ()):
             op = item[0]
             if op == "l":
@@ -38,7 +49,7 @@ def grid_candidate(drawings: Sequence[dict[str, Any]]) -> bool:
                     horizontal += 1
                 elif w < _THIN and h > _MIN_LEN:
                     vertical += 1
-                elif w > _MIN_LEN and h > _MIN_LEN:
+                elif w > _MIN_LEN and h > _MIN_LEN and not (page_w and w > 0.9 * page_w and h > 0.9 * page_h):
                     horizontal += 2
                     vertical += 2
             if horizontal >= MIN_RULES and vertical >= MIN_RULES:

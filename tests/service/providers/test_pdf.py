@@ -226,6 +226,13 @@ def test_grid_candidate_needs_rules_both_ways() -> None:
     assert grid_candidate([{"items": lines(3, True) + lines(3, False)}])
     assert not grid_candidate([{"items": lines(6, True)}])
     assert not grid_candidate([{"items": [("re", (0.0, 0.0, 100.0, 100.0), 1)]}])  # one frame
+    # Word's hidden layout-table borders are drawn in white: not a ruled table.
+    white = {"color": (1.0, 1.0, 1.0), "fill": None, "items": lines(3, True) + lines(3, False)}
+    assert not grid_candidate([white])
+    # A page-sized background rectangle plus one rule each way is not a grid either.
+    page_rect = {"items": [("re", (0.0, 0.0, 595.0, 842.0), 1), *lines(1, True), *lines(1, False)]}
+    assert not grid_candidate([page_rect], 595.0, 842.0)
+    assert grid_candidate([page_rect])  # without the page size it looks like a frame plus rules
 
 
 def test_table_rows_are_normalised() -> None:
