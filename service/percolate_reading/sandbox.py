@@ -42,11 +42,14 @@ from percolate_reading.errors import (
 T = TypeVar("T")
 
 # Modules the forkserver imports once so children inherit them already loaded.
+# A missing optional module is skipped by the forkserver (ImportError is ignored there).
 PRELOAD_MODULES = [
     "percolate_reading.parsing",
-    "percolate_reading.providers",
     "pymupdf",
     "openpyxl",
+    "python_calamine",
+    "percolate_reading.providers.pdf",
+    "percolate_reading.providers.xlsx",
 ]
 
 # Exit codes the child uses when it cannot even send its error back.
