@@ -30,7 +30,8 @@ def parse_file(
     """Parse the file at `path` into a ParsedDocument, raising typed errors for bad input.
 
     `settings` configures providers that take more than ParseOptions (size caps, model cache)."""
-    path = Path(path)
+    # Absolute: the sandboxed child runs in its own temp dir as working directory.
+    path = Path(path).absolute()
     name = source_name or path.name
     t0 = time.perf_counter()
     doc_type = detect_type(path)

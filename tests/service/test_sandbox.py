@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import signal
@@ -157,3 +158,15 @@ def test_limits_from_settings() -> None:
 def test_invalid_limits_are_rejected() -> None:
     with pytest.raises(ValueError, match="invalid sandbox limits"):
         SandboxLimits(memory_mb=1024, timeout_s=0, cpu_s=1)
+
+
+async def test_concurrent_calls_from_an_event_loop() -> None:
+    # The worker calls the sandbox from threads of an asyncio process: one crash must not
+    # disturb the parse running beside it.
+    good = asyncio.to_thread(run_in_sandbox, _echo_doc, "one.pdf", limits=LIMITS)
+    bad = asyncio.to_thread(run_in_sandbox, _kill_self, limits=LIMITS)
+    other = asyncio.to_thread(run_in_sandbox, _echo_doc, "two.pdf", limits=LIMITS)
+    results = await asyncio.gather(good, bad, other, return_exceptions=True)
+    assert isinstance(results[0], ParsedDocument) and results[0].source_name == "one.pdf"
+    assert isinstance(results[1], WorkerCrashedError)
+    assert isinstance(results[2], ParsedDocument) and results[2].source_name == "two.pdf"

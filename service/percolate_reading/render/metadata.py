@@ -76,6 +76,9 @@ def _counts(doc: ParsedDocument) -> dict[str, Any]:
         sheets = list(dict.fromkeys(s for b in doc.blocks if (s := b.sheet or (b.table and b.table.sheet))))
         derived["sheet_count"] = len(sheets)
         derived["sheet_names"] = sheets
+    elif doc.doc_type is DocumentType.IMAGE:
+        pages = [b.page for b in doc.blocks if b.page is not None]
+        derived["page_count"] = int(doc.metadata.get("frames") or max(pages, default=1))
     elif doc.doc_type is DocumentType.AUDIO:
         ends = [b.end for b in doc.blocks if b.end is not None]
         derived["duration_s"] = max(ends, default=0.0)

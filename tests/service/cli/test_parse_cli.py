@@ -18,7 +18,7 @@ from percolate_reading.cli.parse import assign_output_names, expand_inputs
 SAMPLES = Path(__file__).resolve().parents[3] / "service" / "percolate_reading" / "samples"
 
 
-def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def _run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERCOLATE_READING_")}
     return subprocess.run(
         [sys.executable, "-m", "percolate_reading", "parse", *map(str, args)],
@@ -26,6 +26,7 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
         env=env,
+        cwd=cwd,
         check=False,
     )
 
@@ -108,6 +109,13 @@ def test_all_good_exits_zero_and_rerun_replaces_output(tmp_path: Path) -> None:
     assert not (out / "sample-report" / "tables" / "9.csv").exists()
     assert (out / "sample-report" / "tables" / "1.csv").exists()
     assert "ok -> sample-report/" in proc.stdout
+
+
+def test_relative_paths_work(tmp_path: Path) -> None:
+    shutil.copy(SAMPLES / "sample-budget.xlsx", tmp_path / "b.xlsx")
+    proc = _run("b.xlsx", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| Paper | 2026-01-15 | 120.5 |" in (tmp_path / "out" / "b" / "structured.md").read_text()
 
 
 def test_missing_input_fails(tmp_path: Path) -> None:

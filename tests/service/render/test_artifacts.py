@@ -108,3 +108,14 @@ def test_counts_derived_for_sheets_and_audio() -> None:
     assert (meta["duration_s"], meta["language"]) == (2.0, "en")
     assert arts["structured.md"] == b"[00:00:00.500 - 00:00:01.250] hi\n"
     assert "tables/1.csv" not in arts
+
+
+def test_image_page_count_from_frames() -> None:
+    image = ParsedDocument(
+        source_name="scan.png",
+        doc_type=DocumentType.IMAGE,
+        blocks=[Block(K.PARAGRAPH, text="Meeting notes")],
+        metadata={"frames": 1},
+    )
+    meta = json.loads(render_artifacts(image, ChunkOptions())["metadata.json"])
+    assert meta["page_count"] == 1
