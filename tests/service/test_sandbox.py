@@ -167,6 +167,8 @@ async def test_concurrent_calls_from_an_event_loop() -> None:
     bad = asyncio.to_thread(run_in_sandbox, _kill_self, limits=LIMITS)
     other = asyncio.to_thread(run_in_sandbox, _echo_doc, "two.pdf", limits=LIMITS)
     results = await asyncio.gather(good, bad, other, return_exceptions=True)
-    assert isinstance(results[0], ParsedDocument) and results[0].source_name == "one.pdf"
+    assert isinstance(results[0], ParsedDocument)
+    assert results[0].source_name == "one.pdf"
     assert isinstance(results[1], WorkerCrashedError)
-    assert isinstance(results[2], ParsedDocument) and results[2].source_name == "two.pdf"
+    assert isinstance(results[2], ParsedDocument)
+    assert results[2].source_name == "two.pdf"
