@@ -1,0 +1,161 @@
+"""JetStream streams, consumers and publishing against a real nats-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, DiscardPolicy, RetentionPolicy, StorageType
+
+from percolate_reading.config import Settings, load_settings
+from percolate_reading.errors import QueueError
+from percolate_reading.jobs.models import JobMessage
+from percolate_reading.queue.jetstream import (
+    DLQ_REASON_HEADER,
+    connect,
+    ensure_consumer,
+    ensure_streams,
+    publish_dead_letter,
+    publish_job,
+)
+from percolate_reading.subjects import DLQ_STREAM_NAME, consumer_name, dead_letter_subject, job_subject
+from tests.servers import NatsServer, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(server: NatsServer, tmp_path: Path, **kw: object) -> Settings:
+    return load_settings(nats_url=server.url, data_dir=tmp_path, **kw)
+
+
+def job(job_id: str, tenant: str = "acme") -> JobMessage:
+    return JobMessage(
+        job_id=job_id,
+        tenant_id=tenant,
+        file_name="a.pdf",
+        file_type="pdf",
+        s3_uri=f"s3://percolate-files/{tenant}/{job_id}/a.pdf",
+    )
+
+
+@pytest.fixture
+async def nc(fresh_nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[NATS]:
+    conn = await connect(settings_for(fresh_nats_server, tmp_path))
+    yield conn
+    await conn.close()
+
+
+async def test_streams_match_settings(nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path) -> None:
+    settings = settings_for(fresh_nats_server, tmp_path, nats_max_msgs=1234, nats_duplicate_window_s=60)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    await ensure_streams(js, settings)  # idempotent
+    cfg = (await js.stream_info("JOBS")).config
+    assert cfg.subjects == ["jobs.>"]
+    assert cfg.retention == RetentionPolicy.WORK_QUEUE
+    assert cfg.storage == StorageType.FILE
+    assert cfg.discard == DiscardPolicy.NEW
+    assert cfg.max_msgs == 1234
+    assert cfg.max_age == pytest.approx(7 * 24 * 3600)
+    assert cfg.duplicate_window == pytest.approx(60)
+    assert cfg.num_replicas == 1
+    dlq = (await js.stream_info(DLQ_STREAM_NAME)).config
+    assert dlq.subjects == ["dlq.>"]
+    assert dlq.retention == RetentionPolicy.LIMITS
+
+    # A changed setting updates the live stream.
+    await ensure_streams(js, settings_for(fresh_nats_server, tmp_path, nats_max_msgs=99))
+    assert (await js.stream_info("JOBS")).config.max_msgs == 99
+
+
+async def test_consumer_config_and_update(nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path) -> None:
+    settings = settings_for(fresh_nats_server, tmp_path, nats_ack_wait=7, nats_max_deliver=4)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    subject, durable = job_subject("small"), consumer_name("small")
+    await ensure_consumer(js, settings, subject, durable)
+    info = await js.consumer_info("JOBS", durable)
+    assert info.config.ack_policy == AckPolicy.EXPLICIT
+    assert info.config.ack_wait == pytest.approx(7)
+    assert info.config.max_deliver == 4
+    assert info.config.max_ack_pending == 100
+    assert info.config.filter_subject == "jobs.parse.small"
+    await ensure_consumer(js, settings_for(fresh_nats_server, tmp_path, nats_ack_wait=9), subject, durable)
+    assert (await js.consumer_info("JOBS", durable)).config.ack_wait == pytest.approx(9)
+    # A dedicated tenant's consumer does not overlap the shared one (workqueue would refuse).
+    await ensure_consumer(js, settings, job_subject("small", "acme"), consumer_name("small", "acme"))
+
+
+async def test_duplicate_publish_is_deduplicated(
+    nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = settings_for(fresh_nats_server, tmp_path)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    subject = job_subject("small")
+    seq1 = await publish_job(js, job("job-1"), subject)
+    seq2 = await publish_job(js, job("job-1"), subject)
+    seq3 = await publish_job(js, job("job-2"), subject)
+    assert seq1 == seq2
+    assert seq3 == seq1 + 1
+    assert (await js.stream_info("JOBS")).state.messages == 2
+    await ensure_consumer(js, settings, subject, consumer_name("small"))
+    sub = await js.pull_subscribe_bind(consumer_name("small"), stream="JOBS")
+    msgs = await sub.fetch(10, timeout=1)
+    assert sorted(JobMessage.model_validate_json(m.data).job_id for m in msgs) == ["job-1", "job-2"]
+    assert msgs[0].headers is not None
+    assert msgs[0].headers["Nats-Msg-Id"] in ("job-1", "job-2")
+    for m in msgs:
+        await m.ack()
+    await sub.unsubscribe()
+
+
+async def test_full_stream_refuses_new_jobs(nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path) -> None:
+    settings = settings_for(fresh_nats_server, tmp_path, nats_max_msgs=2)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    subject = job_subject("large")
+    await publish_job(js, job("a"), subject)
+    await publish_job(js, job("b"), subject)
+    with pytest.raises(QueueError, match="full"):
+        await publish_job(js, job("c"), subject)
+    # The oldest unprocessed job was kept (discard new, not old).
+    assert (await js.stream_info("JOBS")).state.first_seq == 1
+
+
+async def test_unrouted_subject_and_no_connection(
+    nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    js = nc.jetstream()
+    # No stream yet: nobody answers.
+    with pytest.raises(QueueError):
+        await publish_job(js, job("x"), job_subject("small"), ack_timeout_s=1)
+    await nc.close()
+    with pytest.raises(QueueError, match="not connected"):
+        await publish_job(js, job("x"), job_subject("small"))
+    with pytest.raises(QueueError):
+        await connect(
+            load_settings(nats_url=f"nats://127.0.0.1:{free_port()}", data_dir=tmp_path), connect_wait_s=2
+        )
+
+
+async def test_dead_letter_copy(nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path) -> None:
+    js = nc.jetstream()
+    await ensure_streams(js, settings_for(fresh_nats_server, tmp_path))
+    subject = job_subject("small", "acme")
+    seq = await publish_dead_letter(
+        js,
+        subject,
+        dead_letter_subject(subject),
+        job("p").model_dump_json().encode(),
+        job_id="p",
+        code="crashed",
+        reason="parser died\nwith signal 9",
+        deliveries=3,
+    )
+    stored = await js.get_msg(DLQ_STREAM_NAME, seq)
+    assert stored.subject == "dlq.parse.small.acme"
+    assert stored.headers is not None
+    assert stored.headers[DLQ_REASON_HEADER] == "parser died with signal 9"
