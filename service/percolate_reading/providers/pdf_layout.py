@@ -22,6 +22,8 @@ BOLD_FLAG = 16  # MuPDF span flag: TEXT_FONT_BOLD
 HEADER_BAND = 0.1  # top/bottom fraction of the page height where running headers/footers live
 SAMPLE_PAGES = 60  # pages sampled for font statistics and header/footer detection
 INDENT_STEP = 18.0  # points of indentation per list nesting level
+COLUMN_GAP = 1.5  # a gap this many font sizes wide inside a row separates table cells
+MIN_TEXT_TABLE_ROWS = 3
 
 EN_DASH = "\u2013"
 BULLETS = frozenset("•·▪◦‣●○■□➢►-*" + EN_DASH)
@@ -45,6 +47,8 @@ class Line:
     y1: float
     size: float  # dominant font size (by characters)
     bold: bool  # every visible character is bold
+    # Fragments separated by column-wide gaps, (x0, x1, text): a possible row of an unruled table.
+    cells: tuple[tuple[float, float, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -126,11 +130,26 @@ def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> 
     return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold)
 
 
+def _is_marker(text: str) -> bool:
+    t = text.strip()
+    return (len(t) == 1 and t in BULLETS) or bool(_NUMBERED.match(t + " x"))
+
+
 def _merge_row(a: Line, b: Line) -> Line:
-    """Join two fragments of one visual row (e.g. a list marker and its text)."""
+    """Join two fragments of one visual row (e.g. a list marker and its text).
+
+    A gap wider than COLUMN_GAP font sizes separates cells: the fragments are kept apart in
+    `cells` so that runs of such rows can become a table (a lone list marker never counts).
+    """
     gap = b.x0 - a.x1
-    sep = "" if gap < 0.15 * max(a.size, 1.0) or a.text.endswith(" ") or b.text.startswith(" ") else " "
     size = a.size if len(a.text) >= len(b.text) else b.size
+    sep = "" if gap < 0.15 * max(a.size, 1.0) or a.text.endswith(" ") or b.text.startswith(" ") else " "
+    cells = a.cells
+    if gap > COLUMN_GAP * max(size, 1.0) and (cells or not _is_marker(a.text)):
+        cells = (cells or ((a.x0, a.x1, a.text.strip()),)) + ((b.x0, b.x1, b.text.strip()),)
+    elif cells:
+        x0, _x1, text = cells[-1]
+        cells = (*cells[:-1], (x0, b.x1, text + sep + b.text.strip()))
     return Line(
         a.text + sep + b.text,
         min(a.x0, b.x0),
@@ -139,6 +158,7 @@ def _merge_row(a: Line, b: Line) -> Line:
         max(a.y1, b.y1),
         size,
         a.bold and b.bold,
+        cells,
     )
 
 
@@ -522,13 +542,106 @@ def _continues(prev: TextBlock, cur: TextBlock) -> bool:
     )
 
 
+def _columns(rows: Sequence[Line]) -> list[tuple[float, float]]:
+    """Column x-intervals: the union of overlapping cell extents over all rows."""
+    spans = sorted((c[0], c[1]) for row in rows for c in row.cells)
+    columns: list[tuple[float, float]] = []
+    for lo, hi in spans:
+        if columns and lo <= columns[-1][1] + 2.0:
+            columns[-1] = (columns[-1][0], max(columns[-1][1], hi))
+        else:
+            columns.append((lo, hi))
+    return columns
+
+
+def text_table(rows: Sequence[Line], page_no: int) -> TableItem | None:
+    """An unruled table from consecutive rows of gap-separated cells, if they align."""
+    if len(rows) < MIN_TEXT_TABLE_ROWS:
+        return None
+    columns = _columns(rows)
+    if not 2 <= len(columns) <= 30:
+        return None
+    grid: list[tuple[str, ...]] = []
+    for row in rows:
+        cells = [""] * len(columns)
+        for x0, x1, text in row.cells:
+            mid = (x0 + x1) / 2
+            col = next((i for i, (lo, hi) in enumerate(columns) if lo - 2 <= mid <= hi + 2), None)
+            if col is None:
+                return None
+            cells[col] = f"{cells[col]} {text}".strip() if cells[col] else text
+        grid.append(tuple(cells))
+    if sum(1 for r in grid if sum(1 for c in r if c) >= 2) < MIN_TEXT_TABLE_ROWS:
+        return None
+    table = Table(rows=tuple(grid), header_rows=1, page=page_no)
+    return TableItem(
+        table,
+        min(r.x0 for r in rows),
+        min(r.y0 for r in rows),
+        max(r.x1 for r in rows),
+        max(r.y1 for r in rows),
+    )
+
+
+def split_text_tables(items: Sequence[Item], page_no: int) -> list[Item]:
+    """Cut runs of consecutive gap-separated rows out of the text as tables.
+
+    Runs may cross text blocks (MuPDF often makes each table row its own block); lines
+    outside a run keep their blocks, and a run that does not align stays text.
+    """
+    out: list[Item] = []
+    run: list[Line] = []
+
+    def flush_run() -> None:
+        if run:
+            table = text_table(run, page_no)
+            if table is not None:
+                out.append(table)
+            else:
+                block = TextBlock(list(run))
+                block.refit()
+                out.append(block)
+            run.clear()
+
+    for item in items:
+        if isinstance(item, TableItem):
+            flush_run()
+            out.append(item)
+            continue
+        if not any(ln.cells for ln in item.lines):
+            flush_run()
+            out.append(item)
+            continue
+        pending: list[Line] = []
+        for line in item.lines:
+            if line.cells:
+                adjacent = bool(run) and line.y0 > run[-1].y0 and line.y0 - run[-1].y1 < 1.5 * line.size
+                if not adjacent:
+                    flush_run()
+                if pending:
+                    block = TextBlock(pending)
+                    block.refit()
+                    out.append(block)
+                    pending = []
+                run.append(line)
+            else:
+                flush_run()
+                pending.append(line)
+        if pending:
+            block = TextBlock(pending)
+            block.refit()
+            out.append(block)
+    flush_run()
+    return out
+
+
 def build_blocks(
     page: PageText, tables: Sequence[TableItem], stats: DocStats, lists: ListState, page_no: int
 ) -> list[Block]:
     """Everything on one page in reading order (the caller adds the PAGE_BREAK)."""
     items: list[Item] = [*page.blocks, *tables]
     merged: list[Item] = []
-    for item in reading_order(items):
+    for item in split_text_tables(reading_order(items), page_no):
         prev = merged[-1] if merged else None
         if isinstance(item, TextBlock) and isinstance(prev, TextBlock) and _continues(prev, item):
             prev.lines.extend(item.lines)

@@ -263,3 +263,28 @@ def many_pages_pdf(pages: int) -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+WIDE_BULLETS = ("Bring the signed forms.", "Bring a photo ID.", "Arrive ten minutes early.")
+
+
+def unruled_table_pdf() -> bytes:
+    """A table laid out only by column gaps (no rules), then a list whose bullets sit far
+    from their text (wide gaps that must not read as table cells)."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=PAGE_W, height=PAGE_H)
+    width = PAGE_W - 2 * MARGIN
+    y = paragraph(page, MARGIN, 80.0, TABLE_BEFORE, width)
+    for r, row in enumerate(TABLE_ROWS):
+        for c, cell in enumerate(row):
+            font = BOLD if r == 0 else REGULAR
+            page.insert_text((MARGIN + c * 130, y + 6 + r * 16), cell, fontsize=10, fontname=font)
+    y += len(TABLE_ROWS) * 16 + 24
+    y = paragraph(page, MARGIN, y, TABLE_AFTER, width)
+    for item in WIDE_BULLETS:
+        page.insert_text((MARGIN, y), "\u2022", fontsize=BODY)
+        page.insert_text((MARGIN + 36, y), item, fontsize=BODY)
+        y += BODY * 1.5
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data

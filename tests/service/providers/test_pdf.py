@@ -96,6 +96,16 @@ def test_ruled_table_cells_in_rows_and_columns(tmp_path: Path) -> None:
     assert doc.metadata["tables"] == 1
 
 
+def test_unruled_table_from_column_gaps(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.unruled_table_pdf())
+    assert [t.rows for t in doc.tables] == [fx.TABLE_ROWS]
+    assert doc.metadata["table_pages_checked"] == 0  # no rules: MuPDF's table finder never ran
+    blocks = content(doc)
+    assert [b.kind for b in blocks[:3]] == [BlockKind.PARAGRAPH, BlockKind.TABLE, BlockKind.PARAGRAPH]
+    items = [(b.text, b.ordered) for b in blocks if b.kind is BlockKind.LIST_ITEM]
+    assert items == [(text, False) for text in fx.WIDE_BULLETS]
+
+
 def test_pages_without_rules_skip_the_table_finder(tmp_path: Path) -> None:
     doc = parse(tmp_path, fx.two_column_pdf())
     assert doc.metadata["table_pages_checked"] == 0
