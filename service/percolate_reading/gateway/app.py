@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from percolate_reading import __version__
 from percolate_reading.config import Settings
@@ -23,6 +23,7 @@ from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.registry import TenantRegistry
 from percolate_reading.gateway.routes import context, health, jobs, parse
+from percolate_reading.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,7 @@ async def open_deps(settings: Settings, stack: AsyncExitStack) -> GatewayDeps:
     )
 
 
-def default_metrics() -> Any:
-    from percolate_reading.metrics import Metrics
-
+def default_metrics() -> Metrics:
     return Metrics()
 
 
@@ -88,6 +87,35 @@ async def stop_background(deps: GatewayDeps) -> None:
     deps.tasks.clear()
 
 
+class RequestCounter:
+    """Pure ASGI middleware counting requests by route template, method and status (no body
+    buffering, unlike BaseHTTPMiddleware, so uploads still stream)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            deps = getattr(scope["app"].state, "deps", None)
+            if deps is not None and deps.metrics is not None:
+                # The route template, never the raw path: ids would explode the label set.
+                endpoint = getattr(scope.get("route"), "path", "unmatched")
+                deps.metrics.http_requests_total.labels(endpoint, scope["method"], str(status)).inc()
+
+
 def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,21 +146,5 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     app.include_router(context.router)
     app.include_router(health.router)
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # The route template, never the raw path: ids would explode the label set.
-        endpoint = getattr(route, "path", "unmatched")
-        metrics = getattr(request.app.state, "deps", None)
-        metrics = getattr(metrics, "metrics", None)
-        if metrics is not None:
-            record = getattr(metrics, "http_request", None)
-            if record is not None:
-                record(endpoint, request.method, response.status_code, time.perf_counter() - started)
-        return response
-
+    app.add_middleware(RequestCounter)
     return app

@@ -10,6 +10,7 @@ from percolate_reading.config import Settings
 from percolate_reading.gateway.registry import TenantRegistry
 from percolate_reading.gateway.sweeper import Sweeper
 from percolate_reading.jobs.store import JobStore
+from percolate_reading.metrics import Metrics
 from percolate_reading.storage.base import ObjectStore
 
 
@@ -28,7 +29,7 @@ class GatewayDeps:
     registry: TenantRegistry
     nc: Any = None
     js: Any = None
-    metrics: Any = None
+    metrics: Metrics | None = None
     sweeper: Sweeper | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 

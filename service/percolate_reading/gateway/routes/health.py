@@ -49,8 +49,7 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-
     deps: GatewayDeps = request.app.state.deps
-    registry = getattr(deps.metrics, "registry", None) or REGISTRY
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    if deps.metrics is None:
+        return Response(b"", media_type="text/plain; version=0.0.4")
+    return Response(deps.metrics.render(), media_type=deps.metrics.content_type)

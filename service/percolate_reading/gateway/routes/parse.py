@@ -91,9 +91,8 @@ def _deps(request: Request) -> GatewayDeps:
 
 def _observe(deps: GatewayDeps, name: str, seconds: float) -> None:
     if deps.metrics is not None:
-        observe = getattr(deps.metrics, "observe", None)
-        if observe is not None:
-            observe(name, seconds)
+        histogram = getattr(deps.metrics, name)
+        histogram.observe(seconds)
 
 
 def parse_fields(fields: dict[str, str]) -> tuple[str | None, int, Tier | None, dict[str, str]]:
