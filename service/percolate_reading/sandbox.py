@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import (
+    CorruptDocumentError,
     MemoryLimitError,
     ParseError,
     ParseTimeoutError,
@@ -56,7 +57,18 @@ PRELOAD_MODULES = [
 _EXIT_MEMORY = 70
 _EXIT_SEND_FAILED = 71
 
-_MEMORY_HINTS = ("out of memory", "cannot allocate memory", "std::bad_alloc", "malloc failed")
+# Messages native libraries use when an allocation fails under RLIMIT_AS.
+_MEMORY_HINTS = (
+    "out of memory",
+    "cannot allocate memory",
+    "bad_alloc",
+    "malloc failed",
+    "failed to allocate",
+    "failed to map segment",
+)
+# An unexpected error in a child whose address space peaked this close to the limit is most
+# likely an allocation failure that a library reported badly (or swallowed and crashed on).
+_NEAR_LIMIT = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +219,10 @@ def _child_main(
         message: tuple[str, Any] = ("ok", fn(*args))
     except MemoryError:
         message = ("err", _memory_error(limits))
+    except (CorruptDocumentError, ParseError) as exc:
+        # Providers wrap native errors; one that is really a failed allocation is the limit.
+        mem = _memory_error(limits) if _looks_like_memory(exc, limits) else None
+        message = ("err", mem or exc)
     except PercolateError as exc:
         message = ("err", exc)
     except BaseException as exc:
@@ -226,10 +242,30 @@ def _child_main(
 
 
 def _untyped_error(exc: BaseException, limits: SandboxLimits) -> PercolateError:
-    text = f"{type(exc).__name__}: {exc}"
-    if any(h in text.lower() for h in _MEMORY_HINTS):
+    if _looks_like_memory(exc, limits):
         return _memory_error(limits)
-    return ParseError(f"parser failed unexpectedly: {text}")
+    return ParseError(f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
+
+
+def _looks_like_memory(exc: BaseException, limits: SandboxLimits) -> bool:
+    if type(exc).__name__ in ("UnsupportedTypeError", "EncryptedDocumentError", "EmptyDocumentError"):
+        return False
+    if any(h in str(exc).lower() for h in _MEMORY_HINTS):
+        return True
+    peak = _peak_address_space()
+    return peak is not None and peak >= _NEAR_LIMIT * limits.memory_mb * 1024 * 1024
+
+
+def _peak_address_space() -> int | None:
+    """VmPeak of this process in bytes (Linux), None where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmPeak:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _enter_sandbox(limits: SandboxLimits, tmp_dir: str) -> None:

@@ -10,7 +10,12 @@ import pytest
 
 from percolate_reading.config import load_settings
 from percolate_reading.document import BlockKind, DocumentType
-from percolate_reading.errors import EmptyDocumentError, EncryptedDocumentError, UnsupportedTypeError
+from percolate_reading.errors import (
+    EmptyDocumentError,
+    EncryptedDocumentError,
+    MemoryLimitError,
+    UnsupportedTypeError,
+)
 from percolate_reading.parsing import parse_file
 from percolate_reading.providers import PROVIDERS, get_provider, missing_dependency_error
 from percolate_reading.providers.base import ParseOptions
@@ -93,6 +98,20 @@ def test_registry_names_every_type() -> None:
         assert get_provider(doc_type).doc_type is doc_type
     settings = load_settings()
     assert get_provider(DocumentType.XLSX, settings).doc_type is DocumentType.XLSX
+
+
+def test_real_parse_under_a_tiny_memory_limit() -> None:
+    # PyMuPDF alone maps ~500 MB of address space: 256 MB cannot parse anything.
+    with pytest.raises(MemoryLimitError, match="memory limit of 256 MB"):
+        parse_file(PDF, OPTIONS, SandboxLimits(memory_mb=256, timeout_s=60, cpu_s=60))
+
+
+def test_loader_out_of_memory_is_not_a_missing_package() -> None:
+    cause = ImportError("/x/cv2.abi3.so: failed to map segment from shared object", name="cv2")
+    wrapped = ImportError("OCR needs rapidocr-onnxruntime", name="cv2")
+    wrapped.__cause__ = cause
+    with pytest.raises(MemoryError, match="failed to map segment"):
+        missing_dependency_error(DocumentType.IMAGE, wrapped)
 
 
 def test_missing_extra_names_the_install_command() -> None:

@@ -70,6 +70,19 @@ def _raise_value_error() -> None:
     raise ValueError("provider bug")
 
 
+def _bad_alloc() -> None:
+    raise RuntimeError("std::bad_alloc")
+
+
+def _corrupt_because_malloc_failed() -> None:
+    raise CorruptDocumentError("cannot read PDF: malloc failed (1073741824 bytes)")
+
+
+def _crash_near_the_limit(limit_mb: int) -> None:
+    hoard = bytearray(int(limit_mb * 0.85) * 1024 * 1024)  # noqa: F841 - held on purpose
+    raise AttributeError("'NoneType' object has no attribute 'tables'")
+
+
 def _write_scratch() -> str:
     scratch = Path(tempfile.gettempdir()) / "scratch.bin"
     scratch.write_bytes(b"x" * 1000)
@@ -172,3 +185,16 @@ async def test_concurrent_calls_from_an_event_loop() -> None:
     assert isinstance(results[1], WorkerCrashedError)
     assert isinstance(results[2], ParsedDocument)
     assert results[2].source_name == "two.pdf"
+
+
+def test_native_allocation_failures_are_the_memory_limit() -> None:
+    with pytest.raises(MemoryLimitError, match="memory limit of 1024 MB"):
+        run_in_sandbox(_bad_alloc, limits=LIMITS)
+    with pytest.raises(MemoryLimitError, match="memory limit of 1024 MB"):
+        run_in_sandbox(_corrupt_because_malloc_failed, limits=LIMITS)
+
+
+def test_unexpected_error_close_to_the_limit_is_the_memory_limit() -> None:
+    limits = SandboxLimits(memory_mb=1500, timeout_s=60, cpu_s=60)
+    with pytest.raises(MemoryLimitError, match="1500 MB"):
+        run_in_sandbox(_crash_near_the_limit, 1500, limits=limits)

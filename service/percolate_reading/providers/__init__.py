@@ -30,8 +30,23 @@ PROVIDERS: dict[DocumentType, ProviderSpec] = {
 }
 
 
+# How the dynamic loader fails when the sandbox's address-space limit is reached: the package
+# is installed, there is just no room to map it.
+_LOADER_MEMORY_FAILURES = ("failed to map segment", "cannot allocate memory")
+
+
 def missing_dependency_error(doc_type: DocumentType, exc: ImportError) -> UnsupportedTypeError:
-    """The error for a provider whose optional dependency is not installed."""
+    """The error for a provider whose optional dependency is not installed.
+
+    Raises MemoryError instead when the import failed for lack of memory (the sandbox reports
+    that as the memory limit it hit)."""
+    cause: BaseException | None = exc
+    for _ in range(5):  # providers re-raise with their own message; look at the causes too
+        if cause is None:
+            break
+        if any(hint in str(cause).lower() for hint in _LOADER_MEMORY_FAILURES):
+            raise MemoryError(str(cause)) from exc
+        cause = cause.__cause__ or cause.__context__
     spec = PROVIDERS[doc_type]
     missing = exc.name or str(exc)
     if spec.extra is None:
