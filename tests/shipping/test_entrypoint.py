@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import importlib.util
 import itertools
@@ -211,9 +212,11 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
             proc.wait()
 
 
-def _start(env: dict[str, str], log: Path, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+def _start(
+    env: dict[str, str], log: Path, procs: list[subprocess.Popen[bytes]], *args: str
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        proc = subprocess.Popen([*_cli(), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([*_cli(), "run", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     procs.append(proc)
     return proc
 
@@ -274,3 +277,50 @@ def test_worker_role_serves_health_and_exits_0_on_sigterm(
     assert _wait_for_status(proc, metrics_port, "/health") == 200, log.read_text()[-3000:]
     assert _run(["--healthcheck"], env).returncode == 0
     assert _stop(proc, log) == 0, log.read_text()[-3000:]
+
+
+@pytest.mark.integration
+async def test_operator_role_reconciles_a_parsepool_and_exits_0_on_sigterm(
+    fresh_nats_server: NatsServer, tmp_path: Path, started: list[subprocess.Popen[bytes]]
+) -> None:
+    """`run --role operator` against kmock's Kubernetes emulator (tests/operator/cluster.py)
+    and a real nats-server: kopf's liveness answers, a ParsePool gets its worker Deployment."""
+    import aiohttp
+
+    from tests.operator.cluster import DEPLOYMENTS, PARSEPOOLS, Api, eventually, serving_cluster
+
+    liveness_port = free_port()
+    async with serving_cluster() as (cluster, url), aiohttp.ClientSession() as session:
+        env = _clean_env(
+            PERCOLATE_OPERATOR_K8S_SERVER=url,
+            PERCOLATE_OPERATOR_NATS_URL=fresh_nats_server.url,
+            PERCOLATE_OPERATOR_LIVENESS_ENDPOINT=f"http://127.0.0.1:{liveness_port}/healthz",
+            PERCOLATE_OPERATOR_TENANT_NAMESPACE="percolate",
+        )
+        log = tmp_path / "operator.log"
+        proc = _start(env, log, started, "--role", "operator")
+
+        async def alive() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                async with session.get(f"http://127.0.0.1:{liveness_port}/healthz") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(alive, 90)
+        await Api(url, session).create(
+            PARSEPOOLS,
+            {
+                "apiVersion": "percolate.dev/v1alpha1",
+                "kind": "ParsePool",
+                "metadata": {"name": "small", "namespace": "percolate"},
+                "spec": {"tier": "small", "replicas": {"min": 0, "max": 2}},
+            },
+        )
+        deployment = await eventually(lambda: cluster.get(DEPLOYMENTS, "percolate", "small-workers"), 90)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert {"name": "PERCOLATE_READING_WORKER_MODE", "value": "true"} in container["env"]
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 60)
+        assert code == 0, log.read_text()[-3000:]

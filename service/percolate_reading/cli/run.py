@@ -162,11 +162,13 @@ def run(args: argparse.Namespace) -> int:
         target = health_target(settings, role)
         return 0 if target is None or probe_health(*target) else 1
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger(__name__).info("starting role %s", role.value)
+    if role is not Role.OPERATOR:
+        # kopf configures its own logging; a second root handler would print every line twice.
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    print(f"percolate-reading run: starting role {role.value}", file=sys.stderr, flush=True)
     try:
         return _start(role, settings)
     except ModuleNotFoundError as exc:
