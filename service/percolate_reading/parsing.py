@@ -7,6 +7,7 @@ this process: tests and benchmarks use that to measure the parser without the sa
 from __future__ import annotations
 
 import hashlib
+import resource
 import time
 from pathlib import Path
 
@@ -58,10 +59,13 @@ def run_provider(
     """Load the provider for `doc_type` and parse. Module-level so the sandbox can pickle it."""
     provider = get_provider(doc_type, settings)
     try:
-        return provider.parse(path, source_name, options)
+        doc = provider.parse(path, source_name, options)
     except ImportError as exc:
         # Providers may import heavy optional packages lazily, inside parse().
         raise missing_dependency_error(doc_type, exc) from exc
+    # In the sandbox this is the child's own peak; in-process, the whole process's.
+    doc.metadata["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return doc
 
 
 def file_digest(path: Path) -> tuple[int, str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -177,13 +178,17 @@ def run(args: argparse.Namespace) -> int:
         overrides["parse_memory_mb"] = args.memory_mb
     if args.no_ocr:
         overrides["ocr_enabled"] = False
-    settings = load_settings(**overrides)
+    err = Console(stderr=True)
+    try:
+        settings = load_settings(**overrides)
+    except ValidationError as exc:
+        err.print(f"[red]invalid settings:[/red] {exc}")
+        return 2
     options = ParseOptions.from_settings(settings, password=args.password)
     limits = SandboxLimits.from_settings(settings)
     chunk_options = ChunkOptions.from_settings(settings)
     jobs_n = max(1, args.jobs or os.cpu_count() or 1)
 
-    err = Console(stderr=True)
     out_console = Console()
     if not out_console.is_terminal:
         # Piped or captured: do not fold the summary (and its failure reasons) at 80 columns.

@@ -137,3 +137,9 @@ def test_expand_and_name_helpers(tmp_path: Path) -> None:
     assert missing == [tmp_path / "q"]
     names = [j.out_name for j in assign_output_names([Path("a/r.pdf"), Path("b/r.pdf"), Path("R.xlsx")])]
     assert names == ["r", "r-2", "R-3"]
+
+
+def test_invalid_limit_is_a_usage_error(tmp_path: Path) -> None:
+    proc = _run(SAMPLES / "sample-report.pdf", "--out", tmp_path / "out", "--memory-mb", "10")
+    assert proc.returncode == 2
+    assert "parse_memory_mb" in proc.stderr
