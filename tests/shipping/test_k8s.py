@@ -352,6 +352,23 @@ def test_worker_grace_period_exceeds_its_drain_timeout(build: Build) -> None:
         assert c.get("command", ["percolate-reading", "run"]) == ["percolate-reading", "run"]
 
 
+def test_one_image_runs_every_role(build: Build) -> None:
+    """Gateway, operator and the workers it makes run the same image (and so the same code)."""
+    _, gateway = _gateway(build)
+    images = {gateway["image"]}
+    for d in build.of("Deployment"):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            if c["image"].rsplit(":", 1)[0] == gateway["image"].rsplit(":", 1)[0]:
+                images.add(c["image"])
+    pool_images = {
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for (_, spec), d in zip(build.pools, build.worker_deployments, strict=True)
+        if spec.image is None
+    }
+    assert images | pool_images == {gateway["image"]}
+    assert ":" in gateway["image"]
+
+
 def test_scaled_objects_name_consumers_the_stream_defines(build: Build) -> None:
     stream = builders.stream_config(build.operator_settings)
     assert stream["name"] == STREAM_NAME
