@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
     webhook_max_attempts: int = Field(5, ge=1, description="Webhook delivery attempts.")
+    webhook_backoff_s: float = Field(
+        1.0, gt=0, description="First webhook retry delay; doubles per attempt, with jitter."
+    )
+    webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest delay between webhook tries.")
+    webhook_default_secret: SecretStr | None = Field(
+        None, description="Signing secret (whsec_...) for tenants without their own (dev/tests)."
+    )
 
     # --- client (`percolate-reading submit`) ---------------------------------------------
     url: str = Field("http://127.0.0.1:8001", description="Gateway URL `submit` talks to.")
