@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 from percolate_reading.config import Settings
 from percolate_reading.errors import (
     CorruptDocumentError,
+    DocumentTooLargeError,
     MemoryLimitError,
     ParseError,
     ParseTimeoutError,
@@ -78,6 +80,11 @@ class SandboxLimits:
     memory_mb: int
     timeout_s: float
     cpu_s: float
+    scratch_mb: int | None = None  # largest file the child may write; None = 2x memory_mb
+
+    @property
+    def scratch_limit_mb(self) -> int:
+        return self.scratch_mb if self.scratch_mb is not None else self.memory_mb * 2
 
     def __post_init__(self) -> None:
         if self.memory_mb < 16 or self.timeout_s <= 0 or self.cpu_s <= 0:
@@ -242,6 +249,10 @@ def _child_main(
 
 
 def _untyped_error(exc: BaseException, limits: SandboxLimits) -> PercolateError:
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return DocumentTooLargeError(
+            f"parse tried to write a scratch file over the limit of {limits.scratch_limit_mb} MB"
+        )
     if _looks_like_memory(exc, limits):
         return _memory_error(limits)
     return ParseError(f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
@@ -277,6 +288,10 @@ def _enter_sandbox(limits: SandboxLimits, tmp_dir: str) -> None:
     # The soft limit sends SIGXCPU (reported as a CPU timeout); the hard one is a backstop.
     cpu = math.ceil(limits.cpu_s)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    # Scratch files are bounded too, or a decompression bomb fills the node's disk. Python
+    # ignores SIGXFSZ, so an oversized write fails with EFBIG instead of killing the child.
+    scratch = limits.scratch_limit_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (scratch, scratch))
     # Parsers and their libraries write scratch files via tempfile/TMPDIR: keep them in the
     # per-parse directory the parent deletes afterwards.
     os.environ["TMPDIR"] = tmp_dir

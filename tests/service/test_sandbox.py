@@ -16,6 +16,7 @@ from percolate_reading.config import load_settings
 from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.errors import (
     CorruptDocumentError,
+    DocumentTooLargeError,
     MemoryLimitError,
     ParseError,
     ParseTimeoutError,
@@ -81,6 +82,13 @@ def _corrupt_because_malloc_failed() -> None:
 def _crash_near_the_limit(limit_mb: int) -> None:
     hoard = bytearray(int(limit_mb * 0.85) * 1024 * 1024)  # noqa: F841 - held on purpose
     raise AttributeError("'NoneType' object has no attribute 'tables'")
+
+
+def _write_huge_scratch() -> None:
+    with open("huge.bin", "wb") as f:
+        block = b"\0" * (1 << 20)
+        for _ in range(10_000):
+            f.write(block)
 
 
 def _write_scratch() -> str:
@@ -198,3 +206,10 @@ def test_unexpected_error_close_to_the_limit_is_the_memory_limit() -> None:
     limits = SandboxLimits(memory_mb=1500, timeout_s=60, cpu_s=60)
     with pytest.raises(MemoryLimitError, match="1500 MB"):
         run_in_sandbox(_crash_near_the_limit, 1500, limits=limits)
+
+
+def test_scratch_files_are_capped() -> None:
+    limits = SandboxLimits(memory_mb=1024, timeout_s=60, cpu_s=60, scratch_mb=20)
+    assert LIMITS.scratch_limit_mb == 2048
+    with pytest.raises(DocumentTooLargeError, match="scratch file over the limit of 20 MB"):
+        run_in_sandbox(_write_huge_scratch, limits=limits)
