@@ -4,13 +4,16 @@ model, and its stream-creating one-shot job run for real against a nats-server."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import nats
 import pytest
 import yaml
@@ -68,6 +71,17 @@ def _ports(service: dict[str, Any]) -> dict[int, int]:
         host, _, container = str(spec).rpartition(":")
         out[int(container)] = int(host)
     return out
+
+
+def test_compose_file_validates_against_the_compose_spec(compose: dict[str, Any]) -> None:
+    """The official Compose Specification schema (as vendored by check-jsonschema)."""
+    text = (
+        resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
+    schema = json.loads(text)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [f"{e.json_path}: {e.message[:300]}" for e in validator.iter_errors(compose)]
+    assert not errors, "\n".join(errors)
 
 
 def test_services_present(services: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ its builder step (`pip wheel` of exactly what the Dockerfile copies) run for rea
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dockerfile
 import pytest
 
 from percolate_reading.cli.main import SUBCOMMANDS
@@ -27,7 +27,12 @@ COMPILERS = ("gcc", "g++", "clang", "build-essential", "make ", "cmake", "rustc"
 @dataclass
 class Instruction:
     op: str
-    args: str
+    value: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+
+    @property
+    def args(self) -> str:
+        return " ".join((*self.flags, *self.value))
 
 
 @dataclass
@@ -46,47 +51,27 @@ class Dockerfile:
     stages: list[Stage]
 
 
-def _logical_lines(text: str) -> list[str]:
-    # Comment lines are dropped even inside a continuation, as Docker does.
-    lines: list[str] = []
-    current = ""
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not current):
-            continue
-        if stripped.endswith("\\"):
-            current += stripped[:-1] + " "
-            continue
-        current += stripped
-        if current.strip():
-            lines.append(current.strip())
-        current = ""
-    if current.strip():
-        lines.append(current.strip())
-    return lines
-
-
 def _parse_arg(args: str) -> tuple[str, str | None]:
     name, _, default = args.partition("=")
     return name.strip(), (default.strip().strip('"') if "=" in args else None)
 
 
 def parse_dockerfile(text: str) -> Dockerfile:
+    """Stages and instructions, read by BuildKit's own parser (the `dockerfile` package)."""
     global_args: dict[str, str | None] = {}
     stages: list[Stage] = []
-    for line in _logical_lines(text):
-        op, _, args = line.partition(" ")
-        op = op.upper()
+    for cmd in dockerfile.parse_string(text):
+        op = cmd.cmd.upper()
         if op == "FROM":
-            parts = args.split()
+            parts = cmd.value
             name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(base=parts[0], name=name))
         elif not stages:
             assert op == "ARG", f"only ARG may precede FROM, got {op}"
-            k, v = _parse_arg(args)
+            k, v = _parse_arg(cmd.value[0])
             global_args[k] = v
         else:
-            stages[-1].instructions.append(Instruction(op, args.strip()))
+            stages[-1].instructions.append(Instruction(op, tuple(cmd.value), tuple(cmd.flags)))
     return Dockerfile(global_args, stages)
 
 
@@ -97,7 +82,7 @@ def _expand(value: str, args: dict[str, str | None]) -> str:
 def _stage_args(df: Dockerfile, stage: Stage) -> dict[str, str | None]:
     values = dict(df.global_args)
     for ins in stage.ops("ARG"):
-        k, v = _parse_arg(ins.args)
+        k, v = _parse_arg(ins.value[0])
         values[k] = v if v is not None else values.get(k)
     return values
 
@@ -154,7 +139,7 @@ def test_no_compilers_in_the_final_stage(final: Stage) -> None:
 
 def test_entrypoint_is_the_run_subcommand(final: Stage) -> None:
     (entrypoint,) = final.ops("ENTRYPOINT")
-    assert json.loads(entrypoint.args) == ["percolate-reading", "run"]
+    assert entrypoint.value == ("percolate-reading", "run")
     scripts = _pyproject()["project"]["scripts"]
     assert scripts["percolate-reading"] == "percolate_reading.cli.main:main"
     assert SUBCOMMANDS["run"][0] == "percolate_reading.cli.run"
@@ -162,9 +147,7 @@ def test_entrypoint_is_the_run_subcommand(final: Stage) -> None:
 
 def test_healthcheck_uses_the_cli_and_the_cli_knows_the_flag(final: Stage) -> None:
     (healthcheck,) = final.ops("HEALTHCHECK")
-    assert "CMD" in healthcheck.args
-    command = json.loads(healthcheck.args.split("CMD", 1)[1].strip())
-    assert command == ["percolate-reading", "run", "--healthcheck"]
+    assert healthcheck.value == ("CMD", "percolate-reading", "run", "--healthcheck")
     help_text = subprocess.run(
         [sys.executable, "-m", "percolate_reading", "run", "--help"],
         capture_output=True,
@@ -176,7 +159,7 @@ def test_healthcheck_uses_the_cli_and_the_cli_knows_the_flag(final: Stage) -> No
 
 
 def test_exposed_ports_are_the_settings_defaults(final: Stage) -> None:
-    exposed = {int(p) for ins in final.ops("EXPOSE") for p in ins.args.split()}
+    exposed = {int(p) for ins in final.ops("EXPOSE") for p in ins.value}
     assert exposed == {Settings.model_fields["port"].default, Settings.model_fields["metrics_port"].default}
 
 
@@ -219,14 +202,14 @@ def test_extras_named_exist_in_pyproject(df: Dockerfile) -> None:
 
 
 def test_environment_names_are_settings_fields(final: Stage) -> None:
-    names = re.findall(r"\b(PERCOLATE_READING_\w+)=", " ".join(i.args for i in final.ops("ENV")))
+    names = [k for ins in final.ops("ENV") for k in ins.value[0::2] if k.startswith("PERCOLATE_READING_")]
     assert "PERCOLATE_READING_WHISPER_MODEL" in names
     for name in names:
         assert name.removeprefix("PERCOLATE_READING_").lower() in Settings.model_fields, name
 
 
 def test_models_come_from_a_volume_not_the_network(df: Dockerfile, final: Stage) -> None:
-    assert any("/models" in v.args for v in final.ops("VOLUME"))
+    assert any("/models" in v.value for v in final.ops("VOLUME"))
     args = _stage_args(df, final)
     assert args["WHISPER_MODEL"] is not None
     assert args["WHISPER_MODEL"].startswith("/models/")
