@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from percolate_reading.config import Settings
+from percolate_reading.gateway.quota import QuotaTracker
 from percolate_reading.gateway.registry import TenantRegistry
 from percolate_reading.gateway.sweeper import Sweeper
 from percolate_reading.jobs.store import JobStore
@@ -31,6 +32,7 @@ class GatewayDeps:
     js: Any = None
     metrics: Metrics | None = None
     sweeper: Sweeper | None = None
+    quotas: QuotaTracker = field(default_factory=QuotaTracker)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -145,18 +145,26 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
             raise ApiError(413, "too_large", f"the upload is larger than this tenant's {max_bytes} bytes")
 
     try:
-        active = await deps.jobs.count_active(tenant.tenant_id)
+        over = await deps.quotas.reserve(deps.jobs, tenant.tenant_id, tenant.quotas.max_active_jobs)
     except Exception as exc:
         log.warning("job store unavailable for the quota check: %s", exc)
         raise unavailable("the job store is unavailable") from exc
-    if active >= tenant.quotas.max_active_jobs:
+    if over is not None:
         raise ApiError(
             429,
             "too_many_jobs",
-            f"{active} jobs are queued or running; this tenant may have {tenant.quotas.max_active_jobs}",
+            f"{over} jobs are queued or running; this tenant may have {tenant.quotas.max_active_jobs}",
             {"Retry-After": "30"},
         )
+    try:
+        return await _accept(request, deps, tenant)
+    except BaseException:
+        deps.quotas.release(tenant.tenant_id)
+        raise
 
+
+async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> JSONResponse:
+    max_bytes = tenant.quotas.max_file_bytes
     try:
         upload = MultipartUpload(
             request.stream(), request.headers.get("content-type"), max_file_bytes=max_bytes
