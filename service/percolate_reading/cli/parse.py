@@ -32,10 +32,14 @@ from percolate_reading.render.chunks import ChunkOptions
 from percolate_reading.sandbox import SandboxLimits
 
 SUMMARY_FILE = "summary.json"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="FILE_OR_DIR", help="files or folders")
+    parser.add_argument("inputs", nargs="*", type=Path, metavar="FILE_OR_DIR", help="files or folders")
+    parser.add_argument(
+        "--samples", action="store_true", help=f"also parse the bundled sample documents ({SAMPLES_DIR})"
+    )
     parser.add_argument("--out", "-o", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--jobs", "-j", type=int, default=None, help="parses in parallel (default: CPU cores)"
@@ -193,7 +197,11 @@ def run(args: argparse.Namespace) -> int:
     if not out_console.is_terminal:
         # Piped or captured: do not fold the summary (and its failure reasons) at 80 columns.
         out_console = Console(width=200)
-    files, missing = expand_inputs(args.inputs)
+    inputs = [*args.inputs, *([SAMPLES_DIR] if args.samples else [])]
+    if not inputs:
+        err.print("nothing to parse: name files or folders, or pass --samples")
+        return 2
+    files, missing = expand_inputs(inputs)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     jobs = assign_output_names(files)

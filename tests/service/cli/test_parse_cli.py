@@ -143,3 +143,19 @@ def test_invalid_limit_is_a_usage_error(tmp_path: Path) -> None:
     proc = _run(SAMPLES / "sample-report.pdf", "--out", tmp_path / "out", "--memory-mb", "10")
     assert proc.returncode == 2
     assert "parse_memory_mb" in proc.stderr
+
+
+def test_bundled_samples_flag(tmp_path: Path) -> None:
+    proc = _run("--samples", "--out", tmp_path / "out", "--no-ocr")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    names = {Path(s["file"]).name: s for s in summary}
+    assert {"sample-report.pdf", "sample-budget.xlsx"} <= names.keys()
+    assert names["sample-report.pdf"]["ok"] is True
+    assert (tmp_path / "out" / "sample-report" / "structured.md").exists()
+    assert proc.returncode == (0 if all(s["ok"] for s in summary) else 1)
+
+
+def test_no_inputs_is_a_usage_error(tmp_path: Path) -> None:
+    proc = _run("--out", tmp_path / "out")
+    assert proc.returncode == 2
+    assert "--samples" in proc.stderr
