@@ -1,0 +1,339 @@
+"""Job-completion webhooks in the Standard Webhooks format, with an SSRF guard.
+
+Headers: `webhook-id` (stable across retries: derived from the job id and its final status),
+`webhook-timestamp` (unix seconds) and `webhook-signature` = `v1,<base64 HMAC-SHA256 of
+"{id}.{timestamp}.{body}">`. Secrets are `whsec_<base64>` (the Standard Webhooks form) or
+plain text. Only a 2xx answer counts; redirects are not followed; each attempt has a timeout;
+failures are retried with exponential backoff and jitter.
+
+Callback URLs that resolve to loopback, private, link-local (cloud metadata), reserved,
+multicast or otherwise non-global addresses are refused unless the host or the address is in
+`settings.webhook_allow_list`. Every address the name resolves to is checked, and the request
+connects to the checked address (the Host header and TLS SNI keep the original name), so a
+DNS answer that changes between check and connect cannot redirect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from percolate_reading.config import Settings
+from percolate_reading.errors import PercolateError
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
+SIGNATURE_VERSION = "v1"
+DEFAULT_TOLERANCE_S = 300
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class WebhookRefusedError(PercolateError):
+    """The callback URL is not one we will call (scheme, or an address the guard refuses)."""
+
+    code = "webhook_refused"
+    permanent = True
+
+
+# --- signing (pure) ----------------------------------------------------------------------------
+
+
+def secret_bytes(secret: str) -> bytes:
+    """`whsec_<base64>` decodes to its key bytes; anything else is used as UTF-8 text."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+        except ValueError as exc:
+            raise ValueError("webhook secret has the whsec_ prefix but is not base64") from exc
+    return secret.encode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value for one message."""
+    to_sign = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_bytes(secret), to_sign, hashlib.sha256).digest()
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+
+
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """A receiver's check: a valid v1 signature over the body and a fresh timestamp."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id = lower.get("webhook-id")
+    ts_text = lower.get("webhook-timestamp")
+    sig_header = lower.get("webhook-signature")
+    if not msg_id or not ts_text or not sig_header:
+        return False
+    try:
+        ts = int(ts_text)
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance_s:
+        return False
+    expected = sign(secret, msg_id, ts, body)
+    # The header may carry several space-separated signatures (key rotation).
+    return any(hmac.compare_digest(candidate, expected) for candidate in sig_header.split())
+
+
+def webhook_id(job_id: str, status: str) -> str:
+    """Stable per (job, final status): a redelivered job's webhook repeats the same id."""
+    return f"msg_{job_id}_{status}"
+
+
+def build_headers(secret: str | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "user-agent": "percolate-reading-webhooks/1",
+    }
+    if secret:
+        headers["webhook-signature"] = sign(secret, msg_id, timestamp, body)
+    return headers
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
+    """Delay before retry number `attempt` (1-based): base * 2^(attempt-1), jittered 50-150%."""
+    r = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
+    return float(min(max_s, base_s * 2 ** (attempt - 1)) * r.uniform(0.5, 1.5))
+
+
+# --- SSRF guard -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllowList:
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: tuple[str, ...] | list[str]) -> AllowList:
+        hosts: set[str] = set()
+        nets: list[Network] = []
+        for raw in entries:
+            entry = raw.strip().lower()
+            if not entry:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                hosts.add(entry.rstrip("."))
+        return cls(frozenset(hosts), tuple(nets))
+
+    def allows_host(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.hosts
+
+    def allows_ip(self, ip: IPAddress) -> bool:
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+
+def _unmapped(ip: IPAddress) -> IPAddress:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+    return ip
+
+
+def address_refusal(ip: IPAddress) -> str | None:
+    """Why `ip` may not be called, or None for a public unicast address."""
+    ip = _unmapped(ip)
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local (cloud metadata)"
+    if ip.is_private:
+        return "private"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_unspecified or ip.is_reserved:
+        return "reserved"
+    if not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """Every address the system resolver gives for `host` (numeric forms such as 2130706433
+    or 0x7f000001 are normalised by getaddrinfo the way a connect would)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise WebhookRefusedError(f"callback host {host!r} does not resolve: {exc}") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked callback: the URL to request (pointing at a checked address) and the name
+    to present as Host and TLS SNI."""
+
+    url: str
+    host: str
+    ip: str
+    pinned_url: str
+
+
+async def check_url(url: str, allow: AllowList, resolve: Resolver = system_resolve) -> Target:
+    """Resolve and check a callback URL; raise WebhookRefusedError when the guard refuses it."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise WebhookRefusedError(f"invalid callback URL: {exc}") from exc
+    if parts.scheme not in ("http", "https"):
+        raise WebhookRefusedError("callback URL must be http or https")
+    host = parts.hostname
+    if not host:
+        raise WebhookRefusedError("callback URL has no host")
+    if parts.username or parts.password:
+        raise WebhookRefusedError("callback URL must not carry credentials")
+    port = port or (443 if parts.scheme == "https" else 80)
+    addresses = await resolve(host, port)
+    if not addresses:
+        raise WebhookRefusedError(f"callback host {host!r} does not resolve")
+    host_allowed = allow.allows_host(host)
+    for text in addresses:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+        reason = address_refusal(ip)
+        if reason and not host_allowed and not allow.allows_ip(_unmapped(ip)) and not allow.allows_ip(ip):
+            raise WebhookRefusedError(f"callback host {host!r} resolves to a {reason} address ({ip})")
+    chosen = addresses[0].split("%", 1)[0]
+    netloc_host = f"[{chosen}]" if ":" in chosen else chosen
+    pinned = urlunsplit((parts.scheme, f"{netloc_host}:{port}", parts.path or "/", parts.query, ""))
+    return Target(url=url, host=host, ip=chosen, pinned_url=pinned)
+
+
+# --- delivery -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryResult:
+    delivered: bool
+    attempts: int
+    status_code: int | None = None
+    error: str | None = None
+    statuses: list[int | str] = field(default_factory=list)
+
+
+class WebhookSender:
+    """Sends webhooks with one shared HTTP client (owned here; call `close`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolve: Resolver = system_resolve,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.allow = AllowList.parse(settings.webhook_allow_list)
+        self._resolve = resolve
+        self._sleep = sleep
+        self._on_outcome = on_outcome
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            timeout=httpx.Timeout(settings.webhook_timeout_s),
+            trust_env=False,  # never route callbacks through an environment proxy
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def send(
+        self, url: str, secret: str | None, msg_id: str, payload: dict[str, Any]
+    ) -> DeliveryResult:
+        """Deliver one message; never raises for delivery failures (it reports them)."""
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        result = DeliveryResult(delivered=False, attempts=0)
+        max_attempts = self.settings.webhook_max_attempts
+        for attempt in range(1, max_attempts + 1):
+            result.attempts = attempt
+            try:
+                # Re-resolved and re-checked on every try: a name may change between tries.
+                target = await check_url(url, self.allow, self._resolve)
+            except WebhookRefusedError as exc:
+                result.error = str(exc)
+                result.statuses.append("refused")
+                log.warning("webhook %s refused: %s", msg_id, exc)
+                self._outcome("refused")
+                return result
+            headers = build_headers(secret, msg_id, int(time.time()), body)
+            headers["host"] = _host_header(target)
+            extensions = {"sni_hostname": target.host} if url.startswith("https") else {}
+            try:
+                # Streamed and never read: a receiver cannot make us buffer a large answer.
+                async with self._client.stream(
+                    "POST", target.pinned_url, content=body, headers=headers, extensions=extensions
+                ) as resp:
+                    status_code = resp.status_code
+                result.status_code = status_code
+                result.statuses.append(status_code)
+                if 200 <= status_code < 300:
+                    result.delivered = True
+                    result.error = None
+                    self._outcome("delivered")
+                    return result
+                result.error = f"HTTP {status_code}"
+            except httpx.HTTPError as exc:
+                result.error = f"{type(exc).__name__}: {exc}"
+                result.statuses.append("error")
+            if attempt < max_attempts:
+                await self._sleep(
+                    backoff_delay(
+                        attempt, self.settings.webhook_backoff_s, self.settings.webhook_backoff_max_s
+                    )
+                )
+        log.warning("webhook %s to %s failed after %d attempts: %s", msg_id, url, max_attempts, result.error)
+        self._outcome("failed")
+        return result
+
+    def _outcome(self, outcome: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+
+def _host_header(target: Target) -> str:
+    parts = urlsplit(target.url)
+    host = target.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def job_event(record_json: dict[str, Any], status: str) -> dict[str, Any]:
+    """The Standard Webhooks payload for a finished job."""
+    return {
+        "type": f"job.{status}",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data": record_json,
+    }
