@@ -133,7 +133,11 @@ def run_in_sandbox(fn: Callable[..., T], *args: Any, limits: SandboxLimits) -> T
         daemon=True,
     )
     try:
-        proc.start()
+        try:
+            proc.start()
+        except (OSError, RuntimeError, EOFError) as exc:
+            # No child (fork failed, forkserver gone, pids exhausted): may pass, so transient.
+            raise WorkerCrashedError(f"could not start the parse child: {exc!r}") from exc
         send_conn.close()  # the child holds the write end now; EOF then means it died
         outcome = _wait_for_outcome(proc, recv_conn, limits)
     finally:
@@ -163,6 +167,8 @@ def _wait_for_outcome(proc: Any, conn: Connection, limits: SandboxLimits) -> tup
                 message: tuple[str, Any] = conn.recv()
             except (EOFError, OSError):
                 break  # died mid-send or before sending: judge by its exit status
+            except Exception as exc:  # unpickling: a type this process cannot rebuild
+                return "err", ParseError(f"parse result could not be read back: {exc!r}")
             return message
         if proc.sentinel in ready:
             break
