@@ -40,7 +40,9 @@ from percolate_reading.providers.pdf_layout import (
 from percolate_reading.providers.pdf_tables import find_page_tables, grid_candidate
 
 # No images in the dict (they are large and unused); keep whitespace so words stay apart.
-TEXT_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
+WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
+# Vector paths come in the same pass (table candidates) at no measurable extra cost.
+TEXT_FLAGS = WORD_FLAGS | pymupdf.TEXT_COLLECT_VECTORS
 OCR_DPI = 200
 _fitz: Any = pymupdf  # PyMuPDF's own annotations are partial: use its API as dynamic
 # Errors MuPDF raises for damaged content inside an otherwise opened document.
@@ -125,17 +127,13 @@ class _PdfParse:
             self.unreadable.append(pno + 1)
             return None
 
-    def tables(self, page: Any, page_no: int) -> list[TableItem]:
-        try:
-            drawings = page.get_cdrawings()
-        except _MUPDF_ERRORS:
-            return []
-        if not drawings or not grid_candidate(drawings, page.rect.width, page.rect.height):
+    def tables(self, page: Any, text: PageText, page_no: int) -> list[TableItem]:
+        if not grid_candidate(text.vectors, text.width, text.height):
             return []
         t0 = time.perf_counter()
         self.table_pages_checked += 1
         try:
-            return find_page_tables(page, page_no, TEXT_FLAGS)
+            return find_page_tables(page, page_no, WORD_FLAGS)
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
             return []
@@ -176,7 +174,7 @@ class _PdfParse:
             return self.ocr_page(page, page_no)
         self.pages_with_text += 1
         self.margin_lines_dropped += drop_margin_lines(text, stats)
-        tables = self.tables(page, page_no)
+        tables = self.tables(page, text, page_no)
         drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
         return build_blocks(text, tables, stats, self.lists, page_no)
 

@@ -78,16 +78,19 @@ class TableItem:
 
 
 Item = TextBlock | TableItem
+Vector = tuple[float, float, float, float, bool, bool, int]
 
 
 @dataclass(slots=True)
 class PageText:
-    """The compact text of one page: horizontal blocks plus rotated lines kept aside."""
+    """The compact text of one page: horizontal blocks plus rotated lines kept aside, and
+    the page's vector paths (x0, y0, x1, y1, stroked, is_rect, sRGB colour) for table hints."""
 
     blocks: list[TextBlock]
     rotated: list[Line]
     width: float
     height: float
+    vectors: list[Vector]
 
     @property
     def has_text(self) -> bool:
@@ -168,11 +171,23 @@ def _same_row(a: Line, b: Line) -> bool:
 
 
 def page_text(page_dict: dict[str, Any]) -> PageText:
-    """Compact a `get_text("dict")` result: text blocks of non-empty lines, rows merged."""
+    """Compact a `get_text("dict")` result: text blocks of non-empty lines, rows merged.
+
+    With TEXT_COLLECT_VECTORS the dict also holds vector blocks (type 3): kept as tuples, so
+    table candidates come from the same pass instead of a second `get_cdrawings()` walk.
+    """
     blocks: list[TextBlock] = []
     rotated: list[Line] = []
+    vectors: list[Vector] = []
     for raw in page_dict["blocks"]:
-        if raw.get("type", 0) != 0:
+        kind = raw.get("type", 0)
+        if kind == 3:
+            x0, y0, x1, y1 = raw["bbox"]
+            vectors.append(
+                (x0, y0, x1, y1, bool(raw.get("stroked")), bool(raw.get("isrect")), raw.get("color", 0))
+            )
+            continue
+        if kind != 0:
             continue
         lines: list[Line] = []
         for raw_line in raw["lines"]:
@@ -191,7 +206,7 @@ def page_text(page_dict: dict[str, Any]) -> PageText:
             block = TextBlock(lines)
             block.refit()
             blocks.append(block)
-    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]))
+    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors)
 
 
 # --- document statistics: body size, heading tiers, running headers/footers -------------
@@ -318,22 +333,50 @@ def drop_lines_inside(page: PageText, boxes: Sequence[tuple[float, float, float,
 # --- reading order -------------------------------------------------------------------------
 
 
+def _weight(it: Item) -> int:
+    return len(it.lines) if isinstance(it, TextBlock) else it.table.n_rows
+
+
 def _gutters(items: Sequence[Item]) -> list[tuple[float, float]]:
-    """Vertical white gaps between the x-extents of narrow items: candidate column gutters."""
+    """Candidate column gutters: x-ranges (at least 6 pt wide) that almost no text covers.
+
+    A sweep over the x-extents of all but page-wide items, each weighted by its line count:
+    a gutter is where coverage drops to a fifth of the peak, so one title line bridging two
+    columns of many lines does not hide the gutter (the title then counts as spanning).
+    """
     x0 = min(it.x0 for it in items)
     x1 = max(it.x1 for it in items)
     width = x1 - x0
-    narrow = sorted(((it.x0, it.x1) for it in items if it.x1 - it.x0 < 0.55 * width), key=lambda iv: iv[0])
-    gutters: list[tuple[float, float]] = []
-    if len(narrow) < 2:
-        return gutters
-    cur_hi = narrow[0][1]
-    for lo, hi in narrow[1:]:
-        if lo > cur_hi + 6.0:
-            gutters.append((cur_hi, lo))
-            cur_hi = hi
+    events: list[tuple[float, int]] = []
+    for it in items:
+        if it.x1 - it.x0 < 0.7 * width:
+            w = _weight(it)
+            events.append((it.x0, w))
+            events.append((it.x1, -w))
+    if len(events) < 4:
+        return []
+    events.sort()
+    coverage = peak = 0
+    steps: list[tuple[float, int]] = []  # coverage from this x on
+    for x, delta in events:
+        coverage += delta
+        peak = max(peak, coverage)
+        if steps and steps[-1][0] == x:
+            steps[-1] = (x, coverage)
         else:
-            cur_hi = max(cur_hi, hi)
+            steps.append((x, coverage))
+    limit = peak / 5
+    gutters: list[tuple[float, float]] = []
+    seen_text = False
+    start: float | None = None
+    for x, cov in steps:
+        if cov > limit:
+            if start is not None and seen_text and x - start >= 6.0:
+                gutters.append((start, x))
+            start = None
+            seen_text = True
+        elif start is None:
+            start = x
     return gutters
 
 

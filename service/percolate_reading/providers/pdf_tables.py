@@ -2,7 +2,8 @@
 
 `page.find_tables()` costs ~0.4 s a page while text extraction costs ~1 ms, so it only runs
 on pages whose vector drawings could form a grid: at least three horizontal and three
-vertical rules (or rectangle edges). `grid_candidate` is pure over `get_cdrawings()` output.
+vertical rules (or rectangle edges). `grid_candidate` is pure over the vector blocks the
+text pass already collected (TEXT_COLLECT_VECTORS), so the check itself costs nothing extra.
 """
 
 from __future__ import annotations
@@ -11,49 +12,37 @@ from collections.abc import Sequence
 from typing import Any
 
 from percolate_reading.document import Table
-from percolate_reading.providers.pdf_layout import TableItem
+from percolate_reading.providers.pdf_layout import TableItem, Vector
 
 MIN_RULES = 3  # a 2x2 grid has three horizontal and three vertical rules
-_THIN = 3.0  # a rectangle thinner than this is a drawn rule
+_THIN = 4.0  # a rectangle thinner than this is a drawn rule
 _MIN_LEN = 5.0
 
 
-def _invisible(path: dict[str, Any]) -> bool:
-    """White strokes with no fill: layout guides (e.g. Word's hidden table borders)."""
-    color = path.get("color")
-    return path.get("fill") is None and color is not None and min(color, default=0.0) >= 0.98
+WHITE = 0xFFFFFF
 
 
-def grid_candidate(drawings: Sequence[dict[str, Any]], page_w: float = 0.0, page_h: float = 0.0) -> bool:
-    """True when the drawings hold enough horizontal and vertical segments for a grid.
+def grid_candidate(vectors: Sequence[Vector], page_w: float = 0.0, page_h: float = 0.0) -> bool:
+    """True when the page's vector paths hold enough horizontal and vertical rules for a grid.
 
-    Page-sized rectangles (backgrounds, frames) and invisible white strokes do not count.
+    Only axis-aligned rectangles count (MuPDF reports a drawn line as a thin one). Page-sized
+    rectangles (backgrounds, frames) and white strokes (Word's hidden layout-table borders)
+    are ignored.
     """
     horizontal = vertical = 0
-    for path in drawings:
-        if _invisible(path):
+    for x0, y0, x1, y1, stroked, is_rect, color in vectors:
+        if not is_rect or (stroked and color == WHITE):
             continue
-        for item in path.get("items", ()):
-            op = item[0]
-            if op == "l":
-                (ax, ay), (bx, by) = item[1], item[2]
-                dx, dy = abs(bx - ax), abs(by - ay)
-                if dy < 1.0 and dx > _MIN_LEN:
-                    horizontal += 1
-                elif dx < 1.0 and dy > _MIN_LEN:
-                    vertical += 1
-            elif op == "re":
-                x0, y0, x1, y1 = item[1]
-                w, h = abs(x1 - x0), abs(y1 - y0)
-                if h < _THIN and w > _MIN_LEN:
-                    horizontal += 1
-                elif w < _THIN and h > _MIN_LEN:
-                    vertical += 1
-                elif w > _MIN_LEN and h > _MIN_LEN and not (page_w and w > 0.9 * page_w and h > 0.9 * page_h):
-                    horizontal += 2
-                    vertical += 2
-            if horizontal >= MIN_RULES and vertical >= MIN_RULES:
-                return True
+        w, h = x1 - x0, y1 - y0
+        if h < _THIN and w > _MIN_LEN:
+            horizontal += 1
+        elif w < _THIN and h > _MIN_LEN:
+            vertical += 1
+        elif w > _MIN_LEN and h > _MIN_LEN and not (page_w and w > 0.9 * page_w and h > 0.9 * page_h):
+            horizontal += 2
+            vertical += 2
+        if horizontal >= MIN_RULES and vertical >= MIN_RULES:
+            return True
     return False
 
 

@@ -16,8 +16,8 @@ from percolate_reading.errors import (
 )
 from percolate_reading.providers.base import ParseOptions
 from percolate_reading.providers.pdf import PdfProvider, sample_page_numbers
-from percolate_reading.providers.pdf_layout import join_line, list_marker
-from percolate_reading.providers.pdf_tables import grid_candidate, table_from_rows
+from percolate_reading.providers.pdf_layout import Vector, join_line, list_marker
+from percolate_reading.providers.pdf_tables import WHITE, grid_candidate, table_from_rows
 from tests.service.providers import pdf_fixtures as fx
 
 
@@ -228,21 +228,26 @@ def test_line_joins() -> None:
 
 
 def test_grid_candidate_needs_rules_both_ways() -> None:
-    def lines(n: int, horizontal: bool) -> list[tuple[object, ...]]:
+    def rules(n: int, horizontal: bool, color: int = 0) -> list[Vector]:
         if horizontal:
-            return [("l", (0.0, 10.0 * i), (100.0, 10.0 * i)) for i in range(n)]
-        return [("l", (10.0 * i, 0.0), (10.0 * i, 100.0)) for i in range(n)]
+            return [(0.0, 10.0 * i, 100.0, 10.0 * i + 1, True, True, color) for i in range(n)]
+        return [(10.0 * i, 0.0, 10.0 * i + 1, 100.0, True, True, color) for i in range(n)]
 
-    assert grid_candidate([{"items": lines(3, True) + lines(3, False)}])
-    assert not grid_candidate([{"items": lines(6, True)}])
-    assert not grid_candidate([{"items": [("re", (0.0, 0.0, 100.0, 100.0), 1)]}])  # one frame
+    assert grid_candidate(rules(3, True) + rules(3, False))
+    assert not grid_candidate(rules(6, True))
+    assert not grid_candidate([(0.0, 0.0, 100.0, 100.0, True, True, 0)])  # one frame
     # Word's hidden layout-table borders are drawn in white: not a ruled table.
-    white = {"color": (1.0, 1.0, 1.0), "fill": None, "items": lines(3, True) + lines(3, False)}
-    assert not grid_candidate([white])
+    assert not grid_candidate(rules(3, True, WHITE) + rules(3, False, WHITE))
+    # Curves are not rules, even when their bounding boxes are thin.
+    assert not grid_candidate([(*v[:5], False, 0) for v in rules(3, True) + rules(3, False)])
     # A page-sized background rectangle plus one rule each way is not a grid either.
-    page_rect = {"items": [("re", (0.0, 0.0, 595.0, 842.0), 1), *lines(1, True), *lines(1, False)]}
-    assert not grid_candidate([page_rect], 595.0, 842.0)
-    assert grid_candidate([page_rect])  # without the page size it looks like a frame plus rules
+    background: list[Vector] = [
+        (0.0, 0.0, 595.0, 842.0, False, True, WHITE),
+        *rules(1, True),
+        *rules(1, False),
+    ]
+    assert not grid_candidate(background, 595.0, 842.0)
+    assert grid_candidate(background)  # without the page size it looks like a frame plus rules
 
 
 def test_table_rows_are_normalised() -> None:
