@@ -63,6 +63,7 @@ class _Unit:
 class _Chunk:
     heading_path: list[str]
     units: list[_Unit] = field(default_factory=list)
+    length: int = 0  # len(text), kept up to date by append()
 
     @property
     def text(self) -> str:
@@ -73,10 +74,14 @@ class _Chunk:
             out.append(u.text)
         return "".join(out)
 
+    def append(self, unit: _Unit) -> None:
+        self.length = self.length_with(unit)
+        self.units.append(unit)
+
     def length_with(self, unit: _Unit) -> int:
         if not self.units:
             return len(unit.text)
-        return len(self.text) + len(unit.joiner) + len(unit.text)
+        return self.length + len(unit.joiner) + len(unit.text)
 
     @property
     def has_content(self) -> bool:
@@ -117,14 +122,14 @@ class _Chunker:
         if unit.group is not None and last is not None and last.group == unit.group:
             self.flush()
         if self.current.length_with(unit) <= max_chars:
-            self.current.units.append(unit)
+            self.current.append(unit)
             return
         previous = self.current
         self.flush()
         overlap = self._overlap(previous, max_chars - len(unit.text) - len(unit.joiner))
         if overlap is not None:
-            self.current.units.append(overlap)
-        self.current.units.append(unit)
+            self.current.append(overlap)
+        self.current.append(unit)
 
     def _overlap(self, previous: _Chunk, room: int) -> _Unit | None:
         size = min(self.options.overlap_chars, room)

@@ -131,7 +131,8 @@ def sheet_of(block: Block) -> str | None:
 
 def to_markdown(doc: ParsedDocument) -> str:
     """Render the whole document; ends with a single newline (empty string if no content)."""
-    parts: list[str] = []
+    parts: list[str | list[str]] = []  # a list part = the lines of one Markdown list
+    list_lines: list[str] = []
     lists = ListState()
     page: int | None = None
     sheet: str | None = None
@@ -162,14 +163,15 @@ def to_markdown(doc: ParsedDocument) -> str:
             if not in_list:
                 lists.reset()
                 in_list = True
-                parts.append(lists.line(block))
-            else:
-                parts[-1] += "\n" + lists.line(block)
+                list_lines = []
+                parts.append(list_lines)
+            list_lines.append(lists.line(block))
             continue
         rendered = render_block(block)
         if rendered:
             parts.append(rendered)
-    return "\n\n".join(parts) + "\n" if parts else ""
+    text = "\n\n".join(p if isinstance(p, str) else "\n".join(p) for p in parts)
+    return text + "\n" if parts else ""
 
 
 def render_block(block: Block) -> str:
