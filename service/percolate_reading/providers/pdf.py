@@ -44,6 +44,9 @@ WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES 
 # Vector paths come in the same pass (table candidates) at no measurable extra cost.
 TEXT_FLAGS = WORD_FLAGS | pymupdf.TEXT_COLLECT_VECTORS
 OCR_DPI = 200
+# Pages with more vector paths than this are drawings/charts, where MuPDF's table finder can
+# run for many seconds; they are not searched for ruled tables (noted in the warnings).
+MAX_TABLE_VECTORS = 5000
 _fitz: Any = pymupdf  # PyMuPDF's own annotations are partial: use its API as dynamic
 # Errors MuPDF raises for damaged content inside an otherwise opened document.
 _MUPDF_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
@@ -129,6 +132,11 @@ class _PdfParse:
 
     def tables(self, page: Any, text: PageText, page_no: int) -> list[TableItem]:
         if not grid_candidate(text.vectors, text.width, text.height):
+            return []
+        if len(text.vectors) > MAX_TABLE_VECTORS:
+            self.result.warnings.append(
+                f"page {page_no}: {len(text.vectors)} vector paths; not searched for ruled tables"
+            )
             return []
         t0 = time.perf_counter()
         self.table_pages_checked += 1

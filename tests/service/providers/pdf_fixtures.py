@@ -288,3 +288,31 @@ def unruled_table_pdf() -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+def three_column_pdf() -> bytes:
+    """A wide title, three columns (heading, paragraphs; bullets in the third) and a full-width
+    ruled table below them. The title is just narrow enough to look like a column block."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=PAGE_W, height=PAGE_H)
+    y = heading(page, MARGIN, 80.0, "Three Column Newsletter", 22)
+    gutter = 20.0
+    col_w = (PAGE_W - 2 * MARGIN - 2 * gutter) / 3
+    for c in range(3):
+        x = MARGIN + c * (col_w + gutter)
+        yy = heading(page, x, y, f"Section {c + 1}", 14)
+        for k in range(3):
+            yy = paragraph(page, x, yy, column_paragraph(c + 1, k + 1), col_w)
+        if c == 2:
+            for i in range(3):
+                page.insert_text((x, yy), "\u2022", fontsize=BODY)
+                page.insert_text((x + 12, yy), f"point {i + 1}", fontsize=BODY)
+                yy += BODY * 1.4
+    ruled_table(page, MARGIN, 520.0, TABLE_ROWS, [(PAGE_W - 2 * MARGIN) / 3] * 3)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def column_paragraph(col: int, k: int) -> str:
+    return f"Column {col} paragraph {k} has some words about topic {col} and more words to wrap."

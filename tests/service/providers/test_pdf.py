@@ -79,6 +79,19 @@ def test_two_columns_read_column_by_column(tmp_path: Path) -> None:
     assert blocks[-1].text == fx.CLOSING
 
 
+def test_three_columns_with_a_wide_title_and_a_table(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.three_column_pdf())
+    expected = ["Three Column Newsletter"]
+    for col in (1, 2, 3):
+        expected += [f"Section {col}"] + [fx.column_paragraph(col, k) for k in (1, 2, 3)]
+    expected += ["point 1", "point 2", "point 3"]
+    blocks = content(doc)
+    assert [b.text for b in blocks if b.kind is not BlockKind.TABLE] == expected
+    assert blocks[-1].kind is BlockKind.TABLE
+    assert doc.tables[0].rows == fx.TABLE_ROWS
+    assert [b.kind for b in blocks[-4:-1]] == [BlockKind.LIST_ITEM] * 3
+
+
 def test_ruled_table_cells_in_rows_and_columns(tmp_path: Path) -> None:
     doc = parse(tmp_path, fx.ruled_table_pdf())
     assert len(doc.tables) == 1
