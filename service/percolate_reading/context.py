@@ -1,0 +1,210 @@
+"""Tenant context: one place where an LLM service finds a tenant's whole parsed corpus.
+
+Layout in the context bucket (keys prefixed by the tenant):
+
+    <tenant>/documents/<job_id>.json   one entry per document (written by the job's worker)
+    <tenant>/chunks/<job_id>.jsonl     that document's chunks
+    <tenant>/manifest.json             every entry, newest first (rebuilt from the listing)
+
+Each job writes only its own entry and chunk objects, so concurrent workers never overwrite
+each other's data. The manifest is a derived index rebuilt from the listing; every writer
+re-lists after writing it and rebuilds again if an entry is missing, so the last manifest
+write includes every entry that existed before it, and `read_context` merges any entry the
+manifest does not list yet. A redelivered job overwrites its own objects (same keys).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from percolate_reading.errors import ObjectNotFoundError
+from percolate_reading.storage.base import ObjectStore
+from percolate_reading.subjects import validate_tenant_id
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_REBUILD_ROUNDS = 5
+# Facts from metadata.json worth listing per document (small scalars only).
+SUMMARY_KEYS = (
+    "title",
+    "author",
+    "doc_type",
+    "page_count",
+    "sheet_count",
+    "table_count",
+    "duration_s",
+    "language",
+    "file_size",
+    "sha256",
+    "word_count",
+    "chunk_count",
+)
+
+
+def _prefix(tenant: str) -> str:
+    return f"{validate_tenant_id(tenant)}/"
+
+
+def entry_key(tenant: str, job_id: str) -> str:
+    return f"{_prefix(tenant)}documents/{job_id}.json"
+
+
+def chunks_key(tenant: str, job_id: str) -> str:
+    return f"{_prefix(tenant)}chunks/{job_id}.jsonl"
+
+
+def manifest_key(tenant: str) -> str:
+    return f"{_prefix(tenant)}{MANIFEST}"
+
+
+def metadata_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in SUMMARY_KEYS:
+        value = metadata.get(key)
+        if isinstance(value, str | int | float | bool) and not (isinstance(value, str) and len(value) > 500):
+            out[key] = value
+    return out
+
+
+def build_entry(
+    *,
+    tenant: str,
+    job_id: str,
+    file_name: str,
+    file_type: str,
+    artifact_uris: dict[str, str],
+    metadata: dict[str, Any],
+    chunk_count: int,
+    chunks_uri: str,
+    finished_at: datetime | None = None,
+) -> dict[str, Any]:
+    """One document's manifest entry (pure)."""
+    when = finished_at or datetime.now(UTC)
+    return {
+        "job_id": job_id,
+        "tenant_id": tenant,
+        "file_name": file_name,
+        "type": file_type,
+        "artifacts": dict(sorted(artifact_uris.items())),
+        "metadata": metadata_summary(metadata),
+        "chunk_count": chunk_count,
+        "chunks_uri": chunks_uri,
+        "updated_at": when.isoformat(),
+    }
+
+
+def build_manifest(tenant: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    docs = sorted(
+        entries, key=lambda e: (str(e.get("updated_at", "")), str(e.get("job_id", ""))), reverse=True
+    )
+    return {
+        "version": MANIFEST_VERSION,
+        "tenant_id": tenant,
+        "document_count": len(docs),
+        "chunk_count": sum(int(e.get("chunk_count", 0)) for e in docs),
+        "documents": docs,
+    }
+
+
+def _job_id_of(key: str) -> str:
+    return key.rsplit("/", 1)[1].removesuffix(".json")
+
+
+async def _read_json(store: ObjectStore, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(await store.get_bytes(bucket, key))
+    except ObjectNotFoundError:
+        return None
+    except ValueError:
+        return None  # a damaged object is rebuilt from the entries
+    return data if isinstance(data, dict) else None
+
+
+async def _current_entries(
+    store: ObjectStore, bucket: str, tenant: str, known: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Entries of every listed document, reusing `known` ones; (entries, changed vs known)."""
+    keys = await store.list_keys(bucket, f"{_prefix(tenant)}documents/")
+    listed = {_job_id_of(k): k for k in keys if k.endswith(".json")}
+    entries: dict[str, dict[str, Any]] = {}
+    changed = set(listed) != set(known)
+    for job_id, key in listed.items():
+        if job_id in known:
+            entries[job_id] = known[job_id]
+            continue
+        entry = await _read_json(store, bucket, key)
+        if entry is not None:
+            entries[job_id] = entry
+    return entries, changed
+
+
+async def _manifest_entries(store: ObjectStore, bucket: str, tenant: str) -> dict[str, dict[str, Any]]:
+    manifest = await _read_json(store, bucket, manifest_key(tenant)) or {}
+    docs = manifest.get("documents", [])
+    return {str(d["job_id"]): d for d in docs if isinstance(d, dict) and "job_id" in d}
+
+
+async def _rebuild_manifest(
+    store: ObjectStore, bucket: str, tenant: str, fresh: dict[str, Any]
+) -> dict[str, Any]:
+    known = await _manifest_entries(store, bucket, tenant)
+    known[fresh["job_id"]] = fresh  # our own entry is newer than what the manifest held
+    manifest: dict[str, Any] = {}
+    for _ in range(_REBUILD_ROUNDS):
+        entries, _changed = await _current_entries(store, bucket, tenant, known)
+        manifest = build_manifest(tenant, list(entries.values()))
+        await store.put_bytes(
+            bucket,
+            manifest_key(tenant),
+            json.dumps(manifest, ensure_ascii=False).encode(),
+            "application/json",
+        )
+        # Someone may have added an entry after our listing and written an older manifest
+        # after ours: check that what we wrote still covers the listing.
+        check, changed = await _current_entries(store, bucket, tenant, entries)
+        if not changed:
+            break
+        known = check
+    return manifest
+
+
+async def update_context(
+    store: ObjectStore, bucket: str, tenant: str, entry: dict[str, Any], chunks_jsonl: bytes
+) -> dict[str, Any]:
+    """Record one finished document; returns the manifest as written."""
+    job_id = str(entry["job_id"])
+    await store.put_bytes(bucket, chunks_key(tenant, job_id), chunks_jsonl, "application/x-ndjson")
+    await store.put_bytes(
+        bucket, entry_key(tenant, job_id), json.dumps(entry, ensure_ascii=False).encode(), "application/json"
+    )
+    return await _rebuild_manifest(store, bucket, tenant, entry)
+
+
+async def remove_from_context(store: ObjectStore, bucket: str, tenant: str, job_id: str) -> None:
+    await store.delete(bucket, entry_key(tenant, job_id))
+    await store.delete(bucket, chunks_key(tenant, job_id))
+    known = await _manifest_entries(store, bucket, tenant)
+    known.pop(job_id, None)
+    entries, _ = await _current_entries(store, bucket, tenant, known)
+    manifest = build_manifest(tenant, list(entries.values()))
+    await store.put_bytes(bucket, manifest_key(tenant), json.dumps(manifest).encode(), "application/json")
+
+
+async def read_context(
+    store: ObjectStore, tenant: str, bucket: str, *, include_chunks: bool = False
+) -> dict[str, Any]:
+    """The tenant's manifest (merged with any entry it does not list yet); with
+    `include_chunks`, each document also carries its chunks."""
+    known = await _manifest_entries(store, bucket, tenant)
+    entries, _ = await _current_entries(store, bucket, tenant, known)
+    manifest = build_manifest(tenant, list(entries.values()))
+    if include_chunks:
+        for doc in manifest["documents"]:
+            try:
+                raw = await store.get_bytes(bucket, chunks_key(tenant, str(doc["job_id"])))
+            except ObjectNotFoundError:
+                raw = b""
+            doc["chunks"] = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]
+    return manifest
