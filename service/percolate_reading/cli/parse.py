@@ -27,7 +27,7 @@ from percolate_reading.config import Settings, load_settings
 from percolate_reading.errors import PercolateError
 from percolate_reading.parsing import parse_file
 from percolate_reading.providers.base import ParseOptions
-from percolate_reading.render.artifacts import render_artifacts
+from percolate_reading.render.artifacts import METADATA_JSON, render_artifacts
 from percolate_reading.render.chunks import ChunkOptions
 from percolate_reading.sandbox import SandboxLimits
 
@@ -156,8 +156,8 @@ def process(
         return Outcome(job, False, time.perf_counter() - t0, error_code=exc.code, error=exc.message)
     except OSError as exc:
         return Outcome(job, False, time.perf_counter() - t0, error_code="io_error", error=str(exc))
-    meta = doc.metadata
-    return Outcome(job, True, time.perf_counter() - t0, doc_type=doc.doc_type.value, extent=_extent({**meta}))
+    meta = json.loads(artifacts[METADATA_JSON])  # has the counts derived from the blocks too
+    return Outcome(job, True, time.perf_counter() - t0, doc_type=doc.doc_type.value, extent=_extent(meta))
 
 
 def summary_table(outcomes: Sequence[Outcome], out: Path) -> Table:
