@@ -241,9 +241,14 @@ class DocStats:
 
     def heading_level(self, size: float, bold: bool, text: str, n_lines: int) -> int:
         """0 for body text, else 1..4: larger sizes by tier, then bold lines near body size."""
-        if self.body_size <= 0 or len(text) > 200 or n_lines > 3 or not any(c.isalpha() for c in text):
+        if self.body_size <= 0:
             return 0
-        if size >= self.body_size * 1.12 + 0.3:
+        larger_font = size >= self.body_size * 1.12 + 0.3
+        if not (larger_font or bold):  # the common case, decided before any text scan
+            return 0
+        if len(text) > 200 or n_lines > 3 or not any(c.isalpha() for c in text):
+            return 0
+        if larger_font:
             larger = sum(1 for s in self.heading_sizes if s > size + 0.25)
             return min(larger + 1, 3)
         if (
@@ -491,8 +496,15 @@ class _Unit:
     bold: bool = False
 
 
+def _squash(text: str) -> str:
+    """Collapse whitespace runs; most text has none, so check before the regex."""
+    if "  " in text or not text.isprintable():  # any whitespace but " " is non-printable
+        return _SPACES.sub(" ", text).strip()
+    return text.strip()
+
+
 def _finish(unit: _Unit, stats: DocStats, page_no: int) -> Block:
-    text = _SPACES.sub(" ", unit.text).strip()
+    text = _squash(unit.text)
     if unit.kind is BlockKind.HEADING:
         level = stats.heading_level(unit.size, unit.bold, text, unit.n_lines)
         if level:
