@@ -232,10 +232,10 @@ def _child_main(
         message: tuple[str, Any] = ("ok", fn(*args))
     except MemoryError:
         message = ("err", _memory_error(limits))
-    except (CorruptDocumentError, ParseError) as exc:
-        # Providers wrap native errors; one that is really a failed allocation is the limit.
-        mem = _memory_error(limits) if _looks_like_memory(exc, limits) else None
-        message = ("err", mem or exc)
+    except ParseError as exc:
+        # Providers wrap native errors; a wrapped failed allocation is really the memory limit.
+        wrapped_alloc = type(exc) in (CorruptDocumentError, ParseError) and _has_memory_hint(exc)
+        message = ("err", _memory_error(limits) if wrapped_alloc else exc)
     except PercolateError as exc:
         message = ("err", exc)
     except BaseException as exc:
@@ -259,18 +259,16 @@ def _untyped_error(exc: BaseException, limits: SandboxLimits) -> PercolateError:
         return DocumentTooLargeError(
             f"parse tried to write a scratch file over the limit of {limits.scratch_limit_mb} MB"
         )
-    if _looks_like_memory(exc, limits):
+    peak = _peak_address_space()
+    near_limit = peak is not None and peak >= _NEAR_LIMIT * limits.memory_mb * 1024 * 1024
+    if _has_memory_hint(exc) or near_limit:
         return _memory_error(limits)
     return ParseError(f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
 
 
-def _looks_like_memory(exc: BaseException, limits: SandboxLimits) -> bool:
-    if type(exc).__name__ in ("UnsupportedTypeError", "EncryptedDocumentError", "EmptyDocumentError"):
-        return False
-    if any(h in str(exc).lower() for h in _MEMORY_HINTS):
-        return True
-    peak = _peak_address_space()
-    return peak is not None and peak >= _NEAR_LIMIT * limits.memory_mb * 1024 * 1024
+def _has_memory_hint(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(h in text for h in _MEMORY_HINTS)
 
 
 def _peak_address_space() -> int | None:
