@@ -322,3 +322,17 @@ async def test_health_ready_metrics(acme: httpx.AsyncClient) -> None:
     assert 'endpoint="/v1/parse"' in text
     assert "s3_upload_duration_seconds" in text
     assert "nats_publish_duration_seconds" in text
+
+
+async def test_callback_to_private_address_is_refused(
+    acme: httpx.AsyncClient, store: ObjectStore, tenants: Tenants
+) -> None:
+    for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.1/hook", "http://[::1]:8080/x"):
+        r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"callback_url": url})
+        assert r.status_code == 400, url
+        assert r.json()["error"]["code"] == "callback_refused"
+    r = await acme.post(
+        "/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"callback_url": "ftp://x/y"}
+    )
+    assert r.status_code == 400
+    assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []

@@ -7,6 +7,7 @@ earlier steps (staged object deleted, record marked failed) and answers 503 with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ router = APIRouter(tags=["jobs"])
 # Multipart framing and the small form fields on top of the file itself.
 BODY_OVERHEAD_BYTES = 64 * 1024
 MAX_CALLBACK_URL_CHARS = 2048
+CALLBACK_CHECK_S = 5.0
 OPTION_FIELDS = frozenset({"password", "language", "ocr_enabled"})
 KNOWN_FIELDS = frozenset({"callback_url", "priority", "tier"}) | OPTION_FIELDS
 
@@ -202,6 +204,8 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         except UploadError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
         callback, priority, requested_tier, options = parse_fields(upload.fields)
+        if callback is not None:
+            await check_callback(deps, callback)
         try:
             route = route_job(deps.settings, tenant, doc_type.value, size, requested_tier)
         except TierNotAllowedError as exc:
@@ -268,6 +272,22 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         status_code=202,
         headers={"Location": status_url},
     )
+
+
+async def check_callback(deps: GatewayDeps, url: str) -> None:
+    """Refuse callbacks the webhook sender would refuse (loopback, private, metadata...) now,
+    with a 400, instead of accepting the job and failing the webhook later. The sender checks
+    again at delivery time (DNS may change)."""
+    from percolate_reading.webhooks import AllowList, WebhookRefusedError, check_url
+
+    try:
+        await asyncio.wait_for(
+            check_url(url, AllowList.parse(deps.settings.webhook_allow_list)), CALLBACK_CHECK_S
+        )
+    except WebhookRefusedError as exc:
+        raise ApiError(400, "callback_refused", exc.message) from None
+    except TimeoutError:
+        log.info("callback host of %s did not resolve in time; the sender will check it", url)
 
 
 async def publish(deps: GatewayDeps, message: JobMessage, subject: str) -> None:
