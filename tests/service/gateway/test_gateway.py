@@ -336,3 +336,11 @@ async def test_callback_to_private_address_is_refused(
     )
     assert r.status_code == 400
     assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
+
+
+async def test_context_of_a_new_tenant_is_empty(acme: httpx.AsyncClient, tenants: Tenants) -> None:
+    r = await acme.get("/v1/context")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["tenant_id"] == tenants.acme
+    assert body["documents"] == []

@@ -103,6 +103,12 @@ async def test_four_types_succeed_with_artifacts_and_signed_webhooks(
         texts = await artifact_texts(acme, job)
         assert any(expected.lower() in t.lower() for t in texts.values()), (name, list(texts))
 
+    context = (await acme.get("/v1/context", params={"include_chunks": "true"})).json()
+    docs = {d["job_id"]: d for d in context["documents"]}
+    assert set(docs) == set(job_ids.values())
+    pdf_chunks = " ".join(str(c) for c in docs[job_ids["report.pdf"]]["chunks"])
+    assert "quarterly invoices" in pdf_chunks
+
     calls = receiver.wait_for(lambda cs: len({c.json().get("job_id") for c in cs}) >= len(uploads))
     by_job = {c.json()["job_id"]: c for c in calls}
     assert set(by_job) >= set(job_ids.values())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from percolate_reading.errors import ObjectNotFoundError
+from percolate_reading.context import read_context
 from percolate_reading.gateway.api_errors import unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
@@ -17,14 +17,15 @@ router = APIRouter(tags=["context"])
 
 
 @router.get("/v1/context")
-async def get_context(request: Request, tenant: Tenant) -> JSONResponse:
-    from percolate_reading.context import read_context
-
+async def get_context(
+    request: Request, tenant: Tenant, include_chunks: bool = Query(False, description="inline every chunk")
+) -> JSONResponse:
+    """The tenant's documents, newest first, in one read (with `include_chunks`, their chunks)."""
     deps: GatewayDeps = request.app.state.deps
     try:
-        context = await read_context(deps.store, tenant)
-    except ObjectNotFoundError:
-        return JSONResponse({"tenant_id": tenant.tenant_id, "documents": []})
+        context = await read_context(
+            deps.store, tenant.tenant_id, tenant.context_bucket, include_chunks=include_chunks
+        )
     except Exception as exc:
         log.warning("context of %s unreadable: %s", tenant.tenant_id, exc)
         raise unavailable("object storage is unavailable", "storage_unavailable") from exc
