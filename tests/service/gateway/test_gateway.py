@@ -344,3 +344,66 @@ async def test_context_of_a_new_tenant_is_empty(acme: httpx.AsyncClient, tenants
     body = r.json()
     assert body["tenant_id"] == tenants.acme
     assert body["documents"] == []
+
+
+async def test_tenant_written_to_the_kv_registry_can_authenticate(
+    gateway: LiveGateway, settings: Settings
+) -> None:
+    from percolate_reading.tenancy import TENANTS_KV_BUCKET, TenantRecord, hash_api_key
+
+    record = TenantRecord(tenant_id="operator-made", api_key_hashes=(hash_api_key("fresh-key-123"),))
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        try:
+            kv = await js.key_value(TENANTS_KV_BUCKET)
+        except Exception:
+            kv = await js.create_key_value(bucket=TENANTS_KV_BUCKET)
+        async with client(gateway, "fresh-key-123") as c:
+            assert (await c.get("/v1/jobs")).status_code == 401
+            await kv.put("operator-made", record.model_dump_json().encode())
+            for _ in range(100):  # the watch delivers the update asynchronously
+                if (await c.get("/v1/jobs")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await c.get("/v1/jobs")).status_code == 200
+            await kv.delete("operator-made")
+            for _ in range(100):
+                if (await c.get("/v1/jobs")).status_code == 401:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await c.get("/v1/jobs")).status_code == 401
+    finally:
+        await nc.close()
+
+
+async def test_ready_reports_a_stopped_background_task(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from percolate_reading.gateway.deps import GatewayDeps
+    from percolate_reading.gateway.registry import TenantRegistry
+    from percolate_reading.gateway.routes.health import readiness
+    from percolate_reading.jobs.rocks_store import RocksJobStore
+    from percolate_reading.storage.local import LocalObjectStore
+
+    base = Path(str(tmp_path))
+    jobs = RocksJobStore(base / "jobs")
+    deps = GatewayDeps(
+        settings=Settings(data_dir=base),
+        store=LocalObjectStore(base / "objects"),
+        jobs=jobs,
+        registry=TenantRegistry(),
+    )
+
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    task = asyncio.create_task(crash())
+    await asyncio.gather(task, return_exceptions=True)
+    deps.tasks["tenant-registry"] = task
+    try:
+        checks = await readiness(deps)
+    finally:
+        await jobs.close()
+    assert checks["background_tasks"] == "stopped: tenant-registry"
+    assert checks["storage"] == "ok"
