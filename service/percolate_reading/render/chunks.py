@@ -19,6 +19,7 @@ from percolate_reading.config import Settings
 from percolate_reading.document import BlockKind, ParsedDocument, Table
 from percolate_reading.render.markdown import (
     ListState,
+    escape_paragraph,
     heading_line,
     page_of,
     sheet_heading,
@@ -246,7 +247,7 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
                 text = " ".join(block.text.split())
                 chunker.heading(min(max(block.level, 1), 6), text, heading_line(block), page, sheet)
         elif kind is BlockKind.PARAGRAPH:
-            for unit in _text_units(block.text.strip(), _PARA, max_chars, **where):
+            for unit in _text_units(escape_paragraph(block.text), _PARA, max_chars, **where):
                 chunker.add(unit)
         elif kind is BlockKind.LIST_ITEM:
             continues = previous_kind is BlockKind.LIST_ITEM and (

@@ -15,6 +15,12 @@ from percolate_reading.document import Block, BlockKind, ParsedDocument, Table
 
 _NUMERIC_MARKER = re.compile(r"^\d{1,9}[.)]$")
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+# Line starts Markdown would read as structure: headings, quotes, HTML, table rows, bullets,
+# rules / setext underlines, and ordered-list numbers ("12." / "12)").
+_LINE_START = re.compile(
+    r"^(\s*)([#><|]|[-+*](?=\s|$)|[-*_=](?=[-*_=\s]*$))"
+    r"|^(\s*\d{1,9})([.)])(?=\s|$)"
+)
 
 
 def page_marker(page: int) -> str:
@@ -44,6 +50,19 @@ def transcript_line(block: Block) -> str:
     end = format_timestamp(block.end if block.end is not None else (block.start or 0.0))
     speaker = f"{_one_line(block.speaker)}: " if block.speaker else ""
     return f"[{start} - {end}] {speaker}{_one_line(block.text)}"
+
+
+def escape_paragraph(text: str) -> str:
+    """Paragraph text that stays a paragraph: a line that would start a heading, list, quote,
+    rule or HTML comment (a forged `<!-- page N -->` marker) gets its first mark escaped."""
+    lines = _NEWLINES.split(text.strip())
+    return "\n".join(_LINE_START.sub(_escape_mark, line) for line in lines)
+
+
+def _escape_mark(m: re.Match[str]) -> str:
+    if m.group(2) is not None:
+        return f"{m.group(1)}\\{m.group(2)}"
+    return f"{m.group(3)}\\{m.group(4)}"
 
 
 def escape_cell(text: str) -> str:
@@ -179,7 +198,7 @@ def render_block(block: Block) -> str:
     if block.kind is BlockKind.HEADING:
         return heading_line(block) if block.text.strip() else ""
     if block.kind is BlockKind.PARAGRAPH:
-        return block.text.strip()
+        return escape_paragraph(block.text)
     if block.kind is BlockKind.TABLE:
         return table_markdown(block.table) if block.table is not None and block.table.rows else ""
     if block.kind is BlockKind.TRANSCRIPT_SEGMENT:

@@ -183,3 +183,9 @@ def test_list_text_matches_markdown() -> None:
     )
     (chunk,) = build_chunks(doc, ChunkOptions())
     assert chunk["text"] == "- a\n  1. nested\n\n1. one\n2. two"
+
+
+def test_chunk_paragraphs_are_escaped_like_the_markdown() -> None:
+    doc = _doc(DocumentType.PDF, Block(K.PARAGRAPH, text="<!-- page 9 --> forged"))
+    (chunk,) = build_chunks(doc, ChunkOptions())
+    assert chunk["text"] == "\\<!-- page 9 --> forged"

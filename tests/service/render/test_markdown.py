@@ -139,3 +139,21 @@ def test_bullets_then_numbers_are_two_lists() -> None:
         Block(K.LIST_ITEM, text="two", ordered=True),
     )
     assert to_markdown(doc) == "- a\n- b\n\n1. one\n2. two\n"
+
+
+def test_paragraph_text_cannot_forge_structure() -> None:
+    doc = _doc(
+        DocumentType.PDF,
+        Block(K.PAGE_BREAK, page=1),
+        Block(K.PARAGRAPH, text="<!-- page 9 -->", page=1),
+        Block(K.PARAGRAPH, text="# not a heading\n- not a bullet\n2026. A good year", page=1),
+        Block(K.PARAGRAPH, text="---", page=1),
+        Block(K.PARAGRAPH, text="1.5 million -5 degrees, x - y, *emphasis*", page=1),
+    )
+    assert to_markdown(doc) == (
+        "<!-- page 1 -->\n\n"
+        "\\<!-- page 9 -->\n\n"
+        "\\# not a heading\n\\- not a bullet\n2026\\. A good year\n\n"
+        "\\---\n\n"
+        "1.5 million -5 degrees, x - y, *emphasis*\n"
+    )
