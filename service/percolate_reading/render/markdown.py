@@ -23,6 +23,11 @@ _LINE_START = re.compile(
 )
 
 
+def no_comments(text: str) -> str:
+    """Content never opens an HTML comment: it would hide text and could forge page markers."""
+    return text.replace("<!--", "<\\!--")
+
+
 def page_marker(page: int) -> str:
     return f"<!-- page {page} -->"
 
@@ -55,7 +60,7 @@ def transcript_line(block: Block) -> str:
 def escape_paragraph(text: str) -> str:
     """Paragraph text that stays a paragraph: a line that would start a heading, list, quote,
     rule or HTML comment (a forged `<!-- page N -->` marker) gets its first mark escaped."""
-    lines = _NEWLINES.split(text.strip())
+    lines = _NEWLINES.split(no_comments(text.strip()))
     return "\n".join(_LINE_START.sub(_escape_mark, line) for line in lines)
 
 
@@ -66,7 +71,7 @@ def _escape_mark(m: re.Match[str]) -> str:
 
 
 def escape_cell(text: str) -> str:
-    return _NEWLINES.sub("<br>", text.strip()).replace("|", "\\|")
+    return _NEWLINES.sub("<br>", no_comments(text.strip())).replace("|", "\\|")
 
 
 def table_row_line(cells: Iterable[str], n_cols: int) -> str:
@@ -132,7 +137,7 @@ class ListState:
         else:
             self._content_cols[level] = content_col
         continuation = "\n" + " " * content_col
-        text = continuation.join(_NEWLINES.split(block.text.strip()))
+        text = continuation.join(_NEWLINES.split(no_comments(block.text.strip())))
         return f"{' ' * indent}{marker} {text}"
 
 
@@ -210,4 +215,4 @@ def render_block(block: Block) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return no_comments(" ".join(text.split()))

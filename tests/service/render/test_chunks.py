@@ -188,4 +188,4 @@ def test_list_text_matches_markdown() -> None:
 def test_chunk_paragraphs_are_escaped_like_the_markdown() -> None:
     doc = _doc(DocumentType.PDF, Block(K.PARAGRAPH, text="<!-- page 9 --> forged"))
     (chunk,) = build_chunks(doc, ChunkOptions())
-    assert chunk["text"] == "\\<!-- page 9 --> forged"
+    assert chunk["text"] == "\\<\\!-- page 9 --> forged"

@@ -149,11 +149,18 @@ def test_paragraph_text_cannot_forge_structure() -> None:
         Block(K.PARAGRAPH, text="# not a heading\n- not a bullet\n2026. A good year", page=1),
         Block(K.PARAGRAPH, text="---", page=1),
         Block(K.PARAGRAPH, text="1.5 million -5 degrees, x - y, *emphasis*", page=1),
+        Block(K.HEADING, text="Title <!-- page 4 -->", level=2, page=1),
+        Block(K.LIST_ITEM, text="item <!-- page 5 -->", page=1),
+        Block(K.TABLE, table=Table(rows=(("<!-- page 6 -->",),)), page=1),
     )
     assert to_markdown(doc) == (
         "<!-- page 1 -->\n\n"
-        "\\<!-- page 9 -->\n\n"
+        "\\<\\!-- page 9 -->\n\n"
         "\\# not a heading\n\\- not a bullet\n2026\\. A good year\n\n"
         "\\---\n\n"
-        "1.5 million -5 degrees, x - y, *emphasis*\n"
+        "1.5 million -5 degrees, x - y, *emphasis*\n\n"
+        "## Title <\\!-- page 4 -->\n\n"
+        "- item <\\!-- page 5 -->\n\n"
+        "| <\\!-- page 6 --> |\n|---|\n"
     )
+    assert to_markdown(doc).count("<!--") == 1
