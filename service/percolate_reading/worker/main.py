@@ -1,0 +1,182 @@
+"""Worker entry points.
+
+`run_worker(settings)` is the blocking entry of `percolate-reading run` in worker mode: it
+connects, serves /metrics and /ready, pulls until SIGTERM/SIGINT, drains and returns 0.
+`start_worker(...)` is the async variant `serve` uses, with connections and stores it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from percolate_reading.config import Settings
+from percolate_reading.jobs.store import JobStore
+from percolate_reading.metrics import Metrics
+from percolate_reading.storage.base import ObjectStore
+from percolate_reading.tenancy import TenantRecord
+from percolate_reading.webhooks import WebhookSender
+from percolate_reading.worker.health import HealthServer
+from percolate_reading.worker.pipeline import Services
+from percolate_reading.worker.runner import PullRunner
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """A running worker: one pull loop on settings.nats_queue_subject / nats_queue_group."""
+
+    def __init__(self, settings: Settings, nc: NATS, runner: PullRunner, stack: AsyncExitStack) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.runner = runner
+        self.metrics = runner.svc.metrics
+        self._stack = stack
+        self._done = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.nc.is_connected:
+            return False, "nats not connected"
+        if not self.runner.alive:
+            return False, "pull loop not running"
+        return True, "ready"
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Stop pulling, finish or return in-flight jobs, close what this worker owns.
+        Safe to call more than once (later calls wait for the first)."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.create_task(self._drain(timeout_s))
+        await asyncio.shield(self._drain_task)
+
+    async def _drain(self, timeout_s: float | None) -> None:
+        try:
+            await self.runner.drain(self.settings.drain_timeout_s if timeout_s is None else timeout_s)
+            with contextlib.suppress(Exception):
+                await self.nc.flush(timeout=2)  # push out the last acks/naks
+            await self._stack.aclose()
+        finally:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Until the worker has drained and closed."""
+        await self._done.wait()
+
+
+async def start_worker(
+    settings: Settings,
+    *,
+    nc: NATS | None = None,
+    store: ObjectStore | None = None,
+    jobs: JobStore | None = None,
+    metrics: Metrics | None = None,
+    tenants: Callable[[str], TenantRecord | None] | None = None,
+) -> Worker:
+    """Start a worker. Connections and stores passed in stay the caller's (not closed here);
+    missing ones are opened from settings and closed by `drain()`."""
+    from percolate_reading.queue.jetstream import connect, ensure_streams
+
+    stack = AsyncExitStack()
+    try:
+        if nc is None:
+            nc = await connect(settings, name="percolate-worker")
+            stack.push_async_callback(_close_nats, nc)
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        if store is None:
+            from percolate_reading.storage import open_object_store
+
+            store = await open_object_store(settings)
+            stack.push_async_callback(store.close)
+        if jobs is None:
+            from percolate_reading.jobs import open_job_store
+
+            jobs = await open_job_store(settings, js)
+            stack.push_async_callback(jobs.close)
+        if tenants is None:
+            tenants = await _tenant_lookup(settings, js, stack)
+        metrics = metrics or Metrics()
+        webhooks = WebhookSender(
+            settings, on_outcome=lambda outcome: metrics.webhook_deliveries_total.labels(outcome).inc()
+        )
+        stack.push_async_callback(webhooks.close)
+        svc = Services(
+            settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=webhooks, tenants=tenants
+        )
+        runner = PullRunner(svc, js, subject=settings.nats_queue_subject, durable=settings.nats_queue_group)
+        await runner.start()
+    except BaseException:
+        await stack.aclose()
+        raise
+    log.info(
+        "worker pulling %s (consumer %s, concurrency %d)",
+        settings.nats_queue_subject,
+        settings.nats_queue_group,
+        settings.worker_concurrency,
+    )
+    return Worker(settings, nc, runner, stack)
+
+
+async def _close_nats(nc: NATS) -> None:
+    with contextlib.suppress(Exception):
+        await nc.drain()
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
+async def _tenant_lookup(
+    settings: Settings, js: Any, stack: AsyncExitStack
+) -> Callable[[str], TenantRecord | None]:
+    """Tenant records from the gateway's registry: settings/tenants file, plus the TENANTS
+    bucket the operator writes, followed in the background."""
+    from percolate_reading.gateway.registry import TenantRegistry
+
+    registry = TenantRegistry.from_settings(settings)
+    task = asyncio.create_task(registry.watch_kv(js), name="tenant-registry-watch")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    stack.push_async_callback(stop)
+    return registry.get
+
+
+async def worker_main(settings: Settings) -> int:
+    worker = await start_worker(settings)
+    health: HealthServer | None = None
+    if settings.metrics_port:
+        health = HealthServer(worker.metrics, worker.ready, settings.host, settings.metrics_port)
+        await health.start()
+    loop = asyncio.get_running_loop()
+
+    draining: list[asyncio.Task[None]] = []
+
+    def on_signal(signame: str) -> None:
+        log.info("%s: draining (up to %.0fs)", signame, settings.drain_timeout_s)
+        draining.append(asyncio.create_task(worker.drain()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await worker.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if health is not None:
+            await health.close()
+    log.info("worker stopped after %d message(s)", worker.runner.processed)
+    return 0
+
+
+def run_worker(settings: Settings) -> int:
+    """Blocking entry point (`percolate-reading run` with WORKER_MODE)."""
+    return asyncio.run(worker_main(settings))

@@ -1,0 +1,374 @@
+"""One job, start to finish: check the message, download, parse, store artifacts, update
+status and the tenant context, send the webhook.
+
+Everything here is idempotent per job id: artifacts and context objects are keyed by the job
+id (a redelivered job overwrites them), and status changes go through the store's monotonic
+transitions (a job already finished or cancelled is skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from percolate_reading.config import Settings
+from percolate_reading.context import build_entry, update_context
+from percolate_reading.errors import InvalidTransitionError, PercolateError
+from percolate_reading.jobs.index import JOB_ID_RE
+from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobRecord, JobStatus, StorageStrategy
+from percolate_reading.jobs.store import JobStore
+from percolate_reading.metrics import Metrics
+from percolate_reading.providers.base import ParseOptions
+from percolate_reading.storage.base import ObjectStore
+from percolate_reading.subjects import TENANT_ID_RE, tenant_of_subject
+from percolate_reading.tenancy import TenantRecord
+from percolate_reading.webhooks import WebhookSender, job_event, webhook_id
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CONTENT_TYPES = {
+    ".md": "text/markdown; charset=utf-8",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".csv": "text/csv; charset=utf-8",
+}
+_ARTIFACT_WRITES = 8  # parallel puts per job
+
+
+class JobRejectedError(PercolateError):
+    """The message itself is not acceptable (tenant/subject/prefix mismatch, bad ids)."""
+
+    code = "rejected"
+    permanent = True
+
+
+class TenantUnknownError(PercolateError):
+    """The tenant's record (buckets, webhook secret) is not loaded yet: try again later."""
+
+    code = "tenant_unknown"
+    permanent = False
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: ObjectStore
+    jobs: JobStore
+    metrics: Metrics
+    webhooks: WebhookSender
+    # Where the worker finds a tenant's buckets and webhook secret (None: unknown tenant).
+    tenants: Callable[[str], TenantRecord | None]
+
+
+@dataclass(frozen=True)
+class Buckets:
+    files: str
+    artifacts: str
+    context: str
+
+
+# --- checks (pure) ------------------------------------------------------------------------------
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise JobRejectedError(f"unsupported source URI {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise JobRejectedError(f"source URI {uri!r} names no object")
+    return bucket, key
+
+
+def buckets_for(settings: Settings, msg: JobMessage, tenant: TenantRecord | None) -> Buckets:
+    if tenant is not None:
+        return Buckets(tenant.files_bucket, tenant.artifacts_bucket, tenant.context_bucket)
+    if msg.storage_strategy is StorageStrategy.TENANT:
+        # Own buckets are named in the tenant record only; guessing would write elsewhere.
+        raise TenantUnknownError(f"tenant {msg.tenant_id!r} has its own buckets but no record is loaded")
+    return Buckets(settings.s3_bucket, settings.s3_artifacts_bucket, settings.s3_context_bucket)
+
+
+def check_message(msg: JobMessage, subject: str, buckets: Buckets) -> tuple[str, str]:
+    """Refuse a message whose tenant disagrees with its subject or its source prefix;
+    returns the source (bucket, key)."""
+    if not TENANT_ID_RE.fullmatch(msg.tenant_id):
+        raise JobRejectedError(f"invalid tenant id {msg.tenant_id!r}")
+    if not JOB_ID_RE.fullmatch(msg.job_id):
+        raise JobRejectedError(f"invalid job id {msg.job_id!r}")
+    dedicated = tenant_of_subject(subject)
+    if dedicated is not None and dedicated != msg.tenant_id:
+        raise JobRejectedError(
+            f"job of tenant {msg.tenant_id!r} arrived on {subject!r}, the subject of tenant {dedicated!r}"
+        )
+    bucket, key = parse_s3_uri(msg.s3_uri)
+    if bucket != buckets.files:
+        raise JobRejectedError(f"source bucket {bucket!r} is not the tenant's files bucket")
+    parts = PurePosixPath(key).parts
+    if (
+        len(parts) < 3
+        or parts[0] != msg.tenant_id
+        or parts[1] != msg.job_id
+        or any(p in ("..", ".") for p in key.split("/"))
+    ):
+        raise JobRejectedError(f"source key {key!r} is outside {msg.tenant_id}/{msg.job_id}/")
+    return bucket, key
+
+
+def parse_options(settings: Settings, options: dict[str, str]) -> ParseOptions:
+    overrides: dict[str, object] = {}
+    if options.get("password"):
+        overrides["password"] = options["password"]
+    if options.get("language"):
+        overrides["language"] = options["language"]
+    if "ocr_enabled" in options:
+        overrides["ocr_enabled"] = settings.ocr_enabled and options["ocr_enabled"].lower() in ("true", "1")
+    return ParseOptions.from_settings(settings, **overrides)
+
+
+def artifact_key(tenant_id: str, job_id: str, name: str) -> str:
+    return f"{tenant_id}/{job_id}/{name}"
+
+
+def nak_delay(settings: Settings, deliveries: int) -> float:
+    steps = [float(x) for x in settings.nak_backoff_s.split(",") if x.strip()] or [5.0]
+    return steps[min(max(deliveries, 1), len(steps)) - 1]
+
+
+def error_info(exc: BaseException) -> JobErrorInfo:
+    if isinstance(exc, PercolateError):
+        return JobErrorInfo(code=exc.code, message=exc.message, permanent=exc.permanent)
+    return JobErrorInfo(code="internal", message=f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+# --- blocking work off the event loop -----------------------------------------------------------
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` in a daemon thread. Unlike asyncio.to_thread, a parse still running when the
+    worker has drained and returned its job does not hold the process open at exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def target() -> None:
+        try:
+            result: Any = fn(*args)
+            ok = True
+        except BaseException as exc:
+            result, ok = exc, False
+        with contextlib.suppress(RuntimeError):  # the loop may be gone after a drain
+            loop.call_soon_threadsafe(deliver, ok, result)
+
+    threading.Thread(target=target, name="percolate-parse", daemon=True).start()
+    return await future
+
+
+def _parse_and_render(
+    path: Path, msg: JobMessage, settings: Settings
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    from percolate_reading.parsing import parse_file
+    from percolate_reading.render.artifacts import render_artifacts
+    from percolate_reading.render.chunks import ChunkOptions
+    from percolate_reading.sandbox import SandboxLimits
+
+    doc = parse_file(
+        path,
+        parse_options(settings, msg.options),
+        SandboxLimits.from_settings(settings),
+        msg.file_name,
+        settings,
+    )
+    artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
+    return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
+
+
+# --- the job -------------------------------------------------------------------------------------
+
+
+async def ensure_record(jobs: JobStore, msg: JobMessage) -> JobRecord:
+    """The job's record; created from the message if the gateway's write never landed."""
+    record = await jobs.get(msg.job_id)
+    if record is None:
+        await jobs.create(
+            JobRecord(
+                job_id=msg.job_id,
+                tenant_id=msg.tenant_id,
+                file_name=msg.file_name,
+                file_type=msg.file_type,
+                size_bytes=msg.size_bytes,
+                tier=msg.tier,
+                callback_url=msg.callback_url,
+                created_at=msg.created_at,
+            )
+        )
+        record = await jobs.get(msg.job_id)
+        assert record is not None
+    if record.tenant_id != msg.tenant_id:
+        raise JobRejectedError(f"job {msg.job_id} belongs to another tenant than the message names")
+    return record
+
+
+async def process(svc: Services, msg: JobMessage, subject: str) -> str:
+    """Run one delivery of a job; returns the outcome (succeeded, cancelled, duplicate).
+
+    Raises a PercolateError (or anything else) for the runner to map to term/nak."""
+    settings = svc.settings
+    tenant = svc.tenants(msg.tenant_id)
+    buckets = buckets_for(settings, msg, tenant)
+    src_bucket, src_key = check_message(msg, subject, buckets)
+    record = await ensure_record(svc.jobs, msg)
+    if record.status is JobStatus.CANCELLED:
+        return "cancelled"
+    if record.status.terminal:
+        return "duplicate"  # a late redelivery of a finished job
+    try:
+        await svc.jobs.transition(msg.job_id, JobStatus.RUNNING, error=None)
+    except InvalidTransitionError:
+        return "duplicate"
+
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="percolate-job-") as tmp:
+        suffix = PurePosixPath(msg.file_name).suffix.lower()[:10]
+        path = Path(tmp) / f"input{suffix if suffix.isascii() else ''}"
+        t0 = time.perf_counter()
+        await svc.store.download_to(src_bucket, src_key, path)
+        timings["download_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:
+            artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
+        except PercolateError as exc:
+            svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
+            raise
+        timings["parse_s"] = time.perf_counter() - t0
+        svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
+
+    t0 = time.perf_counter()
+    await write_artifacts(svc.store, buckets.artifacts, msg, artifacts)
+    timings["write_s"] = time.perf_counter() - t0
+    svc.metrics.s3_artifact_write_duration_seconds.observe(timings["write_s"])
+
+    names = sorted(artifacts)
+    chunks = artifacts.get("chunks.jsonl", b"")
+    entry = build_entry(
+        tenant=msg.tenant_id,
+        job_id=msg.job_id,
+        file_name=msg.file_name,
+        file_type=msg.file_type,
+        artifact_uris={
+            n: f"s3://{buckets.artifacts}/{artifact_key(msg.tenant_id, msg.job_id, n)}" for n in names
+        },
+        metadata=_metadata_summary_source(artifacts, metadata),
+        chunk_count=sum(1 for line in chunks.splitlines() if line.strip()),
+        chunks_uri=f"s3://{buckets.context}/{msg.tenant_id}/chunks/{msg.job_id}.jsonl",
+    )
+    t0 = time.perf_counter()
+    await update_context(svc.store, buckets.context, msg.tenant_id, entry, chunks)
+    timings["context_s"] = time.perf_counter() - t0
+
+    status = JobStatus.SUCCEEDED
+    try:
+        final = await svc.jobs.transition(
+            msg.job_id,
+            status,
+            artifacts=names,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            error=None,
+            webhook_id=webhook_id(msg.job_id, status.value) if msg.callback_url else None,
+        )
+    except InvalidTransitionError:
+        return "duplicate"  # another delivery finished it first; our objects are identical
+    await notify(svc, final, tenant)
+    return "succeeded"
+
+
+def _metadata_summary_source(artifacts: dict[str, bytes], metadata: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(metadata)
+    raw = artifacts.get("metadata.json")
+    if raw:
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(raw)
+            if isinstance(parsed, dict):
+                merged.update(parsed)
+    return merged
+
+
+async def write_artifacts(
+    store: ObjectStore, bucket: str, msg: JobMessage, artifacts: dict[str, bytes]
+) -> None:
+    gate = asyncio.Semaphore(_ARTIFACT_WRITES)
+
+    async def put(name: str, data: bytes) -> None:
+        async with gate:
+            content_type = CONTENT_TYPES.get(PurePosixPath(name).suffix, "application/octet-stream")
+            await store.put_bytes(bucket, artifact_key(msg.tenant_id, msg.job_id, name), data, content_type)
+
+    await asyncio.gather(*(put(n, d) for n, d in artifacts.items()))
+
+
+async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> JobRecord | None:
+    """Mark the job failed (unless it is already finished) and send its webhook.
+
+    Only a record that belongs to the message's tenant is touched: a forged message must
+    not be able to fail another tenant's job."""
+    record = await svc.jobs.get(msg.job_id) if JOB_ID_RE.fullmatch(msg.job_id) else None
+    if record is None:
+        if not TENANT_ID_RE.fullmatch(msg.tenant_id) or not JOB_ID_RE.fullmatch(msg.job_id):
+            return None
+        record = await ensure_record(svc.jobs, msg)
+    if record.tenant_id != msg.tenant_id:
+        return None
+    try:
+        final = await svc.jobs.transition(
+            msg.job_id,
+            JobStatus.FAILED,
+            error=info,
+            webhook_id=webhook_id(msg.job_id, JobStatus.FAILED.value) if msg.callback_url else None,
+        )
+    except InvalidTransitionError:
+        return None  # already succeeded, failed or cancelled
+    await notify(svc, final, svc.tenants(msg.tenant_id))
+    return final
+
+
+async def requeue(svc: Services, msg: JobMessage, info: JobErrorInfo) -> None:
+    """A transient failure: the job goes back to queued (with the last error) for its retry."""
+    try:
+        await svc.jobs.transition(msg.job_id, JobStatus.QUEUED, error=info)
+    except (InvalidTransitionError, PercolateError, ValueError) as exc:
+        log.info("job %s not re-queued in the store: %s", msg.job_id, exc)
+
+
+async def notify(svc: Services, record: JobRecord, tenant: TenantRecord | None) -> None:
+    if not record.callback_url:
+        return
+    secret = tenant.webhook_secret if tenant is not None else None
+    if secret is None and svc.settings.webhook_default_secret is not None:
+        secret = svc.settings.webhook_default_secret.get_secret_value()
+    msg_id = record.webhook_id or webhook_id(record.job_id, record.status.value)
+    result = await svc.webhooks.send(
+        record.callback_url, secret, msg_id, job_event(public_view(record), record.status.value)
+    )
+    if not result.delivered:
+        log.warning("webhook for job %s not delivered: %s", record.job_id, result.error)
+
+
+def public_view(record: JobRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json", exclude={"callback_url"})
+    return data

@@ -1,0 +1,263 @@
+"""The pull loop: fetch jobs for free slots, run them, and settle each message.
+
+Settling (after the work, never before):
+- success, a cancelled job, or a late duplicate of a finished job -> ack
+- permanent error (bad document, rejected message) -> status failed with the reason, term
+- transient error -> status back to queued with the error, nak with backoff
+- transient error on the last allowed delivery -> status failed, a copy with the reason in
+  the dead-letter stream, then term
+While a job runs, an in-progress ack every ack_wait/3 keeps JetStream from redelivering it.
+`drain()` stops fetching, lets in-flight jobs finish within the drain timeout and naks the
+rest with no delay so another worker takes them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+
+from percolate_reading.config import Settings
+from percolate_reading.errors import PercolateError
+from percolate_reading.jobs.models import JobErrorInfo, JobMessage
+from percolate_reading.queue.jetstream import ensure_consumer, publish_dead_letter
+from percolate_reading.subjects import dead_letter_subject
+from percolate_reading.worker.pipeline import (
+    Services,
+    error_info,
+    nak_delay,
+    process,
+    record_failure,
+    requeue,
+)
+
+log = logging.getLogger(__name__)
+
+_ACK_TIMEOUT_S = 5.0
+
+
+class PullRunner:
+    def __init__(self, svc: Services, js: JetStreamContext, *, subject: str, durable: str) -> None:
+        self.svc = svc
+        self.settings: Settings = svc.settings
+        self.js = js
+        self.subject = subject
+        self.durable = durable
+        self._sub: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self.last_loop_at = 0.0
+        self.processed = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_consumer(self.js, self.settings, self.subject, self.durable)
+        self._sub = await self.js.pull_subscribe_bind(self.durable, stream=self.settings.nats_stream)
+        self._loop_task = asyncio.create_task(self._pull_loop(), name=f"pull-{self.durable}")
+
+    @property
+    def alive(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def stop_fetching(self) -> None:
+        self._stopping = True
+        self._slot_freed.set()
+        if self._loop_task is not None:
+            # A fetch in progress returns within worker_fetch_timeout_s; anything it brings is
+            # handed back at once (see _pull_loop).
+            with contextlib.suppress(Exception):
+                await self._loop_task
+
+    async def drain(self, timeout_s: float) -> None:
+        await self.stop_fetching()
+        if self._tasks:
+            log.info("draining %d in-flight job(s) for up to %.1fs", len(self._tasks), timeout_s)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in pending:
+                task.cancel()  # the handler naks its message with no delay
+            if pending:
+                await asyncio.wait(pending)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    # --- loop --------------------------------------------------------------------------------
+
+    async def _pull_loop(self) -> None:
+        settings = self.settings
+        while not self._stopping:
+            self.last_loop_at = time.monotonic()
+            free = settings.worker_concurrency - len(self._tasks)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                msgs = await self._sub.fetch(free, timeout=settings.worker_fetch_timeout_s)
+            except nats.errors.TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection trouble: the client reconnects by itself
+                log.warning("fetch from %s failed: %s", self.durable, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                if self._stopping:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=0)
+                    continue
+                task = asyncio.create_task(self._handle(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("job handler crashed", exc_info=task.exception())
+
+    # --- one message -------------------------------------------------------------------------
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        interval = max(self.settings.nats_ack_wait / 3, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _handle(self, msg: Msg) -> None:
+        metrics = self.svc.metrics
+        metrics.jobs_in_flight.inc()
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await self._settle(msg)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            metrics.jobs_in_flight.dec()
+            self.processed += 1
+
+    async def _settle(self, msg: Msg) -> None:
+        metrics = self.svc.metrics
+        deliveries = int(msg.metadata.num_delivered or 1)
+        try:
+            job = JobMessage.model_validate_json(msg.data)
+        except ValidationError as exc:
+            if await self._dead_letter_raw(msg, "invalid_message", f"not a job message: {exc}", deliveries):
+                await _quiet(msg.term())
+            metrics.nats_messages_processed_total.labels("rejected").inc()
+            return
+        try:
+            outcome = await process(self.svc, job, msg.subject)
+        except asyncio.CancelledError:
+            # Drain ran out of time: hand the job back for immediate redelivery.
+            await asyncio.shield(self._return(msg, job))
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            await self._on_error(msg, job, exc, deliveries)
+            return
+        try:
+            await msg.ack_sync(timeout=_ACK_TIMEOUT_S)
+        except Exception as exc:
+            # Not lost: JetStream redelivers after ack_wait and the job is then a duplicate.
+            log.warning("ack of job %s failed: %s", job.job_id, exc)
+        metrics.nats_messages_processed_total.labels(outcome).inc()
+        log.info("job %s (%s): %s", job.job_id, job.tenant_id, outcome)
+
+    async def _return(self, msg: Msg, job: JobMessage) -> None:
+        await requeue(
+            self.svc, job, JobErrorInfo(code="interrupted", message="worker shut down", permanent=False)
+        )
+        await _quiet(msg.nak(delay=0))
+        self.svc.metrics.nats_messages_processed_total.labels("returned").inc()
+
+    async def _on_error(self, msg: Msg, job: JobMessage, exc: Exception, deliveries: int) -> None:
+        metrics = self.svc.metrics
+        info = error_info(exc)
+        permanent = isinstance(exc, PercolateError) and exc.permanent
+        last = deliveries >= self.settings.nats_max_deliver
+        if not isinstance(exc, PercolateError):
+            log.exception("job %s: unexpected error", job.job_id, exc_info=exc)
+        if permanent:
+            log.info("job %s failed permanently: %s: %s", job.job_id, info.code, info.message)
+            try:
+                await record_failure(self.svc, job, info)
+            except Exception as store_exc:
+                if not last:
+                    log.warning("job %s: cannot record failure (%s); retrying later", job.job_id, store_exc)
+                    await _quiet(msg.nak(delay=nak_delay(self.settings, deliveries)))
+                    metrics.nats_messages_processed_total.labels("retried").inc()
+                    return
+                if not await self._dead_letter_raw(msg, info.code, info.message, deliveries):
+                    return
+            await _quiet(msg.term())
+            outcome = "rejected" if info.code == "rejected" else "failed"
+            metrics.nats_messages_processed_total.labels(outcome).inc()
+            return
+        if not last:
+            delay = nak_delay(self.settings, deliveries)
+            log.info("job %s: transient %s (%s); retry in %.1fs", job.job_id, info.code, info.message, delay)
+            await requeue(self.svc, job, info)
+            await _quiet(msg.nak(delay=delay))
+            metrics.nats_messages_processed_total.labels("retried").inc()
+            return
+        # Out of deliveries: record the failure, keep a copy with the reason, then let go.
+        final = JobErrorInfo(
+            code=info.code,
+            message=f"gave up after {deliveries} deliveries: {info.message}",
+            permanent=True,
+        )
+        with contextlib.suppress(Exception):
+            await record_failure(self.svc, job, final)
+        if await self._dead_letter_raw(msg, info.code, final.message, deliveries):
+            await _quiet(msg.term())
+        metrics.nats_messages_processed_total.labels("dead_lettered").inc()
+
+    async def _dead_letter_raw(self, msg: Msg, code: str, reason: str, deliveries: int) -> bool:
+        """Copy the message to the dead-letter stream; False (and the message nak'd) if that
+        failed, so the caller must not term it."""
+        try:
+            job_id = JobMessage.model_validate_json(msg.data).job_id
+        except ValidationError:
+            job_id = f"seq-{msg.metadata.sequence.stream}"
+        try:
+            await publish_dead_letter(
+                self.js,
+                msg.subject,
+                dead_letter_subject(msg.subject),
+                msg.data,
+                job_id=job_id,
+                code=code,
+                reason=reason,
+                deliveries=deliveries,
+            )
+        except Exception as exc:
+            # Without the copy, keep the job in the queue rather than lose it.
+            log.error("dead-letter copy of %s failed (%s); leaving it for redelivery", job_id, exc)
+            await _quiet(msg.nak(delay=nak_delay(self.settings, deliveries)))
+            return False
+        return True
+
+
+async def _quiet(awaitable: Any) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable
