@@ -19,9 +19,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from percolate_reading.config import CONTEXT_BUCKET
 from percolate_reading.errors import ObjectNotFoundError
 from percolate_reading.storage.base import ObjectStore
 from percolate_reading.subjects import validate_tenant_id
+from percolate_reading.tenancy import TenantRecord
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -193,10 +195,19 @@ async def remove_from_context(store: ObjectStore, bucket: str, tenant: str, job_
 
 
 async def read_context(
-    store: ObjectStore, tenant: str, bucket: str, *, include_chunks: bool = False
+    store: ObjectStore,
+    tenant: str | TenantRecord,
+    bucket: str | None = None,
+    *,
+    include_chunks: bool = False,
 ) -> dict[str, Any]:
     """The tenant's manifest (merged with any entry it does not list yet); with
-    `include_chunks`, each document also carries its chunks."""
+    `include_chunks`, each document also carries its chunks. Given a TenantRecord, its own
+    context bucket is used; given a tenant id, `bucket` (default: the shared context bucket)."""
+    if isinstance(tenant, TenantRecord):
+        bucket = bucket or tenant.context_bucket
+        tenant = tenant.tenant_id
+    bucket = bucket or CONTEXT_BUCKET
     known = await _manifest_entries(store, bucket, tenant)
     entries, _ = await _current_entries(store, bucket, tenant, known)
     manifest = build_manifest(tenant, list(entries.values()))

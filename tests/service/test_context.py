@@ -19,6 +19,7 @@ from percolate_reading.context import (
 from percolate_reading.storage import open_object_store
 from percolate_reading.storage.base import ObjectStore
 from percolate_reading.storage.local import LocalObjectStore
+from percolate_reading.tenancy import TenantRecord
 from tests.servers import SeaweedS3
 
 BUCKET = "percolate-context"
@@ -65,6 +66,8 @@ async def exercise(store: ObjectStore, tenant: str) -> None:
     await remove_from_context(store, BUCKET, tenant, "job5")
     ctx = await read_context(store, tenant, BUCKET)
     assert ctx["document_count"] == 11
+    record = TenantRecord(tenant_id=tenant, context_bucket=BUCKET)
+    assert (await read_context(store, record))["document_count"] == 11
     # Another tenant sees nothing of this one.
     assert (await read_context(store, "someone-else", BUCKET))["documents"] == []
 
