@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import resource
+import threading
 import time
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def parse_file(
     limits: SandboxLimits | None,
     source_name: str | None = None,
     settings: Settings | None = None,
+    cancel: threading.Event | None = None,
 ) -> ParsedDocument:
     """Parse the file at `path` into a ParsedDocument, raising typed errors for bad input.
 
+    Setting `cancel` kills a sandboxed parse in flight (WorkerCrashedError).
     `settings` configures providers that take more than ParseOptions (size caps, model cache)."""
     # Absolute: the sandboxed child runs in its own temp dir as working directory.
     path = Path(path).absolute()
@@ -40,7 +43,9 @@ def parse_file(
     if limits is None:
         doc = run_provider(doc_type, path, name, options, settings)
     else:
-        doc = run_in_sandbox(run_provider, doc_type, path, name, options, settings, limits=limits)
+        doc = run_in_sandbox(
+            run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
+        )
     t2 = time.perf_counter()
     size, digest = file_digest(path)
     t3 = time.perf_counter()

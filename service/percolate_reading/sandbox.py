@@ -24,6 +24,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ PRELOAD_MODULES = [
 # Exit codes the child uses when it cannot even send its error back.
 _EXIT_MEMORY = 70
 _EXIT_SEND_FAILED = 71
+_CANCEL_POLL_S = 0.2
 
 # Messages native libraries use when an allocation fails under RLIMIT_AS.
 _MEMORY_HINTS = (
@@ -117,11 +119,15 @@ def _noop() -> None:
     return None
 
 
-def run_in_sandbox(fn: Callable[..., T], *args: Any, limits: SandboxLimits) -> T:
+def run_in_sandbox(
+    fn: Callable[..., T], *args: Any, limits: SandboxLimits, cancel: threading.Event | None = None
+) -> T:
     """Call `fn(*args)` in a sandboxed child and return its result.
 
     `fn` and `args` must be picklable (a module-level function). Raises the child's
     PercolateError unchanged, MemoryLimitError, ParseTimeoutError or WorkerCrashedError.
+    Setting `cancel` (from any thread) kills the child: WorkerCrashedError, so a job
+    interrupted by a shutdown is retried elsewhere.
     """
     ctx = _context()
     tmp_dir = tempfile.mkdtemp(prefix="percolate-parse-")
@@ -139,7 +145,7 @@ def run_in_sandbox(fn: Callable[..., T], *args: Any, limits: SandboxLimits) -> T
             # No child (fork failed, forkserver gone, pids exhausted): may pass, so transient.
             raise WorkerCrashedError(f"could not start the parse child: {exc!r}") from exc
         send_conn.close()  # the child holds the write end now; EOF then means it died
-        outcome = _wait_for_outcome(proc, recv_conn, limits)
+        outcome = _wait_for_outcome(proc, recv_conn, limits, cancel)
     finally:
         recv_conn.close()
         send_conn.close()
@@ -152,16 +158,23 @@ def run_in_sandbox(fn: Callable[..., T], *args: Any, limits: SandboxLimits) -> T
     raise payload
 
 
-def _wait_for_outcome(proc: Any, conn: Connection, limits: SandboxLimits) -> tuple[str, Any]:
+def _wait_for_outcome(
+    proc: Any, conn: Connection, limits: SandboxLimits, cancel: threading.Event | None
+) -> tuple[str, Any]:
     deadline = time.monotonic() + limits.timeout_s
     while True:
+        if cancel is not None and cancel.is_set():
+            _kill_group(proc)
+            return "err", WorkerCrashedError("parse cancelled (shutting down) and its child killed")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             _kill_group(proc)
             return "err", ParseTimeoutError(
                 f"parse exceeded the wall-clock limit of {limits.timeout_s:g} s and was killed"
             )
-        ready = multiprocessing.connection.wait([conn, proc.sentinel], timeout=remaining)
+        # Wake up now and then to notice a cancel request.
+        slice_s = remaining if cancel is None else min(remaining, _CANCEL_POLL_S)
+        ready = multiprocessing.connection.wait([conn, proc.sentinel], timeout=slice_s)
         if conn in ready or (ready and conn.poll(0)):
             try:
                 message: tuple[str, Any] = conn.recv()

@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -213,3 +214,14 @@ def test_scratch_files_are_capped() -> None:
     assert LIMITS.scratch_limit_mb == 2048
     with pytest.raises(DocumentTooLargeError, match="scratch file over the limit of 20 MB"):
         run_in_sandbox(_write_huge_scratch, limits=limits)
+
+
+def test_cancel_kills_the_child() -> None:
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    try:
+        with pytest.raises(WorkerCrashedError, match="cancelled"):
+            run_in_sandbox(_sleep_forever, limits=LIMITS, cancel=cancel)
+    finally:
+        timer.cancel()

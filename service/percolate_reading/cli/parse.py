@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -24,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from percolate_reading.config import Settings, load_settings
-from percolate_reading.errors import PercolateError
+from percolate_reading.errors import PercolateError, WorkerCrashedError
 from percolate_reading.parsing import parse_file
 from percolate_reading.providers.base import ParseOptions
 from percolate_reading.render.artifacts import METADATA_JSON, render_artifacts
@@ -146,10 +147,15 @@ def process(
     limits: SandboxLimits,
     chunks: ChunkOptions,
     settings: Settings,
+    cancel: threading.Event,
 ) -> Outcome:
     t0 = time.perf_counter()
     try:
-        doc = parse_file(job.source, options, limits, source_name=job.source.name, settings=settings)
+        if cancel.is_set():
+            raise WorkerCrashedError("not parsed: interrupted")
+        doc = parse_file(
+            job.source, options, limits, source_name=job.source.name, settings=settings, cancel=cancel
+        )
         artifacts = render_artifacts(doc, chunks)
         write_artifacts(out / job.out_name, artifacts)
     except PercolateError as exc:
@@ -220,20 +226,39 @@ def run(args: argparse.Namespace) -> int:
         disable=not err.is_terminal,
         transient=True,
     )
+    # Children run in their own process groups (Ctrl-C does not reach them): on interrupt,
+    # this event makes every parse in flight kill its child, so the pool drains at once.
+    cancel = threading.Event()
+    interrupted = False
     with progress, ThreadPoolExecutor(max_workers=jobs_n, thread_name_prefix="parse") as pool:
         task = progress.add_task("", total=len(jobs))
         futures: dict[Future[Outcome], Job] = {
-            pool.submit(process, job, out, options, limits, chunk_options, settings): job for job in jobs
+            pool.submit(process, job, out, options, limits, chunk_options, settings, cancel): job
+            for job in jobs
         }
-        for fut in as_completed(futures):
-            outcome = fut.result()
-            by_job[outcome.job] = outcome
-            progress.update(task, advance=1, description=outcome.job.source.name)
-    outcomes.extend(by_job[j] for j in jobs)  # report in input order, not completion order
+        try:
+            for fut in as_completed(futures):
+                outcome = fut.result()
+                by_job[outcome.job] = outcome
+                progress.update(task, advance=1, description=outcome.job.source.name)
+        except KeyboardInterrupt:
+            interrupted = True
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut, job in futures.items():
+                if fut.done() and not fut.cancelled():
+                    by_job[job] = fut.result()
+    outcomes.extend(
+        by_job.get(j) or Outcome(j, False, 0.0, error_code="interrupted", error="not parsed: interrupted")
+        for j in jobs
+    )  # report in input order, not completion order
 
     summary = [o.as_json() for o in outcomes]
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
     out_console.print(summary_table(outcomes, out))
+    if interrupted:
+        err.print("interrupted")
+        return 130
     if not outcomes:
         err.print("no files to parse")
         return 1
