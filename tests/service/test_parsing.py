@@ -11,6 +11,8 @@ import pytest
 from percolate_reading.config import load_settings
 from percolate_reading.document import BlockKind, DocumentType
 from percolate_reading.errors import (
+    CorruptDocumentError,
+    DocumentTooLargeError,
     EmptyDocumentError,
     EncryptedDocumentError,
     MemoryLimitError,
@@ -90,6 +92,24 @@ def test_detection_errors_come_before_any_child(tmp_path: Path) -> None:
     text.write_text("just words")
     with pytest.raises(UnsupportedTypeError, match="plain text"):
         parse_file(text, OPTIONS, LIMITS)
+
+
+def test_wrong_extension_is_parsed_by_content(tmp_path: Path) -> None:
+    disguised = tmp_path / "budget.pdf"
+    disguised.write_bytes(XLSX.read_bytes())
+    doc = parse_file(disguised, OPTIONS, LIMITS)
+    assert doc.doc_type is DocumentType.XLSX
+    assert doc.source_name == "budget.pdf"
+    assert doc.tables[1].rows[1] == ("A", "Approved")
+
+
+def test_truncated_and_oversized_pdfs(tmp_path: Path) -> None:
+    truncated = tmp_path / "cut.pdf"
+    truncated.write_bytes(PDF.read_bytes()[:300])
+    with pytest.raises(CorruptDocumentError):
+        parse_file(truncated, OPTIONS, LIMITS)
+    with pytest.raises(DocumentTooLargeError, match="3 pages; the limit is 2"):
+        parse_file(PDF, ParseOptions(ocr_enabled=False, max_pages=2), LIMITS)
 
 
 def test_registry_names_every_type() -> None:
