@@ -135,6 +135,14 @@ def test_repeated_header_and_footer_are_dropped(tmp_path: Path) -> None:
     assert any("header/footer" in w and fx.HEADER_TEXT in w for w in doc.warnings)
 
 
+def test_headers_are_dropped_on_pages_outside_the_sample(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.header_footer_pdf(pages=130))  # more pages than the stats sample
+    text = doc.text()
+    assert fx.HEADER_TEXT not in text
+    assert "Page" not in text
+    assert all(fx.body_sentence(n) in text for n in range(1, 131))
+
+
 def test_page_breaks_mark_every_page(tmp_path: Path) -> None:
     doc = parse(tmp_path, fx.header_footer_pdf(pages=4))
     breaks = [b.page for b in doc.blocks if b.kind is BlockKind.PAGE_BREAK]
