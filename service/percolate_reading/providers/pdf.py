@@ -60,33 +60,49 @@ def sample_page_numbers(page_count: int, limit: int = SAMPLE_PAGES) -> list[int]
     return sorted({int(i * step) for i in range(limit)})
 
 
-def _open(path: Path, options: ParseOptions) -> tuple[Any, list[str]]:
+def page_ranges(pages: list[int]) -> str:
+    """1, 2, 3, 5, 7, 8 -> '1-3, 5, 7-8'."""
+    parts: list[str] = []
+    start = prev = pages[0]
+    for n in [*pages[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+def _open(path: Path, name: str, options: ParseOptions) -> tuple[Any, list[str]]:
+    """Open and unlock the PDF; `name` is what error messages call it (the upload's name)."""
     warnings: list[str] = []
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise CorruptDocumentError(f"cannot read PDF {path.name}: {exc.strerror}") from exc
+        raise CorruptDocumentError(f"cannot read PDF {name}: {exc.strerror}") from exc
     if size == 0:
-        raise EmptyDocumentError(f"{path.name} is empty (0 bytes)")
+        raise EmptyDocumentError(f"{name} is empty (0 bytes)")
     try:
         doc = _fitz.open(path, filetype="pdf")
     except _fitz.EmptyFileError as exc:
-        raise EmptyDocumentError(f"{path.name} is empty (0 bytes)") from exc
+        raise EmptyDocumentError(f"{name} is empty (0 bytes)") from exc
     except (_fitz.FileDataError, *_MUPDF_ERRORS) as exc:
-        raise CorruptDocumentError(f"{path.name} is not a readable PDF: {exc}") from exc
+        # MuPDF's message names the sandbox's temp path; the user knows the file by `name`.
+        raise CorruptDocumentError(f"{name} is not a readable PDF: MuPDF cannot open or repair it") from exc
     try:
         if doc.needs_pass:
             if not options.password:
-                raise EncryptedDocumentError(f"{path.name} is encrypted; supply its password to parse it")
+                raise EncryptedDocumentError(f"{name} is encrypted; supply its password to parse it")
             if not doc.authenticate(options.password):
-                raise EncryptedDocumentError(f"{path.name} is encrypted and the supplied password is wrong")
+                raise EncryptedDocumentError(f"{name} is encrypted and the supplied password is wrong")
         if doc.is_repaired:
             warnings.append("the PDF was damaged and repaired by MuPDF; some content may be missing")
         if doc.page_count == 0:
-            raise CorruptDocumentError(f"{path.name} has no readable pages")
+            raise CorruptDocumentError(f"{name} has no readable pages")
         if doc.page_count > options.max_pages:
             raise DocumentTooLargeError(
-                f"{path.name} has {doc.page_count} pages; the limit is {options.max_pages}"
+                f"{name} has {doc.page_count} pages; the limit is {options.max_pages}"
             )
     except BaseException:
         doc.close()
@@ -208,7 +224,9 @@ class _PdfParse:
             if text is not None:
                 try:
                     page = doc.load_page(pno)
-                except _MUPDF_ERRORS:
+                except _MUPDF_ERRORS as exc:
+                    result.warnings.append(f"page {page_no} could not be read: {exc}")
+                    self.unreadable.append(page_no)
                     continue
             elif pno in failed:
                 continue
@@ -235,8 +253,14 @@ class _PdfParse:
             )
         if self.no_text_pages:
             why = "disabled" if not self.options.ocr_enabled else "unavailable"
-            for page_no in self.no_text_pages:
-                result.warnings.append(f"page {page_no} has no text layer; OCR {why}")
+            if len(self.no_text_pages) <= 10:
+                for page_no in self.no_text_pages:
+                    result.warnings.append(f"page {page_no} has no text layer; OCR {why}")
+            else:  # a scanned book: one line, not hundreds
+                result.warnings.append(
+                    f"{len(self.no_text_pages)} pages have no text layer "
+                    f"(pages {page_ranges(self.no_text_pages)}); OCR {why}"
+                )
         info = doc.metadata or {}
         result.metadata.update(
             page_count=doc.page_count,
@@ -259,7 +283,7 @@ class PdfProvider:
 
     def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
         t0 = time.perf_counter()
-        doc, warnings = _open(path, options)
+        doc, warnings = _open(path, source_name, options)
         try:
             open_s = time.perf_counter() - t0
             result = _PdfParse(doc, source_name, options, warnings).run()

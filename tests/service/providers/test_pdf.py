@@ -15,7 +15,7 @@ from percolate_reading.errors import (
     EncryptedDocumentError,
 )
 from percolate_reading.providers.base import ParseOptions
-from percolate_reading.providers.pdf import PdfProvider, sample_page_numbers
+from percolate_reading.providers.pdf import PdfProvider, page_ranges, sample_page_numbers
 from percolate_reading.providers.pdf_layout import Vector, join_line, list_marker
 from percolate_reading.providers.pdf_tables import WHITE, grid_candidate, table_from_rows
 from tests.service.providers import pdf_fixtures as fx
@@ -239,6 +239,11 @@ def test_long_documents_are_sampled_but_every_page_parsed(tmp_path: Path) -> Non
 )
 def test_list_markers(line: str, expected: tuple[str, bool, str] | None) -> None:
     assert list_marker(line) == expected
+
+
+def test_page_ranges() -> None:
+    assert page_ranges([1, 2, 3, 5, 7, 8]) == "1-3, 5, 7-8"
+    assert page_ranges([4]) == "4"
 
 
 def test_line_joins() -> None:
