@@ -30,11 +30,10 @@ _AUDIO_BRANDS = frozenset(
     {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"mp41", b"mp42", b"isom", b"iso2", b"iso4", b"iso5", b"dash"}
 )
 
-# Recognised but unsupported formats: (predicate on the head, human name).
+# Recognised but unsupported formats: (magic, offset, human name).
 _NAMED_UNSUPPORTED: tuple[tuple[bytes, int, str], ...] = (
     (b"GIF87a", 0, "GIF image"),
     (b"GIF89a", 0, "GIF image"),
-    (b"BM", 0, "BMP image"),
     (b"\x1f\x8b", 0, "gzip archive"),
     (b"7z\xbc\xaf\x27\x1c", 0, "7-Zip archive"),
     (b"Rar!\x1a\x07", 0, "RAR archive"),
@@ -201,6 +200,8 @@ def _describe(head: bytes) -> str:
     for magic, offset, name in _NAMED_UNSUPPORTED:
         if head[offset:].startswith(magic):
             return name
+    if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0":  # reserved header bytes, always zero
+        return "BMP image"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WebP image"
     if head[4:8] == b"ftyp":

@@ -174,6 +174,8 @@ def test_broken_ole_directory_falls_back_to_a_scan(tmp_path: Path) -> None:
     [
         (b"hello, plain words\n", "plain text"),
         (b"GIF89a" + b"\x00" * 20, "GIF image"),
+        (b"BM\x36\x00\x0c\x00\x00\x00\x00\x00\x36\x00", "BMP image"),
+        (b"BMW sales figures", "plain text"),
         (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "WebP image"),
         (b"\x00\x00\x00\x18ftypheic\x00\x00", "brand 'heic'"),
         (b"<!DOCTYPE html><html></html>", "HTML document"),
