@@ -127,6 +127,7 @@ class _PdfParse:
         self.result = ParsedDocument(source_name=source_name, doc_type=DocumentType.PDF, warnings=warnings)
         self.pages_ocr = 0
         self.pages_with_text = 0
+        self.image_only_pages = 0
         self.unreadable: list[int] = []
         self.no_text_pages: list[int] = []
         self.margin_lines_dropped = 0
@@ -167,6 +168,7 @@ class _PdfParse:
     def ocr_page(self, page: Any, page_no: int) -> list[Block]:
         if not page.get_images(full=False):
             return []
+        self.image_only_pages += 1
         if not self.options.ocr_enabled:
             self.no_text_pages.append(page_no)
             return []
@@ -246,6 +248,10 @@ class _PdfParse:
 
         if len(set(self.unreadable)) >= doc.page_count:
             raise CorruptDocumentError(f"{result.source_name}: no page of the PDF could be read")
+        if not self.pages_with_text and not self.image_only_pages:
+            raise EmptyDocumentError(
+                f"{result.source_name}: no text and no scanned images on any of its {doc.page_count} pages"
+            )
         if self.margin_lines_dropped:
             shown = "; ".join(repr(t) for t in stats.margin_examples[:3])
             result.warnings.append(

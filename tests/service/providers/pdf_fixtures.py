@@ -316,3 +316,12 @@ def three_column_pdf() -> bytes:
 
 def column_paragraph(col: int, k: int) -> str:
     return f"Column {col} paragraph {k} has some words about topic {col} and more words to wrap."
+
+
+def blank_pdf(pages: int) -> bytes:
+    doc = pymupdf.open()
+    for _ in range(pages):
+        doc.new_page(width=PAGE_W, height=PAGE_H)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data

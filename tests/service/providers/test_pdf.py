@@ -204,6 +204,11 @@ def test_zero_byte_file_is_empty(tmp_path: Path) -> None:
         parse(tmp_path, b"")
 
 
+def test_blank_pages_are_empty(tmp_path: Path) -> None:
+    with pytest.raises(EmptyDocumentError, match="no text and no scanned images on any of its 2 pages"):
+        parse(tmp_path, fx.blank_pdf(2))
+
+
 def test_page_cap(tmp_path: Path) -> None:
     data = fx.many_pages_pdf(6)
     with pytest.raises(DocumentTooLargeError, match="6 pages; the limit is 5"):
