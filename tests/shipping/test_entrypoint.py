@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -287,10 +288,10 @@ async def test_operator_role_reconciles_a_parsepool_and_exits_0_on_sigterm(
     and a real nats-server: kopf's liveness answers, a ParsePool gets its worker Deployment."""
     import aiohttp
 
-    from tests.operator.cluster import DEPLOYMENTS, PARSEPOOLS, Api, eventually, serving_cluster
+    from tests.operator.cluster import serving_cluster
 
     liveness_port = free_port()
-    async with serving_cluster() as (cluster, url), aiohttp.ClientSession() as session:
+    async with serving_cluster() as (_, url), aiohttp.ClientSession() as session:
         env = _clean_env(
             PERCOLATE_OPERATOR_K8S_SERVER=url,
             PERCOLATE_OPERATOR_NATS_URL=fresh_nats_server.url,
@@ -300,27 +301,38 @@ async def test_operator_role_reconciles_a_parsepool_and_exits_0_on_sigterm(
         log = tmp_path / "operator.log"
         proc = _start(env, log, started, "--role", "operator")
 
-        async def alive() -> bool:
+        async def fetch(target: str) -> dict[str, Any] | None:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                async with session.get(f"http://127.0.0.1:{liveness_port}/healthz") as resp:
-                    return resp.status == 200
+                async with session.get(target) as resp:
+                    return await resp.json() if resp.status == 200 else None  # type: ignore[no-any-return]
             except aiohttp.ClientError:
-                return False
+                return None
 
-        await eventually(alive, 90)
-        await Api(url, session).create(
-            PARSEPOOLS,
-            {
-                "apiVersion": "percolate.dev/v1alpha1",
-                "kind": "ParsePool",
-                "metadata": {"name": "small", "namespace": "percolate"},
-                "spec": {"tier": "small", "replicas": {"min": 0, "max": 2}},
-            },
-        )
-        deployment = await eventually(lambda: cluster.get(DEPLOYMENTS, "percolate", "small-workers"), 90)
+        async def poll(target: str) -> dict[str, Any]:
+            # A guard against hangs, not a speed assertion.
+            for _ in range(900):
+                found = await fetch(target)
+                if found is not None:
+                    return found
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"{target} never answered; operator log:\n{log.read_text()[-3000:]}")
+
+        await poll(f"http://127.0.0.1:{liveness_port}/healthz")
+        pool = {
+            "apiVersion": "percolate.dev/v1alpha1",
+            "kind": "ParsePool",
+            "metadata": {"name": "small", "namespace": "percolate"},
+            "spec": {"tier": "small", "replicas": {"min": 0, "max": 2}},
+        }
+        async with session.post(
+            f"{url}/apis/percolate.dev/v1alpha1/namespaces/percolate/parsepools", json=pool
+        ) as r:
+            assert r.status < 400, await r.text()
+        deployment = await poll(f"{url}/apis/apps/v1/namespaces/percolate/deployments/small-workers")
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert {"name": "PERCOLATE_READING_WORKER_MODE", "value": "true"} in container["env"]
+        assert container.get("command", ["percolate-reading", "run"]) == ["percolate-reading", "run"]
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
         assert code == 0, log.read_text()[-3000:]
