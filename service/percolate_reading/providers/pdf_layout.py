@@ -464,8 +464,10 @@ def join_line(text: str, nxt: str) -> str:
         return nxt
     if text.endswith("\xad"):
         return text[:-1] + nxt
-    if text.endswith("-") and len(text) > 1 and text[-2].isalpha() and nxt[:1].islower():
-        return text[:-1] + nxt
+    if text.endswith("-") and len(text) > 1 and text[-2].isalnum():
+        # "extra-" + "ordinary": a word split by hyphenation; "COVID-" + "19" or
+        # "state-of-the-" + "Art": a real hyphen at the line end, kept, without a space.
+        return text[:-1] + nxt if nxt[:1].islower() else text + nxt
     return f"{text} {nxt}"
 
 
