@@ -160,6 +160,16 @@ def tier_settings(settings: Settings, tier: Tier) -> Settings:
 # --- the process -------------------------------------------------------------------------------------
 
 
+def announce(settings: Settings, api_key: str) -> None:
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{shown_host}:{settings.port}"
+    print(f"percolate-reading serving on {url}", flush=True)
+    print(f"development API key (tenant {settings.dev_tenant_id!r}): {api_key}", flush=True)
+    print(
+        f"try: percolate-reading submit FILE --url {url} --api-key {api_key} --wait --out results", flush=True
+    )
+
+
 async def serve(settings: Settings, api_key: str) -> int:
     from percolate_reading.gateway.app import create_app, default_metrics
     from percolate_reading.gateway.deps import GatewayDeps
@@ -181,40 +191,38 @@ async def serve(settings: Settings, api_key: str) -> int:
         jobs = await open_job_store(settings, None)
         stack.push_async_callback(jobs.close)
         metrics = default_metrics()
+        registry = TenantRegistry.from_settings(settings)
+        deps = GatewayDeps(
+            settings=settings, store=store, jobs=jobs, registry=registry, nc=nc, js=js, metrics=metrics
+        )
 
-        # One worker per shared tier, so whatever the router picks is consumed here.
+        # One worker per shared tier, so whatever the router picks is consumed here; they share
+        # the connection, stores, metrics and tenant registry with the gateway.
         workers = []
         for tier in Tier:
-            worker = await start_worker(tier_settings(settings, tier), nc=nc, store=store, jobs=jobs)
+            worker = await start_worker(
+                tier_settings(settings, tier),
+                nc=nc,
+                store=store,
+                jobs=jobs,
+                metrics=metrics,
+                tenants=registry.get,
+            )
             workers.append(worker)
 
-        deps = GatewayDeps(
-            settings=settings,
-            store=store,
-            jobs=jobs,
-            registry=TenantRegistry.from_settings(settings),
-            nc=nc,
-            js=js,
-            metrics=metrics,
-        )
-        server = GatewayServer(uvicorn_config(settings, create_app(settings, deps)))
-        install_signal_handlers(server, asyncio.get_running_loop())
-        serve_task = asyncio.create_task(server.serve())
-        while not server.started and not serve_task.done():  # noqa: ASYNC110 (uvicorn has no event)
-            await asyncio.sleep(0.05)
-        if server.started:
-            shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-            print(f"percolate-reading serving on http://{shown_host}:{settings.port}", flush=True)
-            print(f"development API key (tenant {settings.dev_tenant_id!r}): {api_key}", flush=True)
-            print(
-                f"try: percolate-reading submit FILE --url http://{shown_host}:{settings.port} "
-                f"--api-key {api_key} --wait --out results",
-                flush=True,
-            )
-        await serve_task
-        log.info("gateway stopped; draining the workers")
-        # Finish or return in-flight jobs before the connections they need go away.
-        await asyncio.gather(*(w.drain() for w in workers), return_exceptions=False)
+        try:
+            server = GatewayServer(uvicorn_config(settings, create_app(settings, deps)))
+            install_signal_handlers(server, asyncio.get_running_loop())
+            serve_task = asyncio.create_task(server.serve())
+            while not server.started and not serve_task.done():  # noqa: ASYNC110 (uvicorn has no event)
+                await asyncio.sleep(0.05)
+            if server.started:
+                announce(settings, api_key)
+            await serve_task
+            log.info("gateway stopped; draining the workers")
+        finally:
+            # Finish or return in-flight jobs before the connections they need go away.
+            await asyncio.gather(*(w.drain() for w in workers), return_exceptions=True)
         return 0 if server.started else 1
 
 

@@ -109,12 +109,13 @@ async def test_four_types_succeed_with_artifacts_and_signed_webhooks(
     pdf_chunks = " ".join(str(c) for c in docs[job_ids["report.pdf"]]["chunks"])
     assert "quarterly invoices" in pdf_chunks
 
-    calls = receiver.wait_for(lambda cs: len({c.json().get("job_id") for c in cs}) >= len(uploads))
-    by_job = {c.json()["job_id"]: c for c in calls}
+    calls = receiver.wait_for(lambda cs: len({c.json()["data"]["job_id"] for c in cs}) >= len(uploads))
+    by_job = {c.json()["data"]["job_id"]: c for c in calls}
     assert set(by_job) >= set(job_ids.values())
     for call in by_job.values():
         verify_signature(call)
-        assert call.json()["status"] == "succeeded"
+        assert call.json()["type"] == "job.succeeded"
+        assert call.json()["data"]["status"] == "succeeded"
 
 
 async def test_corrupt_file_fails_with_reason_and_worker_keeps_serving(
