@@ -81,6 +81,11 @@ def _plain(config: js_api.ConsumerConfig) -> dict[str, Any]:
     }
 
 
+async def _log_error(exc: Exception) -> None:
+    # nats-py's default prints a traceback per failed attempt; callers already get the error.
+    logger.debug("NATS client error: %r", exc)
+
+
 class JetStreamAdmin:
     """One NATS connection shared by all handlers; (re)connected on demand."""
 
@@ -99,16 +104,19 @@ class JetStreamAdmin:
             if self._nc is not None and self._nc.is_connected and self._js is not None:
                 return self._js
             if self._nc is not None and not self._nc.is_closed:
-                # Reconnecting: fail fast; the handler retries with a delay.
-                raise NatsUnavailable(f"NATS at {self._settings.nats_url} is reconnecting")
+                await self._nc.close()
             try:
                 self._nc = await nats.connect(
                     servers=self._settings.nats_url.split(","),
                     connect_timeout=self._settings.nats_connect_timeout_s,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=1,
+                    # No background reconnect loop: a lost connection closes, the handler gets
+                    # NatsUnavailable (retry with delay), and the next call connects afresh.
+                    # max_reconnect_attempts also bounds the *first* connect (0 would mean forever).
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.5,
                     name="percolate-operator",
+                    error_cb=_log_error,
                 )
             except _UNREACHABLE as exc:
                 self._nc = None

@@ -1,0 +1,293 @@
+"""The operator running for real: kopf against kmock's Kubernetes emulator and a real nats-server."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import nats
+import pytest
+from nats.js.errors import NotFoundError
+
+from percolate_operator.settings import OperatorSettings
+from percolate_reading.subjects import STREAM_NAME
+from percolate_reading.tenancy import TENANTS_KV_BUCKET, TenantRecord, key_matches
+from tests.operator.cluster import (
+    DEPLOYMENTS,
+    EVENTS,
+    PARSEPOOLS,
+    SCALED_OBJECTS,
+    SECRETS,
+    TENANTS,
+    Api,
+    Cluster,
+    condition,
+    eventually,
+    is_ready,
+    running_operator,
+    serving_cluster,
+)
+from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
+from tests.servers import NatsServer
+
+pytestmark = pytest.mark.integration
+NS = "percolate"
+
+
+class Env:
+    def __init__(self, cluster: Cluster, api: Api, js: Any, nats_server: NatsServer) -> None:
+        self.cluster = cluster
+        self.api = api
+        self.js = js
+        self.nats_server = nats_server
+
+    def pool(self, name: str) -> dict[str, Any] | None:
+        return self.cluster.read(PARSEPOOLS, NS, name)
+
+    async def consumer(self, name: str) -> Any:
+        try:
+            return await self.js.consumer_info(STREAM_NAME, name)
+        except NotFoundError:
+            return None
+
+    def events(self, reason: str) -> list[dict[str, Any]]:
+        out = []
+        for key in list(self.cluster.objects):
+            obj = self.cluster.objects[key]
+            if key[0] == EVENTS and not obj.deleted and obj.raw.get("reason") == reason:
+                out.append(obj.raw)
+        return out
+
+
+@pytest.fixture
+async def env(fresh_nats_server: NatsServer) -> AsyncIterator[Env]:
+    settings = OperatorSettings(
+        nats_url=fresh_nats_server.url,
+        tenant_namespace=NS,
+        drift_interval_s=1.0,
+        drift_initial_delay_s=1.0,
+        nats_retry_delay_s=1.0,
+        keda_monitoring_endpoint=f"127.0.0.1:{fresh_nats_server.monitor_port}",
+    )
+    async with serving_cluster() as (cluster, url):
+        settings = settings.model_copy(update={"k8s_server": url})
+        nc = await nats.connect(fresh_nats_server.url)
+        try:
+            async with aiohttp.ClientSession() as session, running_operator(settings):
+                yield Env(cluster, Api(url, session), nc.jetstream(), fresh_nats_server)
+        finally:
+            await nc.close()
+
+
+async def test_parsepool_creates_children_consumer_and_ready_status(env: Env) -> None:
+    example = load_yaml(EXAMPLES_DIR / "parsepool-small.yaml")
+    await env.api.create(PARSEPOOLS, example)
+
+    pool = await eventually(lambda: (p := env.pool("small")) and is_ready(p) and p)
+    status = pool["status"]
+    assert status["observedGeneration"] == 1
+    assert status["subject"] == "jobs.parse.small"
+    assert status["consumer"] == "parse-workers-small"
+    assert status["pending"] == 0
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready",
+        "DeploymentReady",
+        "ScaledObjectReady",
+        "ConsumerReady",
+    }
+    assert pool["metadata"]["finalizers"] == ["percolate.dev/cleanup"]
+
+    deployment = env.cluster.read(DEPLOYMENTS, NS, "small-workers")
+    assert deployment is not None
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == pool["metadata"]["uid"]
+    assert deployment["spec"]["replicas"] == 0  # min, set at creation only
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env_vars = {e["name"]: e.get("value") for e in container["env"]}
+    assert env_vars["PERCOLATE_READING_NATS_QUEUE_SUBJECT"] == "jobs.parse.small"
+    assert env_vars["PERCOLATE_READING_NATS_QUEUE_GROUP"] == "parse-workers-small"
+
+    scaled = env.cluster.read(SCALED_OBJECTS, NS, "small")
+    assert scaled is not None
+    assert scaled["spec"]["maxReplicaCount"] == 20
+    assert scaled["spec"]["triggers"][0]["metadata"]["consumer"] == "parse-workers-small"
+
+    info = await env.consumer("parse-workers-small")
+    assert info is not None
+    assert info.config.filter_subject == "jobs.parse.small"
+    assert info.config.ack_wait == 300.0
+    assert info.config.max_ack_pending == 100
+    stream = await env.js.stream_info(STREAM_NAME)
+    assert stream.config.retention == "workqueue"
+    assert stream.config.subjects == ["jobs.>"]
+    await eventually(lambda: env.events("ConsumerCreated"))
+    await eventually(lambda: env.events("DeploymentCreated"))
+
+
+async def test_spec_changes_propagate_to_children(env: Env) -> None:
+    await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-large.yaml"))
+    await eventually(lambda: is_ready(env.pool("large")))
+
+    await env.api.patch(
+        PARSEPOOLS,
+        NS,
+        "large",
+        {
+            "spec": {
+                "replicas": {"max": 12},
+                "consumer": {"ackWait": "45m"},
+                "image": "registry.local/worker:2",
+            }
+        },
+    )
+    pool = await eventually(
+        lambda: (p := env.pool("large")) and p["status"].get("observedGeneration") == 2 and p
+    )
+    assert is_ready(pool)
+    assert env.cluster.read(SCALED_OBJECTS, NS, "large")["spec"]["maxReplicaCount"] == 12  # type: ignore[index]
+    deployment = env.cluster.read(DEPLOYMENTS, NS, "large-workers")
+    assert deployment is not None
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.local/worker:2"
+    ack_wait = {e["name"]: e.get("value") for e in container["env"]}["PERCOLATE_READING_NATS_ACK_WAIT"]
+    assert ack_wait == "2700"
+    info = await env.consumer("parse-workers-large")
+    assert info.config.ack_wait == 2700.0
+    await eventually(lambda: env.events("ConsumerUpdated"))
+
+
+async def test_drift_is_repaired_by_the_timer(env: Env) -> None:
+    await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-gpu.yaml"))
+    await eventually(lambda: is_ready(env.pool("gpu")))
+
+    # A consumer deleted behind the operator's back comes back with the pool's filter.
+    await env.js.delete_consumer(STREAM_NAME, "parse-workers-gpu")
+    info = await eventually(lambda: env.consumer("parse-workers-gpu"))
+    assert info.config.filter_subject == "jobs.parse.gpu"
+    await eventually(lambda: env.events("ConsumerCreated"))
+
+    # A hand-edited Deployment is restored.
+    deployment = env.cluster.read(DEPLOYMENTS, NS, "gpu-workers")
+    assert deployment is not None
+    edited = copy.deepcopy(deployment["spec"]["template"])
+    edited["spec"]["containers"][0]["image"] = "someone/else:latest"
+    await env.api.patch(DEPLOYMENTS, NS, "gpu-workers", {"spec": {"template": edited}})
+
+    def image() -> str:
+        dep = env.cluster.read(DEPLOYMENTS, NS, "gpu-workers")
+        return str(dep["spec"]["template"]["spec"]["containers"][0]["image"]) if dep else ""
+
+    await eventually(lambda: image() == OperatorSettings().default_image)
+    await eventually(lambda: env.events("DeploymentRestored"))
+
+
+async def test_deleting_a_pool_removes_its_consumer(env: Env) -> None:
+    await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-small.yaml"))
+    await eventually(lambda: is_ready(env.pool("small")))
+    assert await env.consumer("parse-workers-small") is not None
+
+    await env.api.delete(PARSEPOOLS, NS, "small")
+    await eventually(lambda: env.pool("small") is None)
+    assert await env.consumer("parse-workers-small") is None
+    await eventually(lambda: env.events("ConsumerDeleted"))
+
+
+async def test_invalid_pool_is_reported_not_retried(env: Env) -> None:
+    bad = load_yaml(EXAMPLES_DIR / "parsepool-small.yaml")
+    bad["metadata"]["name"] = "backwards"
+    bad["spec"]["replicas"] = {"min": 5, "max": 2}
+    await env.api.create(PARSEPOOLS, bad)
+    cond = await eventually(lambda: condition(env.pool("backwards"), "Ready"))
+    assert cond["status"] == "False"
+    assert cond["reason"] == "InvalidSpec"
+    assert "must not exceed" in cond["message"]
+    assert env.cluster.read(DEPLOYMENTS, NS, "backwards-workers") is None
+    await eventually(lambda: env.events("InvalidSpec"))
+
+
+async def test_two_pools_cannot_claim_one_subject(env: Env) -> None:
+    await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-small.yaml"))
+    await eventually(lambda: is_ready(env.pool("small")))
+    twin = load_yaml(EXAMPLES_DIR / "parsepool-small.yaml")
+    twin["metadata"]["name"] = "small-twin"
+    await env.api.create(PARSEPOOLS, twin)
+    cond = await eventually(lambda: condition(env.pool("small-twin"), "Ready"))
+    assert cond["reason"] == "InvalidSpec"
+    assert "already belongs to ParsePool percolate/small" in cond["message"]
+    info = await env.consumer("parse-workers-small")
+    assert info.config.metadata["percolate.dev/owner"] == "percolate/small"
+
+
+async def test_tenant_with_dedicated_pool(env: Env) -> None:
+    await env.api.create(SECRETS, {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "globex-webhook", "namespace": NS},
+        "stringData": {"secret": "whsec_123"},
+    })  # fmt: skip
+    await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-small.yaml"))
+    await env.api.create(TENANTS, load_yaml(EXAMPLES_DIR / "tenant-dedicated.yaml"))
+
+    tenant = await eventually(lambda: (t := env.cluster.read(TENANTS, None, "globex")) and is_ready(t) and t)
+    assert tenant["status"]["pools"] == 1
+    assert tenant["status"]["tiers"] == "small,large,gpu"
+
+    # The API key lives in the Secret only; the registry holds its hash.
+    secret = env.cluster.read(SECRETS, NS, "globex-api-key")
+    assert secret is not None
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == tenant["metadata"]["uid"]
+    import base64
+
+    api_key = base64.b64decode(secret["data"]["api-key"]).decode()
+    kv = await env.js.key_value(TENANTS_KV_BUCKET)
+    entry = await kv.get("globex")
+    assert api_key.encode() not in entry.value
+    record = TenantRecord.model_validate_json(entry.value)
+    assert record.accepts_key(api_key)
+    assert key_matches(api_key, record.api_key_hashes[0])
+    assert record.webhook_secret == "whsec_123"
+    assert record.files_bucket == "percolate-files-globex"
+    assert record.dedicated_subjects == {"small": "jobs.parse.small.globex"}
+
+    # The dedicated pool is owned by the tenant and consumes its own, non-overlapping subject.
+    pool = await eventually(lambda: (p := env.pool("globex-small")) and is_ready(p) and p)
+    assert pool["metadata"]["ownerReferences"][0]["uid"] == tenant["metadata"]["uid"]
+    assert pool["spec"]["tenant"] == "globex"
+    await eventually(lambda: is_ready(env.pool("small")))
+    dedicated = await env.consumer("parse-workers-small-globex")
+    shared = await env.consumer("parse-workers-small")
+    assert dedicated.config.filter_subject == "jobs.parse.small.globex"
+    assert shared.config.filter_subject == "jobs.parse.small"
+    # A job for the tenant's pool reaches only the dedicated consumer (no overlap: 10138 never hit).
+    await env.js.publish("jobs.parse.small.globex", b"job-1")
+    info = await eventually(lambda: _pending(env, "parse-workers-small-globex"))
+    assert info == 1
+    assert (await env.consumer("parse-workers-small")).num_pending == 0
+
+    # Deleting the tenant removes its registry entry.
+    await env.api.delete(TENANTS, None, "globex")
+    await eventually(lambda: env.cluster.read(TENANTS, None, "globex") is None)
+    assert await _registry_value(env, "globex") is None
+
+
+async def _pending(env: Env, consumer: str) -> int:
+    info = await env.consumer(consumer)
+    return int(info.num_pending) if info else 0
+
+
+async def _registry_value(env: Env, key: str) -> bytes | None:
+    kv = await env.js.key_value(TENANTS_KV_BUCKET)
+    try:
+        return (await kv.get(key)).value
+    except NotFoundError:
+        return None
+
+
+async def test_nats_outage_is_retried_until_nats_returns(env: Env) -> None:
+    env.nats_server.stop()
+    await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-small.yaml"))
+    cond = await eventually(lambda: condition(env.pool("small"), "Ready"))
+    assert cond["reason"] == "NatsUnavailable"
+    await eventually(lambda: env.events("NatsUnavailable"))
+    env.nats_server.start()
+    await eventually(lambda: is_ready(env.pool("small")))
