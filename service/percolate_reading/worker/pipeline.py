@@ -294,7 +294,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         )
     except InvalidTransitionError:
         return "duplicate"  # another delivery finished it first; our objects are identical
-    await notify(svc, final, tenant)
+    await notify(svc, final, tenant, msg.callback_url)
     return "succeeded"
 
 
@@ -343,7 +343,7 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
         )
     except InvalidTransitionError:
         return None  # already succeeded, failed or cancelled
-    await notify(svc, final, svc.tenants(msg.tenant_id))
+    await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
     return final
 
 
@@ -355,16 +355,16 @@ async def requeue(svc: Services, msg: JobMessage, info: JobErrorInfo) -> None:
         log.info("job %s not re-queued in the store: %s", msg.job_id, exc)
 
 
-async def notify(svc: Services, record: JobRecord, tenant: TenantRecord | None) -> None:
-    if not record.callback_url:
+async def notify(svc: Services, record: JobRecord, tenant: TenantRecord | None, url: str | None) -> None:
+    """Send the job's webhook to `url` (the message's callback, else the record's)."""
+    url = url or record.callback_url
+    if not url:
         return
     secret = tenant.webhook_secret if tenant is not None else None
     if secret is None and svc.settings.webhook_default_secret is not None:
         secret = svc.settings.webhook_default_secret.get_secret_value()
     msg_id = record.webhook_id or webhook_id(record.job_id, record.status.value)
-    result = await svc.webhooks.send(
-        record.callback_url, secret, msg_id, job_event(public_view(record), record.status.value)
-    )
+    result = await svc.webhooks.send(url, secret, msg_id, job_event(public_view(record), record.status.value))
     if not result.delivered:
         log.warning("webhook for job %s not delivered: %s", record.job_id, result.error)
 

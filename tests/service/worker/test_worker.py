@@ -1,0 +1,389 @@
+"""The worker against real nats-server and SeaweedFS: jobs in, artifacts/status/webhooks out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+import pytest
+from nats.aio.client import Client as NATS
+
+from percolate_reading.config import Settings, load_settings
+from percolate_reading.jobs.kv_store import KvJobStore
+from percolate_reading.jobs.models import JobMessage, JobRecord, JobStatus
+from percolate_reading.queue.jetstream import (
+    DLQ_CODE_HEADER,
+    DLQ_REASON_HEADER,
+    DLQ_SUBJECT_HEADER,
+    connect,
+    ensure_streams,
+    publish_job,
+)
+from percolate_reading.storage import open_object_store
+from percolate_reading.storage.base import ObjectStore
+from percolate_reading.storage.s3 import S3ObjectStore
+from percolate_reading.subjects import DLQ_STREAM_NAME, consumer_name, job_subject
+from percolate_reading.webhooks import verify
+from percolate_reading.worker.main import Worker, start_worker
+from tests.servers import NatsServer, SeaweedS3, free_port
+from tests.service.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.integration
+
+SECRET = "whsec_c2VjcmV0LWZvci13b3JrZXItdGVzdHM="
+FILES = "percolate-files"
+ARTIFACTS = "percolate-artifacts"
+
+
+def make_pdf(lines: list[str], pages: int = 1) -> bytes:
+    doc = pymupdf.open()
+    page = doc.new_page()
+    y = 72
+    for line in lines:
+        page.insert_text((72, y), line)
+        y += 18
+    for _ in range(pages - 1):
+        doc.fullcopy_page(0)  # long documents cheaply: copies of the first page
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def worker_settings(nats: NatsServer, s3: SeaweedS3, tmp_path: Path, **kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "nats_url": nats.url,
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": s3.secret_key,
+        "data_dir": tmp_path,
+        "metrics_port": 0,
+        "nats_ack_wait": 3.0,
+        "nak_backoff_s": "0.2",
+        "worker_fetch_timeout_s": 0.5,
+        "worker_concurrency": 2,
+        "drain_timeout_s": 10.0,
+        "webhook_allow_hosts": "127.0.0.1",
+        "webhook_default_secret": SECRET,
+        "webhook_backoff_s": 0.05,
+        "webhook_max_attempts": 3,
+        "parse_timeout_s": 60.0,
+    }
+    base.update(kw)
+    return load_settings(**base)
+
+
+@dataclass
+class Env:
+    settings: Settings
+    nc: NATS
+    store: ObjectStore
+    jobs: KvJobStore
+    tenant: str
+
+    @property
+    def js(self) -> Any:
+        return self.nc.jetstream()
+
+    async def submit(
+        self,
+        data: bytes,
+        name: str = "report.pdf",
+        *,
+        subject: str | None = None,
+        tenant: str | None = None,
+        callback_url: str | None = None,
+        s3_uri: str | None = None,
+    ) -> str:
+        tenant = tenant or self.tenant
+        job_id = uuid.uuid4().hex
+        key = f"{tenant}/{job_id}/{name}"
+        await self.store.put_bytes(FILES, key, data)
+        record = JobRecord(
+            job_id=job_id,
+            tenant_id=tenant,
+            file_name=name,
+            file_type="pdf",
+            size_bytes=len(data),
+            callback_url=callback_url,
+        )
+        await self.jobs.create(record)
+        msg = JobMessage(
+            job_id=job_id,
+            tenant_id=tenant,
+            file_name=name,
+            file_type="pdf",
+            s3_uri=s3_uri or f"s3://{FILES}/{key}",
+            size_bytes=len(data),
+            callback_url=callback_url,
+            created_at=record.created_at,
+        )
+        await publish_job(self.js, msg, subject or self.settings.nats_queue_subject)
+        return job_id
+
+    async def wait_status(self, job_id: str, *statuses: JobStatus, wait_s: float = 60.0) -> JobRecord:
+        async with asyncio.timeout(wait_s):
+            while True:
+                record = await self.jobs.get(job_id)
+                if record is not None and record.status in statuses:
+                    return record
+                await asyncio.sleep(0.05)
+
+    async def start(self, **overrides: Any) -> Worker:
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        return await start_worker(settings, nc=self.nc, store=self.store, jobs=self.jobs)
+
+
+@pytest.fixture
+async def env(fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path) -> AsyncIterator[Env]:
+    settings = worker_settings(fresh_nats_server, seaweed_s3, tmp_path)
+    nc = await connect(settings)
+    await ensure_streams(nc.jetstream(), settings)
+    store = await open_object_store(settings)
+    jobs = await KvJobStore.open(nc.jetstream(), settings)
+    tenant = "t-" + uuid.uuid4().hex[:10]
+    yield Env(settings, nc, store, jobs, tenant)
+    await store.close()
+    await nc.close()
+
+
+async def consumer_idle(env: Env, durable: str) -> None:
+    info = await env.js.consumer_info(env.settings.nats_stream, durable)
+    assert info.num_pending == 0
+    assert info.num_ack_pending == 0
+
+
+async def test_pdf_job_end_to_end(env: Env) -> None:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    worker = await env.start()
+    try:
+        job_id = await env.submit(
+            make_pdf(["Quarterly Report", "Revenue grew by 12 percent in the north region."]),
+            callback_url=receiver.url,
+        )
+        record = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert record.status is JobStatus.SUCCEEDED, record.error
+        assert record.attempts == 1
+        assert {"structured.md", "metadata.json", "chunks.jsonl"} <= set(record.artifacts)
+        md = (await env.store.get_bytes(ARTIFACTS, f"{env.tenant}/{job_id}/structured.md")).decode()
+        assert "Revenue grew by 12 percent in the north region." in md
+        chunks = (await env.store.get_bytes(ARTIFACTS, f"{env.tenant}/{job_id}/chunks.jsonl")).decode()
+        assert "north region" in chunks
+        assert sorted(await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/")) == sorted(
+            f"{env.tenant}/{job_id}/{n}" for n in record.artifacts
+        )
+
+        got = (await receiver.wait_for(1))[0]
+        assert verify(SECRET, got.headers, got.body)
+        assert got.headers["webhook-id"] == record.webhook_id
+        event = json.loads(got.body)
+        assert event["type"] == "job.succeeded"
+        assert event["data"]["job_id"] == job_id
+        assert event["data"]["status"] == "succeeded"
+
+        manifest = json.loads(await env.store.get_bytes("percolate-context", f"{env.tenant}/manifest.json"))
+        assert [d["job_id"] for d in manifest["documents"]] == [job_id]
+        assert manifest["documents"][0]["chunk_count"] >= 1
+        assert manifest["documents"][0]["artifacts"]["structured.md"].endswith(f"/{job_id}/structured.md")
+        await consumer_idle(env, env.settings.nats_queue_group)
+        assert b'nats_messages_processed_total{outcome="succeeded"} 1.0' in worker.metrics.render()
+    finally:
+        await worker.drain()
+        await receiver.stop()
+
+
+async def test_corrupt_file_fails_and_worker_keeps_serving(env: Env) -> None:
+    worker = await env.start()
+    try:
+        bad = await env.submit(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage garbage\n", "broken.pdf")
+        record = await env.wait_status(bad, JobStatus.FAILED, JobStatus.SUCCEEDED)
+        assert record.status is JobStatus.FAILED
+        assert record.error is not None
+        assert record.error.permanent
+        assert record.error.code in ("corrupt", "empty")
+        assert record.error.message
+        good = await env.submit(make_pdf(["Still serving after a bad file."]))
+        ok = await env.wait_status(good, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert ok.status is JobStatus.SUCCEEDED
+        # The bad job was terminated, not left for redelivery.
+        await consumer_idle(env, env.settings.nats_queue_group)
+        again = await env.jobs.get(bad)
+        assert again is not None
+        assert again.attempts == 1
+    finally:
+        await worker.drain()
+
+
+async def broken_s3_store(env: Env) -> S3ObjectStore:
+    bad = env.settings.model_copy(update={"s3_endpoint": f"http://127.0.0.1:{free_port()}"})
+    return await S3ObjectStore.open(bad)
+
+
+async def test_transient_error_naks_then_succeeds(env: Env) -> None:
+    # First worker: its S3 is unreachable, so the download fails transiently.
+    bad_store = await broken_s3_store(env)
+    first = await start_worker(env.settings, nc=env.nc, store=bad_store, jobs=env.jobs)
+    try:
+        job_id = await env.submit(make_pdf(["Second time lucky."]))
+        async with asyncio.timeout(60):
+            while True:
+                record = await env.jobs.get(job_id)
+                assert record is not None
+                if record.status is JobStatus.QUEUED and record.error is not None:
+                    break
+                await asyncio.sleep(0.05)
+        assert record.error is not None
+        assert record.error.code == "storage_unavailable"
+        assert not record.error.permanent
+    finally:
+        await first.drain()
+        await bad_store.close()
+    second = await env.start()
+    try:
+        done = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert done.status is JobStatus.SUCCEEDED
+        assert done.attempts >= 2
+        assert done.error is None
+    finally:
+        await second.drain()
+
+
+async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
+    from percolate_reading.queue.jetstream import ensure_consumer
+
+    settings = env.settings.model_copy(update={"nats_max_deliver": 2})
+    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    bad_store = await broken_s3_store(env)
+    worker = await start_worker(settings, nc=env.nc, store=bad_store, jobs=env.jobs)
+    try:
+        job_id = await env.submit(make_pdf(["Never parsed."]))
+        record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
+        assert record.status is JobStatus.FAILED
+        assert record.attempts == 2
+        assert record.error is not None
+        assert "gave up after 2 deliveries" in record.error.message
+        dlq = await env.js.stream_info(DLQ_STREAM_NAME)
+        assert dlq.state.messages == 1
+        copy = await env.js.get_msg(DLQ_STREAM_NAME, dlq.state.last_seq)
+        assert copy.subject == "dlq.parse.small"
+        assert copy.headers is not None
+        assert copy.headers[DLQ_CODE_HEADER] == "storage_unavailable"
+        assert "S3 unreachable" in copy.headers[DLQ_REASON_HEADER]
+        assert copy.headers[DLQ_SUBJECT_HEADER] == "jobs.parse.small"
+        assert JobMessage.model_validate_json(copy.data).job_id == job_id
+        await consumer_idle(env, settings.nats_queue_group)
+    finally:
+        await worker.drain()
+        await bad_store.close()
+
+
+async def test_tenant_mismatch_is_rejected(env: Env) -> None:
+    owner = env.tenant
+    subject = job_subject("small", owner)
+    worker = await env.start(nats_queue_subject=subject, nats_queue_group=consumer_name("small", owner))
+    try:
+        # Another tenant's job on this tenant's dedicated subject.
+        intruder = "x-" + uuid.uuid4().hex[:8]
+        wrong_subject = await env.submit(make_pdf(["not yours"]), subject=subject, tenant=intruder)
+        # This tenant's job whose source points into another tenant's prefix.
+        victim_key = f"{intruder}/{uuid.uuid4().hex}/secret.pdf"
+        await env.store.put_bytes(FILES, victim_key, make_pdf(["the other tenant's secret"]))
+        wrong_prefix = await env.submit(make_pdf(["x"]), subject=subject, s3_uri=f"s3://{FILES}/{victim_key}")
+        for job_id in (wrong_subject, wrong_prefix):
+            record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
+            assert record.status is JobStatus.FAILED
+            assert record.error is not None
+            assert record.error.code == "rejected"
+        # Nothing of the other tenant's document was parsed into this tenant's artifacts.
+        assert await env.store.list_keys(ARTIFACTS, f"{owner}/{wrong_prefix}/") == []
+        good = await env.submit(make_pdf(["legitimate"]), subject=subject)
+        assert (
+            await env.wait_status(good, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        ).status is JobStatus.SUCCEEDED
+        await consumer_idle(env, consumer_name("small", owner))
+    finally:
+        await worker.drain()
+
+
+async def test_cancelled_job_is_skipped(env: Env) -> None:
+    job_id = await env.submit(make_pdf(["cancel me"]))
+    await env.jobs.transition(job_id, JobStatus.CANCELLED)
+    worker = await env.start()
+    try:
+        good = await env.submit(make_pdf(["after the cancelled one"]))
+        await env.wait_status(good, JobStatus.SUCCEEDED)
+        await consumer_idle(env, env.settings.nats_queue_group)
+        record = await env.jobs.get(job_id)
+        assert record is not None
+        assert record.status is JobStatus.CANCELLED
+        assert await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/") == []
+    finally:
+        await worker.drain()
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_and_returns_in_flight_job(
+    env: Env, fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path
+) -> None:
+    s = env.settings
+    child_env = dict(os.environ)
+    child_env.update(
+        {
+            "PERCOLATE_READING_WORKER_MODE": "true",
+            "PERCOLATE_READING_NATS_URL": fresh_nats_server.url,
+            "PERCOLATE_READING_S3_ENDPOINT": seaweed_s3.endpoint,
+            "PERCOLATE_READING_S3_ACCESS_KEY": seaweed_s3.access_key,
+            "PERCOLATE_READING_S3_SECRET_KEY": seaweed_s3.secret_key,
+            "PERCOLATE_READING_DATA_DIR": str(tmp_path / "child"),
+            "PERCOLATE_READING_METRICS_PORT": "0",
+            # Long ack_wait: a redelivery within this test can only come from the drain's nak.
+            "PERCOLATE_READING_NATS_ACK_WAIT": "120",
+            "PERCOLATE_READING_DRAIN_TIMEOUT_S": "0",
+            "PERCOLATE_READING_WORKER_FETCH_TIMEOUT_S": "0.5",
+        }
+    )
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "percolate_reading",
+            "run",
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # A long document, so the parse is still running when SIGTERM arrives.
+        job_id = await env.submit(make_pdf(["A long report line with some words in it."] * 40, pages=1500))
+        await env.wait_status(job_id, JobStatus.RUNNING)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            rc = await proc.wait()
+        assert rc == 0, log_path.read_text()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    record = await env.jobs.get(job_id)
+    assert record is not None
+    assert record.status is JobStatus.QUEUED  # handed back, not lost and not failed
+    # Returned with no delay: another worker takes it at once (ack_wait is 120 s).
+    worker = await env.start(nats_ack_wait=120.0)
+    try:
+        done = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED, wait_s=90)
+        assert done.status is JobStatus.SUCCEEDED
+        assert done.attempts == 2
+    finally:
+        await worker.drain()
+    assert s.nats_queue_subject == "jobs.parse.small"
