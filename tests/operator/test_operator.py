@@ -29,7 +29,7 @@ from tests.operator.cluster import (
     running_operator,
     serving_cluster,
 )
-from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
+from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml, schema_errors
 from tests.servers import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -98,6 +98,8 @@ async def test_parsepool_creates_children_consumer_and_ready_status(env: Env) ->
         "ConsumerReady",
     }
     assert pool["metadata"]["finalizers"] == ["percolate.dev/cleanup"]
+    # Everything the operator wrote fits the CRD (the API server would prune undeclared status).
+    assert schema_errors("ParsePool", pool) == []
 
     deployment = env.cluster.read(DEPLOYMENTS, NS, "small-workers")
     assert deployment is not None
@@ -231,6 +233,7 @@ async def test_tenant_with_dedicated_pool(env: Env) -> None:
     tenant = await eventually(lambda: (t := env.cluster.read(TENANTS, None, "globex")) and is_ready(t) and t)
     assert tenant["status"]["pools"] == 1
     assert tenant["status"]["tiers"] == "small,large,gpu"
+    assert schema_errors("Tenant", tenant) == []
 
     # The API key lives in the Secret only; the registry holds its hash.
     secret = env.cluster.read(SECRETS, NS, "globex-api-key")
