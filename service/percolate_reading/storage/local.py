@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -111,9 +112,14 @@ class LocalObjectStore:
             raise StorageError(f"cannot read {bucket}/{key}: {exc}") from exc
 
     async def download_to(self, bucket: str, key: str, dest: Path) -> int:
-        data = await self.get_bytes(bucket, key)
-        await asyncio.to_thread(Path(dest).write_bytes, data)
-        return len(data)
+        path = self._path(bucket, key)
+        try:
+            await asyncio.to_thread(shutil.copyfile, path, dest)  # streamed, not held in memory
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"{bucket}/{key} not found") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {bucket}/{key}: {exc}") from exc
+        return (await asyncio.to_thread(os.stat, dest)).st_size
 
     async def iter_object(self, bucket: str, key: str, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
         path = self._path(bucket, key)
