@@ -387,3 +387,48 @@ async def test_sigterm_drains_and_returns_in_flight_job(
     finally:
         await worker.drain()
     assert s.nats_queue_subject == "jobs.parse.small"
+
+
+async def test_in_progress_acks_prevent_redelivery(env: Env) -> None:
+    from percolate_reading.queue.jetstream import ensure_consumer
+
+    # ack_wait far shorter than the parse: only in-progress acks keep the job with this worker.
+    settings = env.settings.model_copy(update={"nats_ack_wait": 0.6, "worker_concurrency": 1})
+    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
+    try:
+        job_id = await env.submit(make_pdf(["slow one"] * 40, pages=1500))
+        done = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED, wait_s=120)
+        assert done.status is JobStatus.SUCCEEDED
+        assert done.attempts == 1
+        assert done.timings["parse_s"] > settings.nats_ack_wait  # the premise of the test
+        info = await env.js.consumer_info(settings.nats_stream, settings.nats_queue_group)
+        assert info.num_redelivered == 0
+    finally:
+        await worker.drain()
+
+
+async def test_health_endpoints(env: Env) -> None:
+    import httpx
+
+    from percolate_reading.worker.health import HealthServer
+
+    worker = await env.start()
+    health = HealthServer(worker.metrics, worker.ready, "127.0.0.1", 0)
+    await health.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{health.port}") as client:
+            assert (await client.get("/health")).status_code == 200
+            ready = await client.get("/ready")
+            assert ready.status_code == 200
+            metrics = await client.get("/metrics")
+            assert metrics.status_code == 200
+            assert "jobs_in_flight" in metrics.text
+            assert "nats_messages_processed_total" in metrics.text
+            assert (await client.get("/nope")).status_code == 404
+            await worker.drain()
+            # Drained: the pull loop is gone, so the worker is no longer ready.
+            assert (await client.get("/ready")).status_code == 503
+    finally:
+        await health.close()
+        await worker.drain()
