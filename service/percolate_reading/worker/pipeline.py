@@ -237,11 +237,11 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     if record.status is JobStatus.CANCELLED:
         return "cancelled"
     if record.status.terminal:
-        return "duplicate"  # a late redelivery of a finished job
+        return await _finished_elsewhere(svc, msg, tenant)
     try:
         await svc.jobs.transition(msg.job_id, JobStatus.RUNNING, error=None)
     except InvalidTransitionError:
-        return "duplicate"
+        return await _finished_elsewhere(svc, msg, tenant)
 
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="percolate-job-") as tmp:
@@ -293,9 +293,22 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
             webhook_id=webhook_id(msg.job_id, status.value) if msg.callback_url else None,
         )
     except InvalidTransitionError:
-        return "duplicate"  # another delivery finished it first; our objects are identical
+        # Another delivery finished it first; the objects we wrote are identical to its own.
+        return await _finished_elsewhere(svc, msg, tenant)
     await notify(svc, final, tenant, msg.callback_url)
     return "succeeded"
+
+
+async def _finished_elsewhere(svc: Services, msg: JobMessage, tenant: TenantRecord | None) -> str:
+    """A delivery of a job that is already finished. The delivery that finished it may have
+    died before its webhook went out (it was never acked, or we would not see this), so
+    send it again: same webhook id, so receivers can drop the repeat."""
+    record = await svc.jobs.get(msg.job_id)
+    if record is not None and record.status is JobStatus.CANCELLED:
+        return "cancelled"
+    if record is not None and record.status.terminal:
+        await notify(svc, record, tenant, msg.callback_url)
+    return "duplicate"
 
 
 def _metadata_summary_source(artifacts: dict[str, bytes], metadata: dict[str, Any]) -> dict[str, Any]:

@@ -156,10 +156,14 @@ async def env(fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Pa
     await nc.close()
 
 
-async def consumer_idle(env: Env, durable: str) -> None:
-    info = await env.js.consumer_info(env.settings.nats_stream, durable)
-    assert info.num_pending == 0
-    assert info.num_ack_pending == 0
+async def consumer_idle(env: Env, durable: str, wait_s: float = 30.0) -> None:
+    """Until every message of the consumer is settled (acked or terminated)."""
+    async with asyncio.timeout(wait_s):
+        while True:
+            info = await env.js.consumer_info(env.settings.nats_stream, durable)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def test_pdf_job_end_to_end(env: Env) -> None:
@@ -431,4 +435,62 @@ async def test_health_endpoints(env: Env) -> None:
             assert (await client.get("/ready")).status_code == 503
     finally:
         await health.close()
+        await worker.drain()
+
+
+async def test_late_duplicate_keeps_one_result_and_one_webhook_id(env: Env) -> None:
+    from percolate_reading.queue.jetstream import publish_raw
+
+    receiver = WebhookReceiver()
+    await receiver.start()
+    worker = await env.start()
+    try:
+        job_id = await env.submit(make_pdf(["delivered twice"]), callback_url=receiver.url)
+        first = await env.wait_status(job_id, JobStatus.SUCCEEDED)
+        await receiver.wait_for(1)
+        keys = sorted(await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/"))
+        # The same job again, past de-duplication (as after a crash before the ack).
+        record = await env.jobs.get(job_id)
+        assert record is not None
+        msg = JobMessage(
+            job_id=job_id,
+            tenant_id=env.tenant,
+            file_name="report.pdf",
+            file_type="pdf",
+            s3_uri=f"s3://{FILES}/{env.tenant}/{job_id}/report.pdf",
+            callback_url=receiver.url,
+        )
+        await publish_raw(env.js, env.settings.nats_queue_subject, msg.model_dump_json().encode())
+        got = await receiver.wait_for(2)
+        assert {g.headers["webhook-id"] for g in got} == {first.webhook_id}
+        await consumer_idle(env, env.settings.nats_queue_group)
+        after = await env.jobs.get(job_id)
+        assert after is not None
+        assert after.status is JobStatus.SUCCEEDED
+        assert after.attempts == 1
+        assert after.finished_at == first.finished_at
+        assert sorted(await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/")) == keys
+    finally:
+        await worker.drain()
+        await receiver.stop()
+
+
+async def test_worker_survives_nats_restart(env: Env, fresh_nats_server: NatsServer) -> None:
+    worker = await env.start()
+    try:
+        before = await env.submit(make_pdf(["before the outage"]))
+        await env.wait_status(before, JobStatus.SUCCEEDED)
+        fresh_nats_server.kill()
+        await asyncio.sleep(1.5)
+        fresh_nats_server.start()
+        async with asyncio.timeout(30):
+            while True:
+                if env.nc.is_connected:
+                    break
+                await asyncio.sleep(0.1)
+        after = await env.submit(make_pdf(["after the outage"]))
+        done = await env.wait_status(after, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert done.status is JobStatus.SUCCEEDED
+        assert worker.ready() == (True, "ready")
+    finally:
         await worker.drain()
