@@ -490,6 +490,18 @@ def have(module: str) -> bool:
         return False
 
 
+def versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("pymupdf", "pymupdf4llm", "pymupdf-layout", "openpyxl", "faster-whisper"):
+        try:
+            out.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            out.append(f"{dist} absent")
+    return ", ".join(out)
+
+
 def fmt(x: float, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
@@ -733,7 +745,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()}, "
         f"Python {platform.python_version()}; each case in its own process; seconds exclude imports and "
-        "model loading; peak RSS is the child's VmHWM.",
+        "model loading (fast cases: best of 3 runs); peak RSS is the child's VmHWM (importing PyMuPDF "
+        "alone maps ~140 MB).",
+        "",
+        f"Versions: {versions()}. pymupdf4llm runs in its default mode, which uses the pymupdf-layout "
+        "model when that package is installed.",
         "",
     ]
     with tempfile.TemporaryDirectory(prefix="parse-bench-") as tmp:
