@@ -176,6 +176,10 @@ class SeaweedS3:
                     f"-s3.config={config}",
                     "-master.volumeSizeLimitMB=256",
                     "-volume.max=0",
+                    # These two S3 side-services default to fixed ports (8181, 9101): turn them
+                    # off so several SeaweedFS instances (parallel test runs) can coexist.
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
