@@ -425,6 +425,50 @@ def test_stream_replicas_agree_and_fit_the_nats_cluster(build: Build, clean_env:
     assert gateway_settings.nats_dlq_max_age_s == op.dlq_max_age_s
 
 
+def _literal_settings(container: dict[str, Any]) -> Settings:
+    return Settings(  # type: ignore[arg-type]
+        **{
+            name.removeprefix(READING).lower(): e["value"]
+            for name, e in _env_of(container).items()
+            if name.startswith(READING) and "value" in e
+        }
+    )
+
+
+STREAM_FIELDS = ("subjects", "retention", "storage", "max_age", "max_msgs", "discard", "num_replicas")
+
+
+def test_workers_ensure_the_same_streams_as_the_gateway(build: Build, clean_env: None) -> None:
+    """Gateway and workers both run ensure_streams at start-up, which updates a stream that
+    differs from their settings: their stream settings must agree or they undo each other."""
+    from percolate_reading.queue.jetstream import dlq_stream_config, jobs_stream_config
+
+    _, gateway = _gateway(build)
+    gateway_settings = _literal_settings(gateway)
+    for make in (jobs_stream_config, dlq_stream_config):
+        want = make(gateway_settings)
+        for d in build.worker_deployments:
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            have = make(_literal_settings(c))
+            differ = [f for f in STREAM_FIELDS if getattr(have, f) != getattr(want, f)]
+            assert not differ, f"{d['metadata']['name']}: {want.name} differs from the gateway's in {differ}"
+
+
+def test_workers_ensure_the_consumer_the_operator_made(build: Build, clean_env: None) -> None:
+    """The worker's ensure_consumer (create-or-update) must not rewrite what the operator set."""
+    from percolate_reading.queue.jetstream import consumer_config
+
+    for (name, spec), d in zip(build.pools, build.worker_deployments, strict=True):
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        settings = _literal_settings(c)
+        worker = consumer_config(settings, settings.nats_queue_subject, settings.nats_queue_group)
+        operator = builders.consumer_config(NAMESPACE, name, spec)
+        for field in ("durable_name", "filter_subject", "max_deliver", "max_ack_pending"):
+            assert getattr(worker, field) == operator[field], f"{name}: {field}"
+        assert worker.ack_wait is not None
+        assert abs(worker.ack_wait - operator["ack_wait"]) < 1e-3, name
+
+
 # --- cross-checks: selectors and ports ---------------------------------------------------------
 
 
