@@ -182,6 +182,19 @@ def test_buckets_created_and_credentials_shared(
         assert settings.nats_url == "nats://nats:4222"
 
 
+def test_every_service_ensures_the_same_streams(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each service runs ensure_streams, which updates a differing stream: they must agree."""
+    from percolate_reading.queue.jetstream import dlq_stream_config, jobs_stream_config
+
+    configs = {}
+    for name in PLATFORM_SERVICES:
+        settings = _settings_from(_env(services[name]), monkeypatch)
+        configs[name] = (jobs_stream_config(settings), dlq_stream_config(settings))
+    assert len({repr(c) for c in configs.values()}) == 1, configs
+
+
 def test_platform_waits_for_its_one_shot_jobs(services: dict[str, Any]) -> None:
     for name in ("gateway", "worker"):
         depends = services[name]["depends_on"]
