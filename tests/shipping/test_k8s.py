@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 NAMESPACE = "percolate"
 OVERLAYS = ("dev", "prod")
-K8S_VERSION = "1.30.0"
+# The oldest Kubernetes the README supports, and the newest schemas kubernetes-validate has.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 # Kinds whose schemas are CRDs: checked below by their own schemas, not kubernetes-validate's.
 CUSTOM_KINDS = {"ParsePool", "Tenant", "ServiceMonitor", "ScaledObject"}
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
@@ -195,7 +196,8 @@ def test_every_object_validates_against_the_kubernetes_schemas(build: Build) -> 
     for doc in objects:
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         try:
-            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            for version in K8S_VERSIONS:
+                kubernetes_validate.validate(doc, version, strict=True)
         except SchemaNotFoundError:
             assert doc["kind"] in CUSTOM_KINDS, f"{where}: no schema and not a known custom kind"
         except kubernetes_validate.ValidationError as exc:
