@@ -100,7 +100,13 @@ def fill_cells(
 
 def find_page_tables(page: Any, page_no: int, text_flags: int) -> list[TableItem]:
     """Run MuPDF's ruled-table finder on one (candidate) page."""
-    found = page.find_tables(strategy="lines")
+    try:
+        # Rules only. With the optional pymupdf-layout package installed, PyMuPDF >= 1.27 would
+        # otherwise run its ONNX layout model first (~0.5 s and ~200 MB a page) and return
+        # results that differ between environments that have the package and those that don't.
+        found = page.find_tables(strategy="lines", use_layout=False)
+    except TypeError:  # an older PyMuPDF without the layout gate
+        found = page.find_tables(strategy="lines")
     if not found.tables:
         return []
     words = page.get_text("words", flags=text_flags)
