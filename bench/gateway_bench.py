@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -219,8 +220,8 @@ async def main(quick: bool) -> str:
         nats_url=nats.url,
         s3_endpoint=s3.endpoint,
         s3_access_key=s3.access_key,
-        s3_secret_key=s3.secret_key,
-        data_dir=tmp / "data",  # type: ignore[arg-type]
+        s3_secret_key=SecretStr(s3.secret_key),
+        data_dir=tmp / "data",
     )
     gw = start_gateway(env, port)
     url = f"http://127.0.0.1:{port}"
