@@ -37,7 +37,12 @@ from percolate_reading.providers.pdf_layout import (
     drop_margin_lines,
     page_text,
 )
-from percolate_reading.providers.pdf_tables import find_page_tables, grid_candidate
+from percolate_reading.providers.pdf_tables import (
+    find_band_tables,
+    find_page_tables,
+    grid_candidate,
+    rule_bands,
+)
 
 # No images in the dict (they are large and unused); keep whitespace so words stay apart.
 WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
@@ -110,6 +115,21 @@ def _open(path: Path, name: str, options: ParseOptions) -> tuple[Any, list[str]]
     return doc, warnings
 
 
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _gapped_rows(text: PageText, band: tuple[float, float, float, float]) -> int:
+    """Lines inside `band` that hold column-separated cells: evidence of a table there."""
+    x0, y0, x1, y1 = band
+    return sum(
+        1
+        for block in text.blocks
+        for ln in block.lines
+        if ln.cells and x0 - 1 <= (ln.x0 + ln.x1) / 2 <= x1 + 1 and y0 <= (ln.y0 + ln.y1) / 2 <= y1
+    )
+
+
 def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
     try:
         ocr = importlib.import_module("percolate_reading.providers.ocr")
@@ -148,7 +168,9 @@ class _PdfParse:
             return None
 
     def tables(self, page: Any, text: PageText, page_no: int) -> list[TableItem]:
-        if not grid_candidate(text.vectors, text.width, text.height):
+        grid = grid_candidate(text.vectors, text.width, text.height)
+        bands = [b for b in rule_bands(text.vectors, text.width, text.height) if _gapped_rows(text, b) >= 2]
+        if not grid and not bands:
             return []
         if len(text.vectors) > MAX_TABLE_VECTORS:
             self.result.warnings.append(
@@ -158,7 +180,12 @@ class _PdfParse:
         t0 = time.perf_counter()
         self.table_pages_checked += 1
         try:
-            return find_page_tables(page, page_no, WORD_FLAGS)
+            found = find_page_tables(page, page_no, WORD_FLAGS) if grid else []
+            # Bands a grid table already covers are that table's own rules.
+            bands = [b for b in bands if not any(_overlaps(b, (t.x0, t.y0, t.x1, t.y1)) for t in found)]
+            if bands:
+                found += find_band_tables(page, page_no, WORD_FLAGS, bands)
+            return found
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
             return []

@@ -98,18 +98,41 @@ def fill_cells(
     return [[None if cell is None else " ".join(cell) for cell in row] for row in grid]
 
 
-def find_page_tables(page: Any, page_no: int, text_flags: int) -> list[TableItem]:
-    """Run MuPDF's ruled-table finder on one (candidate) page."""
-    try:
-        # Rules only. With the optional pymupdf-layout package installed, PyMuPDF >= 1.27 would
-        # otherwise run its ONNX layout model first (~0.5 s and ~200 MB a page) and return
-        # results that differ between environments that have the package and those that don't.
-        found = page.find_tables(strategy="lines", use_layout=False)
-    except TypeError:  # an older PyMuPDF without the layout gate
-        found = page.find_tables(strategy="lines")
-    if not found.tables:
-        return []
-    words = page.get_text("words", flags=text_flags)
+Box = tuple[float, float, float, float]
+
+
+def rule_bands(vectors: Sequence[Vector], page_w: float, page_h: float) -> list[Box]:
+    """Regions between horizontal rules of one width with no grid: booktabs-style tables.
+
+    Rules of the same x-extent (top, below-header, bottom) bound a band; rules further apart
+    than 40% of the page (a header line and a footer line) do not.
+    """
+    groups: list[tuple[float, float, list[float]]] = []
+    for x0, y0, x1, y1, stroked, is_rect, color in vectors:
+        w, h = x1 - x0, y1 - y0
+        if not is_rect or h >= _THIN or w < max(60.0, 0.2 * page_w) or (stroked and color == WHITE):
+            continue
+        y = (y0 + y1) / 2
+        for gx0, gx1, ys in groups:
+            if abs(gx0 - x0) < 2 and abs(gx1 - x1) < 2:
+                ys.append(y)
+                break
+        else:
+            groups.append((x0, x1, [y]))
+    bands: list[Box] = []
+    for x0, x1, ys in groups:
+        ys.sort()
+        clusters = [[ys[0]]]
+        for y in ys[1:]:
+            if y - clusters[-1][-1] > 0.4 * page_h:
+                clusters.append([y])
+            elif y - clusters[-1][-1] > 1.5:  # a stroke and its fill report the same rule twice
+                clusters[-1].append(y)
+        bands.extend((x0, c[0], x1, c[-1]) for c in clusters if len(c) >= 2 and c[-1] - c[0] >= 15)
+    return bands
+
+
+def _items(found: Any, words: Sequence[Sequence[Any]], page_no: int) -> list[TableItem]:
     items: list[TableItem] = []
     for tab in found.tables:
         header: Any = getattr(tab, "header", None)
@@ -123,4 +146,36 @@ def find_page_tables(page: Any, page_no: int, text_flags: int) -> list[TableItem
             hx0, hy0, hx1, hy1 = header.bbox
             x0, y0, x1, y1 = min(x0, hx0), min(y0, hy0), max(x1, hx1), max(y1, hy1)
         items.append(TableItem(table, float(x0), float(y0), float(x1), float(y1)))
+    return items
+
+
+def _find(page: Any, **kwargs: Any) -> Any:
+    try:
+        # With the optional pymupdf-layout package installed, PyMuPDF >= 1.27 would otherwise run
+        # its ONNX layout model first (~0.5 s and ~200 MB a page) and return results that differ
+        # between environments that have the package and those that do not.
+        return page.find_tables(use_layout=False, **kwargs)
+    except TypeError:  # an older PyMuPDF without the layout gate
+        return page.find_tables(**kwargs)
+
+
+def find_page_tables(page: Any, page_no: int, text_flags: int) -> list[TableItem]:
+    """Run MuPDF's ruled-table finder (rules only) on one candidate page."""
+    found = _find(page, strategy="lines")
+    if not found.tables:
+        return []
+    return _items(found, page.get_text("words", flags=text_flags), page_no)
+
+
+def find_band_tables(page: Any, page_no: int, text_flags: int, bands: Sequence[Box]) -> list[TableItem]:
+    """Tables inside horizontal-rule bands, their columns and rows found from the text."""
+    words: Sequence[Sequence[Any]] | None = None
+    items: list[TableItem] = []
+    for x0, y0, x1, y1 in bands:
+        found = _find(page, strategy="text", clip=(x0 - 1, y0 - 1, x1 + 1, y1 + 1))
+        if not found.tables:
+            continue
+        if words is None:
+            words = page.get_text("words", flags=text_flags)
+        items.extend(_items(found, words, page_no))
     return items

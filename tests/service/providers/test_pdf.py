@@ -17,7 +17,7 @@ from percolate_reading.errors import (
 from percolate_reading.providers.base import ParseOptions
 from percolate_reading.providers.pdf import PdfProvider, page_ranges, sample_page_numbers
 from percolate_reading.providers.pdf_layout import Vector, join_line, list_marker
-from percolate_reading.providers.pdf_tables import WHITE, grid_candidate, table_from_rows
+from percolate_reading.providers.pdf_tables import WHITE, grid_candidate, rule_bands, table_from_rows
 from tests.service.providers import pdf_fixtures as fx
 
 
@@ -117,6 +117,30 @@ def test_unruled_table_from_column_gaps(tmp_path: Path) -> None:
     assert [b.kind for b in blocks[:3]] == [BlockKind.PARAGRAPH, BlockKind.TABLE, BlockKind.PARAGRAPH]
     items = [(b.text, b.ordered) for b in blocks if b.kind is BlockKind.LIST_ITEM]
     assert items == [(text, False) for text in fx.WIDE_BULLETS]
+
+
+def test_table_between_horizontal_rules_only(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.booktabs_table_pdf())
+    rows = list(fx.TABLE_ROWS)
+    rows.insert(2, (fx.BOOKTABS_NOTE, "", ""))  # the second line of "North" is its own text row
+    assert [t.rows for t in doc.tables] == [tuple(rows)]
+    paragraphs = [b.text for b in content(doc) if b.kind is BlockKind.PARAGRAPH]
+    assert paragraphs == [fx.TABLE_BEFORE, fx.TABLE_AFTER]
+
+
+def test_rule_bands_pair_rules_of_one_width_close_together() -> None:
+    def rule(x0: float, x1: float, y: float) -> Vector:
+        return (x0, y, x1, y + 0.8, True, True, 0)
+
+    page = (595.0, 842.0)
+    # Header and footer rules of the text width, far apart: no band.
+    assert rule_bands([rule(56, 539, 50), rule(56, 539, 792)], *page) == []
+    # Top/mid/bottom rules of a table (each reported twice, stroke and fill): one band.
+    table = [rule(56, 539, 200), rule(56, 539, 200.2), rule(56, 539, 220), rule(56, 539, 300)]
+    bands = rule_bands(table, *page)
+    assert [tuple(round(v, 1) for v in band) for band in bands] == [(56, 200.4, 539, 300.4)]
+    # Rules of different widths never pair; short rules (underlines) are ignored.
+    assert rule_bands([rule(56, 539, 200), rule(56, 300, 260), rule(56, 90, 280)], *page) == []
 
 
 def test_pages_without_rules_skip_the_table_finder(tmp_path: Path) -> None:
