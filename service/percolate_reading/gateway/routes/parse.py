@@ -234,24 +234,27 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
             options=options,
             created_at=record.created_at,
         )
-        try:
-            await deps.jobs.create(record)
-        except Exception as exc:
-            log.warning("job store unavailable, job %s not recorded: %s", job_id, exc)
-            raise unavailable("the job store is unavailable") from exc
-        try:
-            started = time.perf_counter()
-            await publish(deps, message, route.subject)
-            _observe(deps, "nats_publish_duration_seconds", time.perf_counter() - started)
-        except Exception as exc:
-            log.warning("job %s not published: %s", job_id, exc)
-            await deps.sweeper.fail_job(
-                job_id,
-                JobErrorInfo(
-                    code=QueueError.code, message="the queue did not accept the job", permanent=False
-                ),
-            )
-            raise unavailable("the job queue is unavailable", QueueError.code) from exc
+        # Record and publish at once: both are idempotent creates keyed by the job id, and a
+        # worker that gets the message before the record lands creates the same record from it.
+        started = time.perf_counter()
+        created, published = await asyncio.gather(
+            deps.jobs.create(record), publish(deps, message, route.subject), return_exceptions=True
+        )
+        if isinstance(published, BaseException):
+            log.warning("job %s not published: %s", job_id, published)
+            if not isinstance(created, BaseException):
+                await deps.sweeper.fail_job(
+                    job_id,
+                    JobErrorInfo(
+                        code=QueueError.code, message="the queue did not accept the job", permanent=False
+                    ),
+                )
+            raise unavailable("the job queue is unavailable", QueueError.code) from published
+        _observe(deps, "nats_publish_duration_seconds", time.perf_counter() - started)
+        if isinstance(created, BaseException):
+            # The message is durably queued (PubAck): the job will run, and its worker writes
+            # the record from the message. Accepting is right; refusing would invite a duplicate.
+            log.warning("job %s queued but its record not written yet: %s", job_id, created)
     except ApiError:
         # Also after a refused upload: a store may have kept part of it.
         await deps.sweeper.discard_object(bucket, key)
