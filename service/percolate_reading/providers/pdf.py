@@ -169,7 +169,11 @@ class _PdfParse:
 
     def tables(self, page: Any, text: PageText, page_no: int) -> list[TableItem]:
         grid = grid_candidate(text.vectors, text.width, text.height)
-        bands = [b for b in rule_bands(text.vectors, text.width, text.height) if _gapped_rows(text, b) >= 2]
+        bands = [
+            b
+            for b in rule_bands(text.vectors, text.width, text.height, lambda g: _gapped_rows(text, g) > 0)
+            if _gapped_rows(text, b) >= 2
+        ]
         if not grid and not bands:
             return []
         if len(text.vectors) > MAX_TABLE_VECTORS:

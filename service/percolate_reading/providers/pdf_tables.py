@@ -8,7 +8,8 @@ text pass already collected (TEXT_COLLECT_VECTORS), so the check itself costs no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 from percolate_reading.document import Table
@@ -101,11 +102,23 @@ def fill_cells(
 Box = tuple[float, float, float, float]
 
 
-def rule_bands(vectors: Sequence[Vector], page_w: float, page_h: float) -> list[Box]:
+def _accept_all(box: Box) -> bool:
+    return True
+
+
+def rule_bands(
+    vectors: Sequence[Vector],
+    page_w: float,
+    page_h: float,
+    holds_table_text: Callable[[Box], bool] = _accept_all,
+) -> list[Box]:
     """Regions between horizontal rules of one width with no grid: booktabs-style tables.
 
-    Rules of the same x-extent (top, below-header, bottom) bound a band; rules further apart
-    than 40% of the page (a header line and a footer line) do not.
+    Rules of the same x-extent are taken in pairs of neighbours; a gap between two rules is
+    part of a table when `holds_table_text` says so (the caller checks for rows of
+    column-separated cells), so the paragraph between two tables, or the body between a
+    header rule and a footer rule, splits them. Neighbours further apart than 40% of the page
+    never pair.
     """
     groups: list[tuple[float, float, list[float]]] = []
     for x0, y0, x1, y1, stroked, is_rect, color in vectors:
@@ -122,13 +135,21 @@ def rule_bands(vectors: Sequence[Vector], page_w: float, page_h: float) -> list[
     bands: list[Box] = []
     for x0, x1, ys in groups:
         ys.sort()
-        clusters = [[ys[0]]]
+        rules = [ys[0]]
         for y in ys[1:]:
-            if y - clusters[-1][-1] > 0.4 * page_h:
-                clusters.append([y])
-            elif y - clusters[-1][-1] > 1.5:  # a stroke and its fill report the same rule twice
-                clusters[-1].append(y)
-        bands.extend((x0, c[0], x1, c[-1]) for c in clusters if len(c) >= 2 and c[-1] - c[0] >= 15)
+            if y - rules[-1] > 1.5:  # a stroke and its fill report the same rule twice
+                rules.append(y)
+        band: Box | None = None
+        for top, bottom in pairwise(rules):
+            gap: Box = (x0, top, x1, bottom)
+            if bottom - top <= 0.4 * page_h and holds_table_text(gap):
+                band = gap if band is None else (x0, band[1], x1, bottom)
+                continue
+            if band is not None and band[3] - band[1] >= 15:
+                bands.append(band)
+            band = None
+        if band is not None and band[3] - band[1] >= 15:
+            bands.append(band)
     return bands
 
 

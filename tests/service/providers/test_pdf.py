@@ -139,6 +139,10 @@ def test_rule_bands_pair_rules_of_one_width_close_together() -> None:
     table = [rule(56, 539, 200), rule(56, 539, 200.2), rule(56, 539, 220), rule(56, 539, 300)]
     bands = rule_bands(table, *page)
     assert [tuple(round(v, 1) for v in band) for band in bands] == [(56, 200.4, 539, 300.4)]
+    # Two tables with a paragraph between them: the caller says the gap holds no table rows.
+    two = [rule(56, 539, y) for y in (200, 220, 300, 340, 360, 440)]
+    bands = rule_bands(two, *page, lambda gap: not (gap[1] > 299 and gap[3] < 341))
+    assert [(round(b[1]), round(b[3])) for b in bands] == [(200, 300), (340, 440)]
     # Rules of different widths never pair; short rules (underlines) are ignored.
     assert rule_bands([rule(56, 539, 200), rule(56, 300, 260), rule(56, 90, 280)], *page) == []
 
