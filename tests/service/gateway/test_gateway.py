@@ -246,6 +246,23 @@ async def test_nats_down_is_503_and_leaves_nothing(
     assert ready.status_code == 503
     fresh_nats_server.start()
 
+    # Once the gateway has reconnected, uploads are accepted again and really queued.
+    for _ in range(150):
+        r = await acme.post("/v1/parse", files={"file": ("b.pdf", make_pdf("after the outage"))})
+        if r.status_code == 202:
+            break
+        assert r.status_code == 503, r.text
+        await asyncio.sleep(0.2)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    nc = await nats.connect(fresh_nats_server.url)
+    try:
+        msg = await nc.jetstream().get_last_msg("JOBS", "jobs.parse.small")
+    finally:
+        await nc.close()
+    assert JobMessage.model_validate_json(msg.data).job_id == job_id
+    assert (await acme.get("/ready")).status_code == 200
+
 
 async def test_full_queue_503_removes_staged_object_and_fails_record(
     tmp_path: object,
