@@ -5,7 +5,8 @@ Settling (after the work, never before):
 - permanent error (bad document, rejected message) -> status failed with the reason, term
 - transient error -> status back to queued with the error, nak with backoff
 - transient error on the last allowed delivery -> status failed, a copy with the reason in
-  the dead-letter stream, then term
+  the dead-letter stream, then term; both retried until they succeed, because JetStream does
+  not deliver a message again after max_deliver (a nak there would strand it)
 While a job runs, an in-progress ack every ack_wait/3 keeps JetStream from redelivering it.
 `drain()` stops fetching, lets in-flight jobs finish within the drain timeout and naks the
 rest with no delay so another worker takes them at once.
@@ -41,6 +42,10 @@ from percolate_reading.worker.pipeline import (
 log = logging.getLogger(__name__)
 
 _ACK_TIMEOUT_S = 5.0
+# Settling a job's last delivery: retried until it succeeds (see _give_up).
+_GIVE_UP_BACKOFF_S = 0.5
+_GIVE_UP_BACKOFF_MAX_S = 15.0
+_TERM_ATTEMPTS = 5
 
 
 class PullRunner:
@@ -160,9 +165,9 @@ class PullRunner:
         try:
             job = JobMessage.model_validate_json(msg.data)
         except ValidationError as exc:
-            if await self._dead_letter_raw(msg, "invalid_message", f"not a job message: {exc}", deliveries):
-                await _quiet(msg.term())
-            metrics.nats_messages_processed_total.labels("rejected").inc()
+            # Never worth a retry: copy it aside (until that works) and drop it.
+            info = JobErrorInfo(code="invalid_message", message=f"not a job message: {exc}", permanent=True)
+            await self._give_up(msg, None, info, deliveries)
             return
         try:
             outcome = await process(self.svc, job, msg.subject)
@@ -207,8 +212,9 @@ class PullRunner:
                     await _quiet(msg.nak(delay=nak_delay(self.settings, deliveries)))
                     metrics.nats_messages_processed_total.labels("retried").inc()
                     return
-                if not await self._dead_letter_raw(msg, info.code, info.message, deliveries):
-                    return
+                # Last delivery and no status: the dead-letter copy is the only record left.
+                await self._give_up(msg, job, info, deliveries)
+                return
             await _quiet(msg.term())
             outcome = "rejected" if info.code == "rejected" else "failed"
             metrics.nats_messages_processed_total.labels(outcome).inc()
@@ -220,21 +226,75 @@ class PullRunner:
             await _quiet(msg.nak(delay=delay))
             metrics.nats_messages_processed_total.labels("retried").inc()
             return
-        # Out of deliveries: record the failure, keep a copy with the reason, then let go.
         final = JobErrorInfo(
             code=info.code,
             message=f"gave up after {deliveries} deliveries: {info.message}",
             permanent=True,
         )
-        with contextlib.suppress(Exception):
-            await record_failure(self.svc, job, final)
-        if await self._dead_letter_raw(msg, info.code, final.message, deliveries):
-            await _quiet(msg.term())
-        metrics.nats_messages_processed_total.labels("dead_lettered").inc()
+        await self._give_up(msg, job, final, deliveries)
+
+    async def _give_up(self, msg: Msg, job: JobMessage | None, info: JobErrorInfo, deliveries: int) -> None:
+        """The last allowed delivery failed: record the failure, copy the message with the
+        reason to the dead-letter stream, and only then term it.
+
+        JetStream never delivers a message again once max_deliver is reached (a nak is
+        ignored), so nothing here may give up: each step is retried with backoff while the
+        heartbeat's in-progress acks keep the message ours (a term after ack_wait still
+        removes it). Only a drain that runs out of time stops the retries; the message then
+        stays unacked in the stream and the job's status already says failed."""
+        metrics = self.svc.metrics
+        recorded = job is None  # an unreadable message has no status to record
+        copied = False
+        attempt = 0
+        while True:
+            if not recorded:
+                assert job is not None
+                try:
+                    await record_failure(self.svc, job, info)
+                    recorded = True
+                except Exception as exc:
+                    log.warning("job %s: cannot record failure yet: %s", job.job_id, exc)
+            if not copied:
+                copied = await self._dead_letter_raw(msg, info.code, info.message, deliveries)
+            if recorded and copied:
+                break
+            attempt += 1
+            # At least once per ack_wait, so a fault that clears is noticed soon.
+            cap = min(_GIVE_UP_BACKOFF_MAX_S, max(self.settings.nats_ack_wait, _GIVE_UP_BACKOFF_S))
+            delay = min(_GIVE_UP_BACKOFF_S * 2 ** min(attempt - 1, 6), cap)
+            if attempt == 1 or attempt % 10 == 0:
+                log.error(
+                    "job %s: final failure not settled yet (status %s, dead-letter copy %s); "
+                    "retrying every %.1fs, the message stays unacked meanwhile",
+                    job.job_id if job is not None else f"seq-{msg.metadata.sequence.stream}",
+                    "recorded" if recorded else "pending",
+                    "stored" if copied else "pending",
+                    delay,
+                )
+            await asyncio.sleep(delay)
+        await self._term_confirmed(msg)
+        outcome = "rejected" if info.code in ("rejected", "invalid_message") else "dead_lettered"
+        metrics.nats_messages_processed_total.labels(outcome).inc()
+
+    async def _term_confirmed(self, msg: Msg) -> None:
+        """Term once connected. A term sent while disconnected would sit in the client's
+        buffer; waiting for the connection first makes the flush below a real confirmation."""
+        nc = self.js._nc
+        for attempt in range(_TERM_ATTEMPTS):
+            if not nc.is_connected:
+                await asyncio.sleep(min(_GIVE_UP_BACKOFF_S * 2**attempt, _GIVE_UP_BACKOFF_MAX_S))
+                continue
+            break
+        try:
+            await msg.term()
+            await nc.flush(timeout=int(_ACK_TIMEOUT_S))
+        except Exception as exc:
+            # Still buffered by the client and sent on reconnect; the copy is already stored.
+            log.warning("term of %s not confirmed: %s", msg.subject, exc)
 
     async def _dead_letter_raw(self, msg: Msg, code: str, reason: str, deliveries: int) -> bool:
-        """Copy the message to the dead-letter stream; False (and the message nak'd) if that
-        failed, so the caller must not term it."""
+        """Copy the message to the dead-letter stream (idempotent: the copy's Nats-Msg-Id is
+        the job id); False if that failed."""
         try:
             job_id = JobMessage.model_validate_json(msg.data).job_id
         except ValidationError:
@@ -251,9 +311,7 @@ class PullRunner:
                 deliveries=deliveries,
             )
         except Exception as exc:
-            # Without the copy, keep the job in the queue rather than lose it.
-            log.error("dead-letter copy of %s failed (%s); leaving it for redelivery", job_id, exc)
-            await _quiet(msg.nak(delay=nak_delay(self.settings, deliveries)))
+            log.warning("dead-letter copy of %s failed: %s", job_id, exc)
             return False
         return True
 

@@ -1,0 +1,122 @@
+"""Fault-test harness: the worker test environment (real nats-server and SeaweedFS) plus
+workers run as real `percolate-reading run` subprocesses that tests can kill, stop and resume."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.jobs.kv_store import KvJobStore
+from percolate_reading.jobs.models import JobRecord, JobStatus
+from percolate_reading.queue.jetstream import connect, ensure_streams
+from percolate_reading.storage import open_object_store
+from tests.servers import NatsServer, SeaweedS3
+from tests.service.worker.test_worker import SECRET, Env, worker_settings
+
+
+@pytest.fixture
+async def env(fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path) -> AsyncIterator[Env]:
+    settings = worker_settings(fresh_nats_server, seaweed_s3, tmp_path)
+    nc = await connect(settings)
+    await ensure_streams(nc.jetstream(), settings)
+    store = await open_object_store(settings)
+    jobs = await KvJobStore.open(nc.jetstream(), settings)
+    tenant = "t-" + uuid.uuid4().hex[:10]
+    yield Env(settings, nc, store, jobs, tenant)
+    await store.close()
+    await nc.close()
+
+
+@dataclass
+class WorkerProcess:
+    """`python -m percolate_reading run` in worker mode, logging to a file."""
+
+    nats: NatsServer
+    s3: SeaweedS3
+    data_dir: Path
+    extra: dict[str, str] = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "worker.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        child_env = dict(os.environ)
+        child_env.update(
+            {
+                "PERCOLATE_READING_WORKER_MODE": "true",
+                "PERCOLATE_READING_NATS_URL": self.nats.url,
+                "PERCOLATE_READING_S3_ENDPOINT": self.s3.endpoint,
+                "PERCOLATE_READING_S3_ACCESS_KEY": self.s3.access_key,
+                "PERCOLATE_READING_S3_SECRET_KEY": self.s3.secret_key,
+                "PERCOLATE_READING_DATA_DIR": str(self.data_dir),
+                "PERCOLATE_READING_METRICS_PORT": "0",
+                "PERCOLATE_READING_NATS_ACK_WAIT": "3",
+                "PERCOLATE_READING_WORKER_FETCH_TIMEOUT_S": "0.5",
+                "PERCOLATE_READING_WORKER_CONCURRENCY": "1",
+                "PERCOLATE_READING_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+                "PERCOLATE_READING_WEBHOOK_DEFAULT_SECRET": SECRET,
+                "PERCOLATE_READING_WEBHOOK_BACKOFF_S": "0.05",
+                "PERCOLATE_READING_PARSE_TIMEOUT_S": "120",
+            }
+        )
+        child_env.update(self.extra)
+        with self.log_path.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "percolate_reading",
+                "run",
+                env=child_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, wait_s: float = 60.0) -> int:
+        assert self.proc is not None
+        async with asyncio.timeout(wait_s):
+            return await self.proc.wait()
+
+    async def close(self) -> None:
+        """Kill it if still running (also when stopped: SIGKILL works on a stopped process)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def worker_procs(
+    fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path
+) -> AsyncIterator[list[WorkerProcess]]:
+    """Add WorkerProcess objects to the list; all are killed at the end."""
+    procs: list[WorkerProcess] = []
+    yield procs
+    for p in procs:
+        await p.close()
+
+
+async def watch_statuses(env: Env, job_id: str, seen: list[JobStatus], stop: asyncio.Event) -> None:
+    """Record every status change of a job until `stop` (to prove it never regresses)."""
+    while not stop.is_set():
+        record: JobRecord | None = await env.jobs.get(job_id)
+        if record is not None and (not seen or seen[-1] is not record.status):
+            seen.append(record.status)
+        await asyncio.sleep(0.02)
