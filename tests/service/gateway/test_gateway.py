@@ -424,3 +424,40 @@ async def test_ready_reports_a_stopped_background_task(tmp_path: object) -> None
         await jobs.close()
     assert checks["background_tasks"] == "stopped: tenant-registry"
     assert checks["storage"] == "ok"
+
+
+async def test_s3_down_is_503_and_nothing_is_queued(
+    tmp_path: object, fresh_nats_server: NatsServer, tenants_file: object, tenants: Tenants
+) -> None:
+    from pathlib import Path
+
+    from tests.servers import SeaweedS3
+    from tests.service.gateway.conftest import make_settings
+
+    base = Path(str(tmp_path))
+    own_s3 = SeaweedS3(base / "own-seaweed")
+    own_s3.start()
+    try:
+        settings = make_settings(base, fresh_nats_server, own_s3, tenants_file)  # type: ignore[arg-type]
+        gw = LiveGateway(settings)
+        gw.start()
+        try:
+            async with client(gw, tenants.acme_key) as c:
+                await submit_pdf(c, "before the outage")
+                own_s3.stop()
+                r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("during the outage"))})
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"] == "storage_unavailable"
+                assert int(r.headers["Retry-After"]) > 0
+                assert (await c.get("/ready")).status_code == 503
+                listed = (await c.get("/v1/jobs")).json()["jobs"]
+            assert len(listed) == 1  # only the job from before the outage
+            nc = await nats.connect(settings.nats_url)
+            try:
+                assert (await nc.jetstream().stream_info("JOBS")).state.messages == 1
+            finally:
+                await nc.close()
+        finally:
+            gw.stop()
+    finally:
+        own_s3.stop()
