@@ -1,0 +1,168 @@
+"""Workers as real processes, killed, frozen and terminated mid-job: every job completes
+exactly once in its results (one artifact set, one webhook id) and its status never regresses."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from percolate_reading.jobs.models import JobRecord, JobStatus
+from percolate_reading.webhooks import verify
+from tests.reliability.conftest import WorkerProcess, watch_statuses
+from tests.servers import NatsServer, SeaweedS3
+from tests.service.webhook_receiver import WebhookReceiver
+from tests.service.worker.test_worker import ARTIFACTS, SECRET, Env, consumer_idle, make_pdf
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Long enough that the parse is still running when the fault is injected.
+LONG_PAGES = 3000
+
+
+def long_pdf() -> bytes:
+    return make_pdf(["A long report line with some words in it."] * 40, pages=LONG_PAGES)
+
+
+async def artifact_keys(env: Env, job_id: str) -> list[str]:
+    return sorted(await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/"))
+
+
+def assert_one_result(record: JobRecord, keys: list[str], env: Env) -> None:
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert keys == sorted(f"{env.tenant}/{record.job_id}/{n}" for n in record.artifacts)
+    assert {"structured.md", "metadata.json", "chunks.jsonl"} <= set(record.artifacts)
+
+
+async def test_sigkill_mid_parse_is_redelivered_and_completes_once(
+    env: Env,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tmp_path: Path,
+    worker_procs: list[WorkerProcess],
+) -> None:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    first = WorkerProcess(fresh_nats_server, seaweed_s3, tmp_path / "w1")
+    worker_procs.append(first)
+    await first.start()
+    seen: list[JobStatus] = []
+    stop = asyncio.Event()
+    try:
+        job_id = await env.submit(long_pdf(), callback_url=receiver.url)
+        watcher = asyncio.create_task(watch_statuses(env, job_id, seen, stop))
+        await env.wait_status(job_id, JobStatus.RUNNING, wait_s=90)
+        first.signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+        # A second worker gets the job once ack_wait (3 s) has passed.
+        second = await env.start()
+        try:
+            done = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED, wait_s=120)
+            got = await receiver.wait_for(1)
+            await consumer_idle(env, env.settings.nats_queue_group)
+        finally:
+            await second.drain()
+        stop.set()
+        await watcher
+        assert done.attempts == 2
+        assert_one_result(done, await artifact_keys(env, job_id), env)
+        assert {g.headers["webhook-id"] for g in got} == {done.webhook_id}
+        assert all(verify(SECRET, g.headers, g.body) for g in got)
+        assert seen[-1] is JobStatus.SUCCEEDED
+        assert seen.count(JobStatus.SUCCEEDED) == 1
+    finally:
+        stop.set()
+        await receiver.stop()
+
+
+async def test_sigstopped_worker_resumed_after_redelivery_does_not_regress(
+    env: Env,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tmp_path: Path,
+    worker_procs: list[WorkerProcess],
+) -> None:
+    receiver = WebhookReceiver()
+    await receiver.start()
+    frozen = WorkerProcess(fresh_nats_server, seaweed_s3, tmp_path / "w1")
+    worker_procs.append(frozen)
+    await frozen.start()
+    seen: list[JobStatus] = []
+    stop = asyncio.Event()
+    try:
+        job_id = await env.submit(long_pdf(), callback_url=receiver.url)
+        watcher = asyncio.create_task(watch_statuses(env, job_id, seen, stop))
+        await env.wait_status(job_id, JobStatus.RUNNING, wait_s=90)
+        frozen.signal(signal.SIGSTOP)  # no heartbeats: JetStream redelivers after ack_wait
+        other = await env.start()
+        try:
+            done = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED, wait_s=120)
+            await receiver.wait_for(1)
+            assert done.attempts == 2  # the redelivery finished it, not the frozen worker
+            keys = await artifact_keys(env, job_id)
+            assert_one_result(done, keys, env)
+            # The first worker wakes up and finishes its stale delivery.
+            frozen.signal(signal.SIGCONT)
+            # It finds the job finished and re-sends the same webhook (its delivery may have
+            # been the one whose webhook never went out); nothing else changes.
+            got = await receiver.wait_for(2, wait_s=120)
+            await consumer_idle(env, env.settings.nats_queue_group)
+        finally:
+            await other.drain()
+        stop.set()
+        await watcher
+        after = await env.jobs.get(job_id)
+        assert after is not None
+        assert after.status is JobStatus.SUCCEEDED
+        assert after.finished_at == done.finished_at
+        assert after.artifacts == done.artifacts
+        assert await artifact_keys(env, job_id) == keys
+        assert {g.headers["webhook-id"] for g in got} == {done.webhook_id}
+        # Never back from succeeded to running or queued.
+        assert seen[seen.index(JobStatus.SUCCEEDED) :] == [JobStatus.SUCCEEDED]
+        assert "duplicate" in frozen.log()
+        frozen.signal(signal.SIGTERM)
+        assert await frozen.wait() == 0, frozen.log()
+    finally:
+        stop.set()
+        await receiver.stop()
+
+
+async def test_sigterm_lets_in_flight_job_finish_and_leaves_the_rest_queued(
+    env: Env,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tmp_path: Path,
+    worker_procs: list[WorkerProcess],
+) -> None:
+    # Scale-in with a generous drain timeout: the running job finishes, nothing else is taken.
+    busy = WorkerProcess(
+        fresh_nats_server,
+        seaweed_s3,
+        tmp_path / "w1",
+        extra={"PERCOLATE_READING_DRAIN_TIMEOUT_S": "120", "PERCOLATE_READING_NATS_ACK_WAIT": "60"},
+    )
+    worker_procs.append(busy)
+    await busy.start()
+    running = await env.submit(long_pdf())
+    await env.wait_status(running, JobStatus.RUNNING, wait_s=90)
+    waiting = await env.submit(make_pdf(["queued behind the busy worker"]))
+    busy.signal(signal.SIGTERM)
+    assert await busy.wait(wait_s=150) == 0, busy.log()
+    finished = await env.jobs.get(running)
+    assert finished is not None
+    assert finished.status is JobStatus.SUCCEEDED, busy.log()
+    assert finished.attempts == 1
+    left = await env.jobs.get(waiting)
+    assert left is not None
+    assert left.status is JobStatus.QUEUED
+    # Not lost: the next worker takes it.
+    worker = await env.start()
+    try:
+        done = await env.wait_status(waiting, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert done.status is JobStatus.SUCCEEDED
+        await consumer_idle(env, env.settings.nats_queue_group)
+    finally:
+        await worker.drain()
