@@ -77,6 +77,11 @@ def start_background(deps: GatewayDeps) -> None:
         _supervise(deps, "tenant-registry", deps.registry.watch_kv(deps.js))
     assert deps.sweeper is not None
     _supervise(deps, "sweeper", deps.sweeper.run())
+    _supervise(
+        deps,
+        "leftover-scan",
+        deps.sweeper.scan_forever(deps.registry.tenants, older_than_s=deps.settings.nats_max_age_s),
+    )
 
 
 async def stop_background(deps: GatewayDeps) -> None:

@@ -3,20 +3,46 @@
 A submission that fails after its file was staged deletes the object and marks the record
 failed on the spot. When that clean-up itself fails (S3 or NATS went away mid-request) the
 work is queued here and retried in the background, so nothing half-made outlives the outage.
+
+A gateway that crashes mid-submission cannot clean up at all, so a slow scan also looks for
+what such a crash leaves: staged files with no job record, and jobs still queued after their
+message must have expired from the stream. Both are judged only once they are older than
+the stream's max age, when no message can refer to them any more (job ids begin with their
+creation time in milliseconds, so a key's age needs no object metadata).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError
 from percolate_reading.jobs.models import JobErrorInfo, JobStatus
 from percolate_reading.jobs.store import JobStore
 from percolate_reading.storage.base import ObjectStore
+from percolate_reading.tenancy import TenantRecord
 
 log = logging.getLogger(__name__)
+
+SCAN_EVERY_S = 3600.0
+EXPIRED = JobErrorInfo(
+    code="expired",
+    message="the job was never picked up before its queue message expired; submit it again",
+    permanent=True,
+)
+
+
+def job_id_created_s(job_id: str) -> float | None:
+    """Creation time (unix seconds) encoded in a gateway job id, or None for other ids."""
+    if len(job_id) != 32:
+        return None
+    try:
+        return int(job_id[:12], 16) / 1000.0
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -59,3 +85,45 @@ class Sweeper:
         while True:
             await asyncio.sleep(self.interval_s)
             await self.sweep_once()
+
+    async def scan_tenant(self, tenant: TenantRecord, older_than_s: float, now: float | None = None) -> int:
+        """Remove one tenant's crash leftovers older than `older_than_s`; returns how many."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        cleaned = 0
+        for key in await self.store.list_keys(tenant.files_bucket, f"{tenant.tenant_id}/"):
+            parts = key.split("/")
+            created = job_id_created_s(parts[1]) if len(parts) >= 3 else None
+            if created is None or created > cutoff:
+                continue
+            if await self.jobs.get(parts[1]) is None:
+                log.info(
+                    "removing staged file %s/%s of a submission that never completed",
+                    tenant.files_bucket,
+                    key,
+                )
+                await self.discard_object(tenant.files_bucket, key)
+                cleaned += 1
+        cursor = None
+        while True:
+            page, cursor = await self.jobs.list_for_tenant(tenant.tenant_id, JobStatus.QUEUED, 200, cursor)
+            for record in page:
+                if record.created_at.timestamp() <= cutoff:
+                    log.info("job %s expired in the queue; marking it failed", record.job_id)
+                    await self.fail_job(record.job_id, EXPIRED)
+                    cleaned += 1
+            if not cursor:
+                return cleaned
+
+    async def scan_forever(
+        self,
+        tenants: Callable[[], Iterable[TenantRecord]],
+        older_than_s: float,
+        every_s: float = SCAN_EVERY_S,
+    ) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            for tenant in tenants():
+                try:
+                    await self.scan_tenant(tenant, older_than_s)
+                except Exception as exc:  # a store outage: try again next round
+                    log.warning("leftover scan of tenant %s failed: %s", tenant.tenant_id, exc)
