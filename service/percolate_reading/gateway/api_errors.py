@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 
@@ -51,6 +55,12 @@ def install_error_handlers(app: FastAPI) -> None:
             parts.append(f"{loc}: {err.get('msg', 'invalid')}")
         return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback by the server; the client gets no internals.
+        log.error("unhandled error: %r", exc)
+        return error_response(500, "internal", "internal error")
+
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

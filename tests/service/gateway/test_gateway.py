@@ -461,3 +461,17 @@ async def test_s3_down_is_503_and_nothing_is_queued(
             gw.stop()
     finally:
         own_s3.stop()
+
+
+async def test_every_error_is_json(acme: httpx.AsyncClient) -> None:
+    for method, path, status in (
+        ("GET", "/nope", 404),
+        ("PUT", "/v1/jobs", 405),
+        ("GET", "/v1/jobs?limit=0", 422),
+        ("GET", "/v1/jobs?status=bogus", 422),
+    ):
+        r = await acme.request(method, path)
+        assert r.status_code == status, (method, path, r.text)
+        error = r.json()["error"]
+        assert error["code"]
+        assert error["message"]
