@@ -52,6 +52,10 @@ OCR_DPI = 200
 # Pages with more vector paths than this are drawings/charts, where MuPDF's table finder can
 # run for many seconds; they are not searched for ruled tables (noted in the warnings).
 MAX_TABLE_VECTORS = 5000
+# A page that is one big picture with only a stamp of text (a Bates number, "EXHIBIT 7") on
+# top is a scan: OCR it like a page without a text layer.
+SCAN_MAX_TEXT_CHARS = 40
+SCAN_MIN_IMAGE_COVER = 0.7
 _fitz: Any = pymupdf  # PyMuPDF's own annotations are partial: use its API as dynamic
 # Errors MuPDF raises for damaged content inside an otherwise opened document.
 _MUPDF_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
@@ -147,9 +151,10 @@ class _PdfParse:
         self.result = ParsedDocument(source_name=source_name, doc_type=DocumentType.PDF, warnings=warnings)
         self.pages_ocr = 0
         self.pages_with_text = 0
-        self.image_only_pages = 0
+        self.pages_with_images = 0
         self.unreadable: list[int] = []
         self.no_text_pages: list[int] = []
+        self.stamped_pages: list[int] = []  # scans whose text layer is only a stamp
         self.margin_lines_dropped = 0
         self.table_pages_checked = 0
         self.t_tables = 0.0
@@ -196,18 +201,20 @@ class _PdfParse:
         finally:
             self.t_tables += time.perf_counter() - t0
 
-    def ocr_page(self, page: Any, page_no: int) -> list[Block]:
+    def ocr_page(self, page: Any, page_no: int, skipped: list[int] | None = None) -> list[Block]:
+        """OCR the rendered page; pages OCR cannot run on are noted in `skipped`."""
+        skipped = self.no_text_pages if skipped is None else skipped
         if not page.get_images(full=False):
             return []
-        self.image_only_pages += 1
+        self.pages_with_images += 1
         if not self.options.ocr_enabled:
-            self.no_text_pages.append(page_no)
+            skipped.append(page_no)
             return []
         if not self._ocr_loaded:
             self._ocr = _load_ocr()
             self._ocr_loaded = True
         if self._ocr is None:
-            self.no_text_pages.append(page_no)
+            skipped.append(page_no)
             return []
         recognize, to_paragraphs = self._ocr
         t0 = time.perf_counter()
@@ -216,7 +223,7 @@ class _PdfParse:
             paragraphs = to_paragraphs(recognize(png, language=self.options.language))
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
-            self.no_text_pages.append(page_no)
+            skipped.append(page_no)
             return []
         except (RuntimeError, ValueError, OSError) as exc:
             self.result.warnings.append(f"page {page_no}: OCR failed: {exc}")
@@ -226,11 +233,27 @@ class _PdfParse:
         self.pages_ocr += 1
         return [Block(BlockKind.PARAGRAPH, text=p, page=page_no) for p in paragraphs if p.strip()]
 
+    def mostly_scan(self, page: Any, text: PageText) -> bool:
+        chars = sum(len(ln.text.strip()) for b in text.blocks for ln in b.lines)
+        if chars >= SCAN_MAX_TEXT_CHARS or not page.get_images(full=False):
+            return False
+        page_rect = page.rect
+        for info in page.get_image_info():
+            shown = _fitz.Rect(info["bbox"]) & page_rect
+            if shown.width * shown.height >= SCAN_MIN_IMAGE_COVER * page_rect.width * page_rect.height:
+                return True
+        return False
+
     def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
         if not text.has_text:
             return self.ocr_page(page, page_no)
         self.pages_with_text += 1
         self.margin_lines_dropped += drop_margin_lines(text, stats)
+        if self.mostly_scan(page, text):
+            # OCR reads the rendered page, stamp included; without OCR keep what text there is.
+            scanned = self.ocr_page(page, page_no, self.stamped_pages)
+            if scanned:
+                return scanned
         tables = self.tables(page, text, page_no)
         drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
         return build_blocks(text, tables, stats, self.lists, page_no)
@@ -279,7 +302,7 @@ class _PdfParse:
 
         if len(set(self.unreadable)) >= doc.page_count:
             raise CorruptDocumentError(f"{result.source_name}: no page of the PDF could be read")
-        if not self.pages_with_text and not self.image_only_pages:
+        if not self.pages_with_text and not self.pages_with_images:
             raise EmptyDocumentError(
                 f"{result.source_name}: no text and no scanned images on any of its {doc.page_count} pages"
             )
@@ -298,6 +321,12 @@ class _PdfParse:
                     f"{len(self.no_text_pages)} pages have no text layer "
                     f"(pages {page_ranges(self.no_text_pages)}); OCR {why}"
                 )
+        if self.stamped_pages:
+            why = "disabled" if not self.options.ocr_enabled else "unavailable"
+            result.warnings.append(
+                f"scanned page(s) {page_ranges(self.stamped_pages)} carry only a few words of text "
+                f"layer, kept as is; OCR {why}"
+            )
         info = doc.metadata or {}
         result.metadata.update(
             page_count=doc.page_count,

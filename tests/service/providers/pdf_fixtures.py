@@ -361,3 +361,23 @@ def booktabs_table_pdf() -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
+
+
+STAMP_TEXT = "EXHIBIT 7"
+
+
+def stamped_scan_pdf() -> bytes:
+    """One page: a full-page picture of printed text with a small text-layer stamp on top."""
+    src = pymupdf.open()
+    art = src.new_page(width=PAGE_W, height=PAGE_H)
+    art.insert_text((40, 200), SCANNED_TEXT, fontsize=36, fontname=BOLD)
+    picture = art.get_pixmap(dpi=100).tobytes("png")
+    src.close()
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=PAGE_W, height=PAGE_H)
+    page.insert_image(page.rect, stream=picture)
+    page.insert_text((PAGE_W - 140, PAGE_H - 120), STAMP_TEXT, fontsize=14, fontname=BOLD)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data

@@ -199,6 +199,24 @@ def test_scanned_page_is_ocred(tmp_path: Path) -> None:
     assert fx.INTRO in doc.text()
 
 
+@pytest.mark.ocr
+@pytest.mark.skipif(
+    importlib.util.find_spec("rapidocr_onnxruntime") is None, reason="OCR engine not installed"
+)
+def test_scan_with_a_text_stamp_is_ocred(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.stamped_scan_pdf())
+    assert doc.metadata["pages_ocr"] == 1
+    text = doc.text().upper()
+    for word in ("INVOICE", "TOTAL", "EXHIBIT"):
+        assert word in text
+
+
+def test_scan_with_a_text_stamp_keeps_the_stamp_without_ocr(tmp_path: Path) -> None:
+    doc = parse(tmp_path, fx.stamped_scan_pdf(), ocr_enabled=False)
+    assert doc.text() == fx.STAMP_TEXT
+    assert "scanned page(s) 1 carry only a few words of text layer, kept as is; OCR disabled" in doc.warnings
+
+
 def test_encrypted_pdf_needs_the_right_password(tmp_path: Path) -> None:
     data = fx.encrypted_pdf("s3cret")
     with pytest.raises(EncryptedDocumentError, match="encrypted; supply its password"):
