@@ -112,13 +112,18 @@ async def test_other_tenants_job_is_404(
     assert (await acme.get(f"/v1/jobs/{job_id}")).json()["status"] == "queued"
 
 
-async def test_list_cancel_and_conflict(acme: httpx.AsyncClient) -> None:
+async def test_list_cancel_and_conflict(
+    acme: httpx.AsyncClient, store: ObjectStore, tenants: Tenants
+) -> None:
     ids = [await submit_pdf(acme, f"doc {i}", f"d{i}.pdf") for i in range(3)]
     r = await acme.delete(f"/v1/jobs/{ids[0]}")
     assert r.status_code == 200
     assert r.json()["status"] == "cancelled"
     r = await acme.delete(f"/v1/jobs/{ids[0]}")
     assert r.status_code == 409
+    # The cancelled job's staged file is gone; the others' are still there.
+    keys = await store.list_keys("percolate-files", f"{tenants.acme}/")
+    assert sorted(k.split("/")[1] for k in keys) == sorted(ids[1:])
     assert r.json()["error"]["code"] == "not_cancellable"
 
     queued = (await acme.get("/v1/jobs", params={"status": "queued"})).json()["jobs"]

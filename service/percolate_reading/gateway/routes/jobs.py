@@ -173,4 +173,8 @@ async def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JSONRespo
     except Exception as exc:
         log.warning("job store unavailable: %s", exc)
         raise unavailable("the job store is unavailable") from exc
+    # The job will never run (a worker that gets its message sees it cancelled and skips it):
+    # its staged file is no longer needed.
+    assert deps.sweeper is not None
+    await deps.sweeper.discard_object(tenant.files_bucket, f"{tenant.tenant_id}/{job_id}/{record.file_name}")
     return JSONResponse(job_view(request, record))
