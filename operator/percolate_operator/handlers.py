@@ -317,8 +317,11 @@ async def reconcile_tenant(
                 )
                 kopf.info(body, reason=reason, message=f"ParsePool {ns}/{manifest['metadata']['name']}")
         wanted = {p.tier for p in tenant.dedicated_pools}
+        # Look for pools to remove only if the tenant had some (status.pools): a Tenant
+        # without dedicated pools then costs one Secret read per reconcile, not four reads.
+        had_pools = int((status or {}).get("pools") or 0) > len(wanted)
         for tier in Tier:
-            if tier in wanted:
+            if tier in wanted or not had_pools:
                 continue
             pool_name = builders.dedicated_pool_name(name, tier)
             existing = await rt.kube.get(PARSEPOOLS, ns, pool_name)

@@ -267,6 +267,13 @@ async def test_tenant_with_dedicated_pool(env: Env) -> None:
     assert info == 1
     assert (await env.consumer("parse-workers-small")).num_pending == 0
 
+    # Dropping the dedicated pool from the spec removes the pool and its routing.
+    await env.api.patch(TENANTS, None, "globex", {"spec": {"dedicatedPools": []}})
+    await eventually(lambda: env.pool("globex-small") is None)
+    await eventually(lambda: _registry_value(env, "globex"))
+    await eventually(lambda: _routing_cleared(env))
+    assert await env.consumer("parse-workers-small-globex") is None
+
     # Deleting the tenant removes its registry entry.
     await env.api.delete(TENANTS, None, "globex")
     await eventually(lambda: env.cluster.read(TENANTS, None, "globex") is None)
@@ -276,6 +283,11 @@ async def test_tenant_with_dedicated_pool(env: Env) -> None:
 async def _pending(env: Env, consumer: str) -> int:
     info = await env.consumer(consumer)
     return int(info.num_pending) if info else 0
+
+
+async def _routing_cleared(env: Env) -> bool:
+    value = await _registry_value(env, "globex")
+    return value is not None and TenantRecord.model_validate_json(value).dedicated_subjects == {}
 
 
 async def _registry_value(env: Env, key: str) -> bytes | None:
