@@ -169,7 +169,7 @@ def summary(subs: list[Submission], console: Console) -> None:
             if sub.out_dir and sub.downloaded
             else str(len(sub.artifacts))
         )
-        table.add_row(str(sub.path), sub.job_id or "-", sub.status, where, sub.error)
+        table.add_row(sub.path.name, sub.job_id or "-", sub.status, where, sub.error)
     console.print(table)
 
 
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout) as client:
         for sub in subs:
             upload(client, sub, form)
-            console.print(f"{sub.path}: {sub.job_id or sub.error}")
+            console.print(f"{sub.path.name}: " + (f"queued as {sub.job_id}" if sub.job_id else sub.error))
         if wait:
             wait_for(client, subs, args.timeout, console)
             if args.out is not None:

@@ -83,10 +83,17 @@ class Serve:
             if needle in line:
                 return line
 
-    def close(self) -> None:
+    def close(self, data_dir: Path) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            # SIGTERM first: serve stops its private nats-server on the way out.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in processes_mentioning(str(data_dir)):  # only if serve itself was killed
+            os.kill(pid, signal.SIGKILL)
         self.reader.join(10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
@@ -102,7 +109,7 @@ def serve(tmp_path: Path) -> Iterator[tuple[Serve, int, Path]]:
     try:
         yield proc, port, data_dir
     finally:
-        proc.close()
+        proc.close(data_dir)
 
 
 def test_serve_submit_and_clean_shutdown(serve: tuple[Serve, int, Path], tmp_path: Path) -> None:
