@@ -100,23 +100,31 @@ def _open(path: Path, name: str, options: ParseOptions) -> tuple[Any, list[str]]
         # MuPDF's message names the sandbox's temp path; the user knows the file by `name`.
         raise CorruptDocumentError(f"{name} is not a readable PDF: MuPDF cannot open or repair it") from exc
     try:
-        if doc.needs_pass:
-            if not options.password:
-                raise EncryptedDocumentError(f"{name} is encrypted; supply its password to parse it")
-            if not doc.authenticate(options.password):
-                raise EncryptedDocumentError(f"{name} is encrypted and the supplied password is wrong")
-        if doc.is_repaired:
-            warnings.append("the PDF was damaged and repaired by MuPDF; some content may be missing")
-        if doc.page_count == 0:
-            raise CorruptDocumentError(f"{name} has no readable pages")
-        if doc.page_count > options.max_pages:
-            raise DocumentTooLargeError(
-                f"{name} has {doc.page_count} pages; the limit is {options.max_pages}"
-            )
+        _check_opened(doc, name, options, warnings)
+    except _MUPDF_ERRORS as exc:
+        doc.close()
+        if any(hint in str(exc).lower() for hint in ("memory", "alloc")):
+            raise  # the sandbox names it the memory limit
+        # A page tree MuPDF cannot walk (loops, absurd /Count): the file is broken, not us.
+        raise CorruptDocumentError(f"{name}: the PDF's page tree cannot be read ({exc})") from exc
     except BaseException:
         doc.close()
         raise
     return doc, warnings
+
+
+def _check_opened(doc: Any, name: str, options: ParseOptions, warnings: list[str]) -> None:
+    if doc.needs_pass:
+        if not options.password:
+            raise EncryptedDocumentError(f"{name} is encrypted; supply its password to parse it")
+        if not doc.authenticate(options.password):
+            raise EncryptedDocumentError(f"{name} is encrypted and the supplied password is wrong")
+    if doc.is_repaired:
+        warnings.append("the PDF was damaged and repaired by MuPDF; some content may be missing")
+    if doc.page_count == 0:
+        raise CorruptDocumentError(f"{name} has no readable pages")
+    if doc.page_count > options.max_pages:
+        raise DocumentTooLargeError(f"{name} has {doc.page_count} pages; the limit is {options.max_pages}")
 
 
 def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
@@ -193,7 +201,7 @@ class _PdfParse:
             # Bands a grid table already covers are that table's own rules.
             bands = [b for b in bands if not any(_overlaps(b, (t.x0, t.y0, t.x1, t.y1)) for t in found)]
             if bands:
-                found += find_band_tables(page, page_no, WORD_FLAGS, bands)
+                found += find_band_tables(page, page_no, WORD_FLAGS, bands, text.vectors)
             return found
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
