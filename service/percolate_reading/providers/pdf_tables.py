@@ -153,12 +153,34 @@ def rule_bands(
     return bands
 
 
-def _items(found: Any, words: Sequence[Sequence[Any]], page_no: int) -> list[TableItem]:
+def merge_header_lines(
+    grid: list[list[str | None]], row_boxes: Sequence[Box], header_bottom: float | None
+) -> list[list[str | None]]:
+    """Join the text rows above the rule under a header ("Inhibitor" / "concentration (g)")
+    into one header row, cell by cell."""
+    if header_bottom is None:
+        return grid
+    n = 0
+    while n < len(grid) and (row_boxes[n][1] + row_boxes[n][3]) / 2 < header_bottom:
+        n += 1
+    if n < 2:
+        return grid
+    width = max(len(r) for r in grid[:n])
+    merged: list[str | None] = [
+        " ".join(r[c] or "" for r in grid[:n] if c < len(r) and r[c]) for c in range(width)
+    ]
+    return [merged, *grid[n:]]
+
+
+def _items(
+    found: Any, words: Sequence[Sequence[Any]], page_no: int, header_bottom: float | None = None
+) -> list[TableItem]:
     items: list[TableItem] = []
     for tab in found.tables:
         header: Any = getattr(tab, "header", None)
         external = header is not None and bool(getattr(header, "external", False))
-        grid = fill_cells([(tuple(row.bbox), row.cells) for row in tab.rows], words)
+        rows = [(tuple(row.bbox), row.cells) for row in tab.rows]
+        grid = merge_header_lines(fill_cells(rows, words), [r[0] for r in rows], header_bottom)
         table = table_from_rows(grid, header.names if external else None, page_no)
         if table is None:
             continue
@@ -188,15 +210,31 @@ def find_page_tables(page: Any, page_no: int, text_flags: int) -> list[TableItem
     return _items(found, page.get_text("words", flags=text_flags), page_no)
 
 
-def find_band_tables(page: Any, page_no: int, text_flags: int, bands: Sequence[Box]) -> list[TableItem]:
-    """Tables inside horizontal-rule bands, their columns and rows found from the text."""
+def inner_rules(vectors: Sequence[Vector], band: Box) -> list[float]:
+    """y of the rules strictly inside a band with the band's width (e.g. the rule under a header)."""
+    bx0, by0, bx1, by1 = band
+    ys = sorted(
+        (y0 + y1) / 2
+        for x0, y0, x1, y1, _stroked, is_rect, _color in vectors
+        if is_rect and y1 - y0 < _THIN and abs(x0 - bx0) < 2 and abs(x1 - bx1) < 2
+    )
+    return [y for y in ys if by0 + 1.5 < y < by1 - 1.5]
+
+
+def find_band_tables(
+    page: Any, page_no: int, text_flags: int, bands: Sequence[Box], vectors: Sequence[Vector]
+) -> list[TableItem]:
+    """Tables inside horizontal-rule bands, their columns and rows found from the text; the
+    lines above the first inner rule are the header."""
     words: Sequence[Sequence[Any]] | None = None
     items: list[TableItem] = []
-    for x0, y0, x1, y1 in bands:
+    for band in bands:
+        x0, y0, x1, y1 = band
         found = _find(page, strategy="text", clip=(x0 - 1, y0 - 1, x1 + 1, y1 + 1))
         if not found.tables:
             continue
         if words is None:
             words = page.get_text("words", flags=text_flags)
-        items.extend(_items(found, words, page_no))
+        inner = inner_rules(vectors, band)
+        items.extend(_items(found, words, page_no, inner[0] if inner else None))
     return items

@@ -328,11 +328,13 @@ def blank_pdf(pages: int) -> bytes:
 
 
 BOOKTABS_NOTE = "(incl. islands)"
+BOOKTABS_HEADER_NOTE = "(sales area)"
 
 
 def booktabs_table_pdf() -> bytes:
-    """A table with horizontal rules only (top, under the header, bottom), one cell on two
-    lines, and a running header and footer rule of the same width far apart."""
+    """A table with horizontal rules only (top, under the header, bottom): a header cell on
+    two lines, a body cell on two lines, and a running header and footer rule of the same
+    width far apart."""
     doc = pymupdf.open()
     page = doc.new_page(width=PAGE_W, height=PAGE_H)
     width = PAGE_W - 2 * MARGIN
@@ -345,17 +347,17 @@ def booktabs_table_pdf() -> bytes:
     ry = top + 16
     for r in range(len(TABLE_ROWS)):
         rows_y.append(ry)
-        ry += 30 if r == 1 else 18
+        ry += 30 if r in (0, 1) else 18
     bottom = ry - 8
-    for rule_y in (top, rows_y[0] + 6, bottom):
+    for rule_y in (top, rows_y[0] + 18, bottom):
         shape.draw_line((MARGIN, rule_y), (MARGIN + width, rule_y))
     shape.finish(color=(0, 0, 0), width=0.8)
     shape.commit()
     for r, row in enumerate(TABLE_ROWS):
         for c, cell in enumerate(row):
-            page.insert_text(
-                (MARGIN + 4 + c * 160, rows_y[r]), cell, fontsize=10, fontname=BOLD if r == 0 else REGULAR
-            )
+            font = BOLD if r == 0 else REGULAR
+            page.insert_text((MARGIN + 4 + c * 160, rows_y[r]), cell, fontsize=10, fontname=font)
+    page.insert_text((MARGIN + 4, rows_y[0] + 12), BOOKTABS_HEADER_NOTE, fontsize=10, fontname=BOLD)
     page.insert_text((MARGIN + 4, rows_y[1] + 12), BOOKTABS_NOTE, fontsize=10)
     paragraph(page, MARGIN, bottom + 30, TABLE_AFTER, width)
     data: bytes = doc.tobytes()

@@ -17,7 +17,13 @@ from percolate_reading.errors import (
 from percolate_reading.providers.base import ParseOptions
 from percolate_reading.providers.pdf import PdfProvider, page_ranges, sample_page_numbers
 from percolate_reading.providers.pdf_layout import Vector, join_line, list_marker
-from percolate_reading.providers.pdf_tables import WHITE, grid_candidate, rule_bands, table_from_rows
+from percolate_reading.providers.pdf_tables import (
+    WHITE,
+    grid_candidate,
+    merge_header_lines,
+    rule_bands,
+    table_from_rows,
+)
 from tests.service.providers import pdf_fixtures as fx
 
 
@@ -122,10 +128,28 @@ def test_unruled_table_from_column_gaps(tmp_path: Path) -> None:
 def test_table_between_horizontal_rules_only(tmp_path: Path) -> None:
     doc = parse(tmp_path, fx.booktabs_table_pdf())
     rows = list(fx.TABLE_ROWS)
-    rows.insert(2, (fx.BOOKTABS_NOTE, "", ""))  # the second line of "North" is its own text row
+    # Lines above the rule under the header are one header row; in the body, the second line
+    # of "North" stays a row of its own (no rule says where body rows end).
+    rows[0] = (f"{rows[0][0]} {fx.BOOKTABS_HEADER_NOTE}", *rows[0][1:])
+    rows.insert(2, (fx.BOOKTABS_NOTE, "", ""))
     assert [t.rows for t in doc.tables] == [tuple(rows)]
     paragraphs = [b.text for b in content(doc) if b.kind is BlockKind.PARAGRAPH]
     assert paragraphs == [fx.TABLE_BEFORE, fx.TABLE_AFTER]
+
+
+def test_header_lines_above_the_header_rule_merge() -> None:
+    grid: list[list[str | None]] = [
+        ["Inhibitor", "Rate", None],
+        ["concentration", "", "(g)"],
+        ["0", "1", "2"],
+    ]
+    boxes = [(0.0, 10.0, 9.0, 20.0), (0.0, 21.0, 9.0, 31.0), (0.0, 40.0, 9.0, 50.0)]
+    assert merge_header_lines(grid, boxes, 35.0) == [
+        ["Inhibitor concentration", "Rate", "(g)"],
+        ["0", "1", "2"],
+    ]
+    assert merge_header_lines(grid, boxes, None) == grid
+    assert merge_header_lines(grid, boxes, 18.0) == grid  # one line above the rule: nothing to join
 
 
 def test_rule_bands_pair_rules_of_one_width_close_together() -> None:
