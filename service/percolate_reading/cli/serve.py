@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,6 +63,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class PrivateNats:
     """A nats-server child process owned by `serve`."""
 
@@ -94,6 +104,8 @@ class PrivateNats:
                 # Its own process group: a Ctrl-C in the terminal reaches only us, and we stop it
                 # after the worker has drained (it still needs the queue until then).
                 start_new_session=True,
+                # If serve itself is killed (SIGKILL, OOM), take the nats-server with it.
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + NATS_START_TIMEOUT_S
         while time.monotonic() < deadline:
