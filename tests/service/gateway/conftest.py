@@ -29,15 +29,17 @@ class Tenants:
     acme: str
     beta: str
     tiny: str  # max one active job, 64 KiB files
+    dedi: str  # a dedicated small-tier pool, small tier only
     acme_key: str = "acme-key-0123456789"
     beta_key: str = "beta-key-0123456789"
     tiny_key: str = "tiny-key-0123456789"
+    dedi_key: str = "dedi-key-0123456789"
 
 
 @pytest.fixture
 def tenants(tmp_path: Path) -> Tenants:
     suffix = uuid.uuid4().hex[:8]
-    return Tenants(acme=f"acme-{suffix}", beta=f"beta-{suffix}", tiny=f"tiny-{suffix}")
+    return Tenants(acme=f"acme-{suffix}", beta=f"beta-{suffix}", tiny=f"tiny-{suffix}", dedi=f"dedi-{suffix}")
 
 
 @pytest.fixture
@@ -57,6 +59,12 @@ def tenants_file(tmp_path: Path, tenants: Tenants) -> Path:
                     "tenant_id": tenants.tiny,
                     "api_keys": [tenants.tiny_key],
                     "quotas": {"max_file_bytes": 64 * 1024, "max_active_jobs": 1},
+                },
+                {
+                    "tenant_id": tenants.dedi,
+                    "api_keys": [tenants.dedi_key],
+                    "allowed_tiers": ["small"],
+                    "dedicated_subjects": {"small": f"jobs.parse.small.{tenants.dedi}"},
                 },
             ]
         )

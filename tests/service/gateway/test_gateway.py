@@ -480,3 +480,21 @@ async def test_every_error_is_json(acme: httpx.AsyncClient) -> None:
         error = r.json()["error"]
         assert error["code"]
         assert error["message"]
+
+
+async def test_dedicated_pool_and_tier_rules(
+    gateway: LiveGateway, settings: Settings, tenants: Tenants
+) -> None:
+    async with client(gateway, tenants.dedi_key) as c:
+        job_id = await submit_pdf(c)
+        r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"tier": "gpu"})
+        assert r.status_code == 400
+        assert r.json()["error"]["code"] == "tier_not_allowed"
+    nc = await nats.connect(settings.nats_url)
+    try:
+        msg = await nc.jetstream().get_last_msg("JOBS", f"jobs.parse.small.{tenants.dedi}")
+    finally:
+        await nc.close()
+    job = JobMessage.model_validate_json(msg.data)
+    assert job.job_id == job_id
+    assert job.tenant_id == tenants.dedi
