@@ -144,6 +144,15 @@ def _invalid(
     return kopf.PermanentError(f"invalid spec: {message}")
 
 
+def _set_status(patch: kopf.Patch, status: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> None:
+    """Patch only the status fields that changed: a drift check that finds everything in
+    place then writes nothing (hundreds of objects x every interval otherwise)."""
+    current = status or {}
+    for key, value in desired.items():
+        if current.get(key) != value:
+            patch.status[key] = value
+
+
 # --- ParsePool ------------------------------------------------------------------------------
 
 
@@ -230,14 +239,20 @@ async def reconcile_pool(
         consumer_cond,
     ]
     replicas, ready_replicas = builders.deployment_replicas(dep_current)
-    patch.status["observedGeneration"] = meta.get("generation")
-    patch.status["subject"] = consumer_cfg["filter_subject"]
-    patch.status["consumer"] = consumer_cfg["durable_name"]
-    patch.status["deployment"] = deployment["metadata"]["name"]
-    patch.status["replicas"] = replicas
-    patch.status["readyReplicas"] = ready_replicas
-    patch.status["pending"] = pending or 0
-    patch.status["conditions"] = [builders.ready_condition(children, previous), *children]
+    _set_status(
+        patch,
+        status,
+        {
+            "observedGeneration": meta.get("generation"),
+            "subject": consumer_cfg["filter_subject"],
+            "consumer": consumer_cfg["durable_name"],
+            "deployment": deployment["metadata"]["name"],
+            "replicas": replicas,
+            "readyReplicas": ready_replicas,
+            "pending": pending or 0,
+            "conditions": [builders.ready_condition(children, previous), *children],
+        },
+    )
 
 
 async def delete_pool(rt: Runtime, *, name: str, namespace: str, body: Any, spec: Mapping[str, Any]) -> None:
@@ -367,11 +382,17 @@ async def reconcile_tenant(
             "StorageReady", True, tenant.storage.strategy.value.capitalize(), storage_message, previous
         ),
     ]
-    patch.status["observedGeneration"] = meta.get("generation")
-    patch.status["tiers"] = ",".join(t.value for t in tenant.allowed_tiers)
-    patch.status["pools"] = len(pool_names)
-    patch.status["apiKeySecret"] = f"{ns}/{secret_name}"
-    patch.status["conditions"] = [builders.ready_condition(children, previous), *children]
+    _set_status(
+        patch,
+        status,
+        {
+            "observedGeneration": meta.get("generation"),
+            "tiers": ",".join(t.value for t in tenant.allowed_tiers),
+            "pools": len(pool_names),
+            "apiKeySecret": f"{ns}/{secret_name}",
+            "conditions": [builders.ready_condition(children, previous), *children],
+        },
+    )
 
 
 async def delete_tenant(rt: Runtime, *, name: str, body: Any) -> None:
