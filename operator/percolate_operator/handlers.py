@@ -8,6 +8,7 @@ Warning event), `TemporaryError(delay=...)` for NATS or the API server being unr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from collections.abc import Mapping
@@ -30,6 +31,10 @@ from percolate_operator.kube import (
     secret_value,
 )
 from percolate_operator.settings import OperatorSettings
+from percolate_reading.config import Settings
+from percolate_reading.errors import StorageError
+from percolate_reading.jobs.models import StorageStrategy
+from percolate_reading.storage.s3 import S3ObjectStore
 from percolate_reading.subjects import STREAM_NAME, Tier
 from percolate_reading.tenancy import generate_api_key, hash_api_key
 
@@ -42,13 +47,32 @@ MISSING_SECRET_DELAY_S = 30.0
 
 
 class Runtime:
-    """What the handlers share: settings and the two clients, opened at startup."""
+    """What the handlers share: settings and the clients (Kubernetes, NATS, S3)."""
 
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self.js = JetStreamAdmin(settings)
         self._kube: KubeClient | None = None
+        self._s3: S3ObjectStore | None = None
+        self._s3_lock = asyncio.Lock()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    async def ensure_buckets(self, buckets: list[str]) -> bool:
+        """Create the buckets if the operator has S3 credentials; False when it has none."""
+        if not self.settings.s3_endpoint:
+            return False
+        async with self._s3_lock:
+            if self._s3 is None:
+                self._s3 = await S3ObjectStore.open(
+                    Settings(
+                        s3_endpoint=self.settings.s3_endpoint,
+                        s3_access_key=self.settings.s3_access_key,
+                        s3_secret_key=self.settings.s3_secret_key,
+                        s3_region=self.settings.s3_region,
+                    )
+                )
+        await self._s3.ensure_buckets(buckets)
+        return True
 
     @property
     def kube(self) -> KubeClient:
@@ -80,6 +104,9 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self._s3 is not None:
+            await self._s3.close()
+            self._s3 = None
         if self._kube is not None:
             await self._kube.close()
             self._kube = None
@@ -366,21 +393,12 @@ async def reconcile_tenant(
     if changed:
         kopf.info(body, reason="RegistryRestored" if drift else "RegistryUpdated", message=f"TENANTS/{key}")
 
-    files, _, _ = builders.tenant_buckets(name, tenant)
-    storage_message = (
-        f"own buckets ({files}, ...)"
-        if tenant.storage.strategy.value == "tenant"
-        else f"prefix {name}/ in {files}"
-    )
+    cond = builders.condition
     children = [
-        builders.condition("ApiKeyReady", True, "Exists", f"Secret {ns}/{secret_name}", previous),
-        builders.condition("RegistryReady", True, "Written", f"TENANTS/{key}", previous),
-        builders.condition(
-            "PoolsReady", True, "Applied", ", ".join(pool_names) or "no dedicated pools", previous
-        ),
-        builders.condition(
-            "StorageReady", True, tenant.storage.strategy.value.capitalize(), storage_message, previous
-        ),
+        cond("ApiKeyReady", True, "Exists", f"Secret {ns}/{secret_name}", previous),
+        cond("RegistryReady", True, "Written", f"TENANTS/{key}", previous),
+        cond("PoolsReady", True, "Applied", ", ".join(pool_names) or "no dedicated pools", previous),
+        await _storage_condition(rt, body, name, tenant, previous),
     ]
     _set_status(
         patch,
@@ -392,6 +410,28 @@ async def reconcile_tenant(
             "apiKeySecret": f"{ns}/{secret_name}",
             "conditions": [builders.ready_condition(children, previous), *children],
         },
+    )
+
+
+async def _storage_condition(
+    rt: Runtime, body: Any, name: str, tenant: models.TenantSpec, previous: list[Mapping[str, Any]]
+) -> dict[str, Any]:
+    buckets = list(builders.tenant_buckets(name, tenant))
+    if tenant.storage.strategy != StorageStrategy.TENANT:
+        return builders.condition(
+            "StorageReady", True, "SharedPrefix", f"prefix {name}/ in {buckets[0]}", previous
+        )
+    listed = ", ".join(buckets)
+    try:
+        created = await rt.ensure_buckets(buckets)
+    except StorageError as exc:
+        kopf.warn(body, reason="StorageFailed", message=str(exc))
+        raise kopf.TemporaryError(str(exc), delay=rt.settings.nats_retry_delay_s) from exc
+    if created:
+        return builders.condition("StorageReady", True, "BucketsReady", listed, previous)
+    # No S3 credentials given to the operator: the platform's bucket job creates them.
+    return builders.condition(
+        "StorageReady", True, "BucketsExternal", f"{listed} (not created here)", previous
     )
 
 

@@ -6,7 +6,7 @@ what the operator writes into each worker Deployment's environment).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PERCOLATE_OPERATOR_"
@@ -43,6 +43,14 @@ class OperatorSettings(BaseSettings):
     stream_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="JOBS message max age.")
     stream_duplicate_window_s: float = Field(120.0, gt=0, description="JOBS publish de-dup window.")
     dlq_max_age_s: float = Field(30 * 24 * 3600.0, gt=0, description="JOBS_DLQ message max age.")
+
+    # --- S3 (only to create the buckets of tenants with `storage.strategy: tenant`) --------
+    s3_endpoint: str | None = Field(
+        None, description="S3 endpoint for creating tenant buckets; unset: the platform creates them."
+    )
+    s3_access_key: str | None = Field(None, description="S3 access key id (bucket creation).")
+    s3_secret_key: SecretStr | None = Field(None, description="S3 secret access key (bucket creation).")
+    s3_region: str = Field("us-east-1", description="S3 region name.")
 
     # --- KEDA ---------------------------------------------------------------------------
     keda_monitoring_endpoint: str = Field(

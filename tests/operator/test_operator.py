@@ -6,6 +6,7 @@ import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiobotocore.session
 import aiohttp
 import nats
 import pytest
@@ -30,18 +31,19 @@ from tests.operator.cluster import (
     serving_cluster,
 )
 from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml, schema_errors
-from tests.servers import NatsServer
+from tests.servers import NatsServer, SeaweedS3
 
 pytestmark = pytest.mark.integration
 NS = "percolate"
 
 
 class Env:
-    def __init__(self, cluster: Cluster, api: Api, js: Any, nats_server: NatsServer) -> None:
+    def __init__(self, cluster: Cluster, api: Api, js: Any, nats_server: NatsServer, s3: SeaweedS3) -> None:
         self.cluster = cluster
         self.api = api
         self.js = js
         self.nats_server = nats_server
+        self.s3 = s3
 
     def pool(self, name: str) -> dict[str, Any] | None:
         return self.cluster.read(PARSEPOOLS, NS, name)
@@ -62,8 +64,11 @@ class Env:
 
 
 @pytest.fixture
-async def env(fresh_nats_server: NatsServer) -> AsyncIterator[Env]:
+async def env(fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3) -> AsyncIterator[Env]:
     settings = OperatorSettings(
+        s3_endpoint=seaweed_s3.endpoint,
+        s3_access_key=seaweed_s3.access_key,
+        s3_secret_key=seaweed_s3.secret_key,
         nats_url=fresh_nats_server.url,
         tenant_namespace=NS,
         drift_interval_s=1.0,
@@ -76,7 +81,7 @@ async def env(fresh_nats_server: NatsServer) -> AsyncIterator[Env]:
         nc = await nats.connect(fresh_nats_server.url)
         try:
             async with aiohttp.ClientSession() as session, running_operator(settings):
-                yield Env(cluster, Api(url, session), nc.jetstream(), fresh_nats_server)
+                yield Env(cluster, Api(url, session), nc.jetstream(), fresh_nats_server, seaweed_s3)
         finally:
             await nc.close()
 
@@ -250,6 +255,13 @@ async def test_tenant_with_dedicated_pool(env: Env) -> None:
     assert key_matches(api_key, record.api_key_hashes[0])
     assert record.webhook_secret == "whsec_123"
     assert record.files_bucket == "percolate-files-globex"
+    # Storage strategy `tenant`: the tenant's own buckets exist.
+    assert condition(tenant, "StorageReady")["reason"] == "BucketsReady"  # type: ignore[index]
+    assert await _buckets(env) >= {
+        "percolate-files-globex",
+        "percolate-artifacts-globex",
+        "percolate-context-globex",
+    }
     assert record.dedicated_subjects == {"small": "jobs.parse.small.globex"}
 
     # The dedicated pool is owned by the tenant and consumes its own, non-overlapping subject.
@@ -283,6 +295,19 @@ async def test_tenant_with_dedicated_pool(env: Env) -> None:
 async def _pending(env: Env, consumer: str) -> int:
     info = await env.consumer(consumer)
     return int(info.num_pending) if info else 0
+
+
+async def _buckets(env: Env) -> set[str]:
+    session = aiobotocore.session.get_session()
+    async with session.create_client(
+        "s3",
+        endpoint_url=env.s3.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=env.s3.access_key,
+        aws_secret_access_key=env.s3.secret_key,
+    ) as client:
+        listed = await client.list_buckets()
+    return {b["Name"] for b in listed.get("Buckets", [])}
 
 
 async def _routing_cleared(env: Env) -> bool:
