@@ -189,10 +189,10 @@ class JetStreamAdmin:
                     return "unchanged"
             try:
                 await js.add_consumer(stream, _consumer_config(cfg))
-            except NotFoundError:
-                # The stream itself is gone (deleted behind our back): recreate it next time.
+            except NotFoundError as exc:
+                # The stream itself is gone (deleted behind our back): the retry recreates it.
                 self._forget()
-                raise
+                raise NatsUnavailable(f"stream {stream} is missing; recreating it on retry") from exc
             except APIError as exc:
                 if exc.err_code == 10100 or "overlap" in str(exc.description or "").lower():
                     raise ConsumerConflict(

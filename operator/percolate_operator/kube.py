@@ -147,7 +147,9 @@ class KubeClient:
         return await self._request("DELETE", res.path(namespace, name)) is not None
 
     async def create(self, res: Res, namespace: str | None, body: Mapping[str, Any]) -> dict[str, Any]:
-        created = await self._request("POST", res.path(namespace), body)
+        created = await self._request(
+            "POST", res.path(namespace), body, params={"fieldManager": self._field_manager}
+        )
         if created is None:
             raise KubeError(404, f"POST {res.path(namespace)}: resource type not found")
         return created

@@ -174,6 +174,12 @@ async def test_drift_is_repaired_by_the_timer(env: Env) -> None:
     assert info.config.filter_subject == "jobs.parse.gpu"
     await eventually(lambda: env.events("ConsumerCreated"))
 
+    # So does the whole JOBS stream.
+    await env.js.delete_stream(STREAM_NAME)
+    info = await eventually(lambda: env.consumer("parse-workers-gpu"))
+    assert info.config.filter_subject == "jobs.parse.gpu"
+    assert (await env.js.stream_info(STREAM_NAME)).config.subjects == ["jobs.>"]
+
     # A hand-edited Deployment is restored.
     deployment = env.cluster.read(DEPLOYMENTS, NS, "gpu-workers")
     assert deployment is not None
