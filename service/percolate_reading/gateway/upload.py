@@ -8,6 +8,7 @@ refuse one (413) as soon as it is over the tenant's cap, long before the body ha
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections import deque
@@ -21,6 +22,9 @@ from percolate_reading.document import DocumentType
 FILE_FIELD = "file"
 MAX_FILE_NAME_CHARS = 200
 SNIFF_BYTES = 4096  # enough for every magic number we check, and for a zip's first entry name
+# A client that sends nothing for this long loses its upload (and its slot), so a trickle of
+# bytes cannot hold a connection and a staged multipart upload open for ever.
+IDLE_TIMEOUT_S = 60.0
 
 
 class UploadError(Exception):
@@ -37,6 +41,11 @@ class UploadError(Exception):
 class UploadTooLargeError(UploadError):
     status = 413
     code = "too_large"
+
+
+class UploadStalledError(UploadError):
+    status = 408
+    code = "upload_stalled"
 
 
 class UnsupportedMediaError(UploadError):
@@ -129,8 +138,10 @@ class MultipartUpload:
         max_file_bytes: int,
         max_parts: int = 32,
         max_field_bytes: int = 16 * 1024,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self._body = body
+        self.idle_timeout_s = idle_timeout_s
         self.max_file_bytes = max_file_bytes
         self.max_parts = max_parts
         self.max_field_bytes = max_field_bytes
@@ -250,7 +261,12 @@ class MultipartUpload:
         if self._exhausted:
             return False
         try:
-            chunk = await anext(self._body)
+            # asyncio.timeout, not wait_for: no extra task per chunk.
+            async with asyncio.timeout(self.idle_timeout_s):
+                chunk = await anext(self._body)
+        except TimeoutError:
+            self._exhausted = True
+            self._fail(UploadStalledError(f"no upload data for {self.idle_timeout_s:.0f}s"))
         except StopAsyncIteration:
             self._exhausted = True
             if not self._ended:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -109,6 +110,18 @@ async def test_oversized_field() -> None:
     data = body(part("callback_url", b"h" * 20_000), part("file", b"%PDF-", "a.pdf"))
     with pytest.raises(UploadError, match="over"):
         await read_all(MultipartUpload(aiter(Source(data)), CTYPE, max_file_bytes=100))
+
+
+async def test_stalled_upload_is_cut_off() -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield body(part("file", b"%PDF-1.7\n" + b"x" * 100, "a.pdf"))[:80]
+        await asyncio.Event().wait()  # and then nothing, for ever
+        yield b""
+
+    upload = MultipartUpload(trickle(), CTYPE, max_file_bytes=1 << 20, idle_timeout_s=0.2)
+    with pytest.raises(UploadError) as info:
+        await read_all(upload)
+    assert info.value.status == 408
 
 
 def test_not_multipart() -> None:
