@@ -337,3 +337,39 @@ async def test_nats_outage_is_retried_until_nats_returns(env: Env) -> None:
     await eventually(lambda: env.events("NatsUnavailable"))
     env.nats_server.start()
     await eventually(lambda: is_ready(env.pool("small")))
+
+
+async def test_registry_is_kept_in_sync(env: Env) -> None:
+    await env.api.create(TENANTS, load_yaml(EXAMPLES_DIR / "tenant-shared.yaml"))
+    await eventually(lambda: is_ready(env.cluster.read(TENANTS, None, "acme")))
+    first = TenantRecord.model_validate_json(await eventually(lambda: _registry_value(env, "acme")))
+    assert first.allowed_tiers == ("small", "large")
+    assert first.quotas.max_active_jobs == 500
+
+    # An entry removed behind the operator's back comes back (drift timer).
+    kv = await env.js.key_value(TENANTS_KV_BUCKET)
+    await kv.delete("acme")
+    await eventually(lambda: _registry_value(env, "acme"))
+    await eventually(lambda: env.events("RegistryRestored"))
+
+    # A spec change reaches the registry.
+    await env.api.patch(TENANTS, None, "acme", {"spec": {"quotas": {"maxActiveJobs": 42}}})
+
+    async def quota() -> int:
+        value = await _registry_value(env, "acme")
+        return TenantRecord.model_validate_json(value).quotas.max_active_jobs if value else 0
+
+    await eventually(lambda: _equals(quota(), 42))
+
+    # A rotated API key (new value in the Secret) replaces the old hash.
+    await env.api.patch(SECRETS, NS, "acme-api-key", {"data": {"api-key": "cHJfcm90YXRlZA=="}})  # pr_rotated
+
+    async def accepts_rotated() -> bool:
+        value = await _registry_value(env, "acme")
+        return bool(value) and TenantRecord.model_validate_json(value).accepts_key("pr_rotated")
+
+    await eventually(accepts_rotated)
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
