@@ -1,0 +1,210 @@
+"""Server outages under load, through the real gateway and worker: nats-server killed and
+restarted during a stream of uploads, and S3 gone while a job waits in the queue.
+
+The promise checked: every upload answered 202 is eventually processed (unique completed ==
+accepted); during an outage the answer is 503, never a 202 that is then lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from percolate_reading.storage import open_object_store
+from percolate_reading.worker.main import Worker, start_worker
+from tests.servers import NatsServer, SeaweedS3
+from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
+    Tenants,
+    make_settings,
+    tenants,
+    tenants_file,
+)
+from tests.service.gateway.harness import LiveGateway, make_pdf
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class Tally:
+    accepted: list[str] = field(default_factory=list)
+    answers: Counter[int] = field(default_factory=Counter)
+    unanswered: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def note(self) -> None:
+        self.changed.set()
+
+    async def until(self, predicate: object, wait_s: float = 90.0) -> None:
+        assert callable(predicate)
+        async with asyncio.timeout(wait_s):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def uploader(client: httpx.AsyncClient, tally: Tally, stop: asyncio.Event, n: int) -> None:
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            r = await client.post("/v1/parse", files={"file": (f"u{n}-{i}.pdf", make_pdf(f"upload {n}-{i}"))})
+        except httpx.HTTPError:
+            tally.unanswered += 1  # no answer is not an acceptance
+            tally.note()
+            await asyncio.sleep(0.2)
+            continue
+        tally.answers[r.status_code] += 1
+        if r.status_code == 202:
+            tally.accepted.append(r.json()["job_id"])
+        else:
+            assert r.status_code == 503, r.text
+            assert int(r.headers["Retry-After"]) > 0
+            await asyncio.sleep(0.2)
+        tally.note()
+
+
+async def wait_all_finished(
+    client: httpx.AsyncClient, job_ids: list[str], wait_s: float = 240.0
+) -> dict[str, str]:
+    final: dict[str, str] = {}
+    async with asyncio.timeout(wait_s):
+        while len(final) < len(job_ids):
+            for job_id in job_ids:
+                if job_id in final:
+                    continue
+                r = await client.get(f"/v1/jobs/{job_id}")
+                if r.status_code == 200 and r.json()["status"] in ("succeeded", "failed", "cancelled"):
+                    final[job_id] = r.json()["status"]
+            await asyncio.sleep(0.3)
+    return final
+
+
+def processed_count(worker: Worker, outcome: str) -> float:
+    for line in worker.metrics.render().decode().splitlines():
+        if line.startswith(f'nats_messages_processed_total{{outcome="{outcome}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_nats_killed_during_a_stream_of_uploads(
+    tmp_path: Path,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tenants_file: Path,  # noqa: F811
+    tenants: Tenants,  # noqa: F811
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        fresh_nats_server,
+        seaweed_s3,
+        tenants_file,
+        nats_ack_wait=4.0,
+        nak_backoff_s="0.5,1",
+        nats_max_deliver=10,
+        worker_fetch_timeout_s=0.5,
+        worker_concurrency=2,
+    )
+    gw = LiveGateway(settings)
+    gw.start()
+    worker: Worker | None = None
+    stop = asyncio.Event()
+    tally = Tally()
+    uploads: list[asyncio.Task[None]] = []
+    try:
+        worker = await start_worker(settings)
+        async with httpx.AsyncClient(
+            base_url=gw.url, headers={"Authorization": f"Bearer {tenants.acme_key}"}, timeout=30
+        ) as client:
+            uploads = [asyncio.create_task(uploader(client, tally, stop, n)) for n in range(2)]
+            await tally.until(lambda: len(tally.accepted) >= 8)
+            fresh_nats_server.kill()
+            await tally.until(lambda: tally.answers[503] >= 4)  # the outage is seen as 503s
+            before_restart = len(tally.accepted)
+            fresh_nats_server.start()
+            await tally.until(lambda: len(tally.accepted) >= before_restart + 8)
+            stop.set()
+            await asyncio.gather(*uploads)
+            final = await wait_all_finished(client, tally.accepted)
+        assert len(set(tally.accepted)) == len(tally.accepted)
+        # Every accepted upload completed, none lost and none failed.
+        assert Counter(final.values()) == Counter({"succeeded": len(tally.accepted)})
+        assert set(tally.answers) <= {202, 503}
+        duplicates = processed_count(worker, "duplicate")
+        # The report: redeliveries of finished jobs are expected (at-least-once), losses are not.
+        print(
+            f"accepted={len(tally.accepted)} completed={len(final)} refused_503={tally.answers[503]} "
+            f"unanswered={tally.unanswered} duplicates={duplicates:.0f} lost=0"
+        )
+        assert processed_count(worker, "succeeded") >= len(tally.accepted)
+    finally:
+        stop.set()
+        for task in uploads:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if worker is not None:
+            await worker.drain(timeout_s=5)
+        gw.stop()
+
+
+async def test_s3_gone_while_a_job_waits_then_back(
+    tmp_path: Path,
+    fresh_nats_server: NatsServer,
+    tenants_file: Path,  # noqa: F811
+    tenants: Tenants,  # noqa: F811
+) -> None:
+    own_s3 = SeaweedS3(tmp_path / "own-seaweed")
+    own_s3.start()
+    settings = make_settings(
+        tmp_path,
+        fresh_nats_server,
+        own_s3,
+        tenants_file,
+        nats_ack_wait=5.0,
+        nak_backoff_s="1,2",
+        nats_max_deliver=30,
+        worker_fetch_timeout_s=0.5,
+    )
+    gw = LiveGateway(settings)
+    gw.start()
+    worker: Worker | None = None
+    # Opened while S3 is up (opening checks the buckets); the client reconnects by itself.
+    store = await open_object_store(settings)
+    try:
+        async with httpx.AsyncClient(
+            base_url=gw.url, headers={"Authorization": f"Bearer {tenants.acme_key}"}, timeout=30
+        ) as client:
+            r = await client.post("/v1/parse", files={"file": ("wait.pdf", make_pdf("waits out the outage"))})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["job_id"]
+            own_s3.stop()  # S3 gone before any worker picked the job up
+            refused = await client.post("/v1/parse", files={"file": ("x.pdf", make_pdf("refused"))})
+            assert refused.status_code == 503, refused.text
+            worker = await start_worker(settings, store=store)
+            # The worker cannot download it: the job goes back to the queue with the reason.
+            async with asyncio.timeout(60):
+                while True:
+                    job = (await client.get(f"/v1/jobs/{job_id}")).json()
+                    if job["status"] == "queued" and job.get("error"):
+                        break
+                    await asyncio.sleep(0.2)
+            assert job["error"]["code"] == "storage_unavailable"
+            assert job["error"]["permanent"] is False
+            own_s3.start()
+            final = await wait_all_finished(client, [job_id], wait_s=120)
+            assert final == {job_id: "succeeded"}
+            done = (await client.get(f"/v1/jobs/{job_id}")).json()
+            assert done["attempts"] >= 2
+            assert done["error"] is None
+            assert "structured.md" in done["artifacts"]
+    finally:
+        if worker is not None:
+            await worker.drain(timeout_s=5)
+        await store.close()
+        gw.stop()
+        own_s3.stop()
