@@ -177,6 +177,12 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         raise ApiError(exc.status, exc.code, exc.message) from None
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
+    # Fields sent before the file (the usual order) are checked before any byte is stored.
+    checked_callback = None
+    if upload.fields:
+        checked_callback = parse_fields(upload.fields)[0]
+        if checked_callback is not None:
+            await check_callback(deps, checked_callback)
     if not head:
         raise ApiError(400, "empty", "the file is empty")
     doc_type = sniff_type(head)
@@ -204,7 +210,7 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         except UploadError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
         callback, priority, requested_tier, options = parse_fields(upload.fields)
-        if callback is not None:
+        if callback is not None and callback != checked_callback:
             await check_callback(deps, callback)
         try:
             route = route_job(deps.settings, tenant, doc_type.value, size, requested_tier)
