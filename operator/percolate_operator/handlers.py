@@ -164,10 +164,13 @@ def _invalid(
         if not isinstance(exc, ValidationError)
         else "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
     )
-    kopf.warn(body, reason="InvalidSpec", message=message)
-    patch.status["conditions"] = [
-        builders.condition("Ready", False, "InvalidSpec", message, _conditions(status))
-    ]
+    previous = _conditions(status)
+    ready = builders.condition("Ready", False, "InvalidSpec", message, previous)
+    # One Warning per new problem, not one per drift check of an unchanged invalid spec.
+    if not any(c.get("type") == "Ready" and c.get("message") == message for c in previous):
+        kopf.warn(body, reason="InvalidSpec", message=message)
+    if previous != [ready]:
+        patch.status["conditions"] = [ready]
     return kopf.PermanentError(f"invalid spec: {message}")
 
 
