@@ -284,6 +284,8 @@ async def test_tenant_with_dedicated_pool(env: Env) -> None:
     info = await eventually(lambda: _pending(env, "parse-workers-small-globex"))
     assert info == 1
     assert (await env.consumer("parse-workers-small")).num_pending == 0
+    # ...and the pool's PENDING column (status.pending) shows it after the next check.
+    await eventually(lambda: (env.pool("globex-small") or {}).get("status", {}).get("pending") == 1)
 
     # Dropping the dedicated pool from the spec removes the pool and its routing.
     await env.api.patch(TENANTS, None, "globex", {"spec": {"dedicatedPools": []}})
