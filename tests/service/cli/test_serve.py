@@ -181,3 +181,51 @@ def test_submit_refused_file_exits_1(serve: tuple[Serve, int, Path], tmp_path: P
     )
     assert result.returncode == 1
     assert "415" in result.stdout
+
+
+@pytest.mark.audio
+def test_sigterm_mid_job_then_restart_finishes_it(tmp_path: Path) -> None:
+    """A job in flight when serve is stopped is finished during the drain or returned to the
+    queue; either way the next serve on the same data dir reports it succeeded."""
+    import httpx
+
+    from tests.service.gateway.harness import SPEECH_WAV
+
+    data_dir = tmp_path / "state"
+    env = clean_env()
+    env["PERCOLATE_READING_DEV_API_KEY"] = KEY
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    port = free_port()
+    first = Serve(data_dir, port, env)
+    try:
+        first.wait_for_line("serving on")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as c:
+            r = c.post("/v1/parse", files={"file": ("speech.wav", SPEECH_WAV.read_bytes())})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["job_id"]
+            for _ in range(600):  # until a worker has it
+                if c.get(f"/v1/jobs/{job_id}").json()["status"] != "queued":
+                    break
+                threading.Event().wait(0.1)
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(120) == 0, "".join(first.output)
+    finally:
+        first.close(data_dir)
+    assert processes_mentioning(str(data_dir)) == []
+
+    port = free_port()
+    second = Serve(data_dir, port, env)
+    try:
+        second.wait_for_line("serving on")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as c:
+            for _ in range(3000):
+                job = c.get(f"/v1/jobs/{job_id}").json()
+                if job["status"] in ("succeeded", "failed"):
+                    break
+                threading.Event().wait(0.1)
+            assert job["status"] == "succeeded", job
+            texts = [c.get(f"/v1/jobs/{job_id}/artifacts/{p}").text.lower() for p in job["artifacts"]]
+            assert any("lazy dog" in t for t in texts)
+    finally:
+        second.close(data_dir)
