@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
-import celpy
 import jsonschema
 import yaml
-from celpy.adapter import json_to_cel
 from pydantic import ValidationError
 
 from percolate_operator import models
@@ -82,11 +81,19 @@ def schema_errors(kind: str, obj: dict[str, Any]) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
 
 
-_CEL = celpy.Environment()
+@functools.cache
+def _cel() -> Any:
+    # Imported here so the other helpers work without cel-python (a dev dependency).
+    import celpy
+
+    return celpy.Environment()
 
 
 def _evaluate(rule: str, self_value: Any, old_value: Any) -> bool:
-    program = _CEL.program(_CEL.compile(rule))
+    from celpy.adapter import json_to_cel
+
+    env = _cel()
+    program = env.program(env.compile(rule))
     activation = {"self": json_to_cel(self_value)}
     if old_value is not None:
         activation["oldSelf"] = json_to_cel(old_value)
