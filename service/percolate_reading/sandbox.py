@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import resource
 import shutil
 import signal
@@ -279,9 +280,13 @@ def _untyped_error(exc: BaseException, limits: SandboxLimits) -> PercolateError:
     return ParseError(f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
 
 
+# MuPDF reports a failed allocation as "malloc (N bytes) failed" / "calloc (N x M bytes) failed".
+_ALLOC_FAILED_RE = re.compile(r"\b(?:m|c|re)alloc \([^)]*\) failed")
+
+
 def _has_memory_hint(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return any(h in text for h in _MEMORY_HINTS)
+    return any(h in text for h in _MEMORY_HINTS) or _ALLOC_FAILED_RE.search(text) is not None
 
 
 def _peak_address_space() -> int | None:

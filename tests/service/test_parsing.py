@@ -120,10 +120,28 @@ def test_registry_names_every_type() -> None:
     assert get_provider(DocumentType.XLSX, settings).doc_type is DocumentType.XLSX
 
 
-def test_real_parse_under_a_tiny_memory_limit() -> None:
-    # PyMuPDF alone maps ~500 MB of address space: 256 MB cannot parse anything.
+def _dense_pdf(path: Path, lines: int = 3000, words: int = 250) -> None:
+    """One huge page packed with ~3.7 MB of text: extracting it needs a few hundred MB."""
+    with pymupdf.open() as pdf:
+        page = pdf.new_page(width=5000, height=5000)
+        page.insert_text((2, 2), "seed", fontsize=1)  # registers a font resource to name
+        font = page.get_fonts()[0][4]
+        row = " ".join(["word"] * words)
+        ops = "".join(
+            f"BT /{font} 1 Tf 2 {4998 - i * 1.5:.1f} Td (row {i} {row}) Tj ET\n" for i in range(lines)
+        )
+        pdf.update_stream(page.get_contents()[0], ops.encode())
+        pdf.save(path)
+
+
+def test_real_parse_under_a_tiny_memory_limit(tmp_path: Path) -> None:
+    # MuPDF reports the failed allocation as a page error ("calloc (...) failed"); the sandbox
+    # must still name the memory limit, not call the document corrupt.
+    dense = tmp_path / "dense.pdf"
+    _dense_pdf(dense)
+    assert "row 2999" in parse_file(dense, OPTIONS, None).text()
     with pytest.raises(MemoryLimitError, match="memory limit of 256 MB"):
-        parse_file(PDF, OPTIONS, SandboxLimits(memory_mb=256, timeout_s=60, cpu_s=60))
+        parse_file(dense, OPTIONS, SandboxLimits(memory_mb=256, timeout_s=60, cpu_s=60))
 
 
 def test_loader_out_of_memory_is_not_a_missing_package() -> None:

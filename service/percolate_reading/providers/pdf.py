@@ -309,7 +309,14 @@ class _PdfParse:
         result.timings["pdf_ocr"] = self.t_ocr
 
         if len(set(self.unreadable)) >= doc.page_count:
-            raise CorruptDocumentError(f"{result.source_name}: no page of the PDF could be read")
+            # Carry the first page's error: it tells a broken page from a failed allocation
+            # (which the sandbox then reports as the memory limit it is).
+            first = next((w for w in result.warnings if "could not be read" in w), "")
+            raise CorruptDocumentError(
+                f"{result.source_name}: no page of the PDF could be read ({first})"
+                if first
+                else f"{result.source_name}: no page of the PDF could be read"
+            )
         if not self.pages_with_text and not self.pages_with_images:
             raise EmptyDocumentError(
                 f"{result.source_name}: no text and no scanned images on any of its {doc.page_count} pages"
