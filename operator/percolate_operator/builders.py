@@ -154,12 +154,17 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def worker_env(pool_name: str, spec: ParsePoolSpec) -> list[dict[str, Any]]:
-    """The worker's environment, in the names of `percolate_reading.config.Settings`."""
+def worker_env(pool_name: str, spec: ParsePoolSpec, stream_replicas: int = 1) -> list[dict[str, Any]]:
+    """The worker's environment, in the names of `percolate_reading.config.Settings`.
+
+    `stream_replicas` must match the operator's: workers ensure the JOBS stream at start-up,
+    and a different replica count would make them and the operator reset it back and forth.
+    """
     return [
         {"name": f"{ENV}WORKER_MODE", "value": "true"},
         _secret_env(f"{ENV}NATS_URL", spec.nats.secret_name, spec.nats.url_key),
         {"name": f"{ENV}NATS_STREAM", "value": STREAM_NAME},
+        {"name": f"{ENV}NATS_REPLICAS", "value": str(stream_replicas)},
         {"name": f"{ENV}NATS_QUEUE_SUBJECT", "value": pool_subject(spec)},
         {"name": f"{ENV}NATS_QUEUE_GROUP", "value": pool_consumer(spec)},
         {"name": f"{ENV}NATS_ACK_WAIT", "value": str(spec.consumer.ack_wait_seconds)},
@@ -208,7 +213,7 @@ def build_deployment(
                 "name": "worker",
                 "image": spec.image or settings.default_image,
                 "command": ["percolate-reading", "run"],
-                "env": worker_env(pool_name, spec),
+                "env": worker_env(pool_name, spec, settings.stream_replicas),
                 "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                 # Ready once connected to NATS and S3; no liveness probe: a stuck parse is
                 # killed by the worker's own parse timeout, not by restarting the pod.

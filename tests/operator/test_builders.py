@@ -50,6 +50,14 @@ def test_deployment_is_a_valid_kubernetes_deployment(path: Path) -> None:
     assert deployment["metadata"]["ownerReferences"] == [OWNER]
 
 
+def test_worker_stream_replicas_follow_the_operator() -> None:
+    # Workers ensure the JOBS stream at start: they must ask for the operator's replica count.
+    name, spec = _pool(EXAMPLES_DIR / "parsepool-large.yaml")
+    three = SETTINGS.model_copy(update={"stream_replicas": 3})
+    env = _env(builders.build_deployment(name, "percolate", spec, three))
+    assert env["PERCOLATE_READING_NATS_REPLICAS"] == "3"
+
+
 def test_worker_env_names_are_worker_settings() -> None:
     """Every variable the operator sets is a Settings field the worker reads."""
     name, spec = _pool(EXAMPLES_DIR / "parsepool-large.yaml")
@@ -61,6 +69,7 @@ def test_worker_env_names_are_worker_settings() -> None:
     assert env["PERCOLATE_READING_WORKER_MODE"] == "true"
     assert env["PERCOLATE_READING_NATS_QUEUE_SUBJECT"] == "jobs.parse.large"
     assert env["PERCOLATE_READING_NATS_QUEUE_GROUP"] == "parse-workers-large"
+    assert env["PERCOLATE_READING_NATS_REPLICAS"] == str(SETTINGS.stream_replicas)
     assert env["PERCOLATE_READING_NATS_ACK_WAIT"] == "1800"
     assert env["PERCOLATE_READING_DRAIN_TIMEOUT_S"] == "120"
     assert env["PERCOLATE_READING_WORKER_CONCURRENCY"] == "1"
