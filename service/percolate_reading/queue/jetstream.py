@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -193,11 +194,33 @@ def consumer_config(settings: Settings, subject: str, durable: str) -> ConsumerC
     )
 
 
+# The consumer settings this service decides; anything else (description, metadata written by
+# the operator) is left as the consumer already has it.
+_CONSUMER_FIELDS = ("filter_subject", "ack_policy", "ack_wait", "max_deliver", "max_ack_pending")
+
+
+def consumer_matches(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
+    return all(getattr(current, f) == getattr(wanted, f) for f in _CONSUMER_FIELDS)
+
+
 async def ensure_consumer(js: JetStreamContext, settings: Settings, subject: str, durable: str) -> None:
-    """Create the durable pull consumer, or update it to the wanted config."""
+    """Create the durable pull consumer, or update it where it differs from the wanted config.
+
+    An up-to-date consumer is not rewritten, and an update keeps its description and metadata:
+    in a cluster the operator owns those, and rewriting them on every worker start would make
+    the operator's drift check and the workers undo each other."""
+    wanted = consumer_config(settings, subject, durable)
     try:
+        try:
+            current: ConsumerConfig | None = (await js.consumer_info(settings.nats_stream, durable)).config
+        except nats.js.errors.NotFoundError:
+            current = None
+        if current is not None:
+            if consumer_matches(current, wanted):
+                return
+            wanted = dataclasses.replace(wanted, description=current.description, metadata=current.metadata)
         # CONSUMER.CREATE with a name creates or updates (nats-server >= 2.10).
-        await js.add_consumer(settings.nats_stream, consumer_config(settings, subject, durable))
+        await js.add_consumer(settings.nats_stream, wanted)
     except (nats.errors.Error, TimeoutError) as exc:
         raise QueueError(f"cannot set up consumer {durable} on {subject}: {exc}") from exc
 

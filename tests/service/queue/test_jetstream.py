@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from percolate_reading.jobs.models import JobMessage
 from percolate_reading.queue.jetstream import (
     DLQ_REASON_HEADER,
     connect,
+    consumer_config,
     ensure_consumer,
     ensure_streams,
     publish_dead_letter,
@@ -86,6 +88,34 @@ async def test_consumer_config_and_update(nc: NATS, fresh_nats_server: NatsServe
     assert (await js.consumer_info("JOBS", durable)).config.ack_wait == pytest.approx(9)
     # A dedicated tenant's consumer does not overlap the shared one (workqueue would refuse).
     await ensure_consumer(js, settings, job_subject("small", "acme"), consumer_name("small", "acme"))
+
+
+async def test_consumer_keeps_the_operators_description_and_metadata(
+    nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    settings = settings_for(fresh_nats_server, tmp_path, nats_ack_wait=7)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    subject, durable = job_subject("large"), consumer_name("large")
+    # As the operator makes it: same settings, plus its own description and owner metadata.
+    operator_made = dataclasses.replace(
+        consumer_config(settings, subject, durable),
+        description="ParsePool percolate/large",
+        metadata={"percolate.dev/owner": "percolate/large"},
+    )
+    await js.add_consumer("JOBS", operator_made)
+    await ensure_consumer(js, settings, subject, durable)  # a worker starting: nothing to change
+    unchanged = (await js.consumer_info("JOBS", durable)).config
+    assert unchanged.description == "ParsePool percolate/large"
+    assert unchanged.metadata is not None
+    assert unchanged.metadata.get("percolate.dev/owner") == "percolate/large"
+    # A real difference is applied, still without dropping what the operator wrote.
+    await ensure_consumer(js, settings_for(fresh_nats_server, tmp_path, nats_ack_wait=11), subject, durable)
+    updated = (await js.consumer_info("JOBS", durable)).config
+    assert updated.ack_wait == pytest.approx(11)
+    assert updated.description == "ParsePool percolate/large"
+    assert updated.metadata is not None
+    assert updated.metadata.get("percolate.dev/owner") == "percolate/large"
 
 
 async def test_duplicate_publish_is_deduplicated(
