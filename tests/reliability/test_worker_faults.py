@@ -11,7 +11,9 @@ import pytest
 
 from percolate_reading.jobs.models import JobRecord, JobStatus
 from percolate_reading.webhooks import verify
+from percolate_reading.worker.main import start_worker
 from tests.reliability.conftest import WorkerProcess, watch_statuses
+from tests.reliability.test_dead_letter import until_messages
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.webhook_receiver import WebhookReceiver
 from tests.service.worker.test_worker import ARTIFACTS, SECRET, Env, consumer_idle, make_pdf
@@ -166,3 +168,48 @@ async def test_sigterm_lets_in_flight_job_finish_and_leaves_the_rest_queued(
         await consumer_idle(env, env.settings.nats_queue_group)
     finally:
         await worker.drain()
+
+
+async def test_worker_killed_on_the_last_delivery_is_failed_and_dead_lettered(
+    env: Env,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tmp_path: Path,
+    worker_procs: list[WorkerProcess],
+) -> None:
+    """JetStream never delivers a message again after max_deliver; a worker killed during
+    that delivery must not leave the job `running` forever and the message stuck in JOBS."""
+    from percolate_reading.queue.jetstream import DLQ_CODE_HEADER, DLQ_REASON_HEADER, ensure_consumer
+    from percolate_reading.subjects import DLQ_STREAM_NAME
+
+    settings = env.settings.model_copy(update={"nats_max_deliver": 1})
+    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    doomed = WorkerProcess(
+        fresh_nats_server, seaweed_s3, tmp_path / "w1", extra={"PERCOLATE_READING_NATS_MAX_DELIVER": "1"}
+    )
+    worker_procs.append(doomed)
+    await doomed.start()
+    job_id = await env.submit(long_pdf())
+    await env.wait_status(job_id, JobStatus.RUNNING, wait_s=90)
+    doomed.signal(signal.SIGKILL)
+    await doomed.wait()
+    survivor = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
+    try:
+        failed = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED, wait_s=60)
+        assert failed.status is JobStatus.FAILED
+        assert failed.error is not None
+        assert failed.error.code == "worker_lost"
+        assert "gave up after 1 deliveries" in failed.error.message
+        await until_messages(env, settings.nats_stream, 0)
+        dlq = await env.js.stream_info(DLQ_STREAM_NAME)
+        assert dlq.state.messages == 1
+        copy = await env.js.get_msg(DLQ_STREAM_NAME, dlq.state.last_seq)
+        assert copy.headers is not None
+        assert copy.headers[DLQ_CODE_HEADER] == "worker_lost"
+        assert "without a result" in copy.headers[DLQ_REASON_HEADER]
+        # The queue still works.
+        good = await env.submit(make_pdf(["after the stranded one"]))
+        after = await env.wait_status(good, JobStatus.SUCCEEDED, JobStatus.FAILED)
+        assert after.status is JobStatus.SUCCEEDED
+    finally:
+        await survivor.drain()

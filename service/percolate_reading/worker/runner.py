@@ -8,6 +8,9 @@ Settling (after the work, never before):
   the dead-letter stream, then term; both retried until they succeed, because JetStream does
   not deliver a message again after max_deliver (a nak there would strand it)
 While a job runs, an in-progress ack every ack_wait/3 keeps JetStream from redelivering it.
+A message whose last delivery ended with no settlement at all (the worker died or froze) is
+reported by the server's MAX_DELIVERIES advisory; one worker of the pool then marks the job
+failed, copies it to the dead-letter stream and deletes it from the queue.
 `drain()` stops fetching, lets in-flight jobs finish within the drain timeout and naks the
 rest with no delay so another worker takes them at once.
 """
@@ -16,18 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import PercolateError
-from percolate_reading.jobs.models import JobErrorInfo, JobMessage
+from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobStatus
 from percolate_reading.queue.jetstream import ensure_consumer, publish_dead_letter
 from percolate_reading.subjects import dead_letter_subject
 from percolate_reading.worker.pipeline import (
@@ -46,6 +51,7 @@ _ACK_TIMEOUT_S = 5.0
 _GIVE_UP_BACKOFF_S = 0.5
 _GIVE_UP_BACKOFF_MAX_S = 15.0
 _TERM_ATTEMPTS = 5
+_RECOVERY_ATTEMPTS = 8
 
 
 class PullRunner:
@@ -60,6 +66,8 @@ class PullRunner:
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._advisory_sub: Any = None
+        self._recoveries: set[asyncio.Task[None]] = set()
         self.last_loop_at = 0.0
         self.processed = 0
 
@@ -68,6 +76,12 @@ class PullRunner:
     async def start(self) -> None:
         await ensure_consumer(self.js, self.settings, self.subject, self.durable)
         self._sub = await self.js.pull_subscribe_bind(self.durable, stream=self.settings.nats_stream)
+        # One worker of the pool (a queue group) settles each stranded message.
+        self._advisory_sub = await self.js._nc.subscribe(
+            max_deliveries_advisory(self.settings.nats_stream, self.durable),
+            queue=f"{self.durable}-stranded",
+            cb=self._on_max_deliveries,
+        )
         self._loop_task = asyncio.create_task(self._pull_loop(), name=f"pull-{self.durable}")
 
     @property
@@ -96,6 +110,12 @@ class PullRunner:
                 task.cancel()  # the handler naks its message with no delay
             if pending:
                 await asyncio.wait(pending)
+        if self._advisory_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._advisory_sub.unsubscribe()
+            self._advisory_sub = None
+        if self._recoveries:
+            await asyncio.wait(set(self._recoveries), timeout=max(timeout_s, 5.0))
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -314,6 +334,88 @@ class PullRunner:
             log.warning("dead-letter copy of %s failed: %s", job_id, exc)
             return False
         return True
+
+    # --- stranded messages -----------------------------------------------------------------
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        try:
+            event = json.loads(advisory.data)
+            seq, deliveries = int(event["stream_seq"]), int(event.get("deliveries", 0))
+        except (ValueError, KeyError, TypeError):
+            return
+        task = asyncio.create_task(self._recover_stranded(seq, deliveries), name=f"stranded-{seq}")
+        self._recoveries.add(task)
+        task.add_done_callback(self._recoveries.discard)
+
+    async def _recover_stranded(self, seq: int, deliveries: int) -> None:
+        """Settle a message JetStream will not deliver again: its last delivery ended with no
+        result (the worker died, froze or was cut off before acking). Without this the job
+        would stay in the queue, unprocessed, and its status would stay `running` forever.
+
+        The job is marked failed (unless already finished; a failure recorded by the lost
+        worker keeps its reason), copied to the dead-letter stream, then removed from JOBS."""
+        stream = self.settings.nats_stream
+        for attempt in range(_RECOVERY_ATTEMPTS):
+            try:
+                await self._settle_stranded(stream, seq, deliveries)
+                return
+            except nats.js.errors.NotFoundError:
+                return  # settled meanwhile (acked late, or another worker got here first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("stranded message %s/%d not settled yet: %s", stream, seq, exc)
+                await asyncio.sleep(min(_GIVE_UP_BACKOFF_S * 2**attempt, _GIVE_UP_BACKOFF_MAX_S))
+        log.error("stranded message %s/%d could not be settled; it stays in the stream", stream, seq)
+
+    async def _settle_stranded(self, stream: str, seq: int, deliveries: int) -> None:
+        raw = await self.js.get_msg(stream, seq)
+        subject, data = raw.subject or self.subject, raw.data or b""
+        try:
+            job: JobMessage | None = JobMessage.model_validate_json(data)
+        except ValidationError:
+            job = None
+        info = JobErrorInfo(
+            code="worker_lost",
+            message=f"gave up after {deliveries} deliveries: the last one ended without a result "
+            "(worker stopped or lost)",
+            permanent=True,
+        )
+        copy = True
+        if job is not None:
+            record = await self.svc.jobs.get(job.job_id)
+            if record is not None and record.status is JobStatus.FAILED and record.error is not None:
+                info = record.error  # the lost worker had recorded why
+            elif record is not None and record.status.terminal:
+                copy = False  # it did finish; only the ack was lost
+            else:
+                await record_failure(self.svc, job, info)
+        if copy:
+            await publish_dead_letter(
+                self.js,
+                subject,
+                dead_letter_subject(subject),
+                data,
+                job_id=job.job_id if job is not None else f"seq-{seq}",
+                code=info.code,
+                reason=info.message,
+                deliveries=deliveries,
+            )
+        await self.js.delete_msg(stream, seq)
+        log.warning(
+            "settled stranded message %s/%d (job %s): %s",
+            stream,
+            seq,
+            job.job_id if job is not None else "?",
+            "dead-lettered" if copy else "already finished",
+        )
+        self.svc.metrics.nats_messages_processed_total.labels("dead_lettered" if copy else "duplicate").inc()
+
+
+def max_deliveries_advisory(stream: str, durable: str) -> str:
+    """The subject on which the server reports a message that ran out of deliveries (sent
+    when a worker next pulls from the consumer)."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
 
 
 async def _quiet(awaitable: Any) -> None:
