@@ -11,11 +11,21 @@ each other's data. The manifest is a derived index rebuilt from the listing; eve
 re-lists after writing it and rebuilds again if an entry is missing, so the last manifest
 write includes every entry that existed before it, and `read_context` merges any entry the
 manifest does not list yet. A redelivered job overwrites its own objects (same keys).
+
+Rebuilding costs a listing and a manifest write that grow with the tenant's corpus, so a
+worker does not rebuild once per job: its `ContextWriter` keeps one rebuild per tenant in
+flight and folds every document finished meanwhile into the next one (group commit). A job
+still returns only once a manifest that lists it is written, so the work per job stays
+constant while the manifest is never behind a finished job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +38,7 @@ from percolate_reading.tenancy import TenantRecord
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _REBUILD_ROUNDS = 5
+_PARALLEL_READS = 16  # entry reads in flight while merging a listing
 # Facts from metadata.json worth listing per document (small scalars only).
 SUMMARY_KEYS = (
     "title",
@@ -130,13 +141,17 @@ async def _current_entries(
     """Entries of every listed document, reusing `known` ones; (entries, changed vs known)."""
     keys = await store.list_keys(bucket, f"{_prefix(tenant)}documents/")
     listed = {_job_id_of(k): k for k in keys if k.endswith(".json")}
-    entries: dict[str, dict[str, Any]] = {}
     changed = set(listed) != set(known)
-    for job_id, key in listed.items():
-        if job_id in known:
-            entries[job_id] = known[job_id]
-            continue
-        entry = await _read_json(store, bucket, key)
+    entries = {job_id: known[job_id] for job_id in listed if job_id in known}
+    missing = [(job_id, key) for job_id, key in listed.items() if job_id not in known]
+    gate = asyncio.Semaphore(_PARALLEL_READS)
+
+    async def read(key: str) -> dict[str, Any] | None:
+        async with gate:
+            return await _read_json(store, bucket, key)
+
+    found = await asyncio.gather(*(read(key) for _, key in missing))
+    for (job_id, _), entry in zip(missing, found, strict=True):
         if entry is not None:
             entries[job_id] = entry
     return entries, changed
@@ -148,14 +163,26 @@ async def _manifest_entries(store: ObjectStore, bucket: str, tenant: str) -> dic
     return {str(d["job_id"]): d for d in docs if isinstance(d, dict) and "job_id" in d}
 
 
-async def _rebuild_manifest(
-    store: ObjectStore, bucket: str, tenant: str, fresh: dict[str, Any]
-) -> dict[str, Any]:
-    known = await _manifest_entries(store, bucket, tenant)
-    known[fresh["job_id"]] = fresh  # our own entry is newer than what the manifest held
+async def _write_manifest(
+    store: ObjectStore,
+    bucket: str,
+    tenant: str,
+    known: dict[str, dict[str, Any]],
+    fresh: dict[str, dict[str, Any]],
+    more_coming: Callable[[], bool] = lambda: False,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Write a manifest that covers the listing and `fresh` (entries just written, newer than
+    what `known` holds); returns (manifest, its entries by job id).
+
+    Someone may add an entry after our listing and write an older manifest after ours, so
+    we list again after writing and rebuild until what we wrote covers the listing; when
+    `more_coming()` says another rebuild follows anyway, its listing is that check."""
+    known = known | fresh
     manifest: dict[str, Any] = {}
+    entries: dict[str, dict[str, Any]] = {}
     for _ in range(_REBUILD_ROUNDS):
         entries, _changed = await _current_entries(store, bucket, tenant, known)
+        entries.update(fresh)  # just written: listed by now, but never dropped for a slow listing
         manifest = build_manifest(tenant, list(entries.values()))
         await store.put_bytes(
             bucket,
@@ -163,25 +190,118 @@ async def _rebuild_manifest(
             json.dumps(manifest, ensure_ascii=False).encode(),
             "application/json",
         )
-        # Someone may have added an entry after our listing and written an older manifest
-        # after ours: check that what we wrote still covers the listing.
+        if more_coming():
+            break
         check, changed = await _current_entries(store, bucket, tenant, entries)
         if not changed:
             break
         known = check
-    return manifest
+    return manifest, entries
+
+
+async def _put_document(
+    store: ObjectStore, bucket: str, tenant: str, entry: dict[str, Any], chunks_jsonl: bytes
+) -> None:
+    job_id = str(entry["job_id"])
+    await asyncio.gather(
+        store.put_bytes(bucket, chunks_key(tenant, job_id), chunks_jsonl, "application/x-ndjson"),
+        store.put_bytes(
+            bucket,
+            entry_key(tenant, job_id),
+            json.dumps(entry, ensure_ascii=False).encode(),
+            "application/json",
+        ),
+    )
 
 
 async def update_context(
     store: ObjectStore, bucket: str, tenant: str, entry: dict[str, Any], chunks_jsonl: bytes
 ) -> dict[str, Any]:
-    """Record one finished document; returns the manifest as written."""
-    job_id = str(entry["job_id"])
-    await store.put_bytes(bucket, chunks_key(tenant, job_id), chunks_jsonl, "application/x-ndjson")
-    await store.put_bytes(
-        bucket, entry_key(tenant, job_id), json.dumps(entry, ensure_ascii=False).encode(), "application/json"
-    )
-    return await _rebuild_manifest(store, bucket, tenant, entry)
+    """Record one finished document; returns the manifest as written. (One rebuild per call:
+    a worker uses a `ContextWriter`, which shares rebuilds between concurrent documents.)"""
+    await _put_document(store, bucket, tenant, entry, chunks_jsonl)
+    known = await _manifest_entries(store, bucket, tenant)
+    manifest, _ = await _write_manifest(store, bucket, tenant, known, {str(entry["job_id"]): entry})
+    return manifest
+
+
+@dataclass
+class _Pending:
+    entry: dict[str, Any]
+    waiters: list[asyncio.Future[dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class _TenantManifest:
+    """One tenant's manifest as this process last wrote it, and the documents waiting for
+    the next rebuild."""
+
+    known: dict[str, dict[str, Any]] | None = None  # None: read the stored manifest first
+    pending: dict[str, _Pending] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+class ContextWriter:
+    """Group commit of manifest rebuilds for one process (see the module docstring).
+
+    `update(...)` writes the document's own objects, then waits for a rebuild that includes
+    it. Per tenant at most one rebuild runs at a time; documents that finish while it runs
+    wait for the next one, which covers all of them with one listing and one write."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._tenants: dict[tuple[str, str], _TenantManifest] = {}
+
+    async def update(
+        self, bucket: str, tenant: str, entry: dict[str, Any], chunks_jsonl: bytes
+    ) -> dict[str, Any]:
+        """Record one finished document; returns a manifest (as written) that lists it."""
+        await _put_document(self._store, bucket, tenant, entry, chunks_jsonl)
+        state = self._tenants.setdefault((bucket, tenant), _TenantManifest())
+        job_id = str(entry["job_id"])
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # Retrieved even when its caller was cancelled meanwhile (no "never retrieved" noise).
+        waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
+        pending = state.pending.setdefault(job_id, _Pending(entry))
+        pending.entry = entry
+        pending.waiters.append(waiter)
+        if state.task is None or state.task.done():
+            state.task = asyncio.create_task(self._rebuild_loop(bucket, tenant, state))
+        # A cancelled caller stops waiting; the rebuild still runs for the others.
+        return await asyncio.shield(waiter)
+
+    async def _rebuild_loop(self, bucket: str, tenant: str, state: _TenantManifest) -> None:
+        while state.pending:
+            batch, state.pending = state.pending, {}
+            try:
+                if state.known is None:
+                    state.known = await _manifest_entries(self._store, bucket, tenant)
+                manifest, state.known = await _write_manifest(
+                    self._store,
+                    bucket,
+                    tenant,
+                    state.known,
+                    {job_id: p.entry for job_id, p in batch.items()},
+                    more_coming=lambda: bool(state.pending),
+                )
+            except Exception as exc:
+                state.known = None  # re-read the stored manifest next time
+                for p in batch.values():
+                    for waiter in p.waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                continue
+            for p in batch.values():
+                for waiter in p.waiters:
+                    if not waiter.done():
+                        waiter.set_result(manifest)
+
+    async def close(self) -> None:
+        """Wait for rebuilds in flight (their callers are waiting for them anyway)."""
+        tasks = [s.task for s in self._tenants.values() if s.task is not None and not s.task.done()]
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await task
 
 
 async def remove_from_context(store: ObjectStore, bucket: str, tenant: str, job_id: str) -> None:

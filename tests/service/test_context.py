@@ -10,6 +10,7 @@ import pytest
 
 from percolate_reading.config import load_settings
 from percolate_reading.context import (
+    ContextWriter,
     build_entry,
     manifest_key,
     read_context,
@@ -76,6 +77,38 @@ async def test_context_local(tmp_path: Path) -> None:
     await exercise(LocalObjectStore(tmp_path), "acme")
 
 
+async def exercise_writers(store: ObjectStore, tenant: str) -> None:
+    """Two writers (two worker processes) and many documents at once: every returned manifest
+    lists its own document, and the last one written lists all of them."""
+    await store.ensure_buckets([BUCKET])
+    writers = [ContextWriter(store), ContextWriter(store)]
+    manifests = await asyncio.gather(
+        *(writers[i % 2].update(BUCKET, tenant, entry(tenant, i), chunks(i)) for i in range(40))
+    )
+    for i, manifest in enumerate(manifests):
+        assert f"job{i}" in {d["job_id"] for d in manifest["documents"]}
+    stored = json.loads(await store.get_bytes(BUCKET, manifest_key(tenant)))
+    assert sorted(d["job_id"] for d in stored["documents"]) == sorted(f"job{i}" for i in range(40))
+    assert stored["chunk_count"] == 80
+    # A later document after a removal by someone else: the writer's cached entries do not
+    # bring the removed one back.
+    await remove_from_context(store, BUCKET, tenant, "job3")
+    await writers[0].update(BUCKET, tenant, entry(tenant, 40), chunks(40))
+    stored = json.loads(await store.get_bytes(BUCKET, manifest_key(tenant)))
+    ids = {d["job_id"] for d in stored["documents"]}
+    assert "job3" not in ids
+    assert "job40" in ids
+    assert stored["document_count"] == 40
+    ctx = await read_context(store, tenant, BUCKET, include_chunks=True)
+    assert ctx["document_count"] == 40
+    for writer in writers:
+        await writer.close()
+
+
+async def test_context_writers_local(tmp_path: Path) -> None:
+    await exercise_writers(LocalObjectStore(tmp_path), "acme")
+
+
 @pytest.mark.integration
 async def test_context_s3(seaweed_s3: SeaweedS3, tmp_path: Path) -> None:
     settings = load_settings(
@@ -86,6 +119,8 @@ async def test_context_s3(seaweed_s3: SeaweedS3, tmp_path: Path) -> None:
     )
     store = await open_object_store(settings)
     try:
-        await exercise(store, f"ctx-{tmp_path.name[-8:].lower().replace('_', '-')}".strip("-"))
+        tenant = f"ctx-{tmp_path.name[-8:].lower().replace('_', '-')}".strip("-")
+        await exercise(store, tenant)
+        await exercise_writers(store, f"{tenant}-w")
     finally:
         await store.close()
