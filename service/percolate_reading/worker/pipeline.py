@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from percolate_reading.config import Settings
-from percolate_reading.context import build_entry, update_context
+from percolate_reading.context import ContextWriter, build_entry
 from percolate_reading.errors import InvalidTransitionError, PercolateError
 from percolate_reading.jobs.index import JOB_ID_RE
 from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobRecord, JobStatus, StorageStrategy
@@ -68,6 +68,12 @@ class Services:
     webhooks: WebhookSender
     # Where the worker finds a tenant's buckets and webhook secret (None: unknown tenant).
     tenants: Callable[[str], TenantRecord | None]
+    # Shares tenant-manifest rebuilds between the jobs in flight (made from `store` if None).
+    context: ContextWriter | None = None
+
+    def __post_init__(self) -> None:
+        if self.context is None:
+            self.context = ContextWriter(self.store)
 
 
 @dataclass(frozen=True)
@@ -279,7 +285,8 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         chunks_uri=f"s3://{buckets.context}/{msg.tenant_id}/chunks/{msg.job_id}.jsonl",
     )
     t0 = time.perf_counter()
-    await update_context(svc.store, buckets.context, msg.tenant_id, entry, chunks)
+    assert svc.context is not None
+    await svc.context.update(buckets.context, msg.tenant_id, entry, chunks)
     timings["context_s"] = time.perf_counter() - t0
 
     status = JobStatus.SUCCEEDED
