@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pymupdf
@@ -100,8 +102,9 @@ WORKER = (
 )
 
 
-async def run_platform(url: str, files: list[Path]) -> tuple[float, int, int]:
-    """(seconds, succeeded, failed) from the first upload to the last job finishing.
+async def run_platform(url: str, files: list[Path]) -> tuple[float, int, int, list[dict[str, Any]]]:
+    """(seconds, succeeded, failed, job records from the webhooks) from the first upload to the
+    last job finishing.
 
     Each job's completion webhook goes to a local receiver, so the gateway is not kept busy
     by status polling; a slow listing every few seconds catches any webhook that is late."""
@@ -129,12 +132,14 @@ async def run_platform(url: str, files: list[Path]) -> tuple[float, int, int]:
 
             pending = set(await asyncio.gather(*(upload(p) for p in files)))
             outcome: dict[str, str] = {}
+            records: dict[str, dict[str, Any]] = {}
             last_listing = time.perf_counter()
             while len(outcome) < len(pending):
                 for call in list(receiver.calls):
                     data = call.json()["data"]
                     if data["job_id"] in pending:
                         outcome[data["job_id"]] = data["status"]
+                        records[data["job_id"]] = data
                 if len(outcome) < len(pending) and time.perf_counter() - last_listing > 5:
                     last_listing = time.perf_counter()
                     for status in ("succeeded", "failed"):
@@ -147,7 +152,48 @@ async def run_platform(url: str, files: list[Path]) -> tuple[float, int, int]:
     finally:
         receiver.close()
     succeeded = sum(1 for s in outcome.values() if s == "succeeded")
-    return elapsed, succeeded, len(outcome) - succeeded
+    return elapsed, succeeded, len(outcome) - succeeded, list(records.values())
+
+
+def stage_rows(records: list[dict[str, Any]]) -> list[str]:
+    """Median and p90 of each stage the worker times, plus queue wait (created -> started),
+    for the first and the last fifth of the jobs to finish (a cost growing with the number of
+    documents shows as a difference between the two)."""
+    done = sorted(
+        (r for r in records if r.get("status") == "succeeded" and r.get("started_at")),
+        key=lambda r: str(r["finished_at"]),
+    )
+    if not done:
+        return []
+
+    def stages(r: dict[str, Any]) -> dict[str, float]:
+        created = datetime.fromisoformat(r["created_at"])
+        started = datetime.fromisoformat(r["started_at"])
+        finished = datetime.fromisoformat(r["finished_at"])
+        out = {"queue wait": (started - created).total_seconds()}
+        out.update({k.removesuffix("_s"): float(v) for k, v in r.get("timings", {}).items()})
+        out["started -> finished"] = (finished - started).total_seconds()
+        return out
+
+    def pct(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+    fifth = max(1, len(done) // 5)
+    first = [stages(r) for r in done[:fifth]]
+    last = [stages(r) for r in done[-fifth:]]
+    rows = [
+        "Per-job stages (ms; worker timings from the job records, first / last fifth of jobs to finish):",
+        "",
+        "| stage | p50 first | p90 first | p50 last | p90 last |",
+        "|---|---|---|---|---|",
+    ]
+    for name in first[0]:
+        a = [s[name] for s in first if name in s]
+        b = [s[name] for s in last if name in s]
+        cells = " | ".join(f"{pct(v, q):.0f}" for v in (a, b) for q in (0.5, 0.9))
+        rows.append(f"| {name} | {cells} |")
+    return [*rows, ""]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -209,7 +255,7 @@ def main(n: int, concurrency: int | None) -> str:
     try:
         wait_for_port(port, timeout=60, proc=gateway)
         worker = spawn(WORKER, env)
-        platform_s, ok, bad = asyncio.run(run_platform(f"http://127.0.0.1:{port}", files))
+        platform_s, ok, bad, records = asyncio.run(run_platform(f"http://127.0.0.1:{port}", files))
         assert nats.proc is not None
         assert s3.proc is not None
         cpu = {
@@ -253,6 +299,7 @@ def main(n: int, concurrency: int | None) -> str:
             "|---|---|",
             *(f"| {name} | {secs:.1f} |" for name, secs in cpu.items()),
             "",
+            *stage_rows(records),
             f"Platform throughput is {ratio:.0%} of local parse "
             f"(goal >= 80%: {'met' if ratio >= 0.8 else 'NOT met'}).",
             "",
