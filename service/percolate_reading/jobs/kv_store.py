@@ -2,12 +2,19 @@
 
 Status changes are compare-and-set (`kv.update(..., last=revision)`) in a retry loop, so two
 workers racing on a redelivered job, or a late duplicate, can never move a job backwards.
+
+Round trips are the cost of a job's bookkeeping, so: the record and its list-index hint are
+written at once on create; a change is first tried against the revision this store last
+read or wrote (a stale one fails the compare-and-set and is re-read, so this only saves the
+read); and the hint is rewritten only when a job finishes, because readers confirm every
+non-terminal hint against the record anyway (queued and running look alike there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import nats.errors
@@ -17,7 +24,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from percolate_reading.config import Settings
-from percolate_reading.errors import JobNotFoundError, QueueError
+from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, QueueError
 from percolate_reading.jobs import index
 from percolate_reading.jobs.models import JobRecord, JobStatus
 
@@ -25,12 +32,21 @@ log = logging.getLogger(__name__)
 
 JOBS_STATUS_BUCKET = "JOBS_STATUS"
 _CAS_ATTEMPTS = 100
+_REVISIONS_KEPT = 4096  # jobs whose last known revision is remembered (a few per slot)
 _NATS_ERRORS = (nats.errors.Error, TimeoutError)
 
 
 class KvJobStore:
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
+        # job id -> (record, revision) as last read or written here: a first guess for CAS.
+        self._last: OrderedDict[str, tuple[JobRecord, int]] = OrderedDict()
+
+    def _remember(self, record: JobRecord, revision: int) -> None:
+        self._last[record.job_id] = (record, revision)
+        self._last.move_to_end(record.job_id)
+        while len(self._last) > _REVISIONS_KEPT:
+            self._last.popitem(last=False)
 
     @classmethod
     async def open(cls, js: JetStreamContext, settings: Settings) -> KvJobStore:
@@ -60,16 +76,29 @@ class KvJobStore:
             raise QueueError(f"job store unreachable: {exc}") from exc
         if entry.value is None or entry.revision is None:
             return None
-        return index.decode(entry.value), entry.revision
+        record = index.decode(entry.value)
+        self._remember(record, entry.revision)
+        return record, entry.revision
 
     async def create(self, record: JobRecord) -> None:
-        try:
-            await self._kv.create(index.record_key(record.job_id), index.encode(record))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return  # already there: keep the existing record (idempotent create)
-        except _NATS_ERRORS as exc:
-            raise QueueError(f"job store unreachable: {exc}") from exc
-        await self._put_hint(record)
+        # The hint goes out with the record, not after it: a hint without its record is
+        # skipped by readers, and a queued hint is confirmed against the record anyway.
+        created, _ = await asyncio.gather(
+            self._kv.create(index.record_key(record.job_id), index.encode(record)),
+            self._put_hint(record),
+            return_exceptions=True,
+        )
+        if isinstance(created, nats.js.errors.KeyWrongLastSequenceError):
+            # Already there: keep the existing record (idempotent create) and its hint.
+            existing = await self._get_entry(record.job_id)
+            if existing is not None and existing[0].status.terminal:
+                await self._put_hint(existing[0])
+            return
+        if isinstance(created, _NATS_ERRORS):
+            raise QueueError(f"job store unreachable: {created}") from created
+        if isinstance(created, BaseException):
+            raise created
+        self._remember(record, created)
 
     async def get(self, job_id: str) -> JobRecord | None:
         try:
@@ -81,7 +110,8 @@ class KvJobStore:
 
     async def transition(self, job_id: str, status: JobStatus, **fields: Any) -> JobRecord:
         record = await self._cas(job_id, lambda r: index.apply_transition(r, status, fields))
-        await self._put_hint(record)
+        if record.status.terminal:
+            await self._put_hint(record)
         return record
 
     async def update(self, job_id: str, **fields: Any) -> JobRecord:
@@ -89,19 +119,28 @@ class KvJobStore:
 
     async def _cas(self, job_id: str, change: Any) -> JobRecord:
         key = index.record_key(job_id)
+        guess = self._last.get(job_id)
         for _ in range(_CAS_ATTEMPTS):
-            got = await self._get_entry(job_id)
+            remembered = guess is not None
+            got = guess if guess is not None else await self._get_entry(job_id)
+            guess = None
             if got is None:
                 raise JobNotFoundError(f"job {job_id} not found")
             current, revision = got
-            new: JobRecord = change(current)
             try:
-                await self._kv.update(key, index.encode(new), last=revision)
+                new: JobRecord = change(current)
+            except InvalidTransitionError:
+                if not remembered or current.status.terminal:
+                    raise  # read just now, or terminal (final): the refusal stands
+                continue  # judged on a remembered record that may be old: re-read
+            try:
+                written = await self._kv.update(key, index.encode(new), last=revision)
             except nats.js.errors.KeyWrongLastSequenceError:
                 await asyncio.sleep(0)  # someone else wrote first: re-read and re-check
                 continue
             except _NATS_ERRORS as exc:
                 raise QueueError(f"job store unreachable: {exc}") from exc
+            self._remember(new, written)
             return new
         raise QueueError(f"job {job_id}: too much contention updating its status")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
+from percolate_reading.errors import InvalidTransitionError
 from percolate_reading.jobs import index, open_job_store
 from percolate_reading.jobs.kv_store import JOBS_STATUS_BUCKET, KvJobStore
 from percolate_reading.jobs.models import JobStatus
@@ -58,5 +59,38 @@ async def test_bucket_config_and_stale_hint_repair(fresh_nats_server: NatsServer
         got = await other.get("s1")
         assert got is not None
         assert got.status is JobStatus.SUCCEEDED
+    finally:
+        await nc.close()
+
+
+async def test_remembered_revision_never_wins_over_another_writer(
+    fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Two stores (two worker pods) on one bucket: a store that remembers an old revision of a
+    job re-reads it when another store changed it meanwhile, so attempts are counted and a
+    job cancelled elsewhere stays cancelled."""
+    settings = load_settings(nats_url=fresh_nats_server.url, data_dir=tmp_path)
+    nc = await connect(settings)
+    try:
+        js = nc.jetstream()
+        a = await KvJobStore.open(js, settings)
+        b = await KvJobStore.open(js, settings)
+        await a.create(rec("r1"))
+        await a.create(rec("r2"))
+        await b.transition("r1", JobStatus.RUNNING)
+        again = await a.transition("r1", JobStatus.RUNNING)  # a remembers the queued revision
+        assert again.attempts == 2
+        await b.transition("r2", JobStatus.CANCELLED)
+        with pytest.raises(InvalidTransitionError):
+            await a.transition("r2", JobStatus.RUNNING)
+        got = await b.get("r2")
+        assert got is not None
+        assert got.status is JobStatus.CANCELLED
+        # The list index: a finished job's hint says so; a running one may still say queued.
+        kv = await js.key_value(JOBS_STATUS_BUCKET)
+        assert (await kv.get(index.index_key(rec("r2")))).value == b"cancelled"
+        done = await a.transition("r1", JobStatus.SUCCEEDED)
+        assert (await kv.get(index.index_key(done))).value == b"succeeded"
+        assert await a.count_active("acme") == 0
     finally:
         await nc.close()
