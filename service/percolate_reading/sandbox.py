@@ -241,6 +241,9 @@ def _reap(proc: Any) -> None:
 def _child_main(
     conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], limits: SandboxLimits, tmp_dir: str
 ) -> None:
+    # VmPeak is inherited from the forkserver (which has PyMuPDF & co. mapped): only a peak
+    # above this one was reached by the parse itself.
+    inherited_peak = _peak_address_space()
     try:
         _enter_sandbox(limits, tmp_dir)
         message: tuple[str, Any] = ("ok", fn(*args))
@@ -253,7 +256,7 @@ def _child_main(
     except PercolateError as exc:
         message = ("err", exc)
     except BaseException as exc:
-        message = ("err", _untyped_error(exc, limits))
+        message = ("err", _untyped_error(exc, limits, inherited_peak))
     try:
         conn.send(message)
     except MemoryError:
@@ -268,13 +271,19 @@ def _child_main(
         conn.close()
 
 
-def _untyped_error(exc: BaseException, limits: SandboxLimits) -> PercolateError:
+def _untyped_error(
+    exc: BaseException, limits: SandboxLimits, inherited_peak: int | None = None
+) -> PercolateError:
     if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         return DocumentTooLargeError(
             f"parse tried to write a scratch file over the limit of {limits.scratch_limit_mb} MB"
         )
     peak = _peak_address_space()
-    near_limit = peak is not None and peak >= _NEAR_LIMIT * limits.memory_mb * 1024 * 1024
+    near_limit = (
+        peak is not None
+        and peak > (inherited_peak or 0)
+        and peak >= _NEAR_LIMIT * limits.memory_mb * 1024 * 1024
+    )
     if _has_memory_hint(exc) or near_limit:
         return _memory_error(limits)
     return ParseError(f"parser failed unexpectedly: {type(exc).__name__}: {exc}")
