@@ -163,26 +163,29 @@ async def _manifest_entries(store: ObjectStore, bucket: str, tenant: str) -> dic
     return {str(d["job_id"]): d for d in docs if isinstance(d, dict) and "job_id" in d}
 
 
+Entries = dict[str, dict[str, Any]]
+
+
 async def _write_manifest(
     store: ObjectStore,
     bucket: str,
     tenant: str,
-    known: dict[str, dict[str, Any]],
-    fresh: dict[str, dict[str, Any]],
-    more_coming: Callable[[], bool] = lambda: False,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Write a manifest that covers the listing and `fresh` (entries just written, newer than
-    what `known` holds); returns (manifest, its entries by job id).
+    known: Entries,
+    fresh: Callable[[], Entries],
+    more_coming: Callable[[Entries], bool] = lambda _: False,
+) -> tuple[dict[str, Any], Entries]:
+    """Write a manifest that covers the listing and `fresh()` (entries just written, newer
+    than what `known` holds; asked again right before each build, so late arrivals join);
+    returns (manifest, its entries by job id).
 
     Someone may add an entry after our listing and write an older manifest after ours, so
     we list again after writing and rebuild until what we wrote covers the listing; when
-    `more_coming()` says another rebuild follows anyway, its listing is that check."""
-    known = known | fresh
+    `more_coming(written)` says another rebuild follows anyway, its listing is that check."""
     manifest: dict[str, Any] = {}
-    entries: dict[str, dict[str, Any]] = {}
+    entries: Entries = {}
     for _ in range(_REBUILD_ROUNDS):
-        entries, _changed = await _current_entries(store, bucket, tenant, known)
-        entries.update(fresh)  # just written: listed by now, but never dropped for a slow listing
+        entries, _changed = await _current_entries(store, bucket, tenant, known | fresh())
+        entries.update(fresh())  # just written: listed by now, but never dropped for a slow listing
         manifest = build_manifest(tenant, list(entries.values()))
         await store.put_bytes(
             bucket,
@@ -190,7 +193,7 @@ async def _write_manifest(
             json.dumps(manifest, ensure_ascii=False).encode(),
             "application/json",
         )
-        if more_coming():
+        if more_coming(entries):
             break
         check, changed = await _current_entries(store, bucket, tenant, entries)
         if not changed:
@@ -221,7 +224,7 @@ async def update_context(
     a worker uses a `ContextWriter`, which shares rebuilds between concurrent documents.)"""
     await _put_document(store, bucket, tenant, entry, chunks_jsonl)
     known = await _manifest_entries(store, bucket, tenant)
-    manifest, _ = await _write_manifest(store, bucket, tenant, known, {str(entry["job_id"]): entry})
+    manifest, _ = await _write_manifest(store, bucket, tenant, known, lambda: {str(entry["job_id"]): entry})
     return manifest
 
 
@@ -271,30 +274,34 @@ class ContextWriter:
         return await asyncio.shield(waiter)
 
     async def _rebuild_loop(self, bucket: str, tenant: str, state: _TenantManifest) -> None:
+        def fresh() -> Entries:
+            return {job_id: p.entry for job_id, p in state.pending.items()}
+
+        def more_coming(written: Entries) -> bool:
+            return any(written.get(job_id) is not p.entry for job_id, p in state.pending.items())
+
         while state.pending:
-            batch, state.pending = state.pending, {}
             try:
                 if state.known is None:
                     state.known = await _manifest_entries(self._store, bucket, tenant)
                 manifest, state.known = await _write_manifest(
-                    self._store,
-                    bucket,
-                    tenant,
-                    state.known,
-                    {job_id: p.entry for job_id, p in batch.items()},
-                    more_coming=lambda: bool(state.pending),
+                    self._store, bucket, tenant, state.known, fresh, more_coming
                 )
             except Exception as exc:
                 state.known = None  # re-read the stored manifest next time
-                for p in batch.values():
+                failed, state.pending = state.pending, {}
+                for p in failed.values():
                     for waiter in p.waiters:
                         if not waiter.done():
                             waiter.set_exception(exc)
                 continue
-            for p in batch.values():
-                for waiter in p.waiters:
-                    if not waiter.done():
-                        waiter.set_result(manifest)
+            # Done: every document whose entry (this very one) the written manifest lists.
+            for job_id, p in list(state.pending.items()):
+                if state.known.get(job_id) is p.entry:
+                    del state.pending[job_id]
+                    for waiter in p.waiters:
+                        if not waiter.done():
+                            waiter.set_result(manifest)
 
     async def close(self) -> None:
         """Wait for rebuilds in flight (their callers are waiting for them anyway)."""
