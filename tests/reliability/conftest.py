@@ -86,6 +86,14 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
             )
 
+    async def wait_ready(self, wait_s: float = 90.0) -> None:
+        """Until the worker logs that it is pulling (its start-up is done)."""
+        async with asyncio.timeout(wait_s):
+            while "worker pulling" not in self.log():
+                assert self.proc is not None
+                assert self.proc.returncode is None, self.log()
+                await asyncio.sleep(0.1)
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

@@ -151,22 +151,30 @@ async def _tenant_lookup(
 
 
 async def worker_main(settings: Settings) -> int:
-    worker = await start_worker(settings)
-    health: HealthServer | None = None
-    if settings.metrics_port:
-        health = HealthServer(worker.metrics, worker.ready, settings.host, settings.metrics_port)
-        await health.start()
     loop = asyncio.get_running_loop()
-
+    started: list[Worker] = []
+    stop_requested = asyncio.Event()
     draining: list[asyncio.Task[None]] = []
 
     def on_signal(signame: str) -> None:
         log.info("%s: draining (up to %.0fs)", signame, settings.drain_timeout_s)
-        draining.append(asyncio.create_task(worker.drain()))
+        stop_requested.set()
+        if started:
+            draining.append(asyncio.create_task(started[0].drain()))
 
+    # Installed before the (seconds-long) start-up, so a scale-in that arrives early still
+    # ends in an orderly drain and exit 0 rather than death by the default SIGTERM action.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    health: HealthServer | None = None
     try:
+        worker = await start_worker(settings)
+        started.append(worker)
+        if stop_requested.is_set():
+            draining.append(asyncio.create_task(worker.drain()))
+        if settings.metrics_port:
+            health = HealthServer(worker.metrics, worker.ready, settings.host, settings.metrics_port)
+            await health.start()
         await worker.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

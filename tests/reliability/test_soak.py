@@ -1,0 +1,99 @@
+"""A small soak: a stream of uploads through the real gateway while worker processes are
+killed (SIGKILL) or scaled in (SIGTERM) and replaced at random moments. The report lists
+accepted, completed, failed, duplicates and lost; lost must be 0 and every job must succeed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.reliability.conftest import WorkerProcess
+from tests.reliability.test_outages import Tally, uploader, wait_all_finished
+from tests.servers import NatsServer, SeaweedS3
+from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
+    Tenants,
+    make_settings,
+    tenants,
+    tenants_file,
+)
+from tests.service.gateway.harness import LiveGateway
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+JOBS = 150
+RESTARTS = 4
+
+
+async def test_uploads_survive_worker_restarts(
+    tmp_path: Path,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tenants_file: Path,  # noqa: F811
+    tenants: Tenants,  # noqa: F811
+    worker_procs: list[WorkerProcess],
+) -> None:
+    rng = random.Random(6)  # the same schedule on every run
+    settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file)
+    gw = LiveGateway(settings)
+    gw.start()
+    extra = {
+        "PERCOLATE_READING_TENANTS_FILE": str(tenants_file),
+        "PERCOLATE_READING_WORKER_CONCURRENCY": "2",
+        "PERCOLATE_READING_NATS_MAX_DELIVER": "10",
+        "PERCOLATE_READING_NAK_BACKOFF_S": "0.2",
+        "PERCOLATE_READING_DRAIN_TIMEOUT_S": "2",
+    }
+
+    async def new_worker(n: int) -> WorkerProcess:
+        w = WorkerProcess(fresh_nats_server, seaweed_s3, tmp_path / f"w{n}", extra=dict(extra))
+        worker_procs.append(w)
+        await w.start()
+        return w
+
+    stop = asyncio.Event()
+    tally = Tally()
+    kills = Counter[str]()
+    try:
+        current = await new_worker(0)
+        async with httpx.AsyncClient(
+            base_url=gw.url, headers={"Authorization": f"Bearer {tenants.acme_key}"}, timeout=30
+        ) as client:
+            uploads = [asyncio.create_task(uploader(client, tally, stop, n)) for n in range(2)]
+            for r in range(1, RESTARTS + 1):
+                await tally.until(lambda r=r: len(tally.accepted) >= r * JOBS // (RESTARTS + 1))
+                await current.wait_ready()
+                await asyncio.sleep(rng.uniform(0.0, 1.5))
+                how = rng.choice(["SIGKILL", "SIGTERM"])
+                current.signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGTERM)
+                rc = await current.wait(wait_s=60)
+                assert rc == (0 if how == "SIGTERM" else -signal.SIGKILL), current.log()
+                kills[how] += 1
+                current = await new_worker(r)
+            await tally.until(lambda: len(tally.accepted) >= JOBS)
+            stop.set()
+            await asyncio.gather(*uploads)
+            final = await wait_all_finished(client, tally.accepted, wait_s=300)
+            attempts = [
+                (await client.get(f"/v1/jobs/{job_id}")).json()["attempts"] for job_id in tally.accepted
+            ]
+        completed = Counter(final.values())
+        lost = len(set(tally.accepted) - set(final))
+        redelivered = sum(1 for a in attempts if a > 1)
+        print(
+            f"soak: accepted={len(tally.accepted)} completed={completed['succeeded']} "
+            f"failed={completed['failed']} redelivered={redelivered} lost={lost} "
+            f"throttled_429={tally.answers[429]} restarts={dict(kills)}"
+        )
+        assert lost == 0
+        assert len(set(tally.accepted)) == len(tally.accepted)
+        assert completed == Counter({"succeeded": len(tally.accepted)})
+        assert set(tally.answers) <= {202, 429}  # 429: the quota's back-pressure
+    finally:
+        stop.set()
+        gw.stop()
