@@ -142,7 +142,9 @@ async def test_nats_killed_during_a_stream_of_uploads(
             f"accepted={len(tally.accepted)} completed={len(final)} refused_503={tally.answers[503]} "
             f"unanswered={tally.unanswered} duplicates={duplicates:.0f} lost=0"
         )
-        assert processed_count(worker, "succeeded") >= len(tally.accepted)
+        # Each job finished at least once; one whose final status write was answered while
+        # NATS went down is retried and then counted as a duplicate of its own success.
+        assert processed_count(worker, "succeeded") + duplicates >= len(tally.accepted)
     finally:
         stop.set()
         for task in uploads:
