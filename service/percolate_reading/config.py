@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # --- worker ------------------------------------------------------------------------
     device: Device = Field(Device.CPU, description="Inference device for audio/OCR: cpu|cuda|auto.")
     worker_concurrency: int = Field(2, ge=1, description="Parses in flight per worker process.")
+    worker_prefetch: int = Field(
+        4,
+        ge=0,
+        description="Jobs a worker holds beyond its parse slots: they download, store artifacts "
+        "and report while other jobs parse (a job waiting for a slot is returned at once on SIGTERM).",
+    )
     drain_timeout_s: float = Field(25.0, ge=0, description="SIGTERM: time to finish in-flight jobs.")
 
     # --- parsing limits (each parse runs in a sandboxed child) -------------------------

@@ -15,7 +15,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -59,6 +59,42 @@ class TenantUnknownError(PercolateError):
     permanent = False
 
 
+class ParseSlots:
+    """At most `n` parses at once (settings.worker_concurrency); the rest of a job (download,
+    artifact writes, context, status, webhook) runs outside a slot, so a worker can hold a
+    few more jobs than slots and keep the slots busy while those jobs wait on I/O.
+
+    `close()` (drain) cancels every job still waiting for a slot, and any that asks later:
+    such a job has not started to parse, so it is handed back at once, not finished."""
+
+    def __init__(self, n: int) -> None:
+        self._sem = asyncio.Semaphore(n)
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
+        if self._closed:
+            task.cancel()
+            await asyncio.sleep(0)  # raises CancelledError here
+        self._waiting.add(task)
+        try:
+            await self._sem.acquire()
+        finally:
+            self._waiting.discard(task)
+        try:
+            yield
+        finally:
+            self._sem.release()
+
+    def close(self) -> None:
+        self._closed = True
+        for task in list(self._waiting):
+            task.cancel()
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -70,10 +106,14 @@ class Services:
     tenants: Callable[[str], TenantRecord | None]
     # Shares tenant-manifest rebuilds between the jobs in flight (made from `store` if None).
     context: ContextWriter | None = None
+    # The worker's parse slots (made from settings.worker_concurrency if None).
+    parse_slots: ParseSlots | None = None
 
     def __post_init__(self) -> None:
         if self.context is None:
             self.context = ContextWriter(self.store)
+        if self.parse_slots is None:
+            self.parse_slots = ParseSlots(self.settings.worker_concurrency)
 
 
 @dataclass(frozen=True)
@@ -244,12 +284,14 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         return "cancelled"
     if record.status.terminal:
         return await _finished_elsewhere(svc, msg, tenant)
+
     try:
         await svc.jobs.transition(msg.job_id, JobStatus.RUNNING, error=None)
     except InvalidTransitionError:
         return await _finished_elsewhere(svc, msg, tenant)
 
     timings: dict[str, float] = {}
+    assert svc.parse_slots is not None
     with tempfile.TemporaryDirectory(prefix="percolate-job-") as tmp:
         suffix = PurePosixPath(msg.file_name).suffix.lower()[:10]
         path = Path(tmp) / f"input{suffix if suffix.isascii() else ''}"
@@ -257,12 +299,15 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         await svc.store.download_to(src_bucket, src_key, path)
         timings["download_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        try:
-            artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
-        except PercolateError as exc:
-            svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
-            raise
-        timings["parse_s"] = time.perf_counter() - t0
+        async with svc.parse_slots.slot():
+            timings["slot_wait_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
+            except PercolateError as exc:
+                svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
+                raise
+            timings["parse_s"] = time.perf_counter() - t0
         svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
 
     t0 = time.perf_counter()

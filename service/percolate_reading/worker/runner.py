@@ -103,6 +103,8 @@ class PullRunner:
 
     async def drain(self, timeout_s: float) -> None:
         await self.stop_fetching()
+        if self.svc.parse_slots is not None:
+            self.svc.parse_slots.close()  # jobs not parsing yet are handed back at once
         if self._tasks:
             log.info("draining %d in-flight job(s) for up to %.1fs", len(self._tasks), timeout_s)
             _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
@@ -127,7 +129,8 @@ class PullRunner:
         settings = self.settings
         while not self._stopping:
             self.last_loop_at = time.monotonic()
-            free = settings.worker_concurrency - len(self._tasks)
+            # Parse slots plus prefetch: the extra jobs do their I/O while others parse.
+            free = settings.worker_concurrency + settings.worker_prefetch - len(self._tasks)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
