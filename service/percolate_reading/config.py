@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         description="Jobs a worker holds beyond its parse slots: they download, store artifacts "
         "and report while other jobs parse (a job waiting for a slot is returned at once on SIGTERM).",
     )
+    context_rebuild_interval_s: float = Field(
+        0.25,
+        ge=0,
+        description="Least time between two rebuilds of a tenant's context manifest by one worker; "
+        "documents that finish meanwhile are listed by the next one (a job reports success after it).",
+    )
     drain_timeout_s: float = Field(25.0, ge=0, description="SIGTERM: time to finish in-flight jobs.")
 
     # --- parsing limits (each parse runs in a sandboxed child) -------------------------

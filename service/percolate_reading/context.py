@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -251,8 +252,11 @@ class ContextWriter:
     it. Per tenant at most one rebuild runs at a time; documents that finish while it runs
     wait for the next one, which covers all of them with one listing and one write."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, min_interval_s: float = 0.0) -> None:
         self._store = store
+        # Rebuilds of one tenant start at least this far apart: each lists and rewrites the
+        # whole manifest, so under a steady stream of documents this bounds that work by time.
+        self._min_interval_s = min_interval_s
         self._tenants: dict[tuple[str, str], _TenantManifest] = {}
 
     async def update(
@@ -280,7 +284,13 @@ class ContextWriter:
         def more_coming(written: Entries) -> bool:
             return any(written.get(job_id) is not p.entry for job_id, p in state.pending.items())
 
+        last_start: float | None = None
         while state.pending:
+            if last_start is not None:
+                wait = last_start + self._min_interval_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            last_start = time.monotonic()
             try:
                 if state.known is None:
                     state.known = await _manifest_entries(self._store, bucket, tenant)

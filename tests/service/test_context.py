@@ -81,7 +81,7 @@ async def exercise_writers(store: ObjectStore, tenant: str) -> None:
     """Two writers (two worker processes) and many documents at once: every returned manifest
     lists its own document, and the last one written lists all of them."""
     await store.ensure_buckets([BUCKET])
-    writers = [ContextWriter(store), ContextWriter(store)]
+    writers = [ContextWriter(store), ContextWriter(store, min_interval_s=0.05)]
     manifests = await asyncio.gather(
         *(writers[i % 2].update(BUCKET, tenant, entry(tenant, i), chunks(i)) for i in range(40))
     )

@@ -111,7 +111,7 @@ class Services:
 
     def __post_init__(self) -> None:
         if self.context is None:
-            self.context = ContextWriter(self.store)
+            self.context = ContextWriter(self.store, self.settings.context_rebuild_interval_s)
         if self.parse_slots is None:
             self.parse_slots = ParseSlots(self.settings.worker_concurrency)
 
