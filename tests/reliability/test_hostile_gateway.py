@@ -70,3 +70,33 @@ async def test_hostile_file_names_through_the_gateway(
     assert job["file_name"] == stored
     keys = await store.list_keys("percolate-files", f"{tenants.acme}/{job_id}/")
     assert keys == [f"{tenants.acme}/{job_id}/{stored}"]
+
+
+@pytest.mark.integration
+async def test_thousands_of_form_fields_are_a_clear_client_error(
+    gateway: LiveGateway,  # noqa: F811
+    tenants: Tenants,  # noqa: F811
+    store: ObjectStore,  # noqa: F811
+) -> None:
+    boundary = uuid.uuid4().hex
+    fields = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\nx\r\n'.encode()
+        for i in range(5000)
+    )
+    body = (
+        fields
+        + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n\r\n'.encode()
+        + make_pdf("after five thousand fields")
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {tenants.acme_key}"}, timeout=30
+    ) as client:
+        resp = await client.post(
+            "/v1/parse", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        assert 400 <= resp.status_code < 500, resp.text
+        assert resp.json()["error"]["message"]
+        # The gateway is still serving.
+        assert (await client.get("/health")).status_code == 200
+    assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
