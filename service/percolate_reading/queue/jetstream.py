@@ -123,6 +123,9 @@ def dlq_stream_config(settings: Settings) -> StreamConfig:
         storage=StorageType.FILE,
         max_age=settings.nats_dlq_max_age_s,
         discard=DiscardPolicy.OLD,
+        # Said explicitly: nats-py's default 0 means "server default" (120 s) on create, so a
+        # comparison against 0 would find a difference and rewrite the stream on every start.
+        duplicate_window=settings.nats_duplicate_window_s,
         num_replicas=settings.nats_replicas,
     )
 
@@ -144,7 +147,7 @@ def _differs(current: StreamConfig, wanted: StreamConfig) -> list[str]:
     for field in _COMPARED_FIELDS:
         want = getattr(wanted, field)
         have = getattr(current, field)
-        if want is None:
+        if want is None or (field == "duplicate_window" and want == 0):
             continue
         if isinstance(want, float) and isinstance(have, (int, float)):
             if not math.isclose(want, have, rel_tol=1e-6):

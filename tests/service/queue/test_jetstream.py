@@ -189,3 +189,19 @@ async def test_dead_letter_copy(nc: NATS, fresh_nats_server: NatsServer, tmp_pat
     assert stored.subject == "dlq.parse.small.acme"
     assert stored.headers is not None
     assert stored.headers[DLQ_REASON_HEADER] == "parser died with signal 9"
+
+
+async def test_ensure_streams_again_changes_nothing(
+    nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every worker and gateway start calls this: an unchanged config must not rewrite streams.
+    settings = settings_for(fresh_nats_server, tmp_path)
+    js = nc.jetstream()
+    await ensure_streams(js, settings)
+    caplog.set_level("INFO", logger="percolate_reading.queue.jetstream")
+    caplog.clear()
+    await ensure_streams(js, settings)
+    assert [r.getMessage() for r in caplog.records if "stream" in r.getMessage()] == []
+    assert (await js.stream_info(DLQ_STREAM_NAME)).config.duplicate_window == pytest.approx(
+        settings.nats_duplicate_window_s
+    )
