@@ -14,6 +14,7 @@ from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, O
 from percolate_reading.gateway.api_errors import ApiError, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.jobs.index import tenant_prefix
 from percolate_reading.jobs.models import JobRecord, JobStatus
 from percolate_reading.tenancy import TenantRecord
 
@@ -89,6 +90,9 @@ async def list_jobs(
     cursor: str | None = Query(None, max_length=256),
 ) -> JSONResponse:
     deps = _deps(request)
+    if cursor is not None and not cursor.startswith(tenant_prefix(tenant.tenant_id)):
+        # Forged, or another tenant's: the caller's error, not the store's.
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this listing handed out")
     try:
         page, next_cursor = await deps.jobs.list_for_tenant(tenant.tenant_id, status, limit, cursor)
     except Exception as exc:
