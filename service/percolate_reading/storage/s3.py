@@ -71,6 +71,10 @@ class S3ObjectStore:
             read_timeout=60,
             max_pool_connections=32,
             s3={"addressing_style": "path"},
+            # CRC32 of every body and response only where the API requires one: SigV4 already
+            # covers integrity, and the extra checksum cost CPU on both ends of each PUT.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
         session = get_session()
