@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +22,44 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+# The OpenAPI schema of every error answer, and what each status means; routes declare the
+# statuses they can answer with `error_responses(...)` so clients and schemathesis see them.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+ERROR_DESCRIPTIONS = {
+    400: "The request is malformed (fields, callback URL, cursor).",
+    401: "Missing or wrong API key.",
+    404: "No such job or artifact for this tenant.",
+    408: "The upload stalled.",
+    409: "The job is not in a state that allows this.",
+    413: "The file is over the tenant's size cap.",
+    415: "The content is not a type we parse.",
+    422: "A parameter is invalid.",
+    429: "Too many queued and running jobs.",
+    503: "Storage or queue unavailable; retry after Retry-After seconds.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses (all with the error body)."""
+    return {
+        str(status): {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
 def unavailable(message: str, code: str = "unavailable") -> ApiError:

@@ -37,7 +37,7 @@ async def readiness(deps: GatewayDeps) -> dict[str, str]:
     return checks
 
 
-@router.get("/ready")
+@router.get("/ready", responses={"503": {"description": "A dependency or background task is down."}})
 async def ready(request: Request) -> JSONResponse:
     deps: GatewayDeps = request.app.state.deps
     checks = await readiness(deps)
@@ -47,7 +47,11 @@ async def ready(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={"200": {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+)
 async def metrics(request: Request) -> Response:
     deps: GatewayDeps = request.app.state.deps
     if deps.metrics is None:

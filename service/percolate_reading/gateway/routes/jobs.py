@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, ObjectNotFoundError
-from percolate_reading.gateway.api_errors import ApiError, unavailable
+from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.jobs.index import tenant_prefix
@@ -19,7 +19,7 @@ from percolate_reading.jobs.models import JobRecord, JobStatus
 from percolate_reading.tenancy import TenantRecord
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], responses=error_responses(401, 422, 503))
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_ARTIFACT_PATH_CHARS = 512
@@ -75,13 +75,13 @@ def valid_artifact_path(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-@router.get("/v1/jobs/{job_id}", name="get_job")
+@router.get("/v1/jobs/{job_id}", name="get_job", responses=error_responses(404))
 async def get_job(job_id: str, request: Request, tenant: Tenant) -> JSONResponse:
     record = await load_job(_deps(request), tenant, job_id)
     return JSONResponse(job_view(request, record))
 
 
-@router.get("/v1/jobs")
+@router.get("/v1/jobs", responses=error_responses(400))
 async def list_jobs(
     request: Request,
     tenant: Tenant,
@@ -106,7 +106,17 @@ async def list_jobs(
     )
 
 
-@router.get("/v1/jobs/{job_id}/artifacts/{path:path}", name="get_artifact")
+@router.get(
+    "/v1/jobs/{job_id}/artifacts/{path:path}",
+    name="get_artifact",
+    responses={
+        "200": {
+            "description": "The artifact's bytes.",
+            "content": {media: {} for media in (*MEDIA_TYPES.values(), "application/octet-stream")},
+        },
+        **error_responses(404),
+    },
+)
 async def get_artifact(job_id: str, path: str, request: Request, tenant: Tenant) -> StreamingResponse:
     deps = _deps(request)
     record = await load_job(deps, tenant, job_id)
@@ -153,7 +163,7 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.delete("/v1/jobs/{job_id}")
+@router.delete("/v1/jobs/{job_id}", responses=error_responses(404, 409))
 async def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JSONResponse:
     deps = _deps(request)
     record = await load_job(deps, tenant, job_id)

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from percolate_reading.errors import QueueError
-from percolate_reading.gateway.api_errors import ApiError, unavailable
+from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.routing import TierNotAllowedError, route_job
@@ -72,11 +72,7 @@ PARSE_OPENAPI: dict[str, Any] = {
     },
     "responses": {
         "202": {"description": "Accepted: the job is queued."},
-        "401": {"description": "Missing or wrong API key."},
-        "413": {"description": "The file is over the tenant's size cap."},
-        "415": {"description": "The content is not a type we parse."},
-        "429": {"description": "Too many queued and running jobs."},
-        "503": {"description": "Storage or queue unavailable; retry after Retry-After seconds."},
+        **error_responses(400, 401, 408, 413, 415, 422, 429, 503),
     },
 }
 
