@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """Soak: thousands of jobs through `percolate-reading serve` while it is killed and restarted.
 
 `serve` is the single-node deployment: gateway and worker in one process, job state in RocksDB

@@ -95,7 +95,8 @@ def gateway(settings: Settings) -> Iterator[LiveGateway]:
 
 
 def live_registry(gw: LiveGateway) -> TenantRegistry:
-    registry: TenantRegistry = gw.server.config.app.state.deps.registry
+    app: Any = gw.server.config.app
+    registry: TenantRegistry = app.state.deps.registry
     return registry
 
 
@@ -174,7 +175,8 @@ class CompareSpy:
 def compare_spy(monkeypatch: pytest.MonkeyPatch) -> CompareSpy:
     spy = CompareSpy()
     # tenancy calls hmac.compare_digest through the module, so this sees every comparison.
-    monkeypatch.setattr(tenancy.hmac, "compare_digest", spy)
+    assert tenancy.key_matches.__globals__["hmac"] is hmac
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     return spy
 
 
