@@ -68,37 +68,61 @@ def operation_labels() -> list[str]:
     return sorted(f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops)
 
 
-@pytest.mark.parametrize("label", operation_labels())
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
-def test_gateway_conforms_to_its_schema(
-    live: LiveGateway, tenants: Tenants, label: str, mode: GenerationMode
-) -> None:
+def load_operation(live: LiveGateway, label: str) -> Any:
     # The schema as the running gateway serves it.
     served = httpx.get(f"{live.url}/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_dict(served)
     results: list[Any] = list(schema.get_all_operations())
     operations = {op.label: op for op in (r.ok() for r in results)}
     assert label in operations, sorted(operations)
-    operation = operations[label]
-    if mode is GenerationMode.NEGATIVE and not list(operation.iter_parameters()) and not operation.body:
-        pytest.skip("nothing to make invalid: the operation takes no input")
-    auth = {"Authorization": f"Bearer {tenants.acme_key}"}
+    return operations[label]
 
+
+def fuzz_operation(
+    live: LiveGateway,
+    operation: Any,
+    mode: GenerationMode,
+    headers: dict[str, str],
+    examples: int,
+    expect: set[int] | None = None,
+) -> None:
     @given(case=operation.as_strategy(mode))
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
+        max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
     def fuzz(case: Any) -> None:
-        case.call_and_validate(base_url=live.url, headers=auth, checks=CHECKS)
+        response = case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS)
+        if expect is not None:
+            assert response.status_code in expect, (case.path, response.status_code, response.text)
 
+    fuzz()
+
+
+@pytest.mark.parametrize("label", operation_labels())
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
+def test_gateway_conforms_to_its_schema(
+    live: LiveGateway, tenants: Tenants, label: str, mode: GenerationMode
+) -> None:
+    operation = load_operation(live, label)
+    if mode is GenerationMode.NEGATIVE and not list(operation.iter_parameters()) and not operation.body:
+        pytest.skip("nothing to make invalid: the operation takes no input")
+    auth = {"Authorization": f"Bearer {tenants.acme_key}"}
     try:
-        fuzz()
+        fuzz_operation(live, operation, mode, auth, EXAMPLES_PER_OPERATION)
     except Unsatisfiable:
         # Only strings in the path (any string is schema-valid there): no invalid case exists.
         if mode is GenerationMode.POSITIVE:
             raise
         pytest.skip("schemathesis cannot make this operation's input schema-invalid")
+
+
+@pytest.mark.parametrize("label", [label for label in operation_labels() if " /v1/" in label])
+@pytest.mark.parametrize("key", [None, "pr_not-a-key-0123456789"], ids=["no-key", "wrong-key"])
+def test_unauthenticated_requests_are_declared_401s(live: LiveGateway, label: str, key: str | None) -> None:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    # 401 before anything else is looked at, whatever the rest of the request holds.
+    fuzz_operation(live, load_operation(live, label), GenerationMode.POSITIVE, headers, 5, expect={401})
