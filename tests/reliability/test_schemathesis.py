@@ -5,7 +5,9 @@ the ones the schema declares. Bounded: a fixed number of examples per operation.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from percolate_reading.gateway.app import create_app
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway import conftest as gateway_fixtures
 from tests.service.gateway.conftest import Tenants, make_settings
-from tests.service.gateway.harness import LiveGateway
+from tests.service.gateway.harness import LiveGateway, make_pdf
 
 pytestmark = pytest.mark.integration
 
@@ -126,3 +128,82 @@ def test_unauthenticated_requests_are_declared_401s(live: LiveGateway, label: st
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     # 401 before anything else is looked at, whatever the rest of the request holds.
     fuzz_operation(live, load_operation(live, label), GenerationMode.POSITIVE, headers, 5, expect={401})
+
+
+async def test_real_answers_match_the_served_schema(live: LiveGateway, tenants: Tenants) -> None:
+    """Generated requests rarely reach a real job: here every success (and the common errors)
+    of a real job's life is validated against the schema the gateway serves."""
+    from percolate_reading.worker.main import start_worker
+
+    async with httpx.AsyncClient(base_url=live.url, timeout=60) as anon:
+        served = (await anon.get("/openapi.json")).json()
+    ops: dict[str, Any] = {
+        op.label: op
+        for op in (r.ok() for r in list[Any](schemathesis.openapi.from_dict(served).get_all_operations()))
+    }
+    checked: list[tuple[str, int]] = []
+
+    async def post_file(c: httpx.AsyncClient, name: str, data: bytes) -> httpx.Response:
+        # Read the multipart body first: the validator looks at the request it answers.
+        request = c.build_request("POST", "/v1/parse", files={"file": (name, data)})
+        request.read()
+        return await c.send(request)
+
+    def check(label: str, response: httpx.Response) -> None:
+        ops[label].validate_response(response)
+        checked.append((label, response.status_code))
+
+    worker = await start_worker(live.settings)
+    try:
+        headers = {"Authorization": f"Bearer {tenants.acme_key}"}
+        async with httpx.AsyncClient(base_url=live.url, headers=headers, timeout=60) as acme:
+            r = await post_file(acme, "real.pdf", make_pdf("a real document"))
+            assert r.status_code == 202, r.text
+            check("POST /v1/parse", r)
+            job_id = r.json()["job_id"]
+            while True:
+                r = await acme.get(f"/v1/jobs/{job_id}")
+                check("GET /v1/jobs/{job_id}", r)
+                if r.json()["status"] in ("succeeded", "failed"):
+                    break
+                await asyncio.sleep(0.1)
+            job = r.json()
+            assert job["status"] == "succeeded", job
+            for path in job["artifacts"]:
+                r = await acme.get(f"/v1/jobs/{job_id}/artifacts/{path}")
+                assert r.status_code == 200
+                check("GET /v1/jobs/{job_id}/artifacts/{path}", r)
+            r = await acme.delete(f"/v1/jobs/{job_id}")
+            assert r.status_code == 409
+            check("DELETE /v1/jobs/{job_id}", r)
+            r = await acme.get("/v1/jobs", params={"limit": 1})
+            assert [j["job_id"] for j in r.json()["jobs"]] == [job_id]
+            check("GET /v1/jobs", r)
+            r = await acme.get("/v1/jobs", params={"cursor": "forged"})
+            assert r.status_code == 400
+            check("GET /v1/jobs", r)
+            while True:
+                r = await acme.get("/v1/context", params={"include_chunks": "true"})
+                if r.json()["documents"]:
+                    break
+                await asyncio.sleep(0.1)
+            check("GET /v1/context", r)
+            r = await post_file(acme, "x.pdf", b"not a document at all")
+            assert r.status_code in (400, 415), r.text
+            check("POST /v1/parse", r)
+            for label, path in (
+                ("GET /ready", "/ready"),
+                ("GET /health", "/health"),
+                ("GET /metrics", "/metrics"),
+            ):
+                r = await acme.get(path)
+                assert r.status_code == 200
+                check(label, r)
+    finally:
+        await worker.drain()
+    assert len(checked) >= 12
+    # The validator is not vacuous: a list answer of the wrong shape fails it.
+    bogus = httpx.Response(200, json={"jobs": "none"}, request=httpx.Request("GET", f"{live.url}/v1/jobs"))
+    bogus.elapsed = timedelta(0)
+    with pytest.raises((AssertionError, BaseExceptionGroup)):
+        ops["GET /v1/jobs"].validate_response(bogus)

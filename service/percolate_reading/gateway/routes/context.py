@@ -11,12 +11,13 @@ from percolate_reading.context import read_context
 from percolate_reading.gateway.api_errors import error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.schemas import Context
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["context"], responses=error_responses(401, 422, 503))
 
 
-@router.get("/v1/context")
+@router.get("/v1/context", responses={200: {"model": Context}})
 async def get_context(
     request: Request, tenant: Tenant, include_chunks: bool = Query(False, description="inline every chunk")
 ) -> JSONResponse:

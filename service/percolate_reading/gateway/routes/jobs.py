@@ -14,6 +14,7 @@ from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, O
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.schemas import JobList, JobView
 from percolate_reading.jobs.index import tenant_prefix
 from percolate_reading.jobs.models import JobRecord, JobStatus
 from percolate_reading.tenancy import TenantRecord
@@ -75,13 +76,13 @@ def valid_artifact_path(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-@router.get("/v1/jobs/{job_id}", name="get_job", responses=error_responses(404))
+@router.get("/v1/jobs/{job_id}", name="get_job", responses={200: {"model": JobView}, **error_responses(404)})
 async def get_job(job_id: str, request: Request, tenant: Tenant) -> JSONResponse:
     record = await load_job(_deps(request), tenant, job_id)
     return JSONResponse(job_view(request, record))
 
 
-@router.get("/v1/jobs", responses=error_responses(400))
+@router.get("/v1/jobs", responses={200: {"model": JobList}, **error_responses(400)})
 async def list_jobs(
     request: Request,
     tenant: Tenant,
@@ -163,7 +164,7 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.delete("/v1/jobs/{job_id}", responses=error_responses(404, 409))
+@router.delete("/v1/jobs/{job_id}", responses={200: {"model": JobView}, **error_responses(404, 409)})
 async def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JSONResponse:
     deps = _deps(request)
     record = await load_job(deps, tenant, job_id)

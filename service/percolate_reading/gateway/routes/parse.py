@@ -22,6 +22,7 @@ from percolate_reading.gateway.api_errors import ApiError, error_responses, unav
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.routing import TierNotAllowedError, route_job
+from percolate_reading.gateway.schemas import Accepted
 from percolate_reading.gateway.upload import (
     MultipartUpload,
     UploadError,
@@ -127,7 +128,7 @@ def _object_key(tenant: TenantRecord, job_id: str, name: str) -> str:
     return f"{tenant.tenant_id}/{job_id}/{name}"
 
 
-@router.post("/v1/parse", status_code=202, openapi_extra=PARSE_OPENAPI)
+@router.post("/v1/parse", status_code=202, openapi_extra=PARSE_OPENAPI, responses={202: {"model": Accepted}})
 async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
     deps = _deps(request)
     max_bytes = tenant.quotas.max_file_bytes
