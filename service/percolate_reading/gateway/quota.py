@@ -28,6 +28,7 @@ class QuotaTracker:
     ttl_s: float = 5.0
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _pending: dict[str, int] = field(default_factory=dict)
 
     async def reserve(self, jobs: JobStore, tenant_id: str, limit: int) -> int | None:
         """Take one slot; returns None when it fits, else the tenant's exact active count.
@@ -38,14 +39,29 @@ class QuotaTracker:
             entry = self._entries.get(tenant_id)
             now = time.monotonic()
             if entry is None or now - entry.counted_at > self.ttl_s or entry.count >= limit:
-                entry = _Entry(now, await jobs.count_active(tenant_id))
+                counted = await jobs.count_active(tenant_id)
+                entry = _Entry(now, counted + self._pending.get(tenant_id, 0))
                 self._entries[tenant_id] = entry
             if entry.count >= limit:
                 return entry.count
             entry.count += 1
+            self._pending[tenant_id] = self._pending.get(tenant_id, 0) + 1
             return None
 
+    def landed(self, tenant_id: str) -> None:
+        """The reserved job's record is written: a recount now sees it by itself."""
+        self._unpend(tenant_id)
+
     def release(self, tenant_id: str) -> None:
+        """The reserved upload failed: give its slot back."""
+        self._unpend(tenant_id)
         entry = self._entries.get(tenant_id)
         if entry is not None and entry.count > 0:
             entry.count -= 1
+
+    def _unpend(self, tenant_id: str) -> None:
+        pending = self._pending.get(tenant_id, 0)
+        if pending > 1:
+            self._pending[tenant_id] = pending - 1
+        else:
+            self._pending.pop(tenant_id, None)

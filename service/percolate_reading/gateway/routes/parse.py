@@ -156,10 +156,12 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
             {"Retry-After": "30"},
         )
     try:
-        return await _accept(request, deps, tenant)
+        response = await _accept(request, deps, tenant)
     except BaseException:
         deps.quotas.release(tenant.tenant_id)
         raise
+    deps.quotas.landed(tenant.tenant_id)
+    return response
 
 
 async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> JSONResponse:
