@@ -65,7 +65,11 @@ PARSE_OPENAPI: dict[str, Any] = {
                         "tier": {"type": "string", "enum": [t.value for t in Tier]},
                         "password": {"type": "string"},
                         "language": {"type": "string"},
-                        "ocr_enabled": {"type": "boolean"},
+                        # Form fields are text: exactly the spellings parse_fields accepts.
+                        "ocr_enabled": {
+                            "type": "string",
+                            "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$",
+                        },
                     },
                 }
             }
