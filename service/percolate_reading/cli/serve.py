@@ -183,30 +183,14 @@ def announce(settings: Settings, api_key: str) -> None:
 
 
 async def serve(settings: Settings, api_key: str) -> int:
-    from percolate_reading.gateway.app import create_app, default_metrics
-    from percolate_reading.gateway.deps import GatewayDeps
-    from percolate_reading.gateway.registry import TenantRegistry
+    from percolate_reading.gateway.app import create_app, open_deps
     from percolate_reading.gateway.server import GatewayServer, install_signal_handlers, uvicorn_config
-    from percolate_reading.jobs import open_job_store
-    from percolate_reading.queue.jetstream import connect, ensure_streams
-    from percolate_reading.storage import open_object_store
     from percolate_reading.worker.main import start_worker
 
     async with AsyncExitStack() as stack:
-        nc = await connect(settings, name="percolate-serve")
-        stack.push_async_callback(nc.close)
-        js = nc.jetstream()
-        await ensure_streams(js, settings)
-        store = await open_object_store(settings)
-        stack.push_async_callback(store.close)
-        # No JetStream context: the single node keeps job state in RocksDB under data_dir.
-        jobs = await open_job_store(settings, None)
-        stack.push_async_callback(jobs.close)
-        metrics = default_metrics()
-        registry = TenantRegistry.from_settings(settings)
-        deps = GatewayDeps(
-            settings=settings, store=store, jobs=jobs, registry=registry, nc=nc, js=js, metrics=metrics
-        )
+        deps = await open_deps(settings, stack, single_node=True)
+        nc, store, jobs, metrics, registry = deps.nc, deps.store, deps.jobs, deps.metrics, deps.registry
+        assert nc is not None
 
         # One worker per shared tier, so whatever the router picks is consumed here; they share
         # the connection, stores, metrics and tenant registry with the gateway.

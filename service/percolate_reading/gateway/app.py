@@ -28,8 +28,11 @@ from percolate_reading.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-async def open_deps(settings: Settings, stack: AsyncExitStack) -> GatewayDeps:
-    """Connect everything the gateway needs; `stack` closes it in reverse order."""
+async def open_deps(settings: Settings, stack: AsyncExitStack, *, single_node: bool = False) -> GatewayDeps:
+    """Connect everything the gateway needs; `stack` closes it in reverse order.
+
+    `single_node` (for `serve`) keeps job state in RocksDB under data_dir instead of the
+    JetStream KV bucket that gateway replicas share."""
     from percolate_reading.jobs import open_job_store
     from percolate_reading.queue.jetstream import connect, ensure_streams
     from percolate_reading.storage import open_object_store
@@ -41,7 +44,7 @@ async def open_deps(settings: Settings, stack: AsyncExitStack) -> GatewayDeps:
     await ensure_streams(js, settings)
     store = await open_object_store(settings)
     stack.push_async_callback(store.close)
-    job_store = await open_job_store(settings, js)
+    job_store = await open_job_store(settings, None if single_node else js)
     stack.push_async_callback(job_store.close)
     return GatewayDeps(
         settings=settings,
