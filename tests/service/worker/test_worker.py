@@ -234,9 +234,12 @@ async def broken_s3_store(env: Env) -> S3ObjectStore:
 
 
 async def test_transient_error_naks_then_succeeds(env: Env) -> None:
-    # First worker: its S3 is unreachable, so the download fails transiently.
+    # First worker: its S3 is unreachable, so the download fails transiently. Its nak delay is
+    # long enough that it is drained before the job comes back: the retry must reach the
+    # second worker, not use up the deliveries on the broken one.
     bad_store = await broken_s3_store(env)
-    first = await start_worker(env.settings, nc=env.nc, store=bad_store, jobs=env.jobs)
+    slow_retry = env.settings.model_copy(update={"nak_backoff_s": "5"})
+    first = await start_worker(slow_retry, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["Second time lucky."]))
         async with asyncio.timeout(60):
