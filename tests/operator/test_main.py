@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -41,5 +42,7 @@ async def test_entrypoint_serves_liveness_and_stops_on_sigterm(
                 assert "nats" in resp.json()  # our probe reports the NATS connection
             finally:
                 proc.send_signal(signal.SIGTERM)
-                code = proc.wait(30)
+                # Wait off the loop: the emulator (served by this loop) must see the operator's
+                # connections close, or their transports are left for the GC to complain about.
+                code = await asyncio.to_thread(proc.wait, 30)
         assert code == 0, log_path.read_text()
