@@ -8,32 +8,19 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from percolate_reading.jobs.kv_store import KvJobStore
 from percolate_reading.jobs.models import JobRecord, JobStatus
-from percolate_reading.queue.jetstream import connect, ensure_streams
-from percolate_reading.storage import open_object_store
 from tests.servers import NatsServer, SeaweedS3
-from tests.service.worker.test_worker import SECRET, Env, worker_settings
+from tests.service.worker import test_worker
+from tests.service.worker.test_worker import SECRET, Env
 
-
-@pytest.fixture
-async def env(fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path) -> AsyncIterator[Env]:
-    settings = worker_settings(fresh_nats_server, seaweed_s3, tmp_path)
-    nc = await connect(settings)
-    await ensure_streams(nc.jetstream(), settings)
-    store = await open_object_store(settings)
-    jobs = await KvJobStore.open(nc.jetstream(), settings)
-    tenant = "t-" + uuid.uuid4().hex[:10]
-    yield Env(settings, nc, store, jobs, tenant)
-    await store.close()
-    await nc.close()
+# The worker tests' environment fixture (real nats-server and SeaweedFS), shared rather than copied.
+env = test_worker.env
 
 
 @dataclass
