@@ -4,7 +4,7 @@
 
 Starts a real nats-server and SeaweedFS (tests/servers.py), a gateway process and a worker
 process (two parse slots per core, plus prefetched jobs doing their I/O),
-uploads every file (16 in flight),
+uploads every file (16 in flight, from bench/loadgen.py's cheap client),
 waits for every job to finish and reports jobs/s from the first upload to the last
 completion. Then runs `percolate-reading parse FILES --out DIR` on the same files.
 
@@ -36,6 +36,7 @@ import pymupdf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.loadgen import multipart_body, session, upload  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 KEY = "pr_e2e-bench-key-0123456789"
@@ -164,19 +165,15 @@ async def run_platform(url: str, files: list[Path]) -> tuple[float, int, int, li
                 await asyncio.sleep(0.2)
             sem = asyncio.Semaphore(16)
             started = time.perf_counter()
+            async with session(url, KEY, 16) as uploader:
 
-            async def upload(path: Path) -> str:
-                async with sem:
-                    data = await asyncio.to_thread(path.read_bytes)
-                    r = await client.post(
-                        "/v1/parse", files={"file": (path.name, data)}, data={"callback_url": receiver.url}
-                    )
-                    if r.status_code != 202:
-                        raise RuntimeError(f"{path.name}: {r.status_code} {r.text}")
-                    job_id: str = r.json()["job_id"]
-                    return job_id
+                async def submit(path: Path) -> str:
+                    async with sem:
+                        data = await asyncio.to_thread(path.read_bytes)
+                        body, content_type = multipart_body(path.name, data, {"callback_url": receiver.url})
+                        return await upload(uploader, body, content_type)
 
-            pending = set(await asyncio.gather(*(upload(p) for p in files)))
+                pending = set(await asyncio.gather(*(submit(p) for p in files)))
             outcome: dict[str, str] = {}
             records: dict[str, dict[str, Any]] = {}
             last_listing = time.perf_counter()

@@ -6,6 +6,8 @@ process (so its RSS is its own), then measures, in the same run:
 * upload-to-202 p50/p99 and uploads/s at concurrency 1, 16, 64 for 100 KiB and 1 MiB files;
 * the bare cost of what the gateway must do anyway: one S3 put of the same bytes plus one
   JetStream publish (with PubAck), at the same concurrency, from this process;
+* uploads come from bench/loadgen.py (aiohttp, body encoded once), a client cheap enough
+  not to be the bottleneck on the cores it shares with the gateway;
 * the gateway's peak RSS while a 1 GiB upload (generated on the fly, never on disk) streams
   through it to S3.
 
@@ -35,6 +37,7 @@ from pydantic import SecretStr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.loadgen import multipart_body, session, upload  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 from percolate_reading.config import Settings  # noqa: E402
@@ -113,15 +116,11 @@ async def run_concurrent(
 
 
 async def bench_gateway(url: str, payload: bytes, n: int, concurrency: int) -> tuple[list[float], float]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120, limits=limits
-    ) as client:
+    body, content_type = multipart_body("doc.pdf", payload)
+    async with session(url, KEY, concurrency) as client:
 
         async def one(i: int) -> None:
-            r = await client.post("/v1/parse", files={"file": (f"doc{i}.pdf", payload)})
-            if r.status_code != 202:
-                raise RuntimeError(f"upload {i}: {r.status_code} {r.text}")
+            await upload(client, body, content_type)
 
         return await run_concurrent(n, concurrency, one)
 
