@@ -48,13 +48,16 @@ T = TypeVar("T")
 
 # Modules the forkserver imports once so children inherit them already loaded.
 # A missing optional module is skipped by the forkserver (ImportError is ignored there).
+# providers.mupdf comes first: it decides how PyMuPDF is imported (without its layout model).
 PRELOAD_MODULES = [
+    "percolate_reading.providers.mupdf",
     "percolate_reading.parsing",
-    "pymupdf",
     "openpyxl",
     "python_calamine",
     "percolate_reading.providers.pdf",
     "percolate_reading.providers.xlsx",
+    # Last: a parse in the server, so children inherit what a first parse loads lazily.
+    "percolate_reading.providers.warmup",
 ]
 
 # Exit codes the child uses when it cannot even send its error back.
@@ -331,12 +334,26 @@ def _enter_sandbox(limits: SandboxLimits, tmp_dir: str) -> None:
     Path(tmp_dir).chmod(0o700)
 
 
+def _load_libc() -> Any:
+    # find_library may run `ldconfig -p`: done once at import (in the forkserver, which
+    # imports this module), not in every child.
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    try:
+        return ctypes.CDLL(libc_name)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
 def _limit_malloc_arenas() -> None:
     # glibc reserves a 64 MiB arena per thread; under RLIMIT_AS that virtual space would
     # count against the limit and make thread-heavy decoders fail far below real usage.
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    if _LIBC is None:
         return
     with contextlib.suppress(OSError, AttributeError):
         m_arena_max = -8
-        ctypes.CDLL(libc_name).mallopt(m_arena_max, 2)
+        _LIBC.mallopt(m_arena_max, 2)

@@ -225,3 +225,34 @@ def test_cancel_kills_the_child() -> None:
             run_in_sandbox(_sleep_forever, limits=LIMITS, cancel=cancel)
     finally:
         timer.cancel()
+
+
+def _child_modules() -> dict[str, object]:
+    import sys
+
+    return {
+        "warmed": "percolate_reading.providers.warmup" in sys.modules,
+        "layout": sys.modules.get("pymupdf.layout", "absent"),
+    }
+
+
+def test_children_start_warm_and_without_the_layout_model() -> None:
+    # Forked from a server that already ran one parse (providers.warmup) and imported PyMuPDF
+    # without its layout model: neither costs a child anything.
+    seen = run_in_sandbox(_child_modules, limits=LIMITS)
+    assert seen["warmed"] is True
+    assert seen["layout"] is None or seen["layout"] == "absent"
+
+
+def test_warm_up_document_exercises_the_table_finder(tmp_path: Path) -> None:
+    from percolate_reading.parsing import run_provider
+    from percolate_reading.providers.base import ParseOptions
+    from percolate_reading.providers.warmup import sample_pdf
+
+    path = tmp_path / "warm.pdf"
+    path.write_bytes(sample_pdf())
+    doc = run_provider(DocumentType.PDF, path, path.name, ParseOptions(ocr_enabled=False))
+    kinds = [b.kind for b in doc.blocks]
+    assert BlockKind.HEADING in kinds
+    assert BlockKind.TABLE in kinds
+    assert [c for row in doc.tables[0].rows for c in row] == ["cell 00", "cell 01", "cell 10", "cell 11"]

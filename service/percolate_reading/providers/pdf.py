@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pymupdf
-
 from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.errors import (
     CorruptDocumentError,
@@ -25,6 +23,7 @@ from percolate_reading.errors import (
     EncryptedDocumentError,
 )
 from percolate_reading.providers.base import ParseOptions
+from percolate_reading.providers.mupdf import pymupdf
 from percolate_reading.providers.pdf_layout import (
     SAMPLE_PAGES,
     DocStats,
