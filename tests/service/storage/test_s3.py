@@ -138,3 +138,34 @@ async def test_unreachable_endpoint_is_storage_error(tmp_path: Path) -> None:
         await store.close()
     with pytest.raises(StorageError):
         await open_object_store(settings)
+
+
+async def test_wrong_credentials_are_a_storage_error(seaweed_s3: SeaweedS3, tmp_path: Path) -> None:
+    good = await open_object_store(s3_settings(seaweed_s3, tmp_path))
+    await good.put_bytes("percolate-files", "t3/creds/a.txt", b"secret")
+    await good.close()
+    settings = load_settings(
+        s3_endpoint=seaweed_s3.endpoint,
+        s3_access_key=seaweed_s3.access_key,
+        s3_secret_key="not-the-secret",
+        data_dir=tmp_path,
+    )
+    store = await S3ObjectStore.open(settings)
+    try:
+        with pytest.raises(StorageError) as info:
+            await store.get_bytes("percolate-files", "t3/creds/a.txt")
+        assert not isinstance(info.value, ObjectNotFoundError)
+        with pytest.raises(StorageError):
+            await store.put_bytes("percolate-files", "t3/creds/b.txt", b"x")
+        with pytest.raises(StorageError):
+            _ = [c async for c in store.iter_object("percolate-files", "t3/creds/a.txt")]
+    finally:
+        await store.close()
+
+
+async def test_content_type_is_stored(store: S3ObjectStore) -> None:
+    key = f"t4/{uuid.uuid4().hex}/doc.md"
+    await store.put_bytes("percolate-artifacts", key, b"# hi", "text/markdown; charset=utf-8")
+    head = await store._client.head_object(Bucket="percolate-artifacts", Key=key)
+    assert head["ContentType"] == "text/markdown; charset=utf-8"
+    assert await store.get_bytes("percolate-artifacts", key) == b"# hi"
