@@ -154,12 +154,20 @@ def run_in_sandbox(
         recv_conn.close()
         send_conn.close()
         _reap(proc)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        _remove_scratch(tmp_dir)
     status, payload = outcome
     if status == "ok":
         result: T = payload
         return result
     raise payload
+
+
+def _remove_scratch(tmp_dir: str) -> None:
+    # Most parses leave their scratch directory empty: one rmdir, not rmtree's walk.
+    try:
+        os.rmdir(tmp_dir)
+    except OSError:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _wait_for_outcome(

@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -271,6 +272,19 @@ async def ensure_record(jobs: JobStore, msg: JobMessage) -> JobRecord:
     return record
 
 
+@contextlib.contextmanager
+def _input_file(file_name: str) -> Iterator[Path]:
+    """A fresh private file for the job's input (a file, not a directory: one unlink)."""
+    suffix = PurePosixPath(file_name).suffix.lower()[:10]
+    fd, name = tempfile.mkstemp(prefix="percolate-job-", suffix=suffix if suffix.isascii() else "")
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
 async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     """Run one delivery of a job; returns the outcome (succeeded, cancelled, duplicate).
 
@@ -292,9 +306,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
 
     timings: dict[str, float] = {}
     assert svc.parse_slots is not None
-    with tempfile.TemporaryDirectory(prefix="percolate-job-") as tmp:
-        suffix = PurePosixPath(msg.file_name).suffix.lower()[:10]
-        path = Path(tmp) / f"input{suffix if suffix.isascii() else ''}"
+    with _input_file(msg.file_name) as path:
         t0 = time.perf_counter()
         await svc.store.download_to(src_bucket, src_key, path)
         timings["download_s"] = time.perf_counter() - t0
