@@ -34,12 +34,12 @@ async def open_deps(settings: Settings, stack: AsyncExitStack, *, single_node: b
     `single_node` (for `serve`) keeps job state in RocksDB under data_dir instead of the
     JetStream KV bucket that gateway replicas share."""
     from percolate_reading.jobs import open_job_store
-    from percolate_reading.queue.jetstream import connect, ensure_streams
+    from percolate_reading.queue.jetstream import close_quietly, connect, ensure_streams
     from percolate_reading.storage import open_object_store
 
     registry = TenantRegistry.from_settings(settings)
     nc = await connect(settings, name="percolate-gateway")
-    stack.push_async_callback(nc.close)
+    stack.push_async_callback(close_quietly, nc)
     js = nc.jetstream()
     await ensure_streams(js, settings)
     store = await open_object_store(settings)
