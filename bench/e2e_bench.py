@@ -362,8 +362,36 @@ def main(n: int, concurrency: int | None, prefetch: int | None = None) -> str:
             f"Platform throughput is {ratio:.0%} of local parse "
             f"(goal >= 80%: {'met' if ratio >= 0.8 else 'NOT met'}).",
             "",
+            *budget_lines(n, cores, local_rate, cpu, platform_cpu, local_cpu),
         ]
     )
+
+
+def budget_lines(
+    n: int, cores: int, local_rate: float, cpu: dict[str, float], platform_cpu: float, local_cpu: float
+) -> list[str]:
+    """What the goal leaves for everything that is not the parse, against what it costs.
+
+    With every core busy, jobs/s is at most cores / (CPU s per job); 80% of local's rate
+    therefore caps the platform's CPU per job. The parse itself (local's CPU per job) comes
+    out of that cap first; the rest is what the object store, gateway, NATS, the client and
+    the worker's own work may use together."""
+    cap_ms = cores / (0.8 * local_rate) * 1000
+    parse_ms = local_cpu / n * 1000
+    store_ms = cpu["SeaweedFS"] / n * 1000
+    other_ms = (platform_cpu - cpu["SeaweedFS"]) / n * 1000 - parse_ms
+    return [
+        "What the goal allows per job, in CPU ms (all cores busy: jobs/s <= cores / CPU per job):",
+        "",
+        "| | ms per job |",
+        "|---|---|",
+        f"| CPU per job at 80% of local's rate ({cores} cores) | {cap_ms:.1f} |",
+        f"| of which the parse, as local pays it | {parse_ms:.1f} |",
+        f"| left for S3 server, gateway, NATS, client and worker overhead | {cap_ms - parse_ms:.1f} |",
+        f"| spent by SeaweedFS alone (S3 on the same cores) | {store_ms:.1f} |",
+        f"| spent by gateway, NATS, client and the worker beyond the parse | {other_ms:.1f} |",
+        "",
+    ]
 
 
 if __name__ == "__main__":
