@@ -8,9 +8,10 @@ uploads every file (16 in flight, from bench/loadgen.py's cheap client),
 waits for every job to finish and reports jobs/s from the first upload to the last
 completion. Then runs `percolate-reading parse FILES --out DIR` on the same files.
 
-Prints a Markdown table and writes bench/results/e2e.md. Goal: platform >= 80% of local.
+Prints a Markdown table and writes bench/results/e2e.md (e2e-<N>pages.md with --pages N).
+Goal: platform >= 80% of local.
 
-    python bench/e2e_bench.py [--files 500]
+    python bench/e2e_bench.py [--files 500] [--pages 2]
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ FILLER = (
 WORDS = FILLER.split(" ")
 
 
-def make_pdfs(folder: Path, n: int) -> list[Path]:
+def make_pdfs(folder: Path, n: int, pages: int = 2) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         doc = pymupdf.open()
-        for p in range(2):
+        for p in range(pages):
             page = doc.new_page()
             page.insert_text((72, 72), f"Document {i} page {p + 1}", fontsize=16)
             y = 110.0
@@ -282,9 +283,9 @@ def run_local(files: list[Path], out: Path) -> tuple[float, int, float]:
     return time.perf_counter() - started, proc.returncode, cpu
 
 
-def main(n: int, concurrency: int | None, prefetch: int | None = None) -> str:
+def main(n: int, concurrency: int | None, prefetch: int | None = None, pages: int = 2) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="e2ebench-"))
-    files = make_pdfs(tmp / "pdfs", n)
+    files = make_pdfs(tmp / "pdfs", n, pages)
     cores = os.cpu_count() or 1
     # Two parse slots per core: a slot is held for the sandbox child's whole life (fork via
     # the forkserver, result over a pipe, reaping), not only its CPU time, and the worker's
@@ -337,8 +338,8 @@ def main(n: int, concurrency: int | None, prefetch: int | None = None) -> str:
         [
             "# End-to-end benchmark",
             "",
-            f"{n} small PDFs (2 pages each), {cores} CPU cores (shared). Platform: one gateway process, one "
-            f"worker process with concurrency {concurrency}"
+            f"{n} small PDFs ({pages} pages each), {cores} CPU cores (shared). Platform: one gateway "
+            f"process, one worker process with concurrency {concurrency}"
             f"{'' if prefetch is None else f' and prefetch {prefetch}'}, nats-server and SeaweedFS on "
             "loopback; timed from the first upload to the last job finished. Local: "
             "`percolate-reading parse` on the same files.",
@@ -397,12 +398,13 @@ def budget_lines(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=500, help="number of PDFs (default 500)")
+    parser.add_argument("--pages", type=int, default=2, help="pages per PDF (default 2)")
     parser.add_argument("--concurrency", type=int, default=None, help="worker parse slots (default 2x cores)")
     parser.add_argument("--prefetch", type=int, default=None, help="worker prefetch (default 8x cores)")
     args = parser.parse_args()
-    report = main(args.files, args.concurrency, args.prefetch)
+    report = main(args.files, args.concurrency, args.prefetch, args.pages)
     print(report)
-    out = REPO / "bench" / "results" / "e2e.md"
+    out = REPO / "bench" / "results" / ("e2e.md" if args.pages == 2 else f"e2e-{args.pages}pages.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report + "\n")
     print(f"written to {out}")

@@ -17,11 +17,13 @@ from percolate_reading.jobs.models import StorageStrategy
 from percolate_reading.subjects import (
     DLQ_STREAM_NAME,
     DLQ_STREAM_SUBJECTS,
+    STRANDED_STREAM_NAME,
     STREAM_NAME,
     STREAM_SUBJECTS,
     Tier,
     consumer_name,
     job_subject,
+    max_deliveries_advisory,
 )
 from percolate_reading.tenancy import Quotas, TenantRecord
 
@@ -104,6 +106,20 @@ def dlq_stream_config(settings: OperatorSettings) -> dict[str, Any]:
         "retention": "limits",
         "storage": "file",
         "max_age": settings.dlq_max_age_s,
+        "discard": "old",
+        "num_replicas": settings.stream_replicas,
+    }
+
+
+def stranded_stream_config(settings: OperatorSettings) -> dict[str, Any]:
+    """Config of JOBS_STRANDED: the server's MAX_DELIVERIES advisories for JOBS, kept until a
+    worker of the pool settles the job (the workers create it too, with the same config)."""
+    return {
+        "name": STRANDED_STREAM_NAME,
+        "subjects": [max_deliveries_advisory(STREAM_NAME)],
+        "retention": "workqueue",
+        "storage": "file",
+        "max_age": settings.stream_max_age_s,
         "discard": "old",
         "num_replicas": settings.stream_replicas,
     }

@@ -213,6 +213,7 @@ async def reconcile_pool(
     try:
         await rt.js.ensure_stream(builders.stream_config(settings))
         await rt.js.ensure_stream(builders.dlq_stream_config(settings))
+        await rt.js.ensure_stream(builders.stranded_stream_config(settings))
         outcome = await rt.js.ensure_consumer(STREAM_NAME, consumer_cfg)
     except NatsUnavailable as exc:
         patch.status["conditions"] = [

@@ -16,6 +16,8 @@ STREAM_NAME = "JOBS"
 STREAM_SUBJECTS = ("jobs.>",)
 DLQ_STREAM_NAME = "JOBS_DLQ"
 DLQ_STREAM_SUBJECTS = ("dlq.>",)
+# The server's MAX_DELIVERIES advisories for JOBS, kept until a worker settles the job.
+STRANDED_STREAM_NAME = "JOBS_STRANDED"
 SHARED_CONSUMER_PREFIX = "parse-workers"
 
 # Tenant ids become subject tokens, bucket prefixes and label values: keep them boring.
@@ -66,3 +68,14 @@ def tenant_of_subject(subject: str) -> str | None:
     if len(parts) == 4 and parts[:2] == ["jobs", "parse"]:
         return parts[3]
     return None
+
+
+def max_deliveries_advisory(stream: str, durable: str = "*") -> str:
+    """The subject on which the server reports a message of `stream` that ran out of
+    deliveries on consumer `durable` ("*": any consumer)."""
+    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
+
+
+def stranded_consumer_name(durable: str) -> str:
+    """The durable that reads the advisories of one pool's consumer."""
+    return f"{durable}-stranded"

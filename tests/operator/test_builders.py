@@ -159,6 +159,9 @@ def test_consumer_and_stream_configs_are_nats_configs() -> None:
     assert stream.max_age == 7 * 24 * 3600
     dlq = StreamConfig(**builders.dlq_stream_config(SETTINGS))
     assert dlq.subjects == ["dlq.>"]
+    stranded = StreamConfig(**builders.stranded_stream_config(SETTINGS))
+    assert stranded.subjects == ["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.*"]
+    assert stranded.retention == "workqueue"
 
 
 def test_consumer_drift_detects_changed_fields() -> None:

@@ -213,3 +213,38 @@ async def test_worker_killed_on_the_last_delivery_is_failed_and_dead_lettered(
         assert after.status is JobStatus.SUCCEEDED
     finally:
         await survivor.drain()
+
+
+async def test_stranded_report_waits_for_a_worker_that_starts_later(env: Env) -> None:
+    """The server reports a message that used its last delivery once, when someone pulls.
+    If no worker of the pool is running at that moment (the consumer was pulled by another
+    client, or the pool scaled to zero right after), the report must still be there for the
+    next worker: JOBS_STRANDED keeps it until a worker has settled the job."""
+    from percolate_reading.queue.jetstream import ensure_consumer
+    from percolate_reading.subjects import DLQ_STREAM_NAME, STRANDED_STREAM_NAME
+
+    settings = env.settings.model_copy(update={"nats_max_deliver": 1, "nats_ack_wait": 1.0})
+    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    job_id = await env.submit(make_pdf(["a job whose only delivery is lost"]))
+    # A client that takes the only delivery and never answers (no worker is running at all).
+    taker = await env.js.pull_subscribe_bind(settings.nats_queue_group, stream=settings.nats_stream)
+    assert len(await taker.fetch(1, timeout=5)) == 1
+    await asyncio.sleep(1.5)  # past ack_wait
+    with pytest.raises(asyncio.TimeoutError):
+        await taker.fetch(1, timeout=1)  # nothing deliverable; the server notices and reports
+    await taker.unsubscribe()
+    await until_messages(env, STRANDED_STREAM_NAME, 1)
+    assert (await env.jobs.get(job_id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+    worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
+    try:
+        failed = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED, wait_s=60)
+        assert failed.status is JobStatus.FAILED
+        assert failed.error is not None
+        assert failed.error.code == "worker_lost"
+        await until_messages(env, settings.nats_stream, 0)
+        await until_messages(env, STRANDED_STREAM_NAME, 0)  # acked once settled
+        dlq = await env.js.stream_info(DLQ_STREAM_NAME)
+        assert dlq.state.messages == 1
+    finally:
+        await worker.drain()

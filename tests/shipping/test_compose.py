@@ -186,12 +186,20 @@ def test_every_service_ensures_the_same_streams(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each service runs ensure_streams, which updates a differing stream: they must agree."""
-    from percolate_reading.queue.jetstream import dlq_stream_config, jobs_stream_config
+    from percolate_reading.queue.jetstream import (
+        dlq_stream_config,
+        jobs_stream_config,
+        stranded_stream_config,
+    )
 
     configs = {}
     for name in PLATFORM_SERVICES:
         settings = _settings_from(_env(services[name]), monkeypatch)
-        configs[name] = (jobs_stream_config(settings), dlq_stream_config(settings))
+        configs[name] = (
+            jobs_stream_config(settings),
+            dlq_stream_config(settings),
+            stranded_stream_config(settings),
+        )
     assert len({repr(c) for c in configs.values()}) == 1, configs
 
 

@@ -427,6 +427,32 @@ def test_stream_replicas_agree_and_fit_the_nats_cluster(build: Build, clean_env:
     assert gateway_settings.nats_dlq_max_age_s == op.dlq_max_age_s
 
 
+def test_operator_and_gateway_define_the_same_streams(build: Build) -> None:
+    """The operator (its builders) and the gateway and workers (queue/jetstream.py) each ensure
+    JOBS, JOBS_DLQ and JOBS_STRANDED; a difference would have them rewrite each other's."""
+    from nats.js.api import StreamConfig
+
+    from percolate_reading.queue.jetstream import (
+        dlq_stream_config,
+        jobs_stream_config,
+        stranded_stream_config,
+    )
+
+    _, gateway = _gateway(build)
+    gateway_settings = _literal_settings(gateway)
+    op = build.operator_settings
+    pairs = (
+        (builders.stream_config(op), jobs_stream_config(gateway_settings)),
+        (builders.dlq_stream_config(op), dlq_stream_config(gateway_settings)),
+        (builders.stranded_stream_config(op), stranded_stream_config(gateway_settings)),
+    )
+    for operator_dict, service in pairs:
+        ours = StreamConfig(**operator_dict).as_dict()
+        theirs = service.as_dict()
+        differ = [f for f in STREAM_FIELDS if ours.get(f) != theirs.get(f)]
+        assert not differ, f"{service.name}: operator and service differ in {differ}"
+
+
 def _literal_settings(container: dict[str, Any]) -> Settings:
     return Settings(  # type: ignore[arg-type]
         **{
@@ -443,11 +469,15 @@ STREAM_FIELDS = ("subjects", "retention", "storage", "max_age", "max_msgs", "dis
 def test_workers_ensure_the_same_streams_as_the_gateway(build: Build, clean_env: None) -> None:
     """Gateway and workers both run ensure_streams at start-up, which updates a stream that
     differs from their settings: their stream settings must agree or they undo each other."""
-    from percolate_reading.queue.jetstream import dlq_stream_config, jobs_stream_config
+    from percolate_reading.queue.jetstream import (
+        dlq_stream_config,
+        jobs_stream_config,
+        stranded_stream_config,
+    )
 
     _, gateway = _gateway(build)
     gateway_settings = _literal_settings(gateway)
-    for make in (jobs_stream_config, dlq_stream_config):
+    for make in (jobs_stream_config, dlq_stream_config, stranded_stream_config):
         want = make(gateway_settings)
         for d in build.worker_deployments:
             (c,) = d["spec"]["template"]["spec"]["containers"]

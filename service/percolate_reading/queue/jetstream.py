@@ -32,7 +32,14 @@ from nats.js.api import (
 from percolate_reading.config import Settings
 from percolate_reading.errors import QueueError
 from percolate_reading.jobs.models import JobMessage
-from percolate_reading.subjects import DLQ_STREAM_NAME, DLQ_STREAM_SUBJECTS, STREAM_SUBJECTS
+from percolate_reading.subjects import (
+    DLQ_STREAM_NAME,
+    DLQ_STREAM_SUBJECTS,
+    STRANDED_STREAM_NAME,
+    STREAM_SUBJECTS,
+    max_deliveries_advisory,
+    stranded_consumer_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,42 @@ def dlq_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+def stranded_stream_config(settings: Settings) -> StreamConfig:
+    """The server's MAX_DELIVERIES advisories for the jobs stream, kept until a worker of the
+    pool settles the stranded job. A plain subscription would miss an advisory sent while no
+    worker of that pool was connected, and the job would sit in the queue until max age.
+    Work-queue retention: each pool's consumer takes only its own durable's advisories."""
+    return StreamConfig(
+        name=STRANDED_STREAM_NAME,
+        subjects=[max_deliveries_advisory(settings.nats_stream)],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=settings.nats_max_age_s,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=settings.nats_duplicate_window_s,
+        num_replicas=settings.nats_replicas,
+    )
+
+
+# Settling one stranded job takes a few requests; a worker that dies meanwhile leaves the
+# advisory to another after this long.
+STRANDED_ACK_WAIT_S = 60.0
+
+
+def stranded_consumer_config(settings: Settings, durable: str) -> ConsumerConfig:
+    name = stranded_consumer_name(durable)
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        filter_subject=max_deliveries_advisory(settings.nats_stream, durable),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=STRANDED_ACK_WAIT_S,
+        max_deliver=-1,  # retried until settled: dropping one would strand its job again
+        max_ack_pending=100,
+    )
+
+
 _COMPARED_FIELDS = (
     "subjects",
     "retention",
@@ -185,10 +228,11 @@ async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> None:
-    """Create or update JOBS and JOBS_DLQ to match settings."""
+    """Create or update JOBS, JOBS_DLQ and JOBS_STRANDED to match settings."""
     try:
         await _ensure_stream(js, jobs_stream_config(settings))
         await _ensure_stream(js, dlq_stream_config(settings))
+        await _ensure_stream(js, stranded_stream_config(settings))
     except (nats.errors.Error, TimeoutError) as exc:
         raise QueueError(f"cannot set up JetStream streams: {exc}") from exc
 
@@ -213,6 +257,22 @@ _CONSUMER_FIELDS = ("filter_subject", "ack_policy", "ack_wait", "max_deliver", "
 
 def consumer_matches(current: ConsumerConfig, wanted: ConsumerConfig) -> bool:
     return all(getattr(current, f) == getattr(wanted, f) for f in _CONSUMER_FIELDS)
+
+
+async def ensure_stranded_consumer(js: JetStreamContext, settings: Settings, durable: str) -> None:
+    """The durable pull consumer on JOBS_STRANDED for one pool (created, or updated where its
+    filter or settings differ)."""
+    wanted = stranded_consumer_config(settings, durable)
+    assert wanted.durable_name is not None
+    try:
+        try:
+            current = (await js.consumer_info(STRANDED_STREAM_NAME, wanted.durable_name)).config
+        except nats.js.errors.NotFoundError:
+            current = None
+        if current is None or not consumer_matches(current, wanted):
+            await js.add_consumer(STRANDED_STREAM_NAME, wanted)
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise QueueError(f"cannot set up the stranded-job consumer of {durable}: {exc}") from exc
 
 
 async def ensure_consumer(js: JetStreamContext, settings: Settings, subject: str, durable: str) -> None:

@@ -9,8 +9,9 @@ Settling (after the work, never before):
   not deliver a message again after max_deliver (a nak there would strand it)
 While a job runs, an in-progress ack every ack_wait/3 keeps JetStream from redelivering it.
 A message whose last delivery ended with no settlement at all (the worker died or froze) is
-reported by the server's MAX_DELIVERIES advisory; one worker of the pool then marks the job
-failed, copies it to the dead-letter stream and deletes it from the queue.
+reported by the server's MAX_DELIVERIES advisory, which the JOBS_STRANDED stream keeps until
+one worker of the pool has marked the job failed, copied it to the dead-letter stream and
+deleted it from the queue (so an advisory sent while no worker was connected is not lost).
 `drain()` stops fetching, lets in-flight jobs finish within the drain timeout and naks the
 rest with no delay so another worker takes them at once.
 """
@@ -33,8 +34,12 @@ from pydantic import ValidationError
 from percolate_reading.config import Settings
 from percolate_reading.errors import PercolateError
 from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobStatus
-from percolate_reading.queue.jetstream import ensure_consumer, publish_dead_letter
-from percolate_reading.subjects import dead_letter_subject
+from percolate_reading.queue.jetstream import (
+    ensure_consumer,
+    ensure_stranded_consumer,
+    publish_dead_letter,
+)
+from percolate_reading.subjects import STRANDED_STREAM_NAME, dead_letter_subject, stranded_consumer_name
 from percolate_reading.worker.pipeline import (
     Services,
     error_info,
@@ -51,7 +56,6 @@ _ACK_TIMEOUT_S = 5.0
 _GIVE_UP_BACKOFF_S = 0.5
 _GIVE_UP_BACKOFF_MAX_S = 15.0
 _TERM_ATTEMPTS = 5
-_RECOVERY_ATTEMPTS = 8
 
 
 class PullRunner:
@@ -66,8 +70,8 @@ class PullRunner:
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
-        self._advisory_sub: Any = None
-        self._recoveries: set[asyncio.Task[None]] = set()
+        self._stranded_sub: Any = None
+        self._stranded_task: asyncio.Task[None] | None = None
         self.last_loop_at = 0.0
         self.processed = 0
 
@@ -76,13 +80,13 @@ class PullRunner:
     async def start(self) -> None:
         await ensure_consumer(self.js, self.settings, self.subject, self.durable)
         self._sub = await self.js.pull_subscribe_bind(self.durable, stream=self.settings.nats_stream)
-        # One worker of the pool (a queue group) settles each stranded message.
-        self._advisory_sub = await self.js._nc.subscribe(
-            max_deliveries_advisory(self.settings.nats_stream, self.durable),
-            queue=f"{self.durable}-stranded",
-            cb=self._on_max_deliveries,
+        # The pool's stranded-job reports, shared by its workers (each report goes to one).
+        await ensure_stranded_consumer(self.js, self.settings, self.durable)
+        self._stranded_sub = await self.js.pull_subscribe_bind(
+            stranded_consumer_name(self.durable), stream=STRANDED_STREAM_NAME
         )
         self._loop_task = asyncio.create_task(self._pull_loop(), name=f"pull-{self.durable}")
+        self._stranded_task = asyncio.create_task(self._stranded_loop(), name=f"stranded-{self.durable}")
 
     @property
     def alive(self) -> bool:
@@ -112,12 +116,16 @@ class PullRunner:
                 task.cancel()  # the handler naks its message with no delay
             if pending:
                 await asyncio.wait(pending)
-        if self._advisory_sub is not None:
+        if self._stranded_task is not None:
+            # Fetches return within worker_fetch_timeout_s; a settlement under way finishes
+            # (an unacked report is redelivered to another worker after its ack wait anyway).
             with contextlib.suppress(Exception):
-                await self._advisory_sub.unsubscribe()
-            self._advisory_sub = None
-        if self._recoveries:
-            await asyncio.wait(set(self._recoveries), timeout=max(timeout_s, 5.0))
+                await asyncio.wait_for(self._stranded_task, timeout=max(timeout_s, 5.0))
+            self._stranded_task = None
+        if self._stranded_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._stranded_sub.unsubscribe()
+            self._stranded_sub = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -340,36 +348,45 @@ class PullRunner:
 
     # --- stranded messages -----------------------------------------------------------------
 
-    async def _on_max_deliveries(self, advisory: Msg) -> None:
-        try:
-            event = json.loads(advisory.data)
-            seq, deliveries = int(event["stream_seq"]), int(event.get("deliveries", 0))
-        except (ValueError, KeyError, TypeError):
-            return
-        task = asyncio.create_task(self._recover_stranded(seq, deliveries), name=f"stranded-{seq}")
-        self._recoveries.add(task)
-        task.add_done_callback(self._recoveries.discard)
-
-    async def _recover_stranded(self, seq: int, deliveries: int) -> None:
-        """Settle a message JetStream will not deliver again: its last delivery ended with no
-        result (the worker died, froze or was cut off before acking). Without this the job
-        would stay in the queue, unprocessed, and its status would stay `running` forever.
-
-        The job is marked failed (unless already finished; a failure recorded by the lost
-        worker keeps its reason), copied to the dead-letter stream, then removed from JOBS."""
-        stream = self.settings.nats_stream
-        for attempt in range(_RECOVERY_ATTEMPTS):
+    async def _stranded_loop(self) -> None:
+        while not self._stopping:
             try:
-                await self._settle_stranded(stream, seq, deliveries)
-                return
-            except nats.js.errors.NotFoundError:
-                return  # settled meanwhile (acked late, or another worker got here first)
+                reports = await self._stranded_sub.fetch(8, timeout=self.settings.worker_fetch_timeout_s)
+            except nats.errors.TimeoutError:
+                continue
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.warning("stranded message %s/%d not settled yet: %s", stream, seq, exc)
-                await asyncio.sleep(min(_GIVE_UP_BACKOFF_S * 2**attempt, _GIVE_UP_BACKOFF_MAX_S))
-        log.error("stranded message %s/%d could not be settled; it stays in the stream", stream, seq)
+            except Exception as exc:  # connection trouble: the client reconnects by itself
+                log.warning("fetch of stranded-job reports for %s failed: %s", self.durable, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for report in reports:
+                await self._on_max_deliveries(report)
+
+    async def _on_max_deliveries(self, report: Msg) -> None:
+        """Settle the job one advisory reports, then ack the advisory; on failure it is
+        redelivered (to this or another worker) after a backoff."""
+        try:
+            event = json.loads(report.data)
+            seq, deliveries = int(event["stream_seq"]), int(event.get("deliveries", 0))
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping an unreadable max-deliveries advisory: %r", report.data[:200])
+            await _quiet(report.ack())
+            return
+        try:
+            await self._settle_stranded(self.settings.nats_stream, seq, deliveries)
+        except nats.js.errors.NotFoundError:
+            pass  # settled meanwhile (acked late, or another worker got here first)
+        except asyncio.CancelledError:
+            await _quiet(report.nak(delay=0))
+            raise
+        except Exception as exc:
+            attempt = int(report.metadata.num_delivered or 1)
+            delay = min(_GIVE_UP_BACKOFF_S * 2 ** min(attempt, 8), _GIVE_UP_BACKOFF_MAX_S)
+            log.warning("stranded message %d not settled yet (retry in %.1fs): %s", seq, delay, exc)
+            await _quiet(report.nak(delay=delay))
+            return
+        await _quiet(report.ack())
 
     async def _settle_stranded(self, stream: str, seq: int, deliveries: int) -> None:
         raw = await self.js.get_msg(stream, seq)
@@ -413,12 +430,6 @@ class PullRunner:
             "dead-lettered" if copy else "already finished",
         )
         self.svc.metrics.nats_messages_processed_total.labels("dead_lettered" if copy else "duplicate").inc()
-
-
-def max_deliveries_advisory(stream: str, durable: str) -> str:
-    """The subject on which the server reports a message that ran out of deliveries (sent
-    when a worker next pulls from the consumer)."""
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}"
 
 
 async def _quiet(awaitable: Any) -> None:
