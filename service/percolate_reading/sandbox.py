@@ -1,7 +1,7 @@
 """Run one parse in a disposable child process with hard resource limits.
 
 The child comes from a multiprocessing *forkserver*: the server process is started once (it
-pre-imports PyMuPDF and openpyxl so each parse does not pay for them) and forks a fresh child
+pre-imports PyMuPDF and calamine so each parse does not pay for them) and forks a fresh child
 per parse. Forking from the server, not from the caller, keeps this safe to call from a
 threaded or asyncio parent. In the child we set RLIMIT_AS (address space) and RLIMIT_CPU,
 point TMPDIR at a fresh directory, run the function, and send back the result or the typed
@@ -46,13 +46,14 @@ from percolate_reading.errors import (
 
 T = TypeVar("T")
 
-# Modules the forkserver imports once so children inherit them already loaded.
+# Modules the forkserver imports once so children inherit them already loaded. Only what
+# parses need: every module here makes each fork copy more page tables (openpyxl, unused by
+# the providers, cost ~1 ms a fork).
 # A missing optional module is skipped by the forkserver (ImportError is ignored there).
 # providers.mupdf comes first: it decides how PyMuPDF is imported (without its layout model).
 PRELOAD_MODULES = [
     "percolate_reading.providers.mupdf",
     "percolate_reading.parsing",
-    "openpyxl",
     "python_calamine",
     "percolate_reading.providers.pdf",
     "percolate_reading.providers.xlsx",
@@ -109,7 +110,9 @@ def _context() -> multiprocessing.context.BaseContext:
     if sys.platform.startswith("linux") or sys.platform == "darwin":
         ctx = multiprocessing.get_context("forkserver")
         # Only takes effect before the server first starts; later calls are harmless no-ops.
-        ctx.set_forkserver_preload(PRELOAD_MODULES)
+        # "__main__" too: the server then loads the main script once (a console script or a
+        # benchmark run by path), and children skip multiprocessing's re-run of it in each one.
+        ctx.set_forkserver_preload([*PRELOAD_MODULES, "__main__"])
         return ctx
     return multiprocessing.get_context("spawn")
 
