@@ -107,6 +107,30 @@ async def test_delivery_to_allowed_local_receiver(receiver: WebhookReceiver, tmp
         assert json.loads(got.body) == {"type": "job.succeeded"}
 
 
+async def test_named_callback_goes_to_the_checked_address_with_its_name(
+    receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    # The name is resolved and checked once per try; the request then goes to that address
+    # (no second lookup a rebinding DNS server could answer differently), naming the host.
+    lookups: list[str] = []
+
+    async def pinned_dns(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    sender = WebhookSender(settings(tmp_path, webhook_allow_hosts="hooks.example"), resolve=pinned_dns)
+    try:
+        url = f"http://hooks.example:{receiver.port}/hook"
+        result = await sender.send(url, SECRET, "msg_named", {"type": "job.succeeded"})
+    finally:
+        await sender.close()
+    assert result.delivered, result.error
+    assert lookups == ["hooks.example"]
+    (got,) = receiver.received
+    assert got.headers["host"] == f"hooks.example:{receiver.port}"
+    assert verify(SECRET, got.headers, got.body)
+
+
 async def test_redirect_is_not_followed(receiver: WebhookReceiver, tmp_path: Path) -> None:
     receiver.statuses = [302, 302, 302]
     receiver.redirect_to = "http://169.254.169.254/latest/meta-data/"
