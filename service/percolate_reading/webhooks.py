@@ -322,11 +322,13 @@ class WebhookSender:
                 result.error = f"{type(exc).__name__}: {exc}"
                 result.statuses.append("error")
             if attempt < max_attempts:
-                await self._sleep(
-                    backoff_delay(
-                        attempt, self.settings.webhook_backoff_s, self.settings.webhook_backoff_max_s
-                    )
+                delay = backoff_delay(
+                    attempt, self.settings.webhook_backoff_s, self.settings.webhook_backoff_max_s
                 )
+                log.info(
+                    "webhook %s attempt %d failed (%s); retry in %.1fs", msg_id, attempt, result.error, delay
+                )
+                await self._sleep(delay)
         log.warning("webhook %s to %s failed after %d attempts: %s", msg_id, url, max_attempts, result.error)
         self._outcome("failed")
         return result
