@@ -93,6 +93,7 @@ async def stop_background(deps: GatewayDeps) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     deps.tasks.clear()
+    await deps.quotas.close()
 
 
 class RequestCounter:

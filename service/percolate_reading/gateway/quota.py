@@ -6,15 +6,26 @@ from at most `ttl_s` ago plus the uploads it reserved since. Jobs only leave the
 after a count, so the estimate never undercounts this replica's work; when it reaches the
 limit the exact count decides. Reservations are taken before the upload and released when a
 submission fails, so concurrent uploads cannot overshoot the limit between them.
+
+A stale estimate below the limit is refreshed in the background: uploads go on meanwhile.
+(A tenant with thousands of queued jobs, a bulk ingestion, would otherwise see every upload
+wait for a count of all of them every `ttl_s`.) Only the first count and an estimate at the
+limit make an upload wait. Jobs whose records land while a count runs may be missing from
+it, so they are added on top: an overcount is safe (the exact count then decides), an
+undercount would let a tenant past its quota.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 
 from percolate_reading.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +40,8 @@ class QuotaTracker:
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _pending: dict[str, int] = field(default_factory=dict)
+    _landed: dict[str, int] = field(default_factory=dict)  # landings so far (only grows)
+    _refreshing: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def reserve(self, jobs: JobStore, tenant_id: str, limit: int) -> int | None:
         """Take one slot; returns None when it fits, else the tenant's exact active count.
@@ -37,11 +50,10 @@ class QuotaTracker:
         lock = self._locks.setdefault(tenant_id, asyncio.Lock())
         async with lock:
             entry = self._entries.get(tenant_id)
-            now = time.monotonic()
-            if entry is None or now - entry.counted_at > self.ttl_s or entry.count >= limit:
-                counted = await jobs.count_active(tenant_id)
-                entry = _Entry(now, counted + self._pending.get(tenant_id, 0))
-                self._entries[tenant_id] = entry
+            if entry is None or entry.count >= limit:
+                entry = await self._count(jobs, tenant_id)
+            elif time.monotonic() - entry.counted_at > self.ttl_s:
+                self._refresh_soon(jobs, tenant_id)
             if entry.count >= limit:
                 return entry.count
             entry.count += 1
@@ -51,6 +63,7 @@ class QuotaTracker:
     def landed(self, tenant_id: str) -> None:
         """The reserved job's record is written: a recount now sees it by itself."""
         self._unpend(tenant_id)
+        self._landed[tenant_id] = self._landed.get(tenant_id, 0) + 1
 
     def release(self, tenant_id: str) -> None:
         """The reserved upload failed: give its slot back."""
@@ -58,6 +71,43 @@ class QuotaTracker:
         entry = self._entries.get(tenant_id)
         if entry is not None and entry.count > 0:
             entry.count -= 1
+
+    async def close(self) -> None:
+        """Stop background counts (at shutdown)."""
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refreshing.clear()
+
+    async def _count(self, jobs: JobStore, tenant_id: str) -> _Entry:
+        landed_before = self._landed.get(tenant_id, 0)
+        counted = await jobs.count_active(tenant_id)
+        # Reservations still in flight, and records that landed while we counted (perhaps
+        # after the store's snapshot): both count, even if that counts some twice.
+        landed_during = self._landed.get(tenant_id, 0) - landed_before
+        entry = _Entry(time.monotonic(), counted + self._pending.get(tenant_id, 0) + landed_during)
+        self._entries[tenant_id] = entry
+        return entry
+
+    def _refresh_soon(self, jobs: JobStore, tenant_id: str) -> None:
+        running = self._refreshing.get(tenant_id)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self._refresh(jobs, tenant_id), name=f"quota-count-{tenant_id}")
+        self._refreshing[tenant_id] = task
+
+    async def _refresh(self, jobs: JobStore, tenant_id: str) -> None:
+        try:
+            await self._count(jobs, tenant_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the estimate stays; the next stale reservation tries again
+            log.warning("background quota count for %s failed: %s", tenant_id, exc)
+        finally:
+            with contextlib.suppress(KeyError):
+                if self._refreshing[tenant_id] is asyncio.current_task():
+                    del self._refreshing[tenant_id]
 
     def _unpend(self, tenant_id: str) -> None:
         pending = self._pending.get(tenant_id, 0)
