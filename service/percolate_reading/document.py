@@ -28,6 +28,13 @@ class BlockKind(StrEnum):
     TRANSCRIPT_SEGMENT = "transcript_segment"
 
 
+def _field_values(obj: Any) -> tuple[Any, ...]:
+    """Constructor arguments of a slotted dataclass, for a fast pickle. (The default for
+    slots=True calls dataclasses.fields() on every object unpickled: a parse result crossing
+    from the sandbox child holds thousands of blocks.)"""
+    return tuple(getattr(obj, name) for name in obj.__dataclass_fields__)
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """A table as rows of cell strings; `header_rows` leading rows are the header."""
@@ -37,6 +44,9 @@ class Table:
     page: int | None = None  # 1-based page for PDFs
     sheet: str | None = None  # sheet name for spreadsheets
     title: str | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Table, _field_values(self))
 
     @property
     def n_rows(self) -> int:
@@ -70,6 +80,9 @@ class Block:
     start: float | None = None
     end: float | None = None
     speaker: str | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Block, _field_values(self))
 
 
 @dataclass(slots=True)
