@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -186,7 +187,27 @@ class SeaweedS3:
                 # Own process group, so a kill takes its helpers too.
                 start_new_session=True,
             )
+        deadline = time.monotonic() + timeout
         wait_for_port(self.s3_port, timeout=timeout, proc=self.proc)
+        self._wait_for_volume_server(deadline)
+
+    def _wait_for_volume_server(self, deadline: float) -> None:
+        """The S3 port opens before the volume server has registered with the master; writes
+        until then stall for seconds ("Not enough data nodes found") and then succeed. Ready
+        means the master can assign a file id, i.e. a volume can take data."""
+        url = f"http://127.0.0.1:{self.master_port}/dir/assign"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if "fid" in json.loads(resp.read()):
+                        return
+            except (OSError, ValueError):
+                pass
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.proc.returncode} before it was ready")
+            if time.monotonic() > deadline:
+                raise TimeoutError("SeaweedFS has no volume server after start-up")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         if self.proc is None:
