@@ -38,7 +38,9 @@ class OperatorSettings(BaseSettings):
     nats_retry_delay_s: float = Field(
         10.0, gt=0, description="Delay before retrying a reconcile when NATS is unreachable."
     )
-    stream_replicas: int = Field(1, ge=1, le=5, description="Replicas of the JOBS and JOBS_DLQ streams.")
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="Replicas of the JOBS, JOBS_DLQ and JOBS_STRANDED streams."
+    )
     stream_max_msgs: int = Field(100_000, ge=1, description="JOBS message cap (discard new when full).")
     stream_max_age_s: float = Field(7 * 24 * 3600.0, gt=0, description="JOBS message max age.")
     stream_duplicate_window_s: float = Field(120.0, gt=0, description="JOBS publish de-dup window.")

@@ -1,4 +1,4 @@
-"""NATS JetStream plumbing: connection, the JOBS / JOBS_DLQ streams, consumers, publishing.
+"""NATS JetStream plumbing: connection, the JOBS / JOBS_DLQ / JOBS_STRANDED streams, consumers, publishing.
 
 Stream configs are built by pure functions from `Settings` so the operator and tests can
 inspect exactly what the runtime asks for. Every NATS failure a caller can hit while
