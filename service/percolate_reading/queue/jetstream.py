@@ -70,7 +70,11 @@ async def connect(
         log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        # nats-py reports a disconnect on its own close too: only a lost connection is news.
+        if nc.is_closed:
+            log.debug("nats disconnected (closing)")
+        else:
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")

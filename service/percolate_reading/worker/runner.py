@@ -150,7 +150,7 @@ class PullRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection trouble: the client reconnects by itself
-                log.warning("fetch from %s failed: %s", self.durable, exc)
+                log.warning("fetch from %s failed: %r", self.durable, exc)
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
@@ -357,7 +357,7 @@ class PullRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection trouble: the client reconnects by itself
-                log.warning("fetch of stranded-job reports for %s failed: %s", self.durable, exc)
+                log.warning("fetch of stranded-job reports for %s failed: %r", self.durable, exc)
                 await asyncio.sleep(1.0)
                 continue
             for report in reports:
