@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 _DELETE_BATCH = 1000
+_MAX_BUCKET_CLIENTS = 64
 
 
 @contextlib.contextmanager
@@ -87,14 +89,20 @@ class S3ObjectStore:
         self._stack = stack
         self.part_size = part_size
         self._settings = settings
-        self._fast: dict[str, S3Store] = {}  # obstore's stores are per bucket
+        # obstore's stores are per bucket, each with its own connection pool: the most
+        # recently used are kept (tenants with their own buckets could be many).
+        self._fast: OrderedDict[str, S3Store] = OrderedDict()
 
     def _objects(self, bucket: str) -> S3Store:
-        """The obstore client of `bucket` (made on first use; they share nothing costly)."""
+        """The obstore client of `bucket`, made on first use."""
         store = self._fast.get(bucket)
         if store is None:
             store = _obstore_for(self._settings, bucket)
             self._fast[bucket] = store
+            if len(self._fast) > _MAX_BUCKET_CLIENTS:
+                self._fast.popitem(last=False)  # requests in flight keep theirs alive
+        else:
+            self._fast.move_to_end(bucket)
         return store
 
     @classmethod

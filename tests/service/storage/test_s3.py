@@ -169,3 +169,17 @@ async def test_content_type_is_stored(store: S3ObjectStore) -> None:
     head = await store._client.head_object(Bucket="percolate-artifacts", Key=key)
     assert head["ContentType"] == "text/markdown; charset=utf-8"
     assert await store.get_bytes("percolate-artifacts", key) == b"# hi"
+
+
+async def test_bucket_clients_are_bounded_and_reused(store: S3ObjectStore) -> None:
+    from percolate_reading.storage import s3
+
+    first = store._objects("percolate-files")
+    assert store._objects("percolate-files") is first  # reused
+    for n in range(s3._MAX_BUCKET_CLIENTS + 5):
+        store._objects(f"tenant-bucket-{n}")
+    assert len(store._fast) == s3._MAX_BUCKET_CLIENTS
+    assert "percolate-files" not in store._fast  # least recently used went first
+    # Still works after its client was dropped: a new one is made.
+    await store.put_bytes("percolate-files", "t5/lru/a.txt", b"again")
+    assert await store.get_bytes("percolate-files", "t5/lru/a.txt") == b"again"
