@@ -80,7 +80,7 @@ async def test_stale_estimate_is_refreshed_without_holding_uploads(tmp_path: Pat
         started = time.monotonic()
         assert await quota.reserve(slow, "acme", 5) is None  # type: ignore[arg-type]
         assert time.monotonic() - started < 0.5  # did not wait for the count it started
-        await asyncio.sleep(1.3)  # the background count lands: 4 records + 1 reservation
+        await asyncio.sleep(2.0)  # the background count (1 s) lands: 4 records + 1 reservation
         assert slow.counts == 2
         assert await quota.reserve(slow, "acme", 5) == 5  # type: ignore[arg-type]
     finally:
