@@ -267,28 +267,27 @@ async def ensure_stranded_consumer(js: JetStreamContext, settings: Settings, dur
     """The durable pull consumer on JOBS_STRANDED for one pool (created, or updated where its
     filter or settings differ)."""
     wanted = stranded_consumer_config(settings, durable)
-    assert wanted.durable_name is not None
-    try:
-        try:
-            current = (await js.consumer_info(STRANDED_STREAM_NAME, wanted.durable_name)).config
-        except nats.js.errors.NotFoundError:
-            current = None
-        if current is None or not consumer_matches(current, wanted):
-            await js.add_consumer(STRANDED_STREAM_NAME, wanted)
-    except (nats.errors.Error, TimeoutError) as exc:
-        raise QueueError(f"cannot set up the stranded-job consumer of {durable}: {exc}") from exc
+    await _ensure_consumer_config(js, STRANDED_STREAM_NAME, wanted, f"the stranded-job consumer of {durable}")
 
 
 async def ensure_consumer(js: JetStreamContext, settings: Settings, subject: str, durable: str) -> None:
-    """Create the durable pull consumer, or update it where it differs from the wanted config.
+    """Create the durable pull consumer, or update it where it differs from the wanted config."""
+    wanted = consumer_config(settings, subject, durable)
+    await _ensure_consumer_config(js, settings.nats_stream, wanted, f"consumer {durable} on {subject}")
+
+
+async def _ensure_consumer_config(
+    js: JetStreamContext, stream: str, wanted: ConsumerConfig, what: str
+) -> None:
+    """Create or update a durable consumer of `stream` to `wanted`.
 
     An up-to-date consumer is not rewritten, and an update keeps its description and metadata:
     in a cluster the operator owns those, and rewriting them on every worker start would make
     the operator's drift check and the workers undo each other."""
-    wanted = consumer_config(settings, subject, durable)
+    assert wanted.durable_name is not None
     try:
         try:
-            current: ConsumerConfig | None = (await js.consumer_info(settings.nats_stream, durable)).config
+            current: ConsumerConfig | None = (await js.consumer_info(stream, wanted.durable_name)).config
         except nats.js.errors.NotFoundError:
             current = None
         if current is not None:
@@ -296,9 +295,9 @@ async def ensure_consumer(js: JetStreamContext, settings: Settings, subject: str
                 return
             wanted = dataclasses.replace(wanted, description=current.description, metadata=current.metadata)
         # CONSUMER.CREATE with a name creates or updates (nats-server >= 2.10).
-        await js.add_consumer(settings.nats_stream, wanted)
+        await js.add_consumer(stream, wanted)
     except (nats.errors.Error, TimeoutError) as exc:
-        raise QueueError(f"cannot set up consumer {durable} on {subject}: {exc}") from exc
+        raise QueueError(f"cannot set up {what}: {exc}") from exc
 
 
 def _queue_error(exc: BaseException, subject: str) -> QueueError:

@@ -143,16 +143,7 @@ class PullRunner:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            try:
-                msgs = await self._sub.fetch(free, timeout=settings.worker_fetch_timeout_s)
-            except nats.errors.TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # connection trouble: the client reconnects by itself
-                log.warning("fetch from %s failed: %r", self.durable, exc)
-                await asyncio.sleep(1.0)
-                continue
+            msgs = await self._fetch(self._sub, free, f"fetch from {self.durable}")
             for msg in msgs:
                 if self._stopping:
                     with contextlib.suppress(Exception):
@@ -161,6 +152,21 @@ class PullRunner:
                 task = asyncio.create_task(self._handle(msg))
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
+
+    async def _fetch(self, sub: Any, batch: int, what: str) -> list[Msg]:
+        """Up to `batch` messages, or none when the fetch timed out or failed (connection
+        trouble: the client reconnects by itself; a short pause avoids a busy loop)."""
+        try:
+            msgs: list[Msg] = await sub.fetch(batch, timeout=self.settings.worker_fetch_timeout_s)
+        except nats.errors.TimeoutError:
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s failed: %r", what, exc)
+            await asyncio.sleep(1.0)
+            return []
+        return msgs
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -350,17 +356,8 @@ class PullRunner:
 
     async def _stranded_loop(self) -> None:
         while not self._stopping:
-            try:
-                reports = await self._stranded_sub.fetch(8, timeout=self.settings.worker_fetch_timeout_s)
-            except nats.errors.TimeoutError:
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # connection trouble: the client reconnects by itself
-                log.warning("fetch of stranded-job reports for %s failed: %r", self.durable, exc)
-                await asyncio.sleep(1.0)
-                continue
-            for report in reports:
+            what = f"fetch of stranded-job reports for {self.durable}"
+            for report in await self._fetch(self._stranded_sub, 8, what):
                 await self._on_max_deliveries(report)
 
     async def _on_max_deliveries(self, report: Msg) -> None:
