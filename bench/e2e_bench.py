@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import http.server
 import json
 import os
@@ -40,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.loadgen import multipart_body, session, upload  # noqa: E402
+from bench.procstat import cpu_seconds, tree_cpu_seconds  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 KEY = "pr_e2e-bench-key-0123456789"
@@ -262,32 +262,6 @@ def stage_rows(records: list[dict[str, Any]]) -> list[str]:
         cells = " | ".join(f"{pct(v, q):.0f}" for v in (a, b) for q in (0.5, 0.9))
         rows.append(f"| {name} | {cells} |")
     return [*rows, ""]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU of a process and its reaped children, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-
-
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of a process and all its live descendants (the worker's sandbox pool)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0.0, [root]
-    while stack:
-        pid = stack.pop()
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(pid)
-        stack.extend(children.get(pid, []))
-    return total
 
 
 def run_local(files: list[Path], out: Path) -> tuple[float, int, float]:

@@ -21,6 +21,10 @@ from percolate_reading.providers.base import ParseOptions
 from percolate_reading.sandbox import PRELOAD_MODULES, SandboxLimits, run_in_sandbox, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.procstat import tree_cpu_seconds  # noqa: E402
+
 SAMPLE = REPO / "service" / "percolate_reading" / "samples" / "sample-report.pdf"
 
 
@@ -28,37 +32,15 @@ def _noop() -> None:
     return None
 
 
-def tree_cpu_s(root: int) -> float:
-    """User+system CPU of `root` and all its descendants, live or reaped by them."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, stack, ticks = 0.0, [root], os.sysconf("SC_CLK_TCK")
-    while stack:
-        pid = stack.pop()
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-        stack.extend(children.get(pid, []))
-    return total
-
-
 def measure(fn: Callable[[], object], n: int) -> tuple[float, float]:
     """(median wall ms, CPU ms per call of this process tree)."""
     times = []
-    cpu0 = tree_cpu_s(os.getpid())
+    cpu0 = tree_cpu_seconds(os.getpid())
     for _ in range(n):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), (tree_cpu_s(os.getpid()) - cpu0) * 1000 / n
+    return statistics.median(times), (tree_cpu_seconds(os.getpid()) - cpu0) * 1000 / n
 
 
 def main(argv: list[str]) -> str:
