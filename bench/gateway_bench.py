@@ -41,9 +41,9 @@ from bench.loadgen import multipart_body, session, upload  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 from percolate_reading.config import Settings  # noqa: E402
-from percolate_reading.jobs.models import JobMessage  # noqa: E402
-from percolate_reading.queue.jetstream import connect, ensure_streams, publish_job  # noqa: E402
-from percolate_reading.storage import open_object_store  # noqa: E402
+from percolate_reading.infra.jobs.models import JobMessage  # noqa: E402
+from percolate_reading.infra.queue.jetstream import connect, ensure_streams, publish_job  # noqa: E402
+from percolate_reading.infra.storage import open_object_store  # noqa: E402
 
 KEY = "pr_bench-key-0123456789"
 GIB = 1024**3

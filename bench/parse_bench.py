@@ -245,13 +245,13 @@ def _timed(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def _pdf_options() -> Any:
-    from percolate_reading.providers.base import ParseOptions
+    from percolate_reading.parse.providers.base import ParseOptions
 
     return ParseOptions(ocr_enabled=True)
 
 
 def child_pdf_provider(path: Path, limit: int | None) -> dict[str, Any]:
-    from percolate_reading.providers.pdf import PdfProvider
+    from percolate_reading.parse.providers.pdf import PdfProvider
 
     def run() -> dict[str, Any]:
         doc = PdfProvider().parse(path, path.name, _pdf_options())
@@ -261,9 +261,9 @@ def child_pdf_provider(path: Path, limit: int | None) -> dict[str, Any]:
 
 
 def child_pdf_pipeline(path: Path, limit: int | None) -> dict[str, Any]:
-    from percolate_reading.providers.pdf import PdfProvider
-    from percolate_reading.render.artifacts import render_artifacts
-    from percolate_reading.render.chunks import ChunkOptions
+    from percolate_reading.parse.providers.pdf import PdfProvider
+    from percolate_reading.parse.render.artifacts import render_artifacts
+    from percolate_reading.parse.render.chunks import ChunkOptions
 
     def run() -> dict[str, Any]:
         doc = PdfProvider().parse(path, path.name, _pdf_options())
@@ -330,7 +330,7 @@ def _score(truth: Sequence[dict[str, Any]], found: dict[int, list[list[list[str]
 
 
 def child_tables_ours(path: Path, limit: int | None) -> dict[str, Any]:
-    from percolate_reading.providers.pdf import PdfProvider
+    from percolate_reading.parse.providers.pdf import PdfProvider
 
     truth = json.loads(path.with_suffix(".json").read_text())
 
@@ -383,8 +383,8 @@ def child_tables_4llm(path: Path, limit: int | None) -> dict[str, Any]:
 
 
 def child_xlsx_ours(path: Path, limit: int | None) -> dict[str, Any]:
-    from percolate_reading.providers.base import ParseOptions
-    from percolate_reading.providers.xlsx import XlsxProvider
+    from percolate_reading.parse.providers.base import ParseOptions
+    from percolate_reading.parse.providers.xlsx import XlsxProvider
 
     def run() -> dict[str, Any]:
         doc = XlsxProvider().parse(path, path.name, ParseOptions())
@@ -409,8 +409,8 @@ def child_xlsx_openpyxl(path: Path, limit: int | None) -> dict[str, Any]:
 
 
 def child_audio_ours(path: Path, limit: int | None) -> dict[str, Any]:
-    from percolate_reading.providers.audio import AudioProvider
-    from percolate_reading.providers.base import ParseOptions
+    from percolate_reading.parse.providers.audio import AudioProvider
+    from percolate_reading.parse.providers.base import ParseOptions
 
     provider = AudioProvider()
     provider.parse(path, path.name, ParseOptions())  # warm-up: assemble and load the model untimed
@@ -425,8 +425,8 @@ def child_audio_ours(path: Path, limit: int | None) -> dict[str, Any]:
 def child_audio_whisper(path: Path, limit: int | None) -> dict[str, Any]:
     from faster_whisper import WhisperModel
 
-    from percolate_reading.providers.audio import default_model_cache_dir
-    from percolate_reading.providers.whisper_model import resolve_whisper_model
+    from percolate_reading.parse.providers.audio import default_model_cache_dir
+    from percolate_reading.parse.providers.whisper_model import resolve_whisper_model
 
     model = WhisperModel(
         str(resolve_whisper_model("base", default_model_cache_dir())), device="cpu", compute_type="int8"
@@ -515,7 +515,7 @@ def fmt(x: float, digits: int = 1) -> str:
 
 def pdf_section(path: Path, label: str, llm_pages: int | None, lines: list[str]) -> dict[str, Any]:
     """Throughput rows for one PDF; returns the numbers the goals table needs."""
-    pipeline_ok = have("percolate_reading.render.artifacts")
+    pipeline_ok = have("percolate_reading.parse.render.artifacts")
     cases = [
         (
             "pdf_pipeline" if pipeline_ok else "pdf_provider",
@@ -594,8 +594,8 @@ def table_section(sets: Sequence[tuple[str, Path]], lines: list[str]) -> dict[st
 
 def xlsx_section(paths: Sequence[Path], lines: list[str]) -> None:
     lines += ["### XLSX", ""]
-    if not have("percolate_reading.providers.xlsx"):
-        lines += ["Skipped: `percolate_reading.providers.xlsx` is not present yet.", ""]
+    if not have("percolate_reading.parse.providers.xlsx"):
+        lines += ["Skipped: `percolate_reading.parse.providers.xlsx` is not present yet.", ""]
         return
     lines += [
         "| File | Parser | Cells | Seconds | Cells/s | Peak RSS (MB) | Ours vs bare |",
@@ -620,8 +620,8 @@ def xlsx_section(paths: Sequence[Path], lines: list[str]) -> None:
 
 def audio_section(paths: Sequence[Path], lines: list[str]) -> None:
     lines += ["### Audio (real-time factor = processing seconds / audio seconds; lower is faster)", ""]
-    if not have("percolate_reading.providers.audio"):
-        lines += ["Skipped: `percolate_reading.providers.audio` is not present yet.", ""]
+    if not have("percolate_reading.parse.providers.audio"):
+        lines += ["Skipped: `percolate_reading.parse.providers.audio` is not present yet.", ""]
         return
     if not paths:
         lines += ["Skipped: no audio files (the generated corpus has no speech; pass `--corpus DIR`).", ""]
@@ -705,7 +705,7 @@ def corpus_files(corpus: Path) -> Iterator[tuple[str, Path]]:
 
 
 def corpus_pdf_table(pdfs: Sequence[Path], lines: list[str]) -> None:
-    pipeline_ok = have("percolate_reading.render.artifacts")
+    pipeline_ok = have("percolate_reading.parse.render.artifacts")
     ours_case = "pdf_pipeline" if pipeline_ok else "pdf_provider"
     lines += [
         f"| File | Pages | Ours ({'pipeline' if pipeline_ok else 'provider'}) pages/s | get_text() pages/s | "

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from percolate_reading.parsing import parse_file
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.sandbox import PRELOAD_MODULES, SandboxLimits, run_in_sandbox, warm_up
+from percolate_reading.parse.parsing import parse_file
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.sandbox import PRELOAD_MODULES, SandboxLimits, run_in_sandbox, warm_up
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

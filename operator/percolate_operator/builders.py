@@ -13,8 +13,7 @@ from typing import Any
 from percolate_operator.models import API_VERSION, ParsePoolSpec, PoolSettings, TenantSpec
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import ARTIFACTS_BUCKET, CONTEXT_BUCKET, FILES_BUCKET
-from percolate_reading.jobs.models import StorageStrategy
-from percolate_reading.subjects import (
+from percolate_reading.contract.subjects import (
     DLQ_STREAM_NAME,
     DLQ_STREAM_SUBJECTS,
     STRANDED_STREAM_NAME,
@@ -25,7 +24,8 @@ from percolate_reading.subjects import (
     job_subject,
     max_deliveries_advisory,
 )
-from percolate_reading.tenancy import Quotas, TenantRecord
+from percolate_reading.contract.tenancy import Quotas, TenantRecord
+from percolate_reading.infra.jobs.models import StorageStrategy
 
 ENV = "PERCOLATE_READING_"
 MANAGED_BY = "percolate-operator"

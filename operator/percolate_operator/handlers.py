@@ -32,11 +32,11 @@ from percolate_operator.kube import (
 )
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
+from percolate_reading.contract.subjects import STREAM_NAME, Tier
+from percolate_reading.contract.tenancy import generate_api_key, hash_api_key
 from percolate_reading.errors import StorageError
-from percolate_reading.jobs.models import StorageStrategy
-from percolate_reading.storage.s3 import S3ObjectStore
-from percolate_reading.subjects import STREAM_NAME, Tier
-from percolate_reading.tenancy import generate_api_key, hash_api_key
+from percolate_reading.infra.jobs.models import StorageStrategy
+from percolate_reading.infra.storage.s3 import S3ObjectStore
 
 GROUP, VERSION = models.GROUP, models.VERSION
 FINALIZER = "percolate.dev/cleanup"

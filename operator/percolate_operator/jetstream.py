@@ -29,7 +29,7 @@ from nats.js.kv import KeyValue
 
 from percolate_operator.builders import CONSUMER_OWNER_KEY, consumer_drift
 from percolate_operator.settings import OperatorSettings
-from percolate_reading.tenancy import TENANTS_KV_BUCKET
+from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET
 
 logger = logging.getLogger(__name__)
 

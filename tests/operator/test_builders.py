@@ -14,8 +14,8 @@ from nats.js.api import ConsumerConfig, StreamConfig
 from percolate_operator import builders, models
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
-from percolate_reading.subjects import Tier
-from percolate_reading.tenancy import TenantRecord, hash_api_key
+from percolate_reading.contract.subjects import Tier
+from percolate_reading.contract.tenancy import TenantRecord, hash_api_key
 from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
 
 K8S_VERSION = "1.30"

@@ -13,8 +13,8 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from percolate_operator.settings import OperatorSettings
-from percolate_reading.subjects import STREAM_NAME
-from percolate_reading.tenancy import TENANTS_KV_BUCKET, TenantRecord, key_matches
+from percolate_reading.contract.subjects import STREAM_NAME
+from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, key_matches
 from tests.operator.cluster import (
     DEPLOYMENTS,
     EVENTS,

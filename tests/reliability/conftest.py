@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from percolate_reading.jobs.models import JobRecord, JobStatus
+from percolate_reading.infra.jobs.models import JobRecord, JobStatus
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.worker import test_worker
 from tests.service.worker.test_worker import SECRET, Env

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from percolate_reading.jobs.models import JobMessage, JobStatus
-from percolate_reading.queue.jetstream import (
+from percolate_reading.contract.subjects import DLQ_STREAM_NAME
+from percolate_reading.infra.jobs.models import JobMessage, JobStatus
+from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
     DLQ_DELIVERIES_HEADER,
     DLQ_REASON_HEADER,
     ensure_consumer,
     ensure_streams,
 )
-from percolate_reading.sandbox import SandboxLimits, run_in_sandbox
-from percolate_reading.subjects import DLQ_STREAM_NAME
+from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 from percolate_reading.worker import pipeline
 from percolate_reading.worker.main import start_worker
 from tests.service.worker.test_worker import Env, broken_s3_store, consumer_idle, make_pdf

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from percolate_reading.config import load_settings
-from percolate_reading.document import ParsedDocument
 from percolate_reading.errors import PercolateError
-from percolate_reading.parsing import parse_file
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.sandbox import SandboxLimits
+from percolate_reading.parse.document import ParsedDocument
+from percolate_reading.parse.parsing import parse_file
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.sandbox import SandboxLimits
 
 SAMPLES = Path(__file__).resolve().parents[2] / "service" / "percolate_reading" / "samples"
 # The production memory limit (OCR and Whisper need it); a shorter clock keeps the fuzz bounded.

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from percolate_reading.storage.base import ObjectStore
+from percolate_reading.infra.storage.base import ObjectStore
 from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
     Tenants,
     gateway,

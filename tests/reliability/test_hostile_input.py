@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
-from percolate_reading.document import DocumentType, ParsedDocument
 from percolate_reading.errors import PercolateError
-from percolate_reading.jobs.models import JobStatus
-from percolate_reading.parsing import parse_file
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.sandbox import SandboxLimits
+from percolate_reading.infra.jobs.models import JobStatus
+from percolate_reading.parse.document import DocumentType, ParsedDocument
+from percolate_reading.parse.parsing import parse_file
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.sandbox import SandboxLimits
 from tests.reliability import hostile
 from tests.service.gateway.harness import make_xlsx
 from tests.service.worker.test_worker import Env, consumer_idle, make_pdf

@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from percolate_reading.config import Settings
-from percolate_reading.jobs.models import JobMessage
-from percolate_reading.queue.jetstream import connect
-from percolate_reading.storage.base import ObjectStore
-from percolate_reading.subjects import consumer_name
+from percolate_reading.contract.subjects import consumer_name
+from percolate_reading.infra.jobs.models import JobMessage
+from percolate_reading.infra.queue.jetstream import connect
+from percolate_reading.infra.storage.base import ObjectStore
 from tests.service.gateway import conftest as gateway_fixtures
 from tests.service.gateway.conftest import Tenants
 from tests.service.gateway.harness import LiveGateway, make_pdf

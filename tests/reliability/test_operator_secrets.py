@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from percolate_reading.tenancy import TENANTS_KV_BUCKET, TenantRecord, hash_api_key
+from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, hash_api_key
 from tests.operator import test_operator as operator_fixtures
 from tests.operator.cluster import SECRETS, TENANTS, eventually, is_ready
 from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from percolate_reading.storage import open_object_store
+from percolate_reading.infra.storage import open_object_store
 from percolate_reading.worker.main import Worker, start_worker
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here

@@ -23,11 +23,11 @@ from pydantic import BaseModel, SecretStr
 
 from percolate_operator import builders
 from percolate_operator.models import TenantSpec
-from percolate_reading import tenancy
 from percolate_reading.config import Settings
-from percolate_reading.gateway.registry import TenantRegistry
-from percolate_reading.queue.jetstream import connect
-from percolate_reading.tenancy import TENANTS_KV_BUCKET, TenantRecord, generate_api_key, hash_api_key
+from percolate_reading.contract import tenancy
+from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, generate_api_key, hash_api_key
+from percolate_reading.infra.queue.jetstream import connect
+from percolate_reading.infra.registry import TenantRegistry
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway import conftest as gateway_fixtures
 from tests.service.gateway.conftest import Tenants, make_settings

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
-from percolate_reading.jobs.models import JobStatus
-from percolate_reading.webhooks import WebhookSender
+from percolate_reading.infra.jobs.models import JobStatus
+from percolate_reading.infra.webhooks import WebhookSender
 from tests.service.webhook_receiver import WebhookReceiver
 from tests.service.worker.test_worker import SECRET, Env, consumer_idle, make_pdf
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from percolate_reading.jobs.models import JobRecord, JobStatus
-from percolate_reading.webhooks import verify
+from percolate_reading.infra.jobs.models import JobRecord, JobStatus
+from percolate_reading.infra.webhooks import verify
 from percolate_reading.worker.main import start_worker
 from tests.reliability.conftest import WorkerProcess, watch_statuses
 from tests.reliability.test_dead_letter import until_messages
@@ -179,8 +179,8 @@ async def test_worker_killed_on_the_last_delivery_is_failed_and_dead_lettered(
 ) -> None:
     """JetStream never delivers a message again after max_deliver; a worker killed during
     that delivery must not leave the job `running` forever and the message stuck in JOBS."""
-    from percolate_reading.queue.jetstream import DLQ_CODE_HEADER, DLQ_REASON_HEADER, ensure_consumer
-    from percolate_reading.subjects import DLQ_STREAM_NAME
+    from percolate_reading.contract.subjects import DLQ_STREAM_NAME
+    from percolate_reading.infra.queue.jetstream import DLQ_CODE_HEADER, DLQ_REASON_HEADER, ensure_consumer
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 1})
     await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
@@ -220,8 +220,8 @@ async def test_stranded_report_waits_for_a_worker_that_starts_later(env: Env) ->
     If no worker of the pool is running at that moment (the consumer was pulled by another
     client, or the pool scaled to zero right after), the report must still be there for the
     next worker: JOBS_STRANDED keeps it until a worker has settled the job."""
-    from percolate_reading.queue.jetstream import ensure_consumer
-    from percolate_reading.subjects import DLQ_STREAM_NAME, STRANDED_STREAM_NAME
+    from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STRANDED_STREAM_NAME
+    from percolate_reading.infra.queue.jetstream import ensure_consumer
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 1, "nats_ack_wait": 1.0})
     await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
-from percolate_reading.context import (
+from percolate_reading.contract.tenancy import TenantRecord
+from percolate_reading.infra.context import (
     ContextWriter,
     build_entry,
     manifest_key,
@@ -17,10 +18,9 @@ from percolate_reading.context import (
     remove_from_context,
     update_context,
 )
-from percolate_reading.storage import open_object_store
-from percolate_reading.storage.base import ObjectStore
-from percolate_reading.storage.local import LocalObjectStore
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.infra.storage import open_object_store
+from percolate_reading.infra.storage.base import ObjectStore
+from percolate_reading.infra.storage.local import LocalObjectStore
 from tests.servers import SeaweedS3
 
 BUCKET = "percolate-context"

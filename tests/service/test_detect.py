@@ -12,14 +12,14 @@ import openpyxl
 import pymupdf
 import pytest
 
-from percolate_reading.detect import detect_type
-from percolate_reading.document import DocumentType
 from percolate_reading.errors import (
     CorruptDocumentError,
     EmptyDocumentError,
     EncryptedDocumentError,
     UnsupportedTypeError,
 )
+from percolate_reading.parse.detect import detect_type
+from percolate_reading.parse.document import DocumentType
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 
 
 def test_pickle_keeps_every_field() -> None:

@@ -9,7 +9,6 @@ import pymupdf
 import pytest
 
 from percolate_reading.config import load_settings
-from percolate_reading.document import BlockKind, DocumentType
 from percolate_reading.errors import (
     CorruptDocumentError,
     DocumentTooLargeError,
@@ -18,10 +17,11 @@ from percolate_reading.errors import (
     MemoryLimitError,
     UnsupportedTypeError,
 )
-from percolate_reading.parsing import parse_file
-from percolate_reading.providers import PROVIDERS, get_provider, missing_dependency_error
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.sandbox import SandboxLimits
+from percolate_reading.parse.document import BlockKind, DocumentType
+from percolate_reading.parse.parsing import parse_file
+from percolate_reading.parse.providers import PROVIDERS, get_provider, missing_dependency_error
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.sandbox import SandboxLimits
 
 SAMPLES = Path(__file__).resolve().parents[2] / "service" / "percolate_reading" / "samples"
 PDF = SAMPLES / "sample-report.pdf"

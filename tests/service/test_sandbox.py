@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.errors import (
     CorruptDocumentError,
     DocumentTooLargeError,
@@ -23,7 +22,8 @@ from percolate_reading.errors import (
     ParseTimeoutError,
     WorkerCrashedError,
 )
-from percolate_reading.sandbox import SandboxLimits, run_in_sandbox
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 
 LIMITS = SandboxLimits(memory_mb=1024, timeout_s=30, cpu_s=30)
 
@@ -231,7 +231,7 @@ def _child_modules() -> dict[str, object]:
     import sys
 
     return {
-        "warmed": "percolate_reading.providers.warmup" in sys.modules,
+        "warmed": "percolate_reading.parse.providers.warmup" in sys.modules,
         "layout": sys.modules.get("pymupdf.layout", "absent"),
     }
 
@@ -245,9 +245,9 @@ def test_children_start_warm_and_without_the_layout_model() -> None:
 
 
 def test_warm_up_document_exercises_the_table_finder(tmp_path: Path) -> None:
-    from percolate_reading.parsing import run_provider
-    from percolate_reading.providers.base import ParseOptions
-    from percolate_reading.providers.warmup import sample_pdf
+    from percolate_reading.parse.parsing import run_provider
+    from percolate_reading.parse.providers.base import ParseOptions
+    from percolate_reading.parse.providers.warmup import sample_pdf
 
     path = tmp_path / "warm.pdf"
     path.write_bytes(sample_pdf())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import Settings, load_settings
-from percolate_reading.webhooks import (
+from percolate_reading.infra.webhooks import (
     AllowList,
     WebhookRefusedError,
     WebhookSender,

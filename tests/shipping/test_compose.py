@@ -20,7 +20,7 @@ import yaml
 
 from percolate_reading.cli.run import Role, resolve_role
 from percolate_reading.config import ARTIFACTS_BUCKET, CONTEXT_BUCKET, FILES_BUCKET, Settings
-from percolate_reading.subjects import STREAM_NAME, consumer_name, job_subject
+from percolate_reading.contract.subjects import STREAM_NAME, consumer_name, job_subject
 from tests.servers import NatsServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,7 +186,7 @@ def test_every_service_ensures_the_same_streams(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each service runs ensure_streams, which updates a differing stream: they must agree."""
-    from percolate_reading.queue.jetstream import (
+    from percolate_reading.infra.queue.jetstream import (
         dlq_stream_config,
         jobs_stream_config,
         stranded_stream_config,

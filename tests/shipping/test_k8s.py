@@ -30,7 +30,7 @@ from percolate_operator import builders
 from percolate_operator.models import ParsePoolSpec, TenantSpec
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
-from percolate_reading.subjects import STREAM_NAME, STREAM_SUBJECTS, Tier
+from percolate_reading.contract.subjects import STREAM_NAME, STREAM_SUBJECTS, Tier
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -432,7 +432,7 @@ def test_operator_and_gateway_define_the_same_streams(build: Build) -> None:
     JOBS, JOBS_DLQ and JOBS_STRANDED; a difference would have them rewrite each other's."""
     from nats.js.api import StreamConfig
 
-    from percolate_reading.queue.jetstream import (
+    from percolate_reading.infra.queue.jetstream import (
         dlq_stream_config,
         jobs_stream_config,
         stranded_stream_config,
@@ -469,7 +469,7 @@ STREAM_FIELDS = ("subjects", "retention", "storage", "max_age", "max_msgs", "dis
 def test_workers_ensure_the_same_streams_as_the_gateway(build: Build, clean_env: None) -> None:
     """Gateway and workers both run ensure_streams at start-up, which updates a stream that
     differs from their settings: their stream settings must agree or they undo each other."""
-    from percolate_reading.queue.jetstream import (
+    from percolate_reading.infra.queue.jetstream import (
         dlq_stream_config,
         jobs_stream_config,
         stranded_stream_config,
@@ -488,7 +488,7 @@ def test_workers_ensure_the_same_streams_as_the_gateway(build: Build, clean_env:
 
 def test_workers_ensure_the_consumer_the_operator_made(build: Build, clean_env: None) -> None:
     """The worker's ensure_consumer (create-or-update) must not rewrite what the operator set."""
-    from percolate_reading.queue.jetstream import consumer_config
+    from percolate_reading.infra.queue.jetstream import consumer_config
 
     for (name, spec), d in zip(build.pools, build.worker_deployments, strict=True):
         (c,) = d["spec"]["template"]["spec"]["containers"]

@@ -26,11 +26,11 @@ from rich.table import Table
 
 from percolate_reading.config import Settings, load_settings
 from percolate_reading.errors import PercolateError, WorkerCrashedError
-from percolate_reading.parsing import parse_file
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.render.artifacts import METADATA_JSON, render_artifacts
-from percolate_reading.render.chunks import ChunkOptions
-from percolate_reading.sandbox import SandboxLimits
+from percolate_reading.parse.parsing import parse_file
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.render.artifacts import METADATA_JSON, render_artifacts
+from percolate_reading.parse.render.chunks import ChunkOptions
+from percolate_reading.parse.sandbox import SandboxLimits
 
 SUMMARY_FILE = "summary.json"
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"

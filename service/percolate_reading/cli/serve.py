@@ -27,9 +27,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from percolate_reading.config import Settings, load_settings
+from percolate_reading.contract.subjects import Tier, consumer_name, job_subject
+from percolate_reading.contract.tenancy import generate_api_key
 from percolate_reading.errors import ConfigError
-from percolate_reading.subjects import Tier, consumer_name, job_subject
-from percolate_reading.tenancy import generate_api_key
 
 log = logging.getLogger("percolate_reading.serve")
 

@@ -21,8 +21,8 @@ from percolate_reading import __version__
 from percolate_reading.config import Settings
 from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
-from percolate_reading.gateway.registry import TenantRegistry
 from percolate_reading.gateway.routes import context, health, jobs, parse
+from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,9 @@ async def open_deps(settings: Settings, stack: AsyncExitStack, *, single_node: b
 
     `single_node` (for `serve`) keeps job state in RocksDB under data_dir instead of the
     JetStream KV bucket that gateway replicas share."""
-    from percolate_reading.jobs import open_job_store
-    from percolate_reading.queue.jetstream import close_quietly, connect, ensure_streams
-    from percolate_reading.storage import open_object_store
+    from percolate_reading.infra.jobs import open_job_store
+    from percolate_reading.infra.queue.jetstream import close_quietly, connect, ensure_streams
+    from percolate_reading.infra.storage import open_object_store
 
     registry = TenantRegistry.from_settings(settings)
     nc = await connect(settings, name="percolate-gateway")

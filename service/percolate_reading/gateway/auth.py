@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.gateway.api_errors import ApiError
-from percolate_reading.gateway.registry import TenantRegistry
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.infra.registry import TenantRegistry
 
 MAX_KEY_CHARS = 512
 

@@ -8,11 +8,11 @@ from typing import Any
 
 from percolate_reading.config import Settings
 from percolate_reading.gateway.quota import QuotaTracker
-from percolate_reading.gateway.registry import TenantRegistry
 from percolate_reading.gateway.sweeper import Sweeper
-from percolate_reading.jobs.store import JobStore
+from percolate_reading.infra.jobs.store import JobStore
+from percolate_reading.infra.registry import TenantRegistry
+from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.metrics import Metrics
-from percolate_reading.storage.base import ObjectStore
 
 
 @dataclass

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from percolate_reading.jobs.store import JobStore
+from percolate_reading.infra.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from percolate_reading.config import Settings
-from percolate_reading.subjects import Tier, job_subject
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.contract.subjects import Tier, job_subject
+from percolate_reading.contract.tenancy import TenantRecord
 
 
 class TierNotAllowedError(ValueError):

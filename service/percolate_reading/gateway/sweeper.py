@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError
-from percolate_reading.jobs.models import JobErrorInfo, JobStatus
-from percolate_reading.jobs.store import JobStore
-from percolate_reading.storage.base import ObjectStore
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.infra.jobs.models import JobErrorInfo, JobStatus
+from percolate_reading.infra.jobs.store import JobStore
+from percolate_reading.infra.storage.base import ObjectStore
 
 log = logging.getLogger(__name__)
 

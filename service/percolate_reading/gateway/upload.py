@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from percolate_reading.document import DocumentType
+from percolate_reading.parse.document import DocumentType
 
 FILE_FIELD = "file"
 MAX_FILE_NAME_CHARS = 200
@@ -89,7 +89,7 @@ def sniff_type(head: bytes) -> DocumentType | None:
     """The document type the first bytes of a file announce, or None if we do not parse it.
 
     Only magic numbers decide; the name and the client's Content-Type are never trusted. The
-    same rules as `percolate_reading.detect` (which needs a whole file, for zips); the worker
+    same rules as `percolate_reading.parse.detect` (which needs a whole file, for zips); the worker
     re-checks the whole file, so a zip that is not a workbook fails there with its reason.
     """
     if b"%PDF" in head[:1024]:

@@ -18,11 +18,11 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from percolate_reading.config import Settings
-from percolate_reading.jobs.store import JobStore
+from percolate_reading.contract.tenancy import TenantRecord
+from percolate_reading.infra.jobs.store import JobStore
+from percolate_reading.infra.storage.base import ObjectStore
+from percolate_reading.infra.webhooks import WebhookSender
 from percolate_reading.metrics import Metrics
-from percolate_reading.storage.base import ObjectStore
-from percolate_reading.tenancy import TenantRecord
-from percolate_reading.webhooks import WebhookSender
 from percolate_reading.worker.health import HealthServer
 from percolate_reading.worker.pipeline import Services
 from percolate_reading.worker.runner import PullRunner
@@ -81,7 +81,7 @@ async def start_worker(
 ) -> Worker:
     """Start a worker. Connections and stores passed in stay the caller's (not closed here);
     missing ones are opened from settings and closed by `drain()`."""
-    from percolate_reading.queue.jetstream import connect, ensure_streams
+    from percolate_reading.infra.queue.jetstream import connect, ensure_streams
 
     stack = AsyncExitStack()
     try:
@@ -91,12 +91,12 @@ async def start_worker(
         js = nc.jetstream()
         await ensure_streams(js, settings)
         if store is None:
-            from percolate_reading.storage import open_object_store
+            from percolate_reading.infra.storage import open_object_store
 
             store = await open_object_store(settings)
             stack.push_async_callback(store.close)
         if jobs is None:
-            from percolate_reading.jobs import open_job_store
+            from percolate_reading.infra.jobs import open_job_store
 
             jobs = await open_job_store(settings, js)
             stack.push_async_callback(jobs.close)
@@ -136,7 +136,7 @@ async def _tenant_lookup(
 ) -> Callable[[str], TenantRecord | None]:
     """Tenant records from the gateway's registry: settings/tenants file, plus the TENANTS
     bucket the operator writes, followed in the background."""
-    from percolate_reading.gateway.registry import TenantRegistry
+    from percolate_reading.infra.registry import TenantRegistry
 
     registry = TenantRegistry.from_settings(settings)
     task = asyncio.create_task(registry.watch_kv(js), name="tenant-registry-watch")

@@ -22,17 +22,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from percolate_reading.config import Settings
-from percolate_reading.context import ContextWriter, build_entry
+from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
+from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import InvalidTransitionError, PercolateError
-from percolate_reading.jobs.index import JOB_ID_RE
-from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobRecord, JobStatus, StorageStrategy
-from percolate_reading.jobs.store import JobStore
+from percolate_reading.infra.context import ContextWriter, build_entry
+from percolate_reading.infra.jobs.index import JOB_ID_RE
+from percolate_reading.infra.jobs.models import (
+    JobErrorInfo,
+    JobMessage,
+    JobRecord,
+    JobStatus,
+    StorageStrategy,
+)
+from percolate_reading.infra.jobs.store import JobStore
+from percolate_reading.infra.storage.base import ObjectStore
+from percolate_reading.infra.webhooks import WebhookSender, job_event, webhook_id
 from percolate_reading.metrics import Metrics
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.storage.base import ObjectStore
-from percolate_reading.subjects import TENANT_ID_RE, tenant_of_subject
-from percolate_reading.tenancy import TenantRecord
-from percolate_reading.webhooks import WebhookSender, job_event, webhook_id
+from percolate_reading.parse.providers.base import ParseOptions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -230,10 +236,10 @@ async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
 def _parse_and_render(
     path: Path, msg: JobMessage, settings: Settings
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    from percolate_reading.parsing import parse_file
-    from percolate_reading.render.artifacts import render_artifacts
-    from percolate_reading.render.chunks import ChunkOptions
-    from percolate_reading.sandbox import SandboxLimits
+    from percolate_reading.parse.parsing import parse_file
+    from percolate_reading.parse.render.artifacts import render_artifacts
+    from percolate_reading.parse.render.chunks import ChunkOptions
+    from percolate_reading.parse.sandbox import SandboxLimits
 
     doc = parse_file(
         path,

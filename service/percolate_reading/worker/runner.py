@@ -32,14 +32,18 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.subjects import (
+    STRANDED_STREAM_NAME,
+    dead_letter_subject,
+    stranded_consumer_name,
+)
 from percolate_reading.errors import PercolateError
-from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobStatus
-from percolate_reading.queue.jetstream import (
+from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobStatus
+from percolate_reading.infra.queue.jetstream import (
     ensure_consumer,
     ensure_stranded_consumer,
     publish_dead_letter,
 )
-from percolate_reading.subjects import STRANDED_STREAM_NAME, dead_letter_subject, stranded_consumer_name
 from percolate_reading.worker.pipeline import (
     Services,
     error_info,

@@ -16,8 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from percolate_reading.config import Settings
-from percolate_reading.storage import open_object_store
-from percolate_reading.storage.base import ObjectStore
+from percolate_reading.infra.storage import open_object_store
+from percolate_reading.infra.storage.base import ObjectStore
 from tests.servers import NatsServer, SeaweedS3, free_port
 from tests.service.gateway.harness import LiveGateway, WebhookReceiver
 

@@ -13,9 +13,9 @@ import nats
 import pytest
 
 from percolate_reading.config import Settings
-from percolate_reading.jobs.models import JobMessage
-from percolate_reading.queue.jetstream import publish_job
-from percolate_reading.storage.base import ObjectStore
+from percolate_reading.infra.jobs.models import JobMessage
+from percolate_reading.infra.queue.jetstream import publish_job
+from percolate_reading.infra.storage.base import ObjectStore
 from tests.servers import NatsServer
 from tests.service.gateway.conftest import Tenants
 from tests.service.gateway.harness import LiveGateway, make_pdf
@@ -294,7 +294,7 @@ async def test_full_queue_503_removes_staged_object_and_fails_record(
             assert r.status_code == 503, r.text
             assert r.json()["error"]["code"] == "queue_unavailable"
             jobs = (await c.get("/v1/jobs")).json()["jobs"]
-        from percolate_reading.storage import open_object_store
+        from percolate_reading.infra.storage import open_object_store
 
         store = await open_object_store(settings)
         try:
@@ -371,7 +371,7 @@ async def test_context_of_a_new_tenant_is_empty(acme: httpx.AsyncClient, tenants
 async def test_tenant_written_to_the_kv_registry_can_authenticate(
     gateway: LiveGateway, settings: Settings
 ) -> None:
-    from percolate_reading.tenancy import TENANTS_KV_BUCKET, TenantRecord, hash_api_key
+    from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, hash_api_key
 
     record = TenantRecord(tenant_id="operator-made", api_key_hashes=(hash_api_key("fresh-key-123"),))
     nc = await nats.connect(settings.nats_url)
@@ -403,10 +403,10 @@ async def test_ready_reports_a_stopped_background_task(tmp_path: object) -> None
     from pathlib import Path
 
     from percolate_reading.gateway.deps import GatewayDeps
-    from percolate_reading.gateway.registry import TenantRegistry
     from percolate_reading.gateway.routes.health import readiness
-    from percolate_reading.jobs.rocks_store import RocksJobStore
-    from percolate_reading.storage.local import LocalObjectStore
+    from percolate_reading.infra.jobs.rocks_store import RocksJobStore
+    from percolate_reading.infra.registry import TenantRegistry
+    from percolate_reading.infra.storage.local import LocalObjectStore
 
     base = Path(str(tmp_path))
     jobs = RocksJobStore(base / "jobs")

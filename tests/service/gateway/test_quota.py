@@ -8,9 +8,9 @@ from pathlib import Path
 
 from percolate_reading.config import load_settings
 from percolate_reading.gateway.quota import QuotaTracker
-from percolate_reading.jobs import open_job_store
-from percolate_reading.jobs.models import JobRecord
-from percolate_reading.jobs.store import JobStore
+from percolate_reading.infra.jobs import open_job_store
+from percolate_reading.infra.jobs.models import JobRecord
+from percolate_reading.infra.jobs.store import JobStore
 
 
 def _record(job_id: str) -> JobRecord:

@@ -8,11 +8,11 @@ import pytest
 from pydantic import SecretStr
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.subjects import Tier
+from percolate_reading.contract.tenancy import TenantRecord, hash_api_key
 from percolate_reading.errors import ConfigError
-from percolate_reading.gateway.registry import TenantRegistry, load_tenants_file
 from percolate_reading.gateway.routing import TierNotAllowedError, route_job
-from percolate_reading.subjects import Tier
-from percolate_reading.tenancy import TenantRecord, hash_api_key
+from percolate_reading.infra.registry import TenantRegistry, load_tenants_file
 
 
 def settings(**kw: object) -> Settings:

@@ -6,11 +6,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.gateway.sweeper import Sweeper, job_id_created_s
-from percolate_reading.jobs.models import JobRecord, JobStatus
-from percolate_reading.jobs.rocks_store import RocksJobStore
-from percolate_reading.storage.local import LocalObjectStore
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.infra.jobs.models import JobRecord, JobStatus
+from percolate_reading.infra.jobs.rocks_store import RocksJobStore
+from percolate_reading.infra.storage.local import LocalObjectStore
 
 
 def job_id_at(unix_s: float, tail: str) -> str:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from percolate_reading.document import DocumentType
 from percolate_reading.gateway.upload import (
     MultipartUpload,
     UploadError,
@@ -15,6 +14,7 @@ from percolate_reading.gateway.upload import (
     sanitize_file_name,
     sniff_type,
 )
+from percolate_reading.parse.document import DocumentType
 
 BOUNDARY = "xYzBoundary123"
 CTYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -9,11 +9,11 @@ import pytest
 
 from percolate_reading.config import load_settings
 from percolate_reading.errors import InvalidTransitionError
-from percolate_reading.jobs import index, open_job_store
-from percolate_reading.jobs.kv_store import JOBS_STATUS_BUCKET, KvJobStore
-from percolate_reading.jobs.models import JobStatus
-from percolate_reading.jobs.store import JobStore
-from percolate_reading.queue.jetstream import connect
+from percolate_reading.infra.jobs import index, open_job_store
+from percolate_reading.infra.jobs.kv_store import JOBS_STATUS_BUCKET, KvJobStore
+from percolate_reading.infra.jobs.models import JobStatus
+from percolate_reading.infra.jobs.store import JobStore
+from percolate_reading.infra.queue.jetstream import connect
 from tests.servers import NatsServer
 from tests.service.jobs.contract import JobStoreContract, rec
 

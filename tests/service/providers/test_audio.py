@@ -16,10 +16,15 @@ import ctranslate2
 import pytest
 
 from percolate_reading.config import Device
-from percolate_reading.document import BlockKind
 from percolate_reading.errors import ConfigError, CorruptDocumentError, DocumentTooLargeError
-from percolate_reading.providers.audio import NO_SPEECH_WARNING, AudioProvider, decode_audio, resolve_device
-from percolate_reading.providers.base import ParseOptions
+from percolate_reading.parse.document import BlockKind
+from percolate_reading.parse.providers.audio import (
+    NO_SPEECH_WARNING,
+    AudioProvider,
+    decode_audio,
+    resolve_device,
+)
+from percolate_reading.parse.providers.base import ParseOptions
 
 pytestmark = pytest.mark.audio
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from percolate_reading.document import BlockKind
 from percolate_reading.errors import (
     CorruptDocumentError,
     DocumentTooLargeError,
     UnsupportedTypeError,
 )
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.providers.image import NO_TEXT_WARNING, OCR_DISABLED_WARNING, ImageProvider
+from percolate_reading.parse.document import BlockKind
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.image import NO_TEXT_WARNING, OCR_DISABLED_WARNING, ImageProvider
 
 pytestmark = pytest.mark.ocr
 

@@ -13,7 +13,7 @@ from tests.service.providers.pdf_fixtures import ruled_table_pdf
 # Runs in a fresh interpreter, so nothing this test process imported first decides the outcome.
 _PROBE = """
 import sys
-from percolate_reading.providers.mupdf import pymupdf
+from percolate_reading.parse.providers.mupdf import pymupdf
 layout = sys.modules.get("pymupdf.layout", "absent")
 print("layout:", "blocked" if layout is None else "absent" if layout == "absent" else "LOADED")
 print("onnxruntime:", "onnxruntime" in sys.modules)
@@ -31,7 +31,7 @@ def test_layout_model_is_never_loaded() -> None:
 def test_blocked_packages_stay_importable_by_others() -> None:
     # Only PyMuPDF's own eager import is stopped: code that wants pymupdf4llm still gets it.
     code = (
-        "import importlib, importlib.util; import percolate_reading.providers.mupdf; "
+        "import importlib, importlib.util; import percolate_reading.parse.providers.mupdf; "
         "spec = importlib.util.find_spec('pymupdf4llm'); "
         "print('not installed' if spec is None else importlib.import_module('pymupdf4llm').__name__)"
     )
@@ -47,8 +47,9 @@ def test_table_search_prints_nothing(tmp_path: Path) -> None:
     pdf = tmp_path / "table.pdf"
     pdf.write_bytes(ruled_table_pdf())
     code = (
-        "import sys; from pathlib import Path; from percolate_reading.providers.pdf import PdfProvider; "
-        "from percolate_reading.providers.base import ParseOptions; "
+        "import sys; from pathlib import Path; "
+        "from percolate_reading.parse.providers.pdf import PdfProvider; "
+        "from percolate_reading.parse.providers.base import ParseOptions; "
         f"doc = PdfProvider().parse(Path({str(pdf)!r}), 'table.pdf', ParseOptions(ocr_enabled=False)); "
         "sys.stderr.write(f'tables={len(doc.tables)}')"
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from percolate_reading.providers.ocr import (
+from percolate_reading.parse.providers.ocr import (
     OcrLine,
     lines_to_paragraphs,
     reading_order,

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.errors import (
     CorruptDocumentError,
     DocumentTooLargeError,
     EmptyDocumentError,
     EncryptedDocumentError,
 )
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.providers.pdf import PdfProvider, page_ranges, sample_page_numbers
-from percolate_reading.providers.pdf_layout import Vector, join_line, list_marker
-from percolate_reading.providers.pdf_tables import (
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.pdf import PdfProvider, page_ranges, sample_page_numbers
+from percolate_reading.parse.providers.pdf_layout import Vector, join_line, list_marker
+from percolate_reading.parse.providers.pdf_tables import (
     WHITE,
     grid_candidate,
     merge_header_lines,

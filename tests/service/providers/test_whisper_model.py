@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.errors import ConfigError
-from percolate_reading.providers.whisper_model import (
+from percolate_reading.parse.providers.whisper_model import (
     BundledParts,
     assemble_bundled_model,
     bundled_parts,

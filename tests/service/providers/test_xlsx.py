@@ -11,7 +11,6 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from percolate_reading.document import BlockKind, ParsedDocument
 from percolate_reading.errors import (
     CorruptDocumentError,
     DocumentTooLargeError,
@@ -19,8 +18,9 @@ from percolate_reading.errors import (
     EncryptedDocumentError,
     UnsupportedTypeError,
 )
-from percolate_reading.providers.base import ParseOptions
-from percolate_reading.providers.xlsx import XlsxProvider, format_number
+from percolate_reading.parse.document import BlockKind, ParsedDocument
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.xlsx import XlsxProvider, format_number
 
 OPTIONS = ParseOptions()
 

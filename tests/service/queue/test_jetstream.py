@@ -11,9 +11,15 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, DiscardPolicy, RetentionPolicy, StorageType
 
 from percolate_reading.config import Settings, load_settings
+from percolate_reading.contract.subjects import (
+    DLQ_STREAM_NAME,
+    consumer_name,
+    dead_letter_subject,
+    job_subject,
+)
 from percolate_reading.errors import QueueError
-from percolate_reading.jobs.models import JobMessage
-from percolate_reading.queue.jetstream import (
+from percolate_reading.infra.jobs.models import JobMessage
+from percolate_reading.infra.queue.jetstream import (
     DLQ_REASON_HEADER,
     connect,
     consumer_config,
@@ -22,7 +28,6 @@ from percolate_reading.queue.jetstream import (
     publish_dead_letter,
     publish_job,
 )
-from percolate_reading.subjects import DLQ_STREAM_NAME, consumer_name, dead_letter_subject, job_subject
 from tests.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -198,7 +203,7 @@ async def test_ensure_streams_again_changes_nothing(
     settings = settings_for(fresh_nats_server, tmp_path)
     js = nc.jetstream()
     await ensure_streams(js, settings)
-    caplog.set_level("INFO", logger="percolate_reading.queue.jetstream")
+    caplog.set_level("INFO", logger="percolate_reading.infra.queue.jetstream")
     caplog.clear()
     await ensure_streams(js, settings)
     assert [r.getMessage() for r in caplog.records if "stream" in r.getMessage()] == []

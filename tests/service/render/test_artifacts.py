@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from percolate_reading import __version__
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument, Table
-from percolate_reading.render.artifacts import render_artifacts
-from percolate_reading.render.chunks import ChunkOptions
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.render.artifacts import render_artifacts
+from percolate_reading.parse.render.chunks import ChunkOptions
 
 K = BlockKind
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from percolate_reading.config import load_settings
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument, Table
-from percolate_reading.render.chunks import ChunkOptions, build_chunks
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.render.chunks import ChunkOptions, build_chunks
 
 K = BlockKind
 

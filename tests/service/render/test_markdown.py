@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument, Table
-from percolate_reading.render.markdown import format_timestamp, to_markdown
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.render.markdown import format_timestamp, to_markdown
 
 K = BlockKind
 

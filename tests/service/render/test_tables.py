@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from percolate_reading.document import Block, BlockKind, DocumentType, ParsedDocument, Table
-from percolate_reading.render.tables import tables_to_csv
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.render.tables import tables_to_csv
 
 
 def test_tables_numbered_from_one_with_exact_bytes() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from percolate_reading.config import load_settings
 from percolate_reading.errors import ObjectNotFoundError, StorageError
-from percolate_reading.storage import open_object_store
-from percolate_reading.storage.local import LocalObjectStore
+from percolate_reading.infra.storage import open_object_store
+from percolate_reading.infra.storage.local import LocalObjectStore
 
 
 async def chunks(n: int, size: int) -> AsyncIterator[bytes]:

@@ -11,8 +11,8 @@ import pytest
 
 from percolate_reading.config import Settings, load_settings
 from percolate_reading.errors import ObjectNotFoundError, StorageError
-from percolate_reading.storage import open_object_store
-from percolate_reading.storage.s3 import S3ObjectStore
+from percolate_reading.infra.storage import open_object_store
+from percolate_reading.infra.storage.s3 import S3ObjectStore
 from tests.servers import SeaweedS3, free_port
 
 pytestmark = pytest.mark.integration
@@ -172,7 +172,7 @@ async def test_content_type_is_stored(store: S3ObjectStore) -> None:
 
 
 async def test_bucket_clients_are_bounded_and_reused(store: S3ObjectStore) -> None:
-    from percolate_reading.storage import s3
+    from percolate_reading.infra.storage import s3
 
     first = store._objects("percolate-files")
     assert store._objects("percolate-files") is first  # reused

@@ -19,9 +19,10 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from percolate_reading.config import Settings, load_settings
-from percolate_reading.jobs.kv_store import KvJobStore
-from percolate_reading.jobs.models import JobMessage, JobRecord, JobStatus
-from percolate_reading.queue.jetstream import (
+from percolate_reading.contract.subjects import DLQ_STREAM_NAME, consumer_name, job_subject
+from percolate_reading.infra.jobs.kv_store import KvJobStore
+from percolate_reading.infra.jobs.models import JobMessage, JobRecord, JobStatus
+from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
     DLQ_REASON_HEADER,
     DLQ_SUBJECT_HEADER,
@@ -29,11 +30,10 @@ from percolate_reading.queue.jetstream import (
     ensure_streams,
     publish_job,
 )
-from percolate_reading.storage import open_object_store
-from percolate_reading.storage.base import ObjectStore
-from percolate_reading.storage.s3 import S3ObjectStore
-from percolate_reading.subjects import DLQ_STREAM_NAME, consumer_name, job_subject
-from percolate_reading.webhooks import verify
+from percolate_reading.infra.storage import open_object_store
+from percolate_reading.infra.storage.base import ObjectStore
+from percolate_reading.infra.storage.s3 import S3ObjectStore
+from percolate_reading.infra.webhooks import verify
 from percolate_reading.worker.main import Worker, start_worker
 from tests.servers import NatsServer, SeaweedS3, free_port
 from tests.service.webhook_receiver import WebhookReceiver
@@ -266,7 +266,7 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
 
 
 async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
-    from percolate_reading.queue.jetstream import ensure_consumer
+    from percolate_reading.infra.queue.jetstream import ensure_consumer
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 2})
     await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
@@ -397,7 +397,7 @@ async def test_sigterm_drains_and_returns_in_flight_job(
 
 
 async def test_in_progress_acks_prevent_redelivery(env: Env) -> None:
-    from percolate_reading.queue.jetstream import ensure_consumer
+    from percolate_reading.infra.queue.jetstream import ensure_consumer
 
     # ack_wait far shorter than the parse: only in-progress acks keep the job with this worker.
     settings = env.settings.model_copy(update={"nats_ack_wait": 0.6, "worker_concurrency": 1})
@@ -442,7 +442,7 @@ async def test_health_endpoints(env: Env) -> None:
 
 
 async def test_late_duplicate_keeps_one_result_and_one_webhook_id(env: Env) -> None:
-    from percolate_reading.queue.jetstream import publish_raw
+    from percolate_reading.infra.queue.jetstream import publish_raw
 
     receiver = WebhookReceiver()
     await receiver.start()

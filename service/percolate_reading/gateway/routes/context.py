@@ -7,11 +7,11 @@ import logging
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from percolate_reading.context import read_context
 from percolate_reading.gateway.api_errors import error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.schemas import Context
+from percolate_reading.infra.context import read_context
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["context"], responses=error_responses(401, 422, 503))

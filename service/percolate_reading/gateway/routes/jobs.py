@@ -10,14 +10,14 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, ObjectNotFoundError
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.schemas import JobList, JobView
-from percolate_reading.jobs.index import tenant_prefix
-from percolate_reading.jobs.models import JobRecord, JobStatus
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.infra.jobs.index import tenant_prefix
+from percolate_reading.infra.jobs.models import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 422, 503))

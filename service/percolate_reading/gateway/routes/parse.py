@@ -17,6 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from percolate_reading.contract.subjects import Tier
+from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import QueueError
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
@@ -29,9 +31,7 @@ from percolate_reading.gateway.upload import (
     sanitize_file_name,
     sniff_type,
 )
-from percolate_reading.jobs.models import JobErrorInfo, JobMessage, JobRecord
-from percolate_reading.subjects import Tier
-from percolate_reading.tenancy import TenantRecord
+from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -290,7 +290,7 @@ async def check_callback(deps: GatewayDeps, url: str) -> None:
     """Refuse callbacks the webhook sender would refuse (loopback, private, metadata...) now,
     with a 400, instead of accepting the job and failing the webhook later. The sender checks
     again at delivery time (DNS may change)."""
-    from percolate_reading.webhooks import AllowList, WebhookRefusedError, check_url
+    from percolate_reading.infra.webhooks import AllowList, WebhookRefusedError, check_url
 
     try:
         await asyncio.wait_for(
@@ -305,6 +305,6 @@ async def check_callback(deps: GatewayDeps, url: str) -> None:
 async def publish(deps: GatewayDeps, message: JobMessage, subject: str) -> None:
     if deps.js is None:
         raise QueueError("the gateway has no JetStream connection")
-    from percolate_reading.queue.jetstream import publish_job
+    from percolate_reading.infra.queue.jetstream import publish_job
 
     await publish_job(deps.js, message, subject)

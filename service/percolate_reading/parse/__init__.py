@@ -1,0 +1,1 @@
+"""Pure parsing: providers per format, the document model, rendering, the sandboxed child."""

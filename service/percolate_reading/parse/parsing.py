@@ -1,0 +1,84 @@
+"""One parse, end to end: detect the type, run its provider (sandboxed), record the facts.
+
+`parse_file` is what the CLI and the worker call. With `limits=None` the provider runs in
+this process: tests and benchmarks use that to measure the parser without the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import threading
+import time
+from pathlib import Path
+
+from percolate_reading.config import Settings
+from percolate_reading.parse.detect import detect_type
+from percolate_reading.parse.document import DocumentType, ParsedDocument
+from percolate_reading.parse.providers import get_provider, missing_dependency_error
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
+
+_HASH_BLOCK = 1 << 20
+
+
+def parse_file(
+    path: Path,
+    options: ParseOptions,
+    limits: SandboxLimits | None,
+    source_name: str | None = None,
+    settings: Settings | None = None,
+    cancel: threading.Event | None = None,
+) -> ParsedDocument:
+    """Parse the file at `path` into a ParsedDocument, raising typed errors for bad input.
+
+    Setting `cancel` kills a sandboxed parse in flight (WorkerCrashedError).
+    `settings` configures providers that take more than ParseOptions (size caps, model cache)."""
+    # Absolute: the sandboxed child runs in its own temp dir as working directory.
+    path = Path(path).absolute()
+    name = source_name or path.name
+    t0 = time.perf_counter()
+    doc_type = detect_type(path)
+    t1 = time.perf_counter()
+    if limits is None:
+        doc = run_provider(doc_type, path, name, options, settings)
+    else:
+        doc = run_in_sandbox(
+            run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
+        )
+    t2 = time.perf_counter()
+    size, digest = file_digest(path)
+    t3 = time.perf_counter()
+    doc.timings.update({"detect_s": t1 - t0, "parse_s": t2 - t1, "hash_s": t3 - t2, "total_s": t3 - t0})
+    doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
+    return doc
+
+
+def run_provider(
+    doc_type: DocumentType,
+    path: Path,
+    source_name: str,
+    options: ParseOptions,
+    settings: Settings | None = None,
+) -> ParsedDocument:
+    """Load the provider for `doc_type` and parse. Module-level so the sandbox can pickle it."""
+    provider = get_provider(doc_type, settings)
+    try:
+        doc = provider.parse(path, source_name, options)
+    except ImportError as exc:
+        # Providers may import heavy optional packages lazily, inside parse().
+        raise missing_dependency_error(doc_type, exc) from exc
+    # In the sandbox this is the child's own peak; in-process, the whole process's.
+    doc.metadata["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return doc
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a file, read in blocks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()

@@ -1,0 +1,177 @@
+"""Audio provider: WAV/FLAC/MP3/M4A/OGG -> timed transcript segments via faster-whisper.
+
+Audio is decoded here with PyAV (the decoder faster-whisper itself uses) rather than by
+faster-whisper, so that undecodable input becomes a typed CorruptDocumentError and the duration
+cap is enforced while decoding, before a hostile file's PCM fills the sandbox's memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from percolate_reading.config import Device, Settings, default_model_cache_dir
+from percolate_reading.errors import (
+    ConfigError,
+    CorruptDocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+)
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.whisper_model import resolve_whisper_model
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+SAMPLE_RATE = 16_000  # what Whisper expects
+DEFAULT_MAX_DURATION_S = 2 * 3600.0
+NO_SPEECH_WARNING = "no speech detected"
+
+
+def _require_faster_whisper() -> Any:
+    try:
+        import faster_whisper
+    except ImportError as exc:
+        raise ImportError(
+            "audio parsing needs faster-whisper: install percolate-reading[audio,audio-model]",
+            name=exc.name,
+        ) from exc
+    return faster_whisper
+
+
+def resolve_device(device: Device) -> str:
+    """cpu|cuda for CTranslate2. AUTO picks cuda only when CTranslate2 sees a GPU."""
+    import ctranslate2
+
+    gpus = ctranslate2.get_cuda_device_count()
+    if device is Device.AUTO:
+        return "cuda" if gpus > 0 else "cpu"
+    if device is Device.CUDA and gpus == 0:
+        raise ConfigError(
+            "device=cuda was requested but CTranslate2 sees no CUDA device "
+            "(no GPU, driver or CUDA libraries); use device=cpu or device=auto"
+        )
+    return device.value
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(model_dir: str, device: str, compute_type: str) -> Any:
+    # One model per (dir, device, compute type) per process: loading costs ~1 s and ~150 MB,
+    # and the model is read-only, so a worker's parses share it.
+    faster_whisper = _require_faster_whisper()
+    return faster_whisper.WhisperModel(
+        model_dir, device=device, compute_type=compute_type, local_files_only=True
+    )
+
+
+def decode_audio(path: Path, max_duration_s: float) -> npt.NDArray[np.float32]:
+    """Decode any PyAV-readable audio to 16 kHz mono float32, enforcing the duration cap."""
+    import av
+    import numpy as np
+
+    max_samples = int(max_duration_s * SAMPLE_RATE)
+    chunks: list[npt.NDArray[Any]] = []  # s16 frames
+    n = 0
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise CorruptDocumentError(f"{path.name}: no audio stream")
+            stream = container.streams.audio[0]
+            declared = (
+                float(stream.duration * stream.time_base)
+                if stream.duration is not None and stream.time_base is not None
+                else None
+            )
+            if declared is not None and declared > max_duration_s:
+                raise DocumentTooLargeError(
+                    f"audio is {declared:.0f} s long, over the {max_duration_s:.0f} s cap"
+                )
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    arr = out.to_ndarray().reshape(-1)
+                    n += arr.size
+                    if n > max_samples:
+                        # Metadata can lie; the decoded length cannot.
+                        raise DocumentTooLargeError(
+                            f"audio runs past the {max_duration_s:.0f} s cap while decoding"
+                        )
+                    chunks.append(arr)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise CorruptDocumentError(f"{path.name}: audio cannot be decoded ({exc})") from exc
+    if not chunks:
+        raise EmptyDocumentError(f"{path.name}: the audio stream has no samples")
+    # Few full-length copies alive at once: a 2 h file is 230 MB as int16, 460 MB as float32.
+    pcm16 = np.concatenate(chunks)
+    chunks.clear()
+    pcm = pcm16.astype(np.float32)
+    del pcm16
+    pcm *= np.float32(1 / 32768)
+    return pcm
+
+
+@dataclass(frozen=True)
+class AudioProvider:
+    """faster-whisper transcription with VAD; one model per process, chosen by the options."""
+
+    model_cache_dir: Path | None = None
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+    doc_type = DocumentType.AUDIO  # a class attribute, not a field
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AudioProvider:
+        return cls(model_cache_dir=settings.model_cache_dir, max_duration_s=settings.audio_max_duration_s)
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        _require_faster_whisper()
+        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.AUDIO)
+
+        t0 = time.perf_counter()
+        pcm = decode_audio(path, self.max_duration_s)
+        t1 = time.perf_counter()
+        doc.timings["decode"] = t1 - t0
+
+        device = resolve_device(options.device)
+        model_dir = resolve_whisper_model(
+            options.whisper_model, self.model_cache_dir or default_model_cache_dir()
+        )
+        model = _load_model(str(model_dir), device, options.whisper_compute_type)
+        t2 = time.perf_counter()
+        doc.timings["load_model"] = t2 - t1
+
+        segments, info = model.transcribe(pcm, language=options.language, vad_filter=True, beam_size=5)
+        # `segments` is lazy: iterating it is the transcription.
+        for seg in segments:
+            text = seg.text.strip()
+            if text:
+                doc.blocks.append(
+                    Block(
+                        kind=BlockKind.TRANSCRIPT_SEGMENT,
+                        text=text,
+                        start=round(float(seg.start), 3),
+                        end=round(float(seg.end), 3),
+                    )
+                )
+        doc.timings["transcribe"] = time.perf_counter() - t2
+
+        if not doc.blocks:
+            doc.warnings.append(NO_SPEECH_WARNING)
+        doc.metadata.update(
+            duration_s=round(pcm.size / SAMPLE_RATE, 3),
+            speech_duration_s=round(float(info.duration_after_vad), 3),
+            language=info.language,
+            language_probability=round(float(info.language_probability), 4),
+            model=options.whisper_model,
+            model_path=str(model_dir),
+            device=device,
+            compute_type=options.whisper_compute_type,
+            segment_count=len(doc.blocks),
+        )
+        return doc

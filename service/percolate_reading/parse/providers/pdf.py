@@ -1,0 +1,373 @@
+"""PDF provider (PyMuPDF): text in reading order, headings, lists, ruled tables, OCR fallback.
+
+Two passes, both streaming: a sample of up to SAMPLE_PAGES pages yields the document's body
+font size, heading size tiers and running headers/footers; then every page is extracted,
+cleaned and turned into blocks, and only its blocks are kept (sampled pages' compact text is
+reused, so no page is extracted twice). Expensive work runs only where it can pay off:
+`find_tables` on pages whose drawings could form a grid, OCR on pages with images and no text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from percolate_reading.errors import (
+    CorruptDocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    EncryptedDocumentError,
+)
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.mupdf import pymupdf
+from percolate_reading.parse.providers.pdf_layout import (
+    SAMPLE_PAGES,
+    DocStats,
+    ListState,
+    PageText,
+    TableItem,
+    build_blocks,
+    doc_stats,
+    drop_lines_inside,
+    drop_margin_lines,
+    page_text,
+)
+from percolate_reading.parse.providers.pdf_tables import (
+    find_band_tables,
+    find_page_tables,
+    grid_candidate,
+    rule_bands,
+)
+
+# No images in the dict (they are large and unused); keep whitespace so words stay apart.
+WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
+# Vector paths come in the same pass (table candidates) at no measurable extra cost.
+TEXT_FLAGS = WORD_FLAGS | pymupdf.TEXT_COLLECT_VECTORS
+OCR_DPI = 200
+# Pages with more vector paths than this are drawings/charts, where MuPDF's table finder can
+# run for many seconds; they are not searched for ruled tables (noted in the warnings).
+MAX_TABLE_VECTORS = 5000
+# A page that is one big picture with only a stamp of text (a Bates number, "EXHIBIT 7") on
+# top is a scan: OCR it like a page without a text layer.
+SCAN_MAX_TEXT_CHARS = 40
+SCAN_MIN_IMAGE_COVER = 0.7
+_fitz: Any = pymupdf  # PyMuPDF's own annotations are partial: use its API as dynamic
+# Errors MuPDF raises for damaged content inside an otherwise opened document.
+_MUPDF_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+
+
+def sample_page_numbers(page_count: int, limit: int = SAMPLE_PAGES) -> list[int]:
+    """Evenly spread 0-based page numbers (all pages when the document is short)."""
+    if page_count <= limit:
+        return list(range(page_count))
+    step = page_count / limit
+    return sorted({int(i * step) for i in range(limit)})
+
+
+def page_ranges(pages: list[int]) -> str:
+    """1, 2, 3, 5, 7, 8 -> '1-3, 5, 7-8'."""
+    parts: list[str] = []
+    start = prev = pages[0]
+    for n in [*pages[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+def _open(path: Path, name: str, options: ParseOptions) -> tuple[Any, list[str]]:
+    """Open and unlock the PDF; `name` is what error messages call it (the upload's name)."""
+    warnings: list[str] = []
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CorruptDocumentError(f"cannot read PDF {name}: {exc.strerror}") from exc
+    if size == 0:
+        raise EmptyDocumentError(f"{name} is empty (0 bytes)")
+    try:
+        doc = _fitz.open(path, filetype="pdf")
+    except _fitz.EmptyFileError as exc:
+        raise EmptyDocumentError(f"{name} is empty (0 bytes)") from exc
+    except (_fitz.FileDataError, *_MUPDF_ERRORS) as exc:
+        # MuPDF's message names the sandbox's temp path; the user knows the file by `name`.
+        raise CorruptDocumentError(f"{name} is not a readable PDF: MuPDF cannot open or repair it") from exc
+    try:
+        _check_opened(doc, name, options, warnings)
+    except _MUPDF_ERRORS as exc:
+        doc.close()
+        if any(hint in str(exc).lower() for hint in ("memory", "alloc")):
+            raise  # the sandbox names it the memory limit
+        # A page tree MuPDF cannot walk (loops, absurd /Count): the file is broken, not us.
+        raise CorruptDocumentError(f"{name}: the PDF's page tree cannot be read ({exc})") from exc
+    except BaseException:
+        doc.close()
+        raise
+    return doc, warnings
+
+
+def _check_opened(doc: Any, name: str, options: ParseOptions, warnings: list[str]) -> None:
+    if doc.needs_pass:
+        if not options.password:
+            raise EncryptedDocumentError(f"{name} is encrypted; supply its password to parse it")
+        if not doc.authenticate(options.password):
+            raise EncryptedDocumentError(f"{name} is encrypted and the supplied password is wrong")
+    if doc.is_repaired:
+        warnings.append("the PDF was damaged and repaired by MuPDF; some content may be missing")
+    if doc.page_count == 0:
+        raise CorruptDocumentError(f"{name} has no readable pages")
+    if doc.page_count > options.max_pages:
+        raise DocumentTooLargeError(f"{name} has {doc.page_count} pages; the limit is {options.max_pages}")
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _gapped_rows(text: PageText, band: tuple[float, float, float, float]) -> int:
+    """Lines inside `band` that hold column-separated cells: evidence of a table there."""
+    x0, y0, x1, y1 = band
+    return sum(
+        1
+        for block in text.blocks
+        for ln in block.lines
+        if ln.cells and x0 - 1 <= (ln.x0 + ln.x1) / 2 <= x1 + 1 and y0 <= (ln.y0 + ln.y1) / 2 <= y1
+    )
+
+
+def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
+    try:
+        ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
+    except ImportError:
+        return None
+    return ocr.recognize, ocr.lines_to_paragraphs
+
+
+class _PdfParse:
+    """State of one parse: the open document, counters and the blocks produced so far."""
+
+    def __init__(self, doc: Any, source_name: str, options: ParseOptions, warnings: list[str]) -> None:
+        self.doc = doc
+        self.options = options
+        self.result = ParsedDocument(source_name=source_name, doc_type=DocumentType.PDF, warnings=warnings)
+        self.pages_ocr = 0
+        self.pages_with_text = 0
+        self.pages_with_images = 0
+        self.unreadable: list[int] = []
+        self.no_text_pages: list[int] = []
+        self.stamped_pages: list[int] = []  # scans whose text layer is only a stamp
+        self.margin_lines_dropped = 0
+        self.table_pages_checked = 0
+        self.t_tables = 0.0
+        self.t_ocr = 0.0
+        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]]] | None = None
+        self._ocr_loaded = False
+        self.lists = ListState()
+
+    def extract(self, pno: int) -> tuple[Any, PageText] | None:
+        try:
+            page = self.doc.load_page(pno)
+            return page, page_text(page.get_text("dict", flags=TEXT_FLAGS))
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {pno + 1} could not be read: {exc}")
+            self.unreadable.append(pno + 1)
+            return None
+
+    def tables(self, page: Any, text: PageText, page_no: int) -> list[TableItem]:
+        grid = grid_candidate(text.vectors, text.width, text.height)
+        bands = [
+            b
+            for b in rule_bands(text.vectors, text.width, text.height, lambda g: _gapped_rows(text, g) > 0)
+            if _gapped_rows(text, b) >= 2
+        ]
+        if not grid and not bands:
+            return []
+        if len(text.vectors) > MAX_TABLE_VECTORS:
+            self.result.warnings.append(
+                f"page {page_no}: {len(text.vectors)} vector paths; not searched for ruled tables"
+            )
+            return []
+        t0 = time.perf_counter()
+        self.table_pages_checked += 1
+        try:
+            found = find_page_tables(page, page_no, WORD_FLAGS) if grid else []
+            # Bands a grid table already covers are that table's own rules.
+            bands = [b for b in bands if not any(_overlaps(b, (t.x0, t.y0, t.x1, t.y1)) for t in found)]
+            if bands:
+                found += find_band_tables(page, page_no, WORD_FLAGS, bands, text.vectors)
+            return found
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
+            return []
+        finally:
+            self.t_tables += time.perf_counter() - t0
+
+    def ocr_page(self, page: Any, page_no: int, skipped: list[int] | None = None) -> list[Block]:
+        """OCR the rendered page; pages OCR cannot run on are noted in `skipped`."""
+        skipped = self.no_text_pages if skipped is None else skipped
+        if not page.get_images(full=False):
+            return []
+        self.pages_with_images += 1
+        if not self.options.ocr_enabled:
+            skipped.append(page_no)
+            return []
+        if not self._ocr_loaded:
+            self._ocr = _load_ocr()
+            self._ocr_loaded = True
+        if self._ocr is None:
+            skipped.append(page_no)
+            return []
+        recognize, to_paragraphs = self._ocr
+        t0 = time.perf_counter()
+        try:
+            png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
+            paragraphs = to_paragraphs(recognize(png, language=self.options.language))
+        except ImportError:
+            self._ocr = None  # the engine is not installed: stop trying on later pages
+            skipped.append(page_no)
+            return []
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.result.warnings.append(f"page {page_no}: OCR failed: {exc}")
+            return []
+        finally:
+            self.t_ocr += time.perf_counter() - t0
+        self.pages_ocr += 1
+        return [Block(BlockKind.PARAGRAPH, text=p, page=page_no) for p in paragraphs if p.strip()]
+
+    def mostly_scan(self, page: Any, text: PageText) -> bool:
+        chars = sum(len(ln.text.strip()) for b in text.blocks for ln in b.lines)
+        if chars >= SCAN_MAX_TEXT_CHARS or not page.get_images(full=False):
+            return False
+        page_rect = page.rect
+        for info in page.get_image_info():
+            shown = _fitz.Rect(info["bbox"]) & page_rect
+            if shown.width * shown.height >= SCAN_MIN_IMAGE_COVER * page_rect.width * page_rect.height:
+                return True
+        return False
+
+    def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        if not text.has_text:
+            return self.ocr_page(page, page_no)
+        self.pages_with_text += 1
+        self.margin_lines_dropped += drop_margin_lines(text, stats)
+        if self.mostly_scan(page, text):
+            # OCR reads the rendered page, stamp included; without OCR keep what text there is.
+            scanned = self.ocr_page(page, page_no, self.stamped_pages)
+            if scanned:
+                return scanned
+        tables = self.tables(page, text, page_no)
+        drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
+        return build_blocks(text, tables, stats, self.lists, page_no)
+
+    def run(self) -> ParsedDocument:
+        doc = self.doc
+        result = self.result
+        t0 = time.perf_counter()
+        sampled: dict[int, tuple[Any, PageText] | None] = {}
+        for pno in sample_page_numbers(doc.page_count):
+            sampled[pno] = self.extract(pno)
+        stats = doc_stats([s[1] for s in sampled.values() if s is not None])
+        # Keep only the compact text of sampled pages; pages are reloaded when needed.
+        cached = {pno: s[1] for pno, s in sampled.items() if s is not None}
+        failed = {pno for pno, s in sampled.items() if s is None}
+        sampled.clear()
+        result.timings["pdf_scan"] = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        for pno in range(doc.page_count):
+            page_no = pno + 1
+            result.blocks.append(Block(BlockKind.PAGE_BREAK, page=page_no))
+            text = cached.pop(pno, None)
+            if text is not None:
+                try:
+                    page = doc.load_page(pno)
+                except _MUPDF_ERRORS as exc:
+                    result.warnings.append(f"page {page_no} could not be read: {exc}")
+                    self.unreadable.append(page_no)
+                    continue
+            elif pno in failed:
+                continue
+            else:
+                extracted = self.extract(pno)
+                if extracted is None:
+                    continue
+                page, text = extracted
+            try:
+                result.blocks.extend(self.page_blocks(page, text, stats, page_no))
+            except _MUPDF_ERRORS as exc:
+                result.warnings.append(f"page {page_no} could not be read: {exc}")
+                self.unreadable.append(page_no)
+        result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
+        result.timings["pdf_tables"] = self.t_tables
+        result.timings["pdf_ocr"] = self.t_ocr
+
+        if len(set(self.unreadable)) >= doc.page_count:
+            # Carry the first page's error: it tells a broken page from a failed allocation
+            # (which the sandbox then reports as the memory limit it is).
+            first = next((w for w in result.warnings if "could not be read" in w), "")
+            raise CorruptDocumentError(
+                f"{result.source_name}: no page of the PDF could be read ({first})"
+                if first
+                else f"{result.source_name}: no page of the PDF could be read"
+            )
+        if not self.pages_with_text and not self.pages_with_images:
+            raise EmptyDocumentError(
+                f"{result.source_name}: no text and no scanned images on any of its {doc.page_count} pages"
+            )
+        if self.margin_lines_dropped:
+            shown = "; ".join(repr(t) for t in stats.margin_examples[:3])
+            result.warnings.append(
+                f"dropped {self.margin_lines_dropped} repeated header/footer lines ({shown})"
+            )
+        if self.no_text_pages:
+            why = "disabled" if not self.options.ocr_enabled else "unavailable"
+            if len(self.no_text_pages) <= 10:
+                for page_no in self.no_text_pages:
+                    result.warnings.append(f"page {page_no} has no text layer; OCR {why}")
+            else:  # a scanned book: one line, not hundreds
+                result.warnings.append(
+                    f"{len(self.no_text_pages)} pages have no text layer "
+                    f"(pages {page_ranges(self.no_text_pages)}); OCR {why}"
+                )
+        if self.stamped_pages:
+            why = "disabled" if not self.options.ocr_enabled else "unavailable"
+            result.warnings.append(
+                f"scanned page(s) {page_ranges(self.stamped_pages)} carry only a few words of text "
+                f"layer, kept as is; OCR {why}"
+            )
+        info = doc.metadata or {}
+        result.metadata.update(
+            page_count=doc.page_count,
+            title=(info.get("title") or "").strip() or None,
+            author=(info.get("author") or "").strip() or None,
+            pages_ocr=self.pages_ocr,
+            tables=sum(1 for b in result.blocks if b.kind is BlockKind.TABLE),
+            table_pages_checked=self.table_pages_checked,
+            has_text_layer=self.pages_with_text > 0,
+            body_font_size=stats.body_size or None,
+            parser=f"pymupdf {pymupdf.VersionBind}",
+        )
+        return result
+
+
+class PdfProvider:
+    """Parses PDFs with PyMuPDF; see the module docstring for the passes."""
+
+    doc_type = DocumentType.PDF
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        t0 = time.perf_counter()
+        doc, warnings = _open(path, source_name, options)
+        try:
+            open_s = time.perf_counter() - t0
+            result = _PdfParse(doc, source_name, options, warnings).run()
+            result.timings["pdf_open"] = open_s
+            return result
+        finally:
+            doc.close()

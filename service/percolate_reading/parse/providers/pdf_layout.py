@@ -1,0 +1,718 @@
+"""Pure layout logic for the PDF provider: MuPDF text dicts in, ordered Blocks out.
+
+Nothing here touches a document: functions take the plain data `page.get_text("dict")`
+returns (or the compact records made from it), so they are cheap to test and reason about.
+
+Pipeline per page: `page_blocks` (dict -> TextBlocks of Lines, same-row fragments merged)
+-> drop header/footer lines and lines inside tables -> `reading_order` (columns) ->
+`build_blocks` (headings, list items, paragraphs with hyphen joins).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from percolate_reading.parse.document import Block, BlockKind, Table
+
+BOLD_FLAG = 16  # MuPDF span flag: TEXT_FONT_BOLD
+HEADER_BAND = 0.1  # top/bottom fraction of the page height where running headers/footers live
+SAMPLE_PAGES = 60  # pages sampled for font statistics and header/footer detection
+INDENT_STEP = 18.0  # points of indentation per list nesting level
+COLUMN_GAP = 1.5  # a gap this many font sizes wide inside a row separates table cells
+MIN_TEXT_TABLE_ROWS = 3
+
+EN_DASH = "\u2013"
+BULLETS = frozenset("•·▪◦‣●○■□➢►-*" + EN_DASH)
+# Glyphs that also occur as separators or dashes: inside a running sentence they continue it.
+AMBIGUOUS_BULLETS = frozenset("·-*" + EN_DASH)
+_SENTENCE_END = (".", "!", "?", ":", '"', "”", ")")
+# A list marker at the start of a line: a bullet glyph, or 1. 1) (1) a) a. i. ii)
+_NUMBERED = re.compile(r"^(\(?(?:\d{1,3}|[a-z]|[ivxlc]{1,6})[.)])\s+(?=\S)")
+_DIGITS = re.compile(r"\d+")
+# C0 controls (MuPDF emits NUL for glyphs without a Unicode mapping), tab and newline kept.
+_CONTROLS = dict.fromkeys(c for c in range(32) if c not in (9, 10))
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(slots=True)
+class Line:
+    text: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    size: float  # dominant font size (by characters)
+    bold: bool  # every visible character is bold
+    # Fragments separated by column-wide gaps, (x0, x1, text): a possible row of an unruled table.
+    cells: tuple[tuple[float, float, str], ...] = ()
+
+
+@dataclass(slots=True)
+class TextBlock:
+    lines: list[Line]
+    x0: float = 0.0
+    y0: float = 0.0
+    x1: float = 0.0
+    y1: float = 0.0
+
+    def refit(self) -> None:
+        self.x0 = min(ln.x0 for ln in self.lines)
+        self.y0 = min(ln.y0 for ln in self.lines)
+        self.x1 = max(ln.x1 for ln in self.lines)
+        self.y1 = max(ln.y1 for ln in self.lines)
+
+
+@dataclass(slots=True)
+class TableItem:
+    """A detected table placed in the reading order like a text block."""
+
+    table: Table
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+Item = TextBlock | TableItem
+Vector = tuple[float, float, float, float, bool, bool, int]
+
+
+@dataclass(slots=True)
+class PageText:
+    """The compact text of one page: horizontal blocks plus rotated lines kept aside, and
+    the page's vector paths (x0, y0, x1, y1, stroked, is_rect, sRGB colour) for table hints."""
+
+    blocks: list[TextBlock]
+    rotated: list[Line]
+    width: float
+    height: float
+    vectors: list[Vector]
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.blocks or self.rotated)
+
+
+# --- dict -> compact records -------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
+def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> Line | None:
+    if len(spans) == 1:
+        span = spans[0]
+        text = _clean(span["text"])
+        if not text.strip():
+            return None
+        font = span["font"]
+        bold = bool(span["flags"] & BOLD_FLAG) or "Bold" in font or "Black" in font
+        return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], round(span["size"] * 2) / 2, bold)
+    parts: list[str] = []
+    weights: Counter[float] = Counter()
+    bold = True
+    for span in spans:
+        t = span["text"]
+        parts.append(t)
+        n = len(t.strip())
+        if n:
+            weights[round(span["size"] * 2) / 2] += n
+            if bold and not (span["flags"] & BOLD_FLAG or "Bold" in span["font"] or "Black" in span["font"]):
+                bold = False
+    if not weights:
+        return None
+    size = weights.most_common(1)[0][0]
+    text = _clean("".join(parts))
+    if not text.strip():
+        return None
+    return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold)
+
+
+def _is_marker(text: str) -> bool:
+    t = text.strip()
+    return (len(t) == 1 and t in BULLETS) or bool(_NUMBERED.match(t + " x"))
+
+
+def _merge_row(a: Line, b: Line) -> Line:
+    """Join two fragments of one visual row (e.g. a list marker and its text).
+
+    A gap wider than COLUMN_GAP font sizes separates cells: the fragments are kept apart in
+    `cells` so that runs of such rows can become a table (a lone list marker never counts).
+    """
+    gap = b.x0 - a.x1
+    size = a.size if len(a.text) >= len(b.text) else b.size
+    sep = "" if gap < 0.15 * max(a.size, 1.0) or a.text.endswith(" ") or b.text.startswith(" ") else " "
+    cells = a.cells
+    if gap > COLUMN_GAP * max(size, 1.0) and (cells or not _is_marker(a.text)):
+        cells = (cells or ((a.x0, a.x1, a.text.strip()),)) + ((b.x0, b.x1, b.text.strip()),)
+    elif cells:
+        x0, _x1, text = cells[-1]
+        cells = (*cells[:-1], (x0, b.x1, text + sep + b.text.strip()))
+    return Line(
+        a.text + sep + b.text,
+        min(a.x0, b.x0),
+        min(a.y0, b.y0),
+        max(a.x1, b.x1),
+        max(a.y1, b.y1),
+        size,
+        a.bold and b.bold,
+        cells,
+    )
+
+
+def _same_row(a: Line, b: Line) -> bool:
+    overlap = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return b.x0 >= a.x1 - 1.0 and overlap > 0.5 * min(a.y1 - a.y0, b.y1 - b.y0)
+
+
+def page_text(page_dict: dict[str, Any]) -> PageText:
+    """Compact a `get_text("dict")` result: text blocks of non-empty lines, rows merged.
+
+    With TEXT_COLLECT_VECTORS the dict also holds vector blocks (type 3): kept as tuples, so
+    table candidates come from the same pass instead of a second `get_cdrawings()` walk.
+    """
+    blocks: list[TextBlock] = []
+    rotated: list[Line] = []
+    vectors: list[Vector] = []
+    for raw in page_dict["blocks"]:
+        kind = raw.get("type", 0)
+        if kind == 3:
+            x0, y0, x1, y1 = raw["bbox"]
+            vectors.append(
+                (x0, y0, x1, y1, bool(raw.get("stroked")), bool(raw.get("isrect")), raw.get("color", 0))
+            )
+            continue
+        if kind != 0:
+            continue
+        lines: list[Line] = []
+        for raw_line in raw["lines"]:
+            line = _line_from_spans(raw_line["spans"], raw_line["bbox"])
+            if line is None:
+                continue
+            direction = raw_line.get("dir", (1.0, 0.0))
+            if abs(direction[1]) > 0.1:
+                rotated.append(line)
+                continue
+            if lines and _same_row(lines[-1], line):
+                lines[-1] = _merge_row(lines[-1], line)
+            else:
+                lines.append(line)
+        if lines:
+            block = TextBlock(lines)
+            block.refit()
+            blocks.append(block)
+    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors)
+
+
+# --- document statistics: body size, heading tiers, running headers/footers -------------
+
+
+def margin_key(line: Line, page_height: float) -> str | None:
+    """A key for a line in the header/footer band; digits collapsed so page numbers match."""
+    if line.y1 <= page_height * HEADER_BAND:
+        band = "top"
+    elif line.y0 >= page_height * (1 - HEADER_BAND):
+        band = "bottom"
+    else:
+        return None
+    norm = _SPACES.sub(" ", _DIGITS.sub("#", line.text.lower())).strip()
+    return f"{band}:{norm}" if norm else None
+
+
+def _edge_lines(page: PageText) -> Iterable[Line]:
+    """The two top-most and two bottom-most lines: where running headers/footers sit."""
+    lines = sorted((ln for b in page.blocks for ln in b.lines), key=lambda ln: ln.y0)
+    if len(lines) <= 4:
+        return lines
+    return lines[:2] + lines[-2:]
+
+
+@dataclass(slots=True)
+class DocStats:
+    body_size: float = 0.0
+    heading_sizes: tuple[float, ...] = ()  # distinct sizes above body, largest first
+    margin_keys: frozenset[str] = frozenset()
+    margin_examples: tuple[str, ...] = ()
+
+    def heading_level(self, size: float, bold: bool, text: str, n_lines: int) -> int:
+        """0 for body text, else 1..4: larger sizes by tier, then bold lines near body size."""
+        if self.body_size <= 0:
+            return 0
+        larger_font = size >= self.body_size * 1.12 + 0.3
+        if not (larger_font or bold):  # the common case, decided before any text scan
+            return 0
+        if len(text) > 200 or n_lines > 3 or not any(c.isalpha() for c in text):
+            return 0
+        if larger_font:
+            larger = sum(1 for s in self.heading_sizes if s > size + 0.25)
+            return min(larger + 1, 3)
+        if (
+            bold
+            and n_lines == 1
+            and size >= self.body_size - 0.75
+            and len(text) <= 90
+            and not text.rstrip().endswith((".", ",", ";"))
+        ):
+            tiers = len(self.heading_sizes)
+            if size > self.body_size + 0.4:  # slightly larger bold: the next level below the tiers
+                return min(tiers + 1, 3)
+            return max(3, min(tiers + 1, 4))
+        return 0
+
+
+def doc_stats(pages: Sequence[PageText]) -> DocStats:
+    """Body font size (most characters), heading size tiers and running header/footer keys."""
+    weights: Counter[float] = Counter()
+    for page in pages:
+        for block in page.blocks:
+            for line in block.lines:
+                weights[line.size] += len(line.text)
+    if not weights:
+        return DocStats()
+    body = weights.most_common(1)[0][0]
+    tiers = sorted((s for s in weights if s >= body * 1.12 + 0.3), reverse=True)
+
+    keys: frozenset[str] = frozenset()
+    examples: list[str] = []
+    pages_with_text = [p for p in pages if p.has_text]
+    if len(pages_with_text) >= 3:
+        counts: Counter[str] = Counter()
+        sample_text: dict[str, str] = {}
+        for page in pages_with_text:
+            seen: set[str] = set()
+            for line in _edge_lines(page):
+                key = margin_key(line, page.height)
+                if key and key not in seen:
+                    seen.add(key)
+                    counts[key] += 1
+                    sample_text.setdefault(key, line.text.strip())
+        threshold = max(3, int(0.4 * len(pages_with_text) + 0.999))
+        repeated = [k for k, n in counts.items() if n >= threshold]
+        keys = frozenset(repeated)
+        examples = [sample_text[k] for k in repeated]
+    return DocStats(body, tuple(tiers), keys, tuple(examples))
+
+
+def drop_margin_lines(page: PageText, stats: DocStats) -> int:
+    """Remove running headers/footers from a page in place; returns how many lines went."""
+    if not stats.margin_keys:
+        return 0
+    dropped = 0
+    kept_blocks: list[TextBlock] = []
+    for block in page.blocks:
+        kept = [ln for ln in block.lines if margin_key(ln, page.height) not in stats.margin_keys]
+        dropped += len(block.lines) - len(kept)
+        if kept:
+            if len(kept) != len(block.lines):
+                block.lines = kept
+                block.refit()
+            kept_blocks.append(block)
+    page.blocks = kept_blocks
+    return dropped
+
+
+def drop_lines_inside(page: PageText, boxes: Sequence[tuple[float, float, float, float]]) -> None:
+    """Remove lines whose centre lies inside any box (text already emitted as table cells)."""
+    if not boxes:
+        return
+    kept_blocks: list[TextBlock] = []
+    for block in page.blocks:
+        kept = []
+        for ln in block.lines:
+            cx, cy = (ln.x0 + ln.x1) / 2, (ln.y0 + ln.y1) / 2
+            if not any(b[0] - 1 <= cx <= b[2] + 1 and b[1] - 1 <= cy <= b[3] + 1 for b in boxes):
+                kept.append(ln)
+        if kept:
+            if len(kept) != len(block.lines):
+                block.lines = kept
+                block.refit()
+            kept_blocks.append(block)
+    page.blocks = kept_blocks
+
+
+# --- reading order -------------------------------------------------------------------------
+
+
+def _weight(it: Item) -> int:
+    return len(it.lines) if isinstance(it, TextBlock) else it.table.n_rows
+
+
+def _gutters(items: Sequence[Item]) -> list[tuple[float, float]]:
+    """Candidate column gutters: x-ranges (at least 6 pt wide) that almost no text covers.
+
+    A sweep over the x-extents of all but page-wide items, each weighted by its line count:
+    a gutter is where coverage drops to a fifth of the peak, so one title line bridging two
+    columns of many lines does not hide the gutter (the title then counts as spanning).
+    """
+    x0 = min(it.x0 for it in items)
+    x1 = max(it.x1 for it in items)
+    width = x1 - x0
+    events: list[tuple[float, int]] = []
+    for it in items:
+        if it.x1 - it.x0 < 0.7 * width:
+            w = _weight(it)
+            events.append((it.x0, w))
+            events.append((it.x1, -w))
+    if len(events) < 4:
+        return []
+    events.sort()
+    coverage = peak = 0
+    steps: list[tuple[float, int]] = []  # coverage from this x on
+    for x, delta in events:
+        coverage += delta
+        peak = max(peak, coverage)
+        if steps and steps[-1][0] == x:
+            steps[-1] = (x, coverage)
+        else:
+            steps.append((x, coverage))
+    limit = peak / 5
+    gutters: list[tuple[float, float]] = []
+    seen_text = False
+    start: float | None = None
+    for x, cov in steps:
+        if cov > limit:
+            if start is not None and seen_text and x - start >= 6.0:
+                gutters.append((start, x))
+            start = None
+            seen_text = True
+        elif start is None:
+            start = x
+    return gutters
+
+
+def _by_rows(items: Iterable[Item]) -> list[Item]:
+    return sorted(items, key=lambda it: (round(it.y0), it.x0))
+
+
+def _order_run(run: list[Item], gutters: list[tuple[float, float]]) -> list[Item]:
+    """Order items between two spanning items: column by column if columns sit side by side."""
+    if len(run) < 2:
+        return run
+    mids = [(lo + hi) / 2 for lo, hi in gutters]
+    columns: dict[int, list[Item]] = {}
+    for it in run:
+        cx = (it.x0 + it.x1) / 2
+        columns.setdefault(sum(1 for m in mids if cx > m), []).append(it)
+    col_list = [columns[k] for k in sorted(columns)]
+    side_by_side = any(
+        min(a.y1, b.y1) - max(a.y0, b.y0) > 2
+        for i, a_col in enumerate(col_list)
+        for b_col in col_list[i + 1 :]
+        for a in a_col
+        for b in b_col
+    )
+    if not side_by_side:
+        return _by_rows(run)
+    return [it for col in col_list for it in sorted(col, key=lambda it: (it.y0, it.x0))]
+
+
+def reading_order(items: Sequence[Item]) -> list[Item]:
+    """Items in reading order.
+
+    Gutters are found from narrow items; items crossing a gutter (titles, wide tables,
+    full-width paragraphs) split the page into runs; within a run, side-by-side columns
+    are read left to right, each top to bottom.
+    """
+    if not items:
+        return []
+    gutters = _gutters(items)
+    if not gutters:
+        return _by_rows(items)
+    out: list[Item] = []
+    run: list[Item] = []
+    for it in sorted(items, key=lambda it: (it.y0, it.x0)):
+        if any(it.x0 < lo - 1 and it.x1 > hi + 1 for lo, hi in gutters):
+            out.extend(_order_run(run, gutters))
+            run = []
+            out.append(it)
+        else:
+            run.append(it)
+    out.extend(_order_run(run, gutters))
+    return out
+
+
+# --- lines -> blocks ---------------------------------------------------------------------------
+
+
+def list_marker(text: str) -> tuple[str, bool, str] | None:
+    """(marker, ordered, rest) when the line starts with a bullet or an enumerator."""
+    stripped = text.lstrip()
+    if not stripped:
+        return None
+    first = stripped[0]
+    if first in BULLETS:
+        rest = stripped[1:]
+        if first in AMBIGUOUS_BULLETS and first != "·" and not rest.startswith((" ", "\t")):
+            return None
+        rest = rest.strip()
+        return (first, False, rest) if rest else None
+    m = _NUMBERED.match(stripped)
+    if m:
+        return m.group(1), True, stripped[m.end() :].strip()
+    return None
+
+
+def join_line(text: str, nxt: str) -> str:
+    """Append a line to running text, undoing end-of-line hyphenation."""
+    nxt = nxt.strip()
+    if not text:
+        return nxt
+    if text.endswith("\xad"):
+        return text[:-1] + nxt
+    if text.endswith("-") and len(text) > 1 and text[-2].isalnum():
+        # "extra-" + "ordinary": a word split by hyphenation; "COVID-" + "19" or
+        # "state-of-the-" + "Art": a real hyphen at the line end, kept, without a space.
+        return text[:-1] + nxt if nxt[:1].islower() else text + nxt
+    return f"{text} {nxt}"
+
+
+@dataclass(slots=True)
+class ListState:
+    """Carries list nesting across blocks and pages: the x of the current list's top level."""
+
+    base_x: float | None = None
+
+    def level(self, x0: float) -> int:
+        if self.base_x is None or x0 < self.base_x - 2:
+            self.base_x = x0
+            return 0
+        return min(int((x0 - self.base_x + 4) / INDENT_STEP), 6)
+
+
+@dataclass(slots=True)
+class _Unit:
+    kind: BlockKind
+    text: str
+    level: int
+    x0: float
+    last: Line
+    n_lines: int = 1
+    ordered: bool = False
+    marker: str | None = None
+    size: float = 0.0
+    bold: bool = False
+
+
+def _squash(text: str) -> str:
+    """Collapse whitespace runs; most text has none, so check before the regex."""
+    if "  " in text or not text.isprintable():  # any whitespace but " " is non-printable
+        return _SPACES.sub(" ", text).strip()
+    return text.strip()
+
+
+def _finish(unit: _Unit, stats: DocStats, page_no: int) -> Block:
+    text = _squash(unit.text)
+    if unit.kind is BlockKind.HEADING:
+        level = stats.heading_level(unit.size, unit.bold, text, unit.n_lines)
+        if level:
+            return Block(BlockKind.HEADING, text=text, level=level, page=page_no)
+        return Block(BlockKind.PARAGRAPH, text=text, page=page_no)
+    if unit.kind is BlockKind.LIST_ITEM:
+        return Block(
+            BlockKind.LIST_ITEM,
+            text=text,
+            level=unit.level,
+            ordered=unit.ordered,
+            marker=unit.marker,
+            page=page_no,
+        )
+    return Block(BlockKind.PARAGRAPH, text=text, page=page_no)
+
+
+def _starts_item(unit: _Unit | None, marker: tuple[str, bool, str], same_para: bool) -> bool:
+    """Whether a marker line starts a list item rather than continuing a running sentence."""
+    mark, ordered, _ = marker
+    if unit is None or unit.kind is not BlockKind.PARAGRAPH or not same_para:
+        return True
+    if not ordered and mark not in AMBIGUOUS_BULLETS:
+        return True
+    return unit.text.rstrip().endswith(_SENTENCE_END)
+
+
+def text_blocks(block: TextBlock, stats: DocStats, lists: ListState, page_no: int) -> list[Block]:
+    """One text block's lines as headings, list items and paragraphs."""
+    out: list[Block] = []
+    unit: _Unit | None = None
+    for line in block.lines:
+        text = line.text.strip()
+        level = stats.heading_level(line.size, line.bold, text, 1)
+        marker = None if level else list_marker(text)
+        same_para = False
+        if unit is not None:
+            gap = line.y0 - unit.last.y1
+            same_para = gap < 0.7 * max(line.size, 1.0)
+            if marker is not None and not _starts_item(unit, marker, same_para):
+                marker = None
+            if unit.kind is BlockKind.HEADING:
+                # Lines of one heading: same size; weight only matters at body size.
+                if (
+                    level
+                    and same_para
+                    and abs(line.size - unit.size) < 0.3
+                    and (line.bold == unit.bold or line.size > stats.body_size + 0.4)
+                ):
+                    unit.text = join_line(unit.text, text)
+                    unit.n_lines += 1
+                    unit.last = line
+                    continue
+            elif not level and same_para and marker is None:
+                indented = (
+                    unit.kind is BlockKind.PARAGRAPH
+                    and line.x0 > unit.last.x0 + line.size
+                    and unit.text.rstrip().endswith(_SENTENCE_END)
+                )
+                if not indented and (unit.kind is BlockKind.PARAGRAPH or line.x0 >= unit.x0 - 2):
+                    unit.text = join_line(unit.text, text)
+                    unit.n_lines += 1
+                    unit.last = line
+                    continue
+            out.append(_finish(unit, stats, page_no))
+            unit = None
+        if level:
+            lists.base_x = None
+            unit = _Unit(BlockKind.HEADING, text, level, line.x0, line, size=line.size, bold=line.bold)
+        elif marker is not None:
+            mark, ordered, rest = marker
+            depth = lists.level(line.x0)
+            unit = _Unit(BlockKind.LIST_ITEM, rest, depth, line.x0, line, ordered=ordered, marker=mark)
+        else:
+            lists.base_x = None
+            unit = _Unit(BlockKind.PARAGRAPH, text, 0, line.x0, line)
+    if unit is not None:
+        out.append(_finish(unit, stats, page_no))
+    return out
+
+
+def _continues(prev: TextBlock, cur: TextBlock) -> bool:
+    """Whether `cur` directly continues `prev` in one column (MuPDF split one paragraph)."""
+    last = prev.lines[-1]
+    gap = cur.y0 - prev.y1
+    return (
+        -2.0 <= gap < 0.7 * max(last.size, 1.0)
+        and min(prev.x1, cur.x1) - max(prev.x0, cur.x0) > 0
+        and abs(cur.x0 - prev.x0) < 3 * max(last.size, 1.0)
+    )
+
+
+def _columns(rows: Sequence[Line]) -> list[tuple[float, float]]:
+    """Column x-intervals: the union of overlapping cell extents over all rows."""
+    spans = sorted((c[0], c[1]) for row in rows for c in row.cells)
+    columns: list[tuple[float, float]] = []
+    for lo, hi in spans:
+        if columns and lo <= columns[-1][1] + 2.0:
+            columns[-1] = (columns[-1][0], max(columns[-1][1], hi))
+        else:
+            columns.append((lo, hi))
+    return columns
+
+
+def text_table(rows: Sequence[Line], page_no: int) -> TableItem | None:
+    """An unruled table from consecutive rows of gap-separated cells, if they align."""
+    if len(rows) < MIN_TEXT_TABLE_ROWS:
+        return None
+    columns = _columns(rows)
+    if not 2 <= len(columns) <= 30:
+        return None
+    grid: list[tuple[str, ...]] = []
+    for row in rows:
+        cells = [""] * len(columns)
+        for x0, x1, text in row.cells:
+            mid = (x0 + x1) / 2
+            col = next((i for i, (lo, hi) in enumerate(columns) if lo - 2 <= mid <= hi + 2), None)
+            if col is None:
+                return None
+            cells[col] = f"{cells[col]} {text}".strip() if cells[col] else text
+        grid.append(tuple(cells))
+    if sum(1 for r in grid if sum(1 for c in r if c) >= 2) < MIN_TEXT_TABLE_ROWS:
+        return None
+    table = Table(rows=tuple(grid), header_rows=1, page=page_no)
+    return TableItem(
+        table,
+        min(r.x0 for r in rows),
+        min(r.y0 for r in rows),
+        max(r.x1 for r in rows),
+        max(r.y1 for r in rows),
+    )
+
+
+def split_text_tables(items: Sequence[Item], page_no: int) -> list[Item]:
+    """Cut runs of consecutive gap-separated rows out of the text as tables.
+
+    Runs may cross text blocks (MuPDF often makes each table row its own block); lines
+    outside a run keep their blocks, and a run that does not align stays text.
+    """
+    out: list[Item] = []
+    run: list[Line] = []
+
+    def flush_run() -> None:
+        if run:
+            table = text_table(run, page_no)
+            if table is not None:
+                out.append(table)
+            else:
+                block = TextBlock(list(run))
+                block.refit()
+                out.append(block)
+            run.clear()
+
+    for item in items:
+        if isinstance(item, TableItem):
+            flush_run()
+            out.append(item)
+            continue
+        if not any(ln.cells for ln in item.lines):
+            flush_run()
+            out.append(item)
+            continue
+        pending: list[Line] = []
+        for line in item.lines:
+            if line.cells:
+                adjacent = bool(run) and line.y0 > run[-1].y0 and line.y0 - run[-1].y1 < 1.5 * line.size
+                if not adjacent:
+                    flush_run()
+                if pending:
+                    block = TextBlock(pending)
+                    block.refit()
+                    out.append(block)
+                    pending = []
+                run.append(line)
+            else:
+                flush_run()
+                pending.append(line)
+        if pending:
+            block = TextBlock(pending)
+            block.refit()
+            out.append(block)
+    flush_run()
+    return out
+
+
+def build_blocks(
+    page: PageText, tables: Sequence[TableItem], stats: DocStats, lists: ListState, page_no: int
+) -> list[Block]:
+    """Everything on one page in reading order (the caller adds the PAGE_BREAK)."""
+    items: list[Item] = [*page.blocks, *tables]
+    merged: list[Item] = []
+    for item in split_text_tables(reading_order(items), page_no):
+        prev = merged[-1] if merged else None
+        if isinstance(item, TextBlock) and isinstance(prev, TextBlock) and _continues(prev, item):
+            prev.lines.extend(item.lines)
+            prev.refit()
+        else:
+            merged.append(item)
+    out: list[Block] = []
+    for item in merged:
+        if isinstance(item, TableItem):
+            lists.base_x = None
+            out.append(Block(BlockKind.TABLE, table=item.table, page=page_no))
+        else:
+            out.extend(text_blocks(item, stats, lists, page_no))
+    if page.rotated:
+        text = " ".join(ln.text.strip() for ln in page.rotated)
+        out.append(Block(BlockKind.PARAGRAPH, text=_SPACES.sub(" ", text).strip(), page=page_no))
+    return out

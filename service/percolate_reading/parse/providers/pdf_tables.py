@@ -1,0 +1,240 @@
+"""Ruled-table detection for the PDF provider.
+
+`page.find_tables()` costs ~0.4 s a page while text extraction costs ~1 ms, so it only runs
+on pages whose vector drawings could form a grid: at least three horizontal and three
+vertical rules (or rectangle edges). `grid_candidate` is pure over the vector blocks the
+text pass already collected (TEXT_COLLECT_VECTORS), so the check itself costs nothing extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+from typing import Any
+
+from percolate_reading.parse.document import Table
+from percolate_reading.parse.providers.pdf_layout import TableItem, Vector
+
+MIN_RULES = 3  # a 2x2 grid has three horizontal and three vertical rules
+_THIN = 4.0  # a rectangle thinner than this is a drawn rule
+_MIN_LEN = 5.0
+
+
+WHITE = 0xFFFFFF
+
+
+def grid_candidate(vectors: Sequence[Vector], page_w: float = 0.0, page_h: float = 0.0) -> bool:
+    """True when the page's vector paths hold enough horizontal and vertical rules for a grid.
+
+    Only axis-aligned rectangles count (MuPDF reports a drawn line as a thin one). Page-sized
+    rectangles (backgrounds, frames) and white strokes (Word's hidden layout-table borders)
+    are ignored.
+    """
+    horizontal = vertical = 0
+    for x0, y0, x1, y1, stroked, is_rect, color in vectors:
+        if not is_rect or (stroked and color == WHITE):
+            continue
+        w, h = x1 - x0, y1 - y0
+        if h < _THIN and w > _MIN_LEN:
+            horizontal += 1
+        elif w < _THIN and h > _MIN_LEN:
+            vertical += 1
+        elif w > _MIN_LEN and h > _MIN_LEN and not (page_w and w > 0.9 * page_w and h > 0.9 * page_h):
+            horizontal += 2
+            vertical += 2
+        if horizontal >= MIN_RULES and vertical >= MIN_RULES:
+            return True
+    return False
+
+
+def clean_cell(value: object) -> str:
+    if value is None:
+        return ""
+    return " ".join(str(value).split())
+
+
+def table_from_rows(
+    raw_rows: Sequence[Sequence[object]], header: Sequence[object] | None, page_no: int
+) -> Table | None:
+    """Normalise `Table.extract()` rows (None for spanned cells); None if not a real grid."""
+    rows = [tuple(clean_cell(c) for c in row) for row in raw_rows]
+    if header is not None:
+        rows.insert(0, tuple(clean_cell(c) for c in header))
+    rows = [r for r in rows if any(r)]
+    if len(rows) < 2:
+        return None
+    n_cols = max(len(r) for r in rows)
+    if n_cols < 2:
+        return None
+    rows = [r + ("",) * (n_cols - len(r)) for r in rows]
+    # Drop columns that are empty in every row (artefacts of stray vertical rules).
+    keep = [c for c in range(n_cols) if any(r[c] for r in rows)]
+    if len(keep) < 2:
+        return None
+    return Table(rows=tuple(tuple(r[c] for c in keep) for r in rows), header_rows=1, page=page_no)
+
+
+def fill_cells(
+    rows: Sequence[tuple[tuple[float, float, float, float], Sequence[Any]]],
+    words: Sequence[Sequence[Any]],
+) -> list[list[str | None]]:
+    """Cell text from MuPDF words (x0, y0, x1, y1, text, ...) by their centres.
+
+    Words keep their characters in visual order ("$4,800"), which the table finder's own
+    character-level extraction can scramble; spanned cells (None) stay None.
+    """
+    grid: list[list[list[str] | None]] = [[None if c is None else [] for c in cells] for _, cells in rows]
+    for w in words:
+        cx, cy = (w[0] + w[2]) / 2, (w[1] + w[3]) / 2
+        for r, (rb, cells) in enumerate(rows):
+            if not rb[1] <= cy <= rb[3]:
+                continue
+            for c, cell in enumerate(cells):
+                if cell is not None and cell[0] <= cx <= cell[2]:
+                    bucket = grid[r][c]
+                    if bucket is not None:
+                        bucket.append(str(w[4]))
+                    break
+            break
+    return [[None if cell is None else " ".join(cell) for cell in row] for row in grid]
+
+
+Box = tuple[float, float, float, float]
+
+
+def _accept_all(box: Box) -> bool:
+    return True
+
+
+def rule_bands(
+    vectors: Sequence[Vector],
+    page_w: float,
+    page_h: float,
+    holds_table_text: Callable[[Box], bool] = _accept_all,
+) -> list[Box]:
+    """Regions between horizontal rules of one width with no grid: booktabs-style tables.
+
+    Rules of the same x-extent are taken in pairs of neighbours; a gap between two rules is
+    part of a table when `holds_table_text` says so (the caller checks for rows of
+    column-separated cells), so the paragraph between two tables, or the body between a
+    header rule and a footer rule, splits them. Neighbours further apart than 40% of the page
+    never pair.
+    """
+    groups: list[tuple[float, float, list[float]]] = []
+    for x0, y0, x1, y1, stroked, is_rect, color in vectors:
+        w, h = x1 - x0, y1 - y0
+        if not is_rect or h >= _THIN or w < max(60.0, 0.2 * page_w) or (stroked and color == WHITE):
+            continue
+        y = (y0 + y1) / 2
+        for gx0, gx1, ys in groups:
+            if abs(gx0 - x0) < 2 and abs(gx1 - x1) < 2:
+                ys.append(y)
+                break
+        else:
+            groups.append((x0, x1, [y]))
+    bands: list[Box] = []
+    for x0, x1, ys in groups:
+        ys.sort()
+        rules = [ys[0]]
+        for y in ys[1:]:
+            if y - rules[-1] > 1.5:  # a stroke and its fill report the same rule twice
+                rules.append(y)
+        band: Box | None = None
+        for top, bottom in pairwise(rules):
+            gap: Box = (x0, top, x1, bottom)
+            if bottom - top <= 0.4 * page_h and holds_table_text(gap):
+                band = gap if band is None else (x0, band[1], x1, bottom)
+                continue
+            if band is not None and band[3] - band[1] >= 15:
+                bands.append(band)
+            band = None
+        if band is not None and band[3] - band[1] >= 15:
+            bands.append(band)
+    return bands
+
+
+def merge_header_lines(
+    grid: list[list[str | None]], row_boxes: Sequence[Box], header_bottom: float | None
+) -> list[list[str | None]]:
+    """Join the text rows above the rule under a header ("Inhibitor" / "concentration (g)")
+    into one header row, cell by cell."""
+    if header_bottom is None:
+        return grid
+    n = 0
+    while n < len(grid) and (row_boxes[n][1] + row_boxes[n][3]) / 2 < header_bottom:
+        n += 1
+    if n < 2:
+        return grid
+    width = max(len(r) for r in grid[:n])
+    merged: list[str | None] = [
+        " ".join(r[c] or "" for r in grid[:n] if c < len(r) and r[c]) for c in range(width)
+    ]
+    return [merged, *grid[n:]]
+
+
+def _items(
+    found: Any, words: Sequence[Sequence[Any]], page_no: int, header_bottom: float | None = None
+) -> list[TableItem]:
+    items: list[TableItem] = []
+    for tab in found.tables:
+        header: Any = getattr(tab, "header", None)
+        external = header is not None and bool(getattr(header, "external", False))
+        rows = [(tuple(row.bbox), row.cells) for row in tab.rows]
+        grid = merge_header_lines(fill_cells(rows, words), [r[0] for r in rows], header_bottom)
+        table = table_from_rows(grid, header.names if external else None, page_no)
+        if table is None:
+            continue
+        x0, y0, x1, y1 = tab.bbox
+        if external:
+            hx0, hy0, hx1, hy1 = header.bbox
+            x0, y0, x1, y1 = min(x0, hx0), min(y0, hy0), max(x1, hx1), max(y1, hy1)
+        items.append(TableItem(table, float(x0), float(y0), float(x1), float(y1)))
+    return items
+
+
+def _find(page: Any, **kwargs: Any) -> Any:
+    try:
+        # With the optional pymupdf-layout package installed, PyMuPDF >= 1.27 would otherwise run
+        # its ONNX layout model first (~0.5 s and ~200 MB a page) and return results that differ
+        # between environments that have the package and those that do not.
+        return page.find_tables(use_layout=False, **kwargs)
+    except TypeError:  # an older PyMuPDF without the layout gate
+        return page.find_tables(**kwargs)
+
+
+def find_page_tables(page: Any, page_no: int, text_flags: int) -> list[TableItem]:
+    """Run MuPDF's ruled-table finder (rules only) on one candidate page."""
+    found = _find(page, strategy="lines")
+    if not found.tables:
+        return []
+    return _items(found, page.get_text("words", flags=text_flags), page_no)
+
+
+def inner_rules(vectors: Sequence[Vector], band: Box) -> list[float]:
+    """y of the rules strictly inside a band with the band's width (e.g. the rule under a header)."""
+    bx0, by0, bx1, by1 = band
+    ys = sorted(
+        (y0 + y1) / 2
+        for x0, y0, x1, y1, _stroked, is_rect, _color in vectors
+        if is_rect and y1 - y0 < _THIN and abs(x0 - bx0) < 2 and abs(x1 - bx1) < 2
+    )
+    return [y for y in ys if by0 + 1.5 < y < by1 - 1.5]
+
+
+def find_band_tables(
+    page: Any, page_no: int, text_flags: int, bands: Sequence[Box], vectors: Sequence[Vector]
+) -> list[TableItem]:
+    """Tables inside horizontal-rule bands, their columns and rows found from the text; the
+    lines above the first inner rule are the header."""
+    words: Sequence[Sequence[Any]] | None = None
+    items: list[TableItem] = []
+    for band in bands:
+        x0, y0, x1, y1 = band
+        found = _find(page, strategy="text", clip=(x0 - 1, y0 - 1, x1 + 1, y1 + 1))
+        if not found.tables:
+            continue
+        if words is None:
+            words = page.get_text("words", flags=text_flags)
+        inner = inner_rules(vectors, band)
+        items.extend(_items(found, words, page_no, inner[0] if inner else None))
+    return items

@@ -1,0 +1,294 @@
+"""ParsedDocument -> retrieval chunks (`chunks.jsonl`).
+
+A chunk never spans two sections: a heading (or a new sheet) closes the current chunk, and
+the chunk carries the heading path that leads to it. Inside a section, blocks are packed up
+to `max_chars`; consecutive chunks of one section share up to `overlap_chars` of text.
+Long paragraphs are cut at sentence, then word boundaries; tables are cut between rows, each
+part repeating the header row, so no chunk holds half a row unless a single row is itself
+too long. Chunk text is the same Markdown `structured.md` shows for those blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from percolate_reading.config import Settings
+from percolate_reading.parse.document import BlockKind, ParsedDocument, Table
+from percolate_reading.parse.render.markdown import (
+    ListState,
+    escape_paragraph,
+    heading_line,
+    page_of,
+    sheet_heading,
+    sheet_of,
+    table_lines,
+    transcript_line,
+)
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_PARA = "\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkOptions:
+    max_chars: int = 2000
+    overlap_chars: int = 200
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars:
+            raise ValueError(f"invalid chunk options: {self}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChunkOptions:
+        return cls(max_chars=settings.chunk_max_chars, overlap_chars=settings.chunk_overlap_chars)
+
+
+@dataclass(slots=True)
+class _Unit:
+    """A piece of chunk text that is never split further, with where it came from."""
+
+    text: str
+    joiner: str  # put before this unit when it follows another in the same chunk
+    page: int | None = None
+    sheet: str | None = None
+    start: float | None = None
+    end: float | None = None
+    kind: str = "text"  # text | heading | table | overlap
+    group: int | None = None  # parts of one split table: never packed into one chunk
+
+
+@dataclass(slots=True)
+class _Chunk:
+    heading_path: list[str]
+    units: list[_Unit] = field(default_factory=list)
+    length: int = 0  # len(text), kept up to date by append()
+
+    @property
+    def text(self) -> str:
+        out: list[str] = []
+        for i, u in enumerate(self.units):
+            if i:
+                out.append(u.joiner)
+            out.append(u.text)
+        return "".join(out)
+
+    def append(self, unit: _Unit) -> None:
+        self.length = self.length_with(unit)
+        self.units.append(unit)
+
+    def length_with(self, unit: _Unit) -> int:
+        if not self.units:
+            return len(unit.text)
+        return self.length + len(unit.joiner) + len(unit.text)
+
+    @property
+    def has_content(self) -> bool:
+        return any(u.kind in ("text", "table") for u in self.units)
+
+
+class _Chunker:
+    def __init__(self, options: ChunkOptions) -> None:
+        self.options = options
+        self.done: list[_Chunk] = []
+        self.stack: list[tuple[int, str]] = []
+        self.current = _Chunk(heading_path=[])
+
+    # -- section boundaries ----------------------------------------------------------
+    def flush(self) -> None:
+        if self.current.units:
+            self.done.append(self.current)
+        self.current = _Chunk(heading_path=[t for _, t in self.stack])
+
+    def heading(self, level: int, text: str, line: str, page: int | None, sheet: str | None) -> None:
+        if self.current.has_content:
+            self.flush()
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+        self.current.heading_path = [t for _, t in self.stack]
+        self.add(_Unit(line, _PARA, page=page, sheet=sheet, kind="heading"))
+
+    def new_sheet(self) -> None:
+        self.flush()
+        self.stack.clear()
+        self.current.heading_path = []
+
+    # -- packing -----------------------------------------------------------------------
+    def add(self, unit: _Unit) -> None:
+        max_chars = self.options.max_chars
+        last = self.current.units[-1] if self.current.units else None
+        if unit.group is not None and last is not None and last.group == unit.group:
+            self.flush()
+        if self.current.length_with(unit) <= max_chars:
+            self.current.append(unit)
+            return
+        previous = self.current
+        self.flush()
+        overlap = self._overlap(previous, max_chars - len(unit.text) - len(unit.joiner))
+        if overlap is not None:
+            self.current.append(overlap)
+        self.current.append(unit)
+
+    def _overlap(self, previous: _Chunk, room: int) -> _Unit | None:
+        size = min(self.options.overlap_chars, room)
+        last = previous.units[-1] if previous.units else None
+        # A table part repeats its header instead; half a table row would only mislead.
+        if size <= 0 or last is None or last.kind in ("table", "heading") or not previous.has_content:
+            return None
+        text = previous.text
+        tail = text[-size:]
+        if len(text) > size and not text[-size - 1].isspace():
+            cut = re.search(r"\s", tail)
+            tail = tail[cut.end() :] if cut else ""
+        tail = tail.strip()
+        if not tail:
+            return None
+        return _Unit(
+            tail, _PARA, page=last.page, sheet=last.sheet, start=last.start, end=last.end, kind="overlap"
+        )
+
+    def result(self) -> list[_Chunk]:
+        self.flush()
+        return self.done
+
+
+def _split_text(text: str, max_chars: int) -> list[str]:
+    """Cut `text` into pieces of at most `max_chars`: at sentence ends, then words, then hard."""
+    if len(text) <= max_chars:
+        return [text]
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if len(sentence) <= max_chars:
+            pieces.append(sentence)
+            continue
+        line = ""
+        for word in sentence.split():
+            while len(word) > max_chars:
+                if line:
+                    pieces.append(line)
+                    line = ""
+                pieces.append(word[:max_chars])
+                word = word[max_chars:]
+            if not word:
+                continue
+            if line and len(line) + 1 + len(word) > max_chars:
+                pieces.append(line)
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        if line:
+            pieces.append(line)
+    return [p for p in pieces if p]
+
+
+def _text_units(text: str, joiner: str, max_chars: int, **where: Any) -> list[_Unit]:
+    pieces = _split_text(text, max_chars)
+    return [_Unit(p, joiner if i == 0 else " ", **where) for i, p in enumerate(pieces)]
+
+
+def _table_units(table: Table, max_chars: int, **where: Any) -> list[_Unit]:
+    head, body = table_lines(table)
+    if table.title:
+        head = [f"**{' '.join(table.title.split())}**\n", *head]
+    whole = "\n".join(head + body)
+    if len(whole) <= max_chars:
+        return [_Unit(whole, _PARA, kind="table", **where)]
+    header = "\n".join(head)
+    units: list[_Unit] = []
+    rows: list[str] = []
+    where = {**where, "group": id(table)}
+
+    def emit() -> None:
+        if rows:
+            units.append(_Unit("\n".join([header, *rows]), _PARA, kind="table", **where))
+            rows.clear()
+
+    for row in body:
+        if len(header) + 1 + len(row) > max_chars:
+            # One row longer than a chunk: cutting it is unavoidable.
+            emit()
+            for i in range(0, len(row), max_chars):
+                units.append(_Unit(row[i : i + max_chars], _PARA, kind="table", **where))
+            continue
+        if len(header) + 1 + len("\n".join([*rows, row])) > max_chars:
+            emit()
+        rows.append(row)
+    emit()
+    if not units:  # header only
+        units.append(_Unit(header[:max_chars], _PARA, kind="table", **where))
+    return units
+
+
+def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, Any]]:
+    """The document's chunks in order, as JSON-ready dicts."""
+    chunker = _Chunker(options)
+    max_chars = options.max_chars
+    lists = ListState()
+    page: int | None = None
+    sheet: str | None = None
+    previous_kind: BlockKind | None = None
+    list_ordered = False
+    for block in doc.blocks:
+        block_sheet = sheet_of(block)
+        if block_sheet is not None and block_sheet != sheet:
+            sheet = block_sheet
+            page = None
+            chunker.new_sheet()
+            if block.kind is not BlockKind.HEADING:
+                chunker.heading(2, f"Sheet: {sheet}", sheet_heading(sheet), None, sheet)
+        page = page_of(block) or page
+        where: dict[str, Any] = {"page": page, "sheet": sheet}
+        kind = block.kind
+        if kind is BlockKind.HEADING:
+            if block.text.strip():
+                text = " ".join(block.text.split())
+                chunker.heading(min(max(block.level, 1), 6), text, heading_line(block), page, sheet)
+        elif kind is BlockKind.PARAGRAPH:
+            for unit in _text_units(escape_paragraph(block.text), _PARA, max_chars, **where):
+                chunker.add(unit)
+        elif kind is BlockKind.LIST_ITEM:
+            continues = previous_kind is BlockKind.LIST_ITEM and (
+                block.level > 0 or block.ordered == list_ordered
+            )
+            if block.level <= 0:
+                list_ordered = block.ordered
+            if not continues:
+                lists.reset()
+            joiner = "\n" if continues else _PARA
+            for unit in _text_units(lists.line(block), joiner, max_chars, **where):
+                chunker.add(unit)
+        elif kind is BlockKind.TABLE and block.table is not None and block.table.rows:
+            for unit in _table_units(block.table, max_chars, **where):
+                chunker.add(unit)
+        elif kind is BlockKind.TRANSCRIPT_SEGMENT:
+            joiner = "\n" if previous_kind is BlockKind.TRANSCRIPT_SEGMENT else _PARA
+            for unit in _text_units(
+                transcript_line(block), joiner, max_chars, start=block.start, end=block.end, **where
+            ):
+                chunker.add(unit)
+        if kind is not BlockKind.PAGE_BREAK:
+            previous_kind = kind
+    doc_key = str(doc.metadata.get("sha256") or hashlib.sha256(doc.text().encode("utf-8")).hexdigest())
+    return [_chunk_dict(doc_key, i, c) for i, c in enumerate(chunker.result())]
+
+
+def _chunk_dict(doc_key: str, index: int, chunk: _Chunk) -> dict[str, Any]:
+    text = chunk.text
+    pages = [u.page for u in chunk.units if u.page is not None]
+    starts = [u.start for u in chunk.units if u.start is not None]
+    ends = [u.end for u in chunk.units if u.end is not None]
+    sheets = [u.sheet for u in chunk.units if u.sheet is not None]
+    digest = hashlib.sha256(f"{doc_key}\x00{index}\x00{text}".encode()).hexdigest()[:32]
+    return {
+        "id": digest,
+        "index": index,
+        "text": text,
+        "heading_path": chunk.heading_path,
+        "pages": [min(pages), max(pages)] if pages else None,
+        "sheet": sheets[0] if sheets else None,
+        "time_span": [min(starts), max(ends or starts)] if starts else None,
+        "char_count": len(text),
+    }
