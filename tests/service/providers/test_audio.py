@@ -7,7 +7,6 @@ tests/fixtures/speech.wav was made once with
 
 from __future__ import annotations
 
-import re
 import wave
 from pathlib import Path
 
@@ -25,10 +24,12 @@ from percolate_reading.parse.providers.audio import (
     resolve_device,
 )
 from percolate_reading.parse.providers.base import ParseOptions
+from tests.textmetrics import missing_words, word_error_rate, words
 
 pytestmark = pytest.mark.audio
 
 SPEECH = Path(__file__).resolve().parents[2] / "fixtures" / "speech.wav"
+REFERENCE = "The quick brown fox jumps over the lazy dog."
 OPTIONS = ParseOptions(device=Device.CPU, whisper_model="base", whisper_compute_type="int8")
 
 
@@ -42,8 +43,15 @@ def test_transcribes_the_sentence(provider: AudioProvider) -> None:
     segments = [b for b in doc.blocks if b.kind is BlockKind.TRANSCRIPT_SEGMENT]
     assert segments
     assert len(segments) == len(doc.blocks)
-    words = re.findall(r"[a-z]+", " ".join(s.text for s in segments).lower())
-    assert words == ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog"]
+    transcript = " ".join(s.text for s in segments)
+    # What matters, not one model build's exact tokens: at most 3 of the 9 words wrong (builds
+    # have heard "a quick brown fox" and "a quick round fox jump" in this robotic espeak-ng
+    # voice; a wrong sample rate or a broken decoder gets most words wrong), the key words
+    # present and in the spoken order.
+    assert word_error_rate(REFERENCE, transcript) <= 3 / 9, transcript
+    assert missing_words("quick fox over lazy dog", transcript) == [], transcript
+    heard = words(transcript)
+    assert heard.index("quick") < heard.index("fox") < heard.index("lazy") < heard.index("dog")
     previous_end = 0.0
     for seg in segments:
         assert seg.start is not None

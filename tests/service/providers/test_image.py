@@ -18,6 +18,7 @@ from percolate_reading.errors import (
 from percolate_reading.parse.document import BlockKind
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.image import NO_TEXT_WARNING, OCR_DISABLED_WARNING, ImageProvider
+from tests.textmetrics import char_error_rate, missing_words, word_error_rate
 
 pytestmark = pytest.mark.ocr
 
@@ -53,8 +54,10 @@ def test_png_words_in_order_and_paragraphs(tmp_path: Path) -> None:
     doc = ImageProvider().parse(path, "note.png", OPTIONS)
     paragraphs = [b.text for b in doc.blocks if b.kind is BlockKind.PARAGRAPH]
     assert [b.kind for b in doc.blocks] == [BlockKind.PARAGRAPH, BlockKind.PARAGRAPH]
-    assert _words(paragraphs[0]) == _words(" ".join(PARA1))
-    assert _words(paragraphs[1]) == _words(" ".join(PARA2))
+    # Grouping exact (two paragraphs, in order), words close to what was drawn.
+    assert word_error_rate(" ".join(PARA1), paragraphs[0]) <= 0.15, paragraphs
+    assert word_error_rate(" ".join(PARA2), paragraphs[1]) <= 0.15, paragraphs
+    assert missing_words("Invoice 4471 paid June", paragraphs[0]) == [], paragraphs
     assert doc.metadata["width"] == 1000
     assert doc.metadata["height"] == 560
     assert doc.metadata["frames"] == 1
@@ -65,7 +68,7 @@ def test_png_words_in_order_and_paragraphs(tmp_path: Path) -> None:
 def test_bundled_scanned_note_sample() -> None:
     doc = ImageProvider().parse(SAMPLE / "scanned-note.png", "scanned-note.png", OPTIONS)
     texts = [b.text for b in doc.blocks]
-    assert texts[0] == "Meeting notes, 14 March"
+    assert char_error_rate("Meeting notes, 14 March", texts[0]) <= 0.1, texts
     assert "second week of April" in texts[1]
     assert texts[2].startswith("Open questions")
     assert len(texts) == 3
@@ -84,8 +87,10 @@ def test_multipage_tiff_has_page_breaks(tmp_path: Path) -> None:
         (BlockKind.PAGE_BREAK, 2),
         (BlockKind.PARAGRAPH, 2),
     ]
-    assert _words(doc.blocks[1].text) == ["alpha", "page", "first"]
-    assert _words(doc.blocks[3].text) == ["bravo", "page", "second"]
+    assert word_error_rate("Alpha page first", doc.blocks[1].text) <= 1 / 3, doc.blocks
+    assert word_error_rate("Bravo page second", doc.blocks[3].text) <= 1 / 3, doc.blocks
+    assert "alpha" in _words(doc.blocks[1].text)
+    assert "bravo" in _words(doc.blocks[3].text)
     assert doc.metadata["frames"] == 2
 
 
@@ -93,7 +98,8 @@ def test_jpeg_is_read(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
     _page([["Quality control passed"]], (700, 200)).save(path, quality=90)
     doc = ImageProvider().parse(path, "photo.jpg", OPTIONS)
-    assert _words(doc.text()) == ["quality", "control", "passed"]
+    assert word_error_rate("Quality control passed", doc.text()) <= 1 / 3, doc.text()
+    assert missing_words("quality control", doc.text()) == [], doc.text()
 
 
 def test_blank_image_warns(tmp_path: Path) -> None:
