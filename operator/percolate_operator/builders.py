@@ -14,6 +14,7 @@ from percolate_operator.models import API_VERSION, ParsePoolSpec, PoolSettings, 
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import ARTIFACTS_BUCKET, CONTEXT_BUCKET, FILES_BUCKET
 from percolate_reading.contract.subjects import (
+    CONSUMER_OWNER_KEY,
     DLQ_STREAM_NAME,
     DLQ_STREAM_SUBJECTS,
     STRANDED_STREAM_NAME,
@@ -32,7 +33,6 @@ MANAGED_BY = "percolate-operator"
 METRICS_PORT = 9090
 # Headroom between the worker's own drain deadline and the kubelet's SIGKILL.
 GRACE_HEADROOM_S = 15
-CONSUMER_OWNER_KEY = "percolate.dev/owner"
 API_KEY_SECRET_KEY = "api-key"  # noqa: S105 -- a key name, not a secret
 
 Manifest = dict[str, Any]

@@ -27,8 +27,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from percolate_operator.builders import CONSUMER_OWNER_KEY, consumer_drift
+from percolate_operator.builders import consumer_drift
 from percolate_operator.settings import OperatorSettings
+from percolate_reading.contract.subjects import CONSUMER_OWNER_KEY
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET
 
 logger = logging.getLogger(__name__)

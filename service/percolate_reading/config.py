@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(
         9090, ge=0, le=65535, description="Worker's /metrics and /ready port (0 disables it)."
     )
+    queue_stats_interval_s: float = Field(
+        15.0,
+        ge=0,
+        description="Gateway: how often the per-pool queue gauges (depth, oldest-job age, dead "
+        "letters) are read from JetStream (0 disables).",
+    )
 
     # --- object storage ----------------------------------------------------------------
     s3_enabled: bool = Field(True, description="Use S3; false stores objects under data_dir.")

@@ -78,6 +78,12 @@ def _supervise(deps: GatewayDeps, name: str, coro: Coroutine[Any, Any, None]) ->
 def start_background(deps: GatewayDeps) -> None:
     if deps.js is not None:
         _supervise(deps, "tenant-registry", deps.registry.watch_kv(deps.js))
+    interval = deps.settings.queue_stats_interval_s
+    if deps.js is not None and deps.metrics is not None and interval > 0:
+        from percolate_reading.gateway.queue_stats import collect_forever
+
+        stream = deps.settings.nats_stream
+        _supervise(deps, "queue-stats", collect_forever(deps.js, stream, deps.metrics, interval))
     assert deps.sweeper is not None
     _supervise(deps, "sweeper", deps.sweeper.run())
     _supervise(

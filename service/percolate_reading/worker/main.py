@@ -103,9 +103,7 @@ async def start_worker(
         if tenants is None:
             tenants = await _tenant_lookup(settings, js, stack)
         metrics = metrics or Metrics()
-        webhooks = WebhookSender(
-            settings, on_outcome=lambda outcome: metrics.webhook_deliveries_total.labels(outcome).inc()
-        )
+        webhooks = WebhookSender(settings, metrics=metrics)
         stack.push_async_callback(webhooks.close)
         svc = Services(
             settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=webhooks, tenants=tenants

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from percolate_reading.config import Settings
 from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import InvalidTransitionError, PercolateError
+from percolate_reading.errors import InvalidTransitionError, ParseError, PercolateError
 from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.index import JOB_ID_RE
 from percolate_reading.infra.jobs.models import (
@@ -324,6 +324,8 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
                 artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
             except PercolateError as exc:
                 svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
+                if isinstance(exc, ParseError) and exc.sandbox_kill is not None:
+                    svc.metrics.sandbox_kills_total.labels(exc.sandbox_kill).inc()
                 raise
             timings["parse_s"] = time.perf_counter() - t0
         svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
@@ -365,6 +367,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     except InvalidTransitionError:
         # Another delivery finished it first; the objects we wrote are identical to its own.
         return await _finished_elsewhere(svc, msg, tenant)
+    svc.metrics.observe_job_end(final.tier.value, status.value, final.created_at, final.finished_at)
     await notify(svc, final, tenant, msg.callback_url)
     return "succeeded"
 
@@ -426,6 +429,7 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
         )
     except InvalidTransitionError:
         return None  # already succeeded, failed or cancelled
+    svc.metrics.observe_job_end(final.tier.value, final.status.value, final.created_at, final.finished_at)
     await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
     return final
 

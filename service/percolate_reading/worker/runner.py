@@ -35,6 +35,7 @@ from percolate_reading.config import Settings
 from percolate_reading.contract.subjects import (
     STRANDED_STREAM_NAME,
     dead_letter_subject,
+    parse_job_subject,
     stranded_consumer_name,
 )
 from percolate_reading.errors import PercolateError
@@ -316,6 +317,7 @@ class PullRunner:
         await self._term_confirmed(msg)
         outcome = "rejected" if info.code in ("rejected", "invalid_message") else "dead_lettered"
         metrics.nats_messages_processed_total.labels(outcome).inc()
+        self._count_dead_letter(msg.subject, info.code)
 
     async def _term_confirmed(self, msg: Msg) -> None:
         """Term once connected. A term sent while disconnected would sit in the client's
@@ -431,6 +433,13 @@ class PullRunner:
             "dead-lettered" if copy else "already finished",
         )
         self.svc.metrics.nats_messages_processed_total.labels("dead_lettered" if copy else "duplicate").inc()
+        if copy:
+            self._count_dead_letter(subject, info.code)
+
+    def _count_dead_letter(self, subject: str, code: str) -> None:
+        parsed = parse_job_subject(subject)
+        tier = parsed[0].value if parsed is not None else "unknown"
+        self.svc.metrics.jobs_dead_lettered_total.labels(tier, code).inc()
 
 
 async def _quiet(awaitable: Any) -> None:

@@ -200,7 +200,11 @@ async def test_pdf_job_end_to_end(env: Env) -> None:
         assert manifest["documents"][0]["chunk_count"] >= 1
         assert manifest["documents"][0]["artifacts"]["structured.md"].endswith(f"/{job_id}/structured.md")
         await consumer_idle(env, env.settings.nats_queue_group)
-        assert b'nats_messages_processed_total{outcome="succeeded"} 1.0' in worker.metrics.render()
+        exported = worker.metrics.render()
+        assert b'nats_messages_processed_total{outcome="succeeded"} 1.0' in exported
+        assert b'job_duration_seconds_count{outcome="succeeded",tier="small"} 1.0' in exported
+        assert b'webhook_deliveries_total{outcome="delivered"} 1.0' in exported
+        assert b'webhook_delivery_duration_seconds_count{outcome="delivered"} 1.0' in exported
     finally:
         await worker.drain()
         await receiver.stop()
@@ -224,6 +228,9 @@ async def test_corrupt_file_fails_and_worker_keeps_serving(env: Env) -> None:
         again = await env.jobs.get(bad)
         assert again is not None
         assert again.attempts == 1
+        exported = worker.metrics.render()
+        assert b'job_duration_seconds_count{outcome="failed",tier="small"} 1.0' in exported
+        assert b'job_duration_seconds_count{outcome="succeeded",tier="small"} 1.0' in exported
     finally:
         await worker.drain()
 
@@ -289,6 +296,8 @@ async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
         assert copy.headers[DLQ_SUBJECT_HEADER] == "jobs.parse.small"
         assert JobMessage.model_validate_json(copy.data).job_id == job_id
         await consumer_idle(env, settings.nats_queue_group)
+        exported = worker.metrics.render()
+        assert b'jobs_dead_lettered_total{code="storage_unavailable",tier="small"} 1.0' in exported
     finally:
         await worker.drain()
         await bad_store.close()
