@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -21,19 +22,28 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
-from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
-from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import InvalidTransitionError, ParseError, PercolateError
-from percolate_reading.infra.context import ContextWriter, build_entry
-from percolate_reading.infra.jobs.index import JOB_ID_RE
-from percolate_reading.infra.jobs.models import (
+from percolate_reading.contract.jobs import (
     JobErrorInfo,
     JobMessage,
+    JobOptions,
     JobRecord,
     JobStatus,
     StorageStrategy,
 )
+from percolate_reading.contract.keys import (
+    context_chunks_key,
+    is_job_id,
+    is_job_object,
+    object_key,
+    parse_s3_uri,
+    s3_uri,
+)
+from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
+from percolate_reading.contract.tenancy import TenantRecord
+from percolate_reading.errors import InvalidTransitionError, ParseError, PercolateError
+from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.webhooks import WebhookSender, job_event, webhook_id
@@ -133,15 +143,6 @@ class Buckets:
 # --- checks (pure) ------------------------------------------------------------------------------
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise JobRejectedError(f"unsupported source URI {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key:
-        raise JobRejectedError(f"source URI {uri!r} names no object")
-    return bucket, key
-
-
 def buckets_for(settings: Settings, msg: JobMessage, tenant: TenantRecord | None) -> Buckets:
     if tenant is not None:
         return Buckets(tenant.files_bucket, tenant.artifacts_bucket, tenant.context_bucket)
@@ -156,40 +157,34 @@ def check_message(msg: JobMessage, subject: str, buckets: Buckets) -> tuple[str,
     returns the source (bucket, key)."""
     if not TENANT_ID_RE.fullmatch(msg.tenant_id):
         raise JobRejectedError(f"invalid tenant id {msg.tenant_id!r}")
-    if not JOB_ID_RE.fullmatch(msg.job_id):
+    if not is_job_id(msg.job_id):
         raise JobRejectedError(f"invalid job id {msg.job_id!r}")
     dedicated = tenant_of_subject(subject)
     if dedicated is not None and dedicated != msg.tenant_id:
         raise JobRejectedError(
             f"job of tenant {msg.tenant_id!r} arrived on {subject!r}, the subject of tenant {dedicated!r}"
         )
-    bucket, key = parse_s3_uri(msg.s3_uri)
+    try:
+        bucket, key = parse_s3_uri(msg.s3_uri)
+    except ValueError as exc:
+        raise JobRejectedError(str(exc)) from None
     if bucket != buckets.files:
         raise JobRejectedError(f"source bucket {bucket!r} is not the tenant's files bucket")
-    parts = PurePosixPath(key).parts
-    if (
-        len(parts) < 3
-        or parts[0] != msg.tenant_id
-        or parts[1] != msg.job_id
-        or any(p in ("..", ".") for p in key.split("/"))
-    ):
+    if not is_job_object(key, msg.tenant_id, msg.job_id):
         raise JobRejectedError(f"source key {key!r} is outside {msg.tenant_id}/{msg.job_id}/")
     return bucket, key
 
 
-def parse_options(settings: Settings, options: dict[str, str]) -> ParseOptions:
+def parse_options(settings: Settings, options: JobOptions) -> ParseOptions:
+    """The worker's settings with what the job asked for (a job may turn OCR off, not on)."""
     overrides: dict[str, object] = {}
-    if options.get("password"):
-        overrides["password"] = options["password"]
-    if options.get("language"):
-        overrides["language"] = options["language"]
-    if "ocr_enabled" in options:
-        overrides["ocr_enabled"] = settings.ocr_enabled and options["ocr_enabled"].lower() in ("true", "1")
+    if options.password:
+        overrides["password"] = options.password
+    if options.language:
+        overrides["language"] = options.language
+    if options.ocr_enabled is not None:
+        overrides["ocr_enabled"] = settings.ocr_enabled and options.ocr_enabled
     return ParseOptions.from_settings(settings, **overrides)
-
-
-def artifact_key(tenant_id: str, job_id: str, name: str) -> str:
-    return f"{tenant_id}/{job_id}/{name}"
 
 
 def nak_delay(settings: Settings, deliveries: int) -> float:
@@ -229,7 +224,9 @@ async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
         with contextlib.suppress(RuntimeError):  # the loop may be gone after a drain
             loop.call_soon_threadsafe(deliver, ok, result)
 
-    threading.Thread(target=target, name="percolate-parse", daemon=True).start()
+    # In a copy of this task's context: the parse's log lines and spans belong to its job.
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(target,), name="percolate-parse", daemon=True).start()
     return await future
 
 
@@ -248,7 +245,8 @@ def _parse_and_render(
         msg.file_name,
         settings,
     )
-    artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
+    with tracing.span("render"):
+        artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
     return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
 
@@ -259,18 +257,7 @@ async def ensure_record(jobs: JobStore, msg: JobMessage) -> JobRecord:
     """The job's record; created from the message if the gateway's write never landed."""
     record = await jobs.get(msg.job_id)
     if record is None:
-        await jobs.create(
-            JobRecord(
-                job_id=msg.job_id,
-                tenant_id=msg.tenant_id,
-                file_name=msg.file_name,
-                file_type=msg.file_type,
-                size_bytes=msg.size_bytes,
-                tier=msg.tier,
-                callback_url=msg.callback_url,
-                created_at=msg.created_at,
-            )
-        )
+        await jobs.create(JobRecord.from_message(msg))
         record = await jobs.get(msg.job_id)
         assert record is not None
     if record.tenant_id != msg.tenant_id:
@@ -314,14 +301,16 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     assert svc.parse_slots is not None
     with _input_file(msg.file_name) as path:
         t0 = time.perf_counter()
-        await svc.store.download_to(src_bucket, src_key, path)
+        with tracing.span("s3.download", {"s3.bucket": src_bucket, "s3.key": src_key}):
+            await svc.store.download_to(src_bucket, src_key, path)
         timings["download_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         async with svc.parse_slots.slot():
             timings["slot_wait_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:
-                artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
+                with tracing.span("parse", {"percolate.file_type": msg.file_type}):
+                    artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
             except PercolateError as exc:
                 svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
                 if isinstance(exc, ParseError) and exc.sandbox_kill is not None:
@@ -331,7 +320,10 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
 
     t0 = time.perf_counter()
-    await write_artifacts(svc.store, buckets.artifacts, msg, artifacts)
+    with tracing.span(
+        "artifacts.write", {"s3.bucket": buckets.artifacts, "percolate.artifacts": len(artifacts)}
+    ):
+        await write_artifacts(svc.store, buckets.artifacts, msg, artifacts)
     timings["write_s"] = time.perf_counter() - t0
     svc.metrics.s3_artifact_write_duration_seconds.observe(timings["write_s"])
 
@@ -342,16 +334,15 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         job_id=msg.job_id,
         file_name=msg.file_name,
         file_type=msg.file_type,
-        artifact_uris={
-            n: f"s3://{buckets.artifacts}/{artifact_key(msg.tenant_id, msg.job_id, n)}" for n in names
-        },
+        artifact_uris={n: s3_uri(buckets.artifacts, object_key(msg.tenant_id, msg.job_id, n)) for n in names},
         metadata=_metadata_summary_source(artifacts, metadata),
         chunk_count=sum(1 for line in chunks.splitlines() if line.strip()),
-        chunks_uri=f"s3://{buckets.context}/{msg.tenant_id}/chunks/{msg.job_id}.jsonl",
+        chunks_uri=s3_uri(buckets.context, context_chunks_key(msg.tenant_id, msg.job_id)),
     )
     t0 = time.perf_counter()
     assert svc.context is not None
-    await svc.context.update(buckets.context, msg.tenant_id, entry, chunks)
+    with tracing.span("context.update", {"s3.bucket": buckets.context}):
+        await svc.context.update(buckets.context, msg.tenant_id, entry, chunks)
     timings["context_s"] = time.perf_counter() - t0
 
     status = JobStatus.SUCCEEDED
@@ -403,7 +394,7 @@ async def write_artifacts(
     async def put(name: str, data: bytes) -> None:
         async with gate:
             content_type = CONTENT_TYPES.get(PurePosixPath(name).suffix, "application/octet-stream")
-            await store.put_bytes(bucket, artifact_key(msg.tenant_id, msg.job_id, name), data, content_type)
+            await store.put_bytes(bucket, object_key(msg.tenant_id, msg.job_id, name), data, content_type)
 
     await asyncio.gather(*(put(n, d) for n, d in artifacts.items()))
 
@@ -413,9 +404,9 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
 
     Only a record that belongs to the message's tenant is touched: a forged message must
     not be able to fail another tenant's job."""
-    record = await svc.jobs.get(msg.job_id) if JOB_ID_RE.fullmatch(msg.job_id) else None
+    record = await svc.jobs.get(msg.job_id) if is_job_id(msg.job_id) else None
     if record is None:
-        if not TENANT_ID_RE.fullmatch(msg.tenant_id) or not JOB_ID_RE.fullmatch(msg.job_id):
+        if not TENANT_ID_RE.fullmatch(msg.tenant_id) or not is_job_id(msg.job_id):
             return None
         record = await ensure_record(svc.jobs, msg)
     if record.tenant_id != msg.tenant_id:
@@ -451,7 +442,10 @@ async def notify(svc: Services, record: JobRecord, tenant: TenantRecord | None, 
     if secret is None and svc.settings.webhook_default_secret is not None:
         secret = svc.settings.webhook_default_secret.get_secret_value()
     msg_id = record.webhook_id or webhook_id(record.job_id, record.status.value)
-    result = await svc.webhooks.send(url, secret, msg_id, job_event(public_view(record), record.status.value))
+    with tracing.span("webhook", {"percolate.webhook_id": msg_id}):
+        result = await svc.webhooks.send(
+            url, secret, msg_id, job_event(public_view(record), record.status.value)
+        )
     if not result.delivered:
         log.warning("webhook for job %s not delivered: %s", record.job_id, result.error)
 

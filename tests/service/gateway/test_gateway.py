@@ -13,12 +13,13 @@ import nats
 import pytest
 
 from percolate_reading.config import Settings
-from percolate_reading.infra.jobs.models import JobMessage
+from percolate_reading.contract.jobs import JobMessage, JobOptions
 from percolate_reading.infra.queue.jetstream import publish_job
 from percolate_reading.infra.storage.base import ObjectStore
+from tests.harness.documents import make_pdf
 from tests.servers import NatsServer
 from tests.service.gateway.conftest import Tenants
-from tests.service.gateway.harness import LiveGateway, make_pdf
+from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ async def test_202_after_puback_with_message_on_stream(
     r = await acme.post(
         "/v1/parse",
         files={"file": ("../../Q3 report.pdf", pdf, "text/plain")},
-        data={"priority": "4", "callback_url": "http://127.0.0.1:9/hook"},
+        data={"ocr_enabled": "False", "language": "de", "callback_url": "http://127.0.0.1:9/hook"},
     )
     assert r.status_code == 202, r.text
     body = r.json()
@@ -67,7 +68,7 @@ async def test_202_after_puback_with_message_on_stream(
     assert job.tenant_id == tenants.acme
     assert job.file_name == "Q3 report.pdf"  # path parts gone
     assert job.file_type == "pdf"  # sniffed, not the client's text/plain
-    assert job.priority == 4
+    assert job.options == JobOptions(ocr_enabled=False, language="de")  # parsed once, here
     assert job.callback_url == "http://127.0.0.1:9/hook"
     assert job.size_bytes == len(pdf)
     key = f"{tenants.acme}/{job_id}/Q3 report.pdf"
@@ -156,10 +157,12 @@ async def test_unsupported_empty_and_bad_requests(
     assert r.json()["error"]["code"] == "unsupported_type"
     r = await acme.post("/v1/parse", files={"file": ("empty.pdf", b"")})
     assert r.status_code == 400
-    r = await acme.post("/v1/parse", data={"priority": "1"})
+    r = await acme.post("/v1/parse", data={"tier": "small"})
     assert r.status_code == 400
-    r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"priority": "12"})
+    # `priority` is not part of the API (JetStream has no priorities; nothing would read it).
+    r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"priority": "4"})
     assert r.status_code == 400
+    assert r.json()["error"]["message"] == "unknown form fields: priority"
     r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"evil": "1"})
     assert r.status_code == 400
     fields = {f"f{i}": "x" for i in range(100)}

@@ -14,6 +14,7 @@ from nats.js.api import ConsumerConfig, ConsumerInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from percolate_reading.config import load_settings
+from percolate_reading.contract.jobs import JobMessage
 from percolate_reading.contract.subjects import (
     CONSUMER_OWNER_KEY,
     Tier,
@@ -22,16 +23,11 @@ from percolate_reading.contract.subjects import (
     job_subject,
     parse_job_subject,
 )
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.gateway.queue_stats import collect_forever, refresh_queue_stats
-from percolate_reading.infra.jobs.models import JobMessage
-from percolate_reading.infra.queue.jetstream import (
-    connect,
-    ensure_consumer,
-    ensure_streams,
-    publish_dead_letter,
-    publish_job,
-)
+from percolate_reading.infra.queue.jetstream import connect, publish_dead_letter, publish_job
 from percolate_reading.infra.queue.stats import dead_letter_stats, pool_name, pool_stats
+from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.metrics import Metrics
 from tests.servers import NatsServer
 
@@ -108,10 +104,11 @@ async def nc(fresh_nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[NAT
 async def test_gauges_follow_the_queue(nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path) -> None:
     settings = load_settings(nats_url=fresh_nats_server.url, data_dir=tmp_path)
     js = nc.jetstream()
-    await ensure_streams(js, settings)
+    await ensure_topology(js, TopologyLimits.from_settings(settings), update=False)
     small, dedicated = job_subject("small"), job_subject("large", "acme")
-    await ensure_consumer(js, settings, small, consumer_name("small"))
-    await ensure_consumer(js, settings, dedicated, consumer_name("large", "acme"))
+    limits = ConsumerLimits.from_settings(settings)
+    await ensure_pool_consumers(js, small, consumer_name("small"), limits)
+    await ensure_pool_consumers(js, dedicated, consumer_name("large", "acme"), limits)
     metrics = Metrics()
 
     await refresh_queue_stats(js, "JOBS", metrics)
