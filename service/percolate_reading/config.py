@@ -29,6 +29,11 @@ class Device(StrEnum):
     AUTO = "auto"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -50,6 +55,11 @@ class Settings(BaseSettings):
         description="Local state: single-node job store, local object store, private nats-server.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: LogFormat = Field(
+        LogFormat.TEXT,
+        description="Log lines as `text` (for a terminal) or `json` (one object per line with "
+        "timestamp, level, logger, message, tenant_id, job_id, pool and trace_id).",
+    )
     metrics_port: int = Field(
         9090, ge=0, le=65535, description="Worker's /metrics and /ready port (0 disables it)."
     )

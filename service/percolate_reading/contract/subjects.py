@@ -94,3 +94,9 @@ def parse_job_subject(subject: str) -> tuple[Tier, str | None] | None:
     except ValueError:
         return None
     return tier, parts[3] if len(parts) == 4 else None
+
+
+def pool_of_subject(subject: str) -> str | None:
+    """The consumer (pool) that takes jobs published to `subject`; None for other subjects."""
+    parsed = parse_job_subject(subject)
+    return consumer_name(*parsed) if parsed is not None else None

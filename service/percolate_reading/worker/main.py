@@ -17,6 +17,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.contract.topology import TopologyLimits
@@ -189,4 +190,5 @@ async def worker_main(settings: Settings) -> int:
 
 def run_worker(settings: Settings) -> int:
     """Blocking entry point (`percolate-reading run` with WORKER_MODE)."""
+    tracing.setup_tracing("percolate-worker")
     return asyncio.run(worker_main(settings))

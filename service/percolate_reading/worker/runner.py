@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import JobErrorInfo, JobMessage, JobStatus
 from percolate_reading.contract.subjects import (
@@ -45,6 +46,7 @@ from percolate_reading.contract.topology import ConsumerLimits
 from percolate_reading.errors import PercolateError
 from percolate_reading.infra.queue.jetstream import publish_dead_letter
 from percolate_reading.infra.queue.topology import ensure_pool_consumers
+from percolate_reading.logs import job_context
 from percolate_reading.worker.pipeline import (
     Services,
     error_info,
@@ -202,13 +204,25 @@ class PullRunner:
         metrics.jobs_in_flight.inc()
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
-            await self._settle(msg)
+            await self._settle_traced(msg)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             metrics.jobs_in_flight.dec()
             self.processed += 1
+
+    async def _settle_traced(self, msg: Msg) -> None:
+        """Settle with the job's fields on every log line and in the trace the gateway began
+        (its W3C traceparent travels in the message headers)."""
+        tenant_id, job_id = _job_ids(msg.data)
+        attributes = {"percolate.job_id": job_id or "", "percolate.pool": self.durable}
+        with (
+            job_context(tenant_id=tenant_id, job_id=job_id, pool=self.durable),
+            tracing.continued(msg.headers),
+            tracing.span("job", attributes, kind="consumer"),
+        ):
+            await self._settle(msg)
 
     async def _settle(self, msg: Msg) -> None:
         metrics = self.svc.metrics
@@ -486,3 +500,18 @@ def _seq(msg: Msg) -> object:
         return msg.metadata.sequence.stream
     except Exception:
         return "?"
+
+
+def _job_ids(data: bytes) -> tuple[str | None, str | None]:
+    """(tenant id, job id) of a message for the log context, without validating it."""
+    try:
+        fields = json.loads(data)
+    except ValueError:
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+    tenant_id, job_id = fields.get("tenant_id"), fields.get("job_id")
+    return (
+        tenant_id if isinstance(tenant_id, str) else None,
+        job_id if isinstance(job_id, str) else None,
+    )
