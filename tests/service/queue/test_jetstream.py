@@ -18,7 +18,15 @@ from percolate_reading.contract.subjects import (
     dead_letter_subject,
     job_subject,
 )
-from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits, pool_consumer
+from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET
+from percolate_reading.contract.topology import (
+    TENANTS_HISTORY,
+    ConsumerLimits,
+    TopologyLimits,
+    bucket_stream_name,
+    pool_consumer,
+    tenants_bucket,
+)
 from percolate_reading.errors import QueueError
 from percolate_reading.infra.queue.jetstream import (
     DLQ_REASON_HEADER,
@@ -218,3 +226,24 @@ async def test_ensure_topology_again_changes_nothing(
     assert (await js.stream_info(DLQ_STREAM_NAME)).config.duplicate_window == pytest.approx(
         settings.nats_duplicate_window_s
     )
+
+
+async def test_only_the_operator_brings_an_old_bucket_to_the_contract(
+    nc: NATS, fresh_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """TENANTS as a gateway of an older release made it (history 1, no description): a
+    gateway or worker leaves it; the operator's update=True brings it to the contract."""
+    js = nc.jetstream()
+    kv = await js.create_key_value(bucket=TENANTS_KV_BUCKET, history=1)
+    await kv.put("acme", b"{}")
+    await ensure_topology(js, TopologyLimits(), update=False)
+    stream = bucket_stream_name(TENANTS_KV_BUCKET)
+    assert (await js.stream_info(stream)).config.max_msgs_per_subject == 1
+    await ensure_topology(js, TopologyLimits(), update=True)
+    config = (await js.stream_info(stream)).config
+    assert config.max_msgs_per_subject == TENANTS_HISTORY
+    assert config.description == tenants_bucket(TopologyLimits()).description
+    assert config.subjects == [f"$KV.{TENANTS_KV_BUCKET}.>"]  # the rest as the server had it
+    assert (await (await js.key_value(TENANTS_KV_BUCKET)).get("acme")).value == b"{}"
+    await ensure_topology(js, TopologyLimits(), update=True)  # now nothing to change
+    assert (await js.stream_info(stream)).config == config
