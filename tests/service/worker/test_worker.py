@@ -251,6 +251,29 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
         await second.drain()
 
 
+async def test_sandbox_kill_is_counted_by_reason(env: Env) -> None:
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
+
+    # A wall-clock limit no parse can meet: the child is killed; one delivery, then given up.
+    settings = env.settings.model_copy(update={"parse_timeout_s": 0.001, "nats_max_deliver": 1})
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
+    worker = await start_worker(settings, nc=env.nc, jobs=env.jobs)
+    try:
+        job_id = await env.submit(make_pdf(["Killed by the clock."]))
+        record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
+        assert record.error is not None
+        assert record.error.code == "timeout"
+        await consumer_idle(env, settings.nats_queue_group)
+        exported = worker.metrics.render()
+        assert b'sandbox_kills_total{reason="wall_timeout"} 1.0' in exported
+        assert b'parse_errors_total{code="timeout",provider="pdf"} 1.0' in exported
+    finally:
+        await worker.drain()
+
+
 async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
     from percolate_reading.contract.topology import ConsumerLimits
     from percolate_reading.infra.queue.topology import ensure_pool_consumers
