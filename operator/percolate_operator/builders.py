@@ -17,7 +17,13 @@ from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import ARTIFACTS_BUCKET, CONTEXT_BUCKET, FILES_BUCKET
 from percolate_reading.contract import topology
 from percolate_reading.contract.jobs import StorageStrategy
-from percolate_reading.contract.subjects import STREAM_NAME, Tier, consumer_name, job_subject
+from percolate_reading.contract.subjects import (
+    CONSUMER_OWNER_KEY,
+    STREAM_NAME,
+    Tier,
+    consumer_name,
+    job_subject,
+)
 from percolate_reading.contract.tenancy import Quotas, TenantRecord
 from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 
@@ -26,7 +32,6 @@ MANAGED_BY = "percolate-operator"
 METRICS_PORT = 9090
 # Headroom between the worker's own drain deadline and the kubelet's SIGKILL.
 GRACE_HEADROOM_S = 15
-CONSUMER_OWNER_KEY = "percolate.dev/owner"
 API_KEY_SECRET_KEY = "api-key"  # noqa: S105 -- a key name, not a secret
 
 Manifest = dict[str, Any]

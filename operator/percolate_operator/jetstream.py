@@ -26,8 +26,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from percolate_operator.builders import CONSUMER_OWNER_KEY, topology_limits
+from percolate_operator.builders import topology_limits
 from percolate_operator.settings import OperatorSettings
+from percolate_reading.contract.subjects import CONSUMER_OWNER_KEY
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET
 from percolate_reading.contract.topology import TopologyLimits, consumer_drift, tenants_bucket
 from percolate_reading.errors import QueueError

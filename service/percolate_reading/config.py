@@ -8,6 +8,8 @@ from one) as an argument.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -25,6 +27,11 @@ class Device(StrEnum):
     CPU = "cpu"
     CUDA = "cuda"
     AUTO = "auto"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 class Settings(BaseSettings):
@@ -48,8 +55,19 @@ class Settings(BaseSettings):
         description="Local state: single-node job store, local object store, private nats-server.",
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    log_format: LogFormat = Field(
+        LogFormat.TEXT,
+        description="Log lines as `text` (for a terminal) or `json` (one object per line with "
+        "timestamp, level, logger, message, tenant_id, job_id, pool and trace_id).",
+    )
     metrics_port: int = Field(
         9090, ge=0, le=65535, description="Worker's /metrics and /ready port (0 disables it)."
+    )
+    queue_stats_interval_s: float = Field(
+        15.0,
+        ge=0,
+        description="Gateway: how often the per-pool queue gauges (depth, oldest-job age, dead "
+        "letters) are read from JetStream (0 disables).",
     )
 
     # --- object storage ----------------------------------------------------------------
@@ -184,6 +202,30 @@ class Settings(BaseSettings):
     @property
     def webhook_allow_list(self) -> tuple[str, ...]:
         return tuple(h.strip() for h in self.webhook_allow_hosts.split(",") if h.strip())
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """What the standard OpenTelemetry variables ask of tracing. They keep their standard names
+    (no PERCOLATE_READING_ prefix): the SDK reads the rest of them (endpoint, headers,
+    sampler, batch delays) itself."""
+
+    exporter: str | None  # "otlp", "console", or None: tracing off
+    service_name: str | None  # OTEL_SERVICE_NAME, which wins over the role's own name
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TracingConfig:
+        env = os.environ if environ is None else environ
+        service_name = env.get("OTEL_SERVICE_NAME") or None
+        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return cls(None, service_name)
+        exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        if exporter == "none":
+            return cls(None, service_name)
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if exporter or endpoint:
+            return cls(exporter or "otlp", service_name)
+        return cls(None, service_name)  # nothing configured: off
 
 
 def default_model_cache_dir() -> Path:

@@ -47,6 +47,9 @@ class ConfigError(PercolateError):
 
 class ParseError(PercolateError):
     code = "parse_error"
+    # Set by the sandbox's parent when a limit stopped the child (wall_timeout, cpu_limit,
+    # memory_limit, signal, cancelled): what the sandbox_kills_total metric counts.
+    sandbox_kill: str | None = None
 
 
 class PermanentParseError(ParseError):

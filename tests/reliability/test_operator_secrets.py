@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, hash_api_key
+from percolate_reading.logs import JsonFormatter
 from tests.operator import test_operator as operator_fixtures
 from tests.operator.cluster import SECRETS, TENANTS, eventually, is_ready
 from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
@@ -66,7 +67,12 @@ async def test_operator_keeps_the_key_in_its_secret_only(
     # And no log record of kopf or the operator (DEBUG) carries it.
     assert caplog.records
     assert any(r.name.startswith("kopf") for r in caplog.records)
+    # Nor the same records as PERCOLATE_READING_LOG_FORMAT=json would write them.
+    as_json = JsonFormatter()
     for record in caplog.records:
         text = record.getMessage() + repr(record.args) + (record.exc_text or "")
-        assert api_key not in text, record.name
-        assert b64_key not in text, record.name
+        line = as_json.format(record)
+        assert json.loads(line)["logger"] == record.name
+        for written in (text, line):
+            assert api_key not in written, record.name
+            assert b64_key not in written, record.name

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +24,12 @@ from pydantic import BaseModel, SecretStr
 
 from percolate_operator import builders
 from percolate_operator.models import TenantSpec
-from percolate_reading.config import Settings
+from percolate_reading.config import LogFormat, Settings
 from percolate_reading.contract import tenancy
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, generate_api_key, hash_api_key
 from percolate_reading.infra.queue.jetstream import connect
 from percolate_reading.infra.registry import TenantRegistry
+from percolate_reading.logs import make_handler
 from tests.harness.documents import make_pdf
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway import conftest as gateway_fixtures
@@ -204,6 +206,17 @@ def test_registry_authentication_goes_through_compare_digest(compare_spy: Compar
 
 
 @pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """Every record also written the way PERCOLATE_READING_LOG_FORMAT=json writes it."""
+    out = io.StringIO()
+    handler = make_handler(LogFormat.JSON, stream=out)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield out
+    root.removeHandler(handler)
+
+
+@pytest.fixture
 async def worker(settings: Settings, gateway: LiveGateway) -> AsyncIterator[Any]:
     from percolate_reading.worker.main import start_worker
 
@@ -218,6 +231,7 @@ async def test_keys_never_logged_echoed_or_exported(
     settings: Settings,
     tenants: Tenants,
     caplog: pytest.LogCaptureFixture,
+    json_log: io.StringIO,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # root and everything under it, uvicorn's access log included
     for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "nats", "percolate_reading", "httpx"):
@@ -286,3 +300,17 @@ async def test_keys_never_logged_echoed_or_exported(
         assert secret not in caplog.text
         for body in bodies:
             assert secret not in body
+
+    # The same run as JSON lines: no key either, and every line of ours that names the job
+    # carries its tenant and id as fields (the worker's lines its pool too).
+    text = json_log.getvalue()
+    for secret in secrets_:
+        assert secret not in text
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert any(e["logger"].startswith("uvicorn.access") for e in entries)
+    ours = [e for e in entries if e["logger"].startswith("percolate_reading") and job_id in e["message"]]
+    assert ours, "no line of ours names the job"
+    for entry in ours:
+        assert (entry["tenant_id"], entry["job_id"]) == (tenants.acme, job_id), entry
+    tagged = [e for e in entries if e["job_id"] == job_id]
+    assert any(e["logger"].startswith("percolate_reading.worker") and e["pool"] for e in tagged)

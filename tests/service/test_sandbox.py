@@ -121,6 +121,7 @@ def test_memory_limit_is_hit_and_named() -> None:
         run_in_sandbox(_hog_memory, 16, limits=limits)
     assert info.value.permanent
     assert info.value.code == "memory_limit"
+    assert info.value.sandbox_kill == "memory_limit"
 
 
 def test_one_huge_allocation_is_a_memory_error() -> None:
@@ -134,18 +135,21 @@ def test_wall_clock_timeout_kills_the_child() -> None:
     with pytest.raises(ParseTimeoutError, match=r"wall-clock limit of 1\.5 s") as info:
         run_in_sandbox(_sleep_forever, limits=limits)
     assert not info.value.permanent
+    assert info.value.sandbox_kill == "wall_timeout"
 
 
 def test_cpu_limit_is_a_timeout() -> None:
     limits = SandboxLimits(memory_mb=1024, timeout_s=60, cpu_s=1)
-    with pytest.raises(ParseTimeoutError, match="CPU limit of 1 CPU seconds"):
+    with pytest.raises(ParseTimeoutError, match="CPU limit of 1 CPU seconds") as info:
         run_in_sandbox(_burn_cpu, limits=limits)
+    assert info.value.sandbox_kill == "cpu_limit"
 
 
 def test_sigkill_is_a_crash_naming_the_signal() -> None:
     with pytest.raises(WorkerCrashedError, match="SIGKILL") as info:
         run_in_sandbox(_kill_self, limits=LIMITS)
     assert not info.value.permanent
+    assert info.value.sandbox_kill == "signal"
 
 
 def test_segfault_is_a_crash_naming_the_signal() -> None:
@@ -154,8 +158,9 @@ def test_segfault_is_a_crash_naming_the_signal() -> None:
 
 
 def test_typed_error_comes_back_as_the_same_type() -> None:
-    with pytest.raises(CorruptDocumentError, match="xref table broken at byte 1234"):
+    with pytest.raises(CorruptDocumentError, match="xref table broken at byte 1234") as info:
         run_in_sandbox(_raise_corrupt, limits=LIMITS)
+    assert info.value.sandbox_kill is None  # the parser's own verdict, not a limit
 
 
 def test_untyped_error_becomes_a_parse_error() -> None:
@@ -221,8 +226,9 @@ def test_cancel_kills_the_child() -> None:
     timer = threading.Timer(0.5, cancel.set)
     timer.start()
     try:
-        with pytest.raises(WorkerCrashedError, match="cancelled"):
+        with pytest.raises(WorkerCrashedError, match="cancelled") as info:
             run_in_sandbox(_sleep_forever, limits=LIMITS, cancel=cancel)
+        assert info.value.sandbox_kill == "cancelled"
     finally:
         timer.cancel()
 

@@ -22,6 +22,7 @@ from percolate_reading.infra.webhooks import (
     verify,
     webhook_id,
 )
+from percolate_reading.metrics import Metrics
 from tests.harness.webhooks import WebhookReceiver
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -80,7 +81,8 @@ def test_backoff_grows_with_jitter() -> None:
 
 async def test_delivery_to_allowed_local_receiver(receiver: WebhookReceiver, tmp_path: Path) -> None:
     receiver.statuses = [500, 503]  # two failures, then 200
-    sender = WebhookSender(settings(tmp_path))
+    metrics = Metrics()
+    sender = WebhookSender(settings(tmp_path), metrics=metrics)
     try:
         result = await sender.send(receiver.url, SECRET, "msg_j1_succeeded", {"type": "job.succeeded"})
     finally:
@@ -96,6 +98,10 @@ async def test_delivery_to_allowed_local_receiver(receiver: WebhookReceiver, tmp
         assert got.headers["host"] == f"127.0.0.1:{receiver.port}"
         assert verify(SECRET, got.headers, got.body)
         assert json.loads(got.body) == {"type": "job.succeeded"}
+    exported = metrics.render()
+    assert b'webhook_attempt_failures_total{reason="http_5xx"} 2.0' in exported
+    assert b'webhook_deliveries_total{outcome="delivered"} 1.0' in exported
+    assert b'webhook_delivery_duration_seconds_count{outcome="delivered"} 1.0' in exported
 
 
 async def test_named_callback_goes_to_the_checked_address_with_its_name(

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings, load_settings
 from percolate_reading.contract.subjects import Tier, consumer_name, job_subject
 from percolate_reading.contract.tenancy import generate_api_key
@@ -233,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     settings = load_settings(**overrides)
     setup_logging(settings)
+    tracing.setup_tracing("percolate-reading")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     api_key = dev_api_key(settings)
     nats: PrivateNats | None = None

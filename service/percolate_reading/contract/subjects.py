@@ -19,6 +19,8 @@ DLQ_STREAM_SUBJECTS = ("dlq.>",)
 # The server's MAX_DELIVERIES advisories for JOBS, kept until a worker settles the job.
 STRANDED_STREAM_NAME = "JOBS_STRANDED"
 SHARED_CONSUMER_PREFIX = "parse-workers"
+# Consumer metadata key in which the operator records the owning ParsePool ("<ns>/<name>").
+CONSUMER_OWNER_KEY = "percolate.dev/owner"
 
 # Tenant ids become subject tokens, bucket prefixes and label values: keep them boring.
 TENANT_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -79,3 +81,22 @@ def max_deliveries_advisory(stream: str, durable: str = "*") -> str:
 def stranded_consumer_name(durable: str) -> str:
     """The durable that reads the advisories of one pool's consumer."""
     return f"{durable}-stranded"
+
+
+def parse_job_subject(subject: str) -> tuple[Tier, str | None] | None:
+    """(tier, dedicated tenant or None) of `jobs.parse.<tier>[.<tenant>]` or of its dead-letter
+    twin `dlq.parse.<tier>[.<tenant>]`; None for any other subject."""
+    parts = subject.split(".")
+    if len(parts) not in (3, 4) or parts[0] not in ("jobs", "dlq") or parts[1] != "parse":
+        return None
+    try:
+        tier = Tier(parts[2])
+    except ValueError:
+        return None
+    return tier, parts[3] if len(parts) == 4 else None
+
+
+def pool_of_subject(subject: str) -> str | None:
+    """The consumer (pool) that takes jobs published to `subject`; None for other subjects."""
+    parsed = parse_job_subject(subject)
+    return consumer_name(*parsed) if parsed is not None else None

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from percolate_reading import __version__
+from percolate_reading import __version__, tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.gateway.api_errors import install_error_handlers
@@ -84,6 +84,12 @@ def start_background(deps: GatewayDeps) -> None:
             "tenant-registry",
             deps.registry.watch_kv(deps.js, TopologyLimits.from_settings(deps.settings)),
         )
+    interval = deps.settings.queue_stats_interval_s
+    if deps.js is not None and deps.metrics is not None and interval > 0:
+        from percolate_reading.contract.subjects import STREAM_NAME
+        from percolate_reading.gateway.queue_stats import collect_forever
+
+        _supervise(deps, "queue-stats", collect_forever(deps.js, STREAM_NAME, deps.metrics, interval))
     assert deps.sweeper is not None
     _supervise(deps, "sweeper", deps.sweeper.run())
     _supervise(
@@ -162,4 +168,5 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     app.include_router(health.router)
 
     app.add_middleware(RequestCounter)
+    tracing.instrument_app(app)  # server spans, when OTEL_* turned tracing on
     return app

@@ -10,6 +10,7 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.gateway.app import create_app
 from percolate_reading.logs import setup_logging
@@ -49,7 +50,8 @@ def uvicorn_config(settings: Settings, app: FastAPI, *, log_config: bool = True)
         timeout_keep_alive=10,
         timeout_graceful_shutdown=30,
         proxy_headers=True,
-        log_config=uvicorn.config.LOGGING_CONFIG if log_config else None,
+        # JSON logs: uvicorn's loggers propagate to the root handler instead of their own.
+        log_config=uvicorn.config.LOGGING_CONFIG if log_config and settings.log_format == "text" else None,
     )
 
 
@@ -64,4 +66,5 @@ async def serve_gateway(settings: Settings) -> bool:
 def run_gateway(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (non-zero if start-up failed)."""
     setup_logging(settings)
+    tracing.setup_tracing("percolate-gateway")
     return 0 if asyncio.run(serve_gateway(settings)) else 1

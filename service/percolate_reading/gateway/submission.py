@@ -16,15 +16,17 @@ from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect
 
+from percolate_reading import tracing
 from percolate_reading.contract.jobs import JobErrorInfo, JobMessage, JobOptions, JobRecord
 from percolate_reading.contract.keys import new_job_id, object_key, s3_uri
-from percolate_reading.contract.subjects import Tier
+from percolate_reading.contract.subjects import Tier, pool_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import QueueError
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.routing import Route, TierNotAllowedError, route_job
 from percolate_reading.gateway.upload import MultipartUpload, UploadError, sanitize_file_name
 from percolate_reading.infra.queue.jetstream import publish_job
+from percolate_reading.logs import job_context
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,8 @@ async def stage(
     bucket, key = tenant.files_bucket, object_key(tenant.tenant_id, job_id, name)
     started = time.perf_counter()
     try:
-        size = await deps.store.put_stream(bucket, key, upload.file_chunks(), CONTENT_TYPES[doc_type])
+        with tracing.span("s3.put", {"s3.bucket": bucket, "s3.key": key}):
+            size = await deps.store.put_stream(bucket, key, upload.file_chunks(), CONTENT_TYPES[doc_type])
     except BaseException:
         # The upload's own client error is what went wrong, whatever the store made of it.
         if upload.error is not None:
@@ -193,7 +196,9 @@ async def record_and_publish(deps: GatewayDeps, message: JobMessage, subject: st
 async def _publish(deps: GatewayDeps, message: JobMessage, subject: str) -> None:
     if deps.js is None:
         raise QueueError("the gateway has no JetStream connection")
-    await publish_job(deps.js, message, subject, ack_timeout_s=deps.settings.nats_publish_timeout_s)
+    attributes = {"messaging.system": "nats", "messaging.destination.name": subject}
+    with job_context(pool=pool_of_subject(subject)), tracing.span("publish", attributes, kind="producer"):
+        await publish_job(deps.js, message, subject, ack_timeout_s=deps.settings.nats_publish_timeout_s)
 
 
 def _route(deps: GatewayDeps, tenant: TenantRecord, doc_type: str, size: int, tier: Tier | None) -> Route:
@@ -214,6 +219,19 @@ async def submit(
     """Stage the rest of the upload, then record and publish the job. `checked_callback` is a
     callback URL already checked (from fields sent before the file)."""
     job_id = new_job_id()
+    attributes = {"percolate.job_id": job_id, "percolate.file_type": doc_type}
+    with job_context(tenant_id=tenant.tenant_id, job_id=job_id), tracing.span("upload", attributes):
+        return await _submit(deps, tenant, upload, doc_type, job_id, checked_callback)
+
+
+async def _submit(
+    deps: GatewayDeps,
+    tenant: TenantRecord,
+    upload: MultipartUpload,
+    doc_type: str,
+    job_id: str,
+    checked_callback: str | None,
+) -> Result:
     staged: Staged | None = None
     try:
         staged = await stage(deps, tenant, upload, job_id, doc_type)

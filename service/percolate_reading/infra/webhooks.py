@@ -34,6 +34,7 @@ import aiohttp
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import PercolateError
+from percolate_reading.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -256,13 +257,13 @@ class WebhookSender:
         *,
         resolve: Resolver = system_resolve,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        on_outcome: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.allow = AllowList.parse(settings.webhook_allow_list)
         self._resolve = resolve
         self._sleep = sleep
-        self._on_outcome = on_outcome
+        self._metrics = metrics
         self._session: aiohttp.ClientSession | None = None  # made in the event loop, on first use
 
     def _client(self) -> aiohttp.ClientSession:
@@ -284,6 +285,7 @@ class WebhookSender:
         """Deliver one message; never raises for delivery failures (it reports them)."""
         body = json.dumps(payload, separators=(",", ":"), default=str).encode()
         result = DeliveryResult(delivered=False, attempts=0)
+        started = time.monotonic()
         max_attempts = self.settings.webhook_max_attempts
         for attempt in range(1, max_attempts + 1):
             result.attempts = attempt
@@ -294,7 +296,7 @@ class WebhookSender:
                 result.error = str(exc)
                 result.statuses.append("refused")
                 log.warning("webhook %s refused: %s", msg_id, exc)
-                self._outcome("refused")
+                self._outcome("refused", started)
                 return result
             headers = build_headers(secret, msg_id, int(time.time()), body)
             headers["Host"] = _host_header(target)
@@ -315,12 +317,15 @@ class WebhookSender:
                 if 200 <= status_code < 300:
                     result.delivered = True
                     result.error = None
-                    self._outcome("delivered")
+                    self._outcome("delivered", started)
                     return result
                 result.error = f"HTTP {status_code}"
+                family = status_code // 100
+                self._attempt_failed(f"http_{family}xx" if family in (4, 5) else "http_other")
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 result.error = f"{type(exc).__name__}: {exc}"
                 result.statuses.append("error")
+                self._attempt_failed("timeout" if isinstance(exc, TimeoutError) else "connection")
             if attempt < max_attempts:
                 delay = backoff_delay(
                     attempt, self.settings.webhook_backoff_s, self.settings.webhook_backoff_max_s
@@ -330,12 +335,18 @@ class WebhookSender:
                 )
                 await self._sleep(delay)
         log.warning("webhook %s to %s failed after %d attempts: %s", msg_id, url, max_attempts, result.error)
-        self._outcome("failed")
+        self._outcome("failed", started)
         return result
 
-    def _outcome(self, outcome: str) -> None:
-        if self._on_outcome is not None:
-            self._on_outcome(outcome)
+    def _outcome(self, outcome: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.webhook_deliveries_total.labels(outcome).inc()
+            elapsed = time.monotonic() - started
+            self._metrics.webhook_delivery_duration_seconds.labels(outcome).observe(elapsed)
+
+    def _attempt_failed(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.webhook_attempt_failures_total.labels(reason).inc()
 
 
 def _host_header(target: Target) -> str:

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.parse.detect import detect_type
 from percolate_reading.parse.document import DocumentType, ParsedDocument
@@ -38,16 +39,21 @@ def parse_file(
     path = Path(path).absolute()
     name = source_name or path.name
     t0 = time.perf_counter()
-    doc_type = detect_type(path)
+    with tracing.span("detect"):
+        doc_type = detect_type(path)
     t1 = time.perf_counter()
-    if limits is None:
-        doc = run_provider(doc_type, path, name, options, settings)
-    else:
-        doc = run_in_sandbox(
-            run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
-        )
+    with tracing.span(
+        "provider", {"percolate.doc_type": doc_type.value, "percolate.sandboxed": limits is not None}
+    ):
+        if limits is None:
+            doc = run_provider(doc_type, path, name, options, settings)
+        else:
+            doc = run_in_sandbox(
+                run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
+            )
     t2 = time.perf_counter()
-    size, digest = file_digest(path)
+    with tracing.span("hash"):
+        size, digest = file_digest(path)
     t3 = time.perf_counter()
     doc.timings.update({"detect_s": t1 - t0, "parse_s": t2 - t1, "hash_s": t3 - t2, "total_s": t3 - t0})
     doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})

@@ -180,13 +180,14 @@ def _wait_for_outcome(
     while True:
         if cancel is not None and cancel.is_set():
             _kill_group(proc)
-            return "err", WorkerCrashedError("parse cancelled (shutting down) and its child killed")
+            return "err", _killed(
+                WorkerCrashedError("parse cancelled (shutting down) and its child killed"), "cancelled"
+            )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             _kill_group(proc)
-            return "err", ParseTimeoutError(
-                f"parse exceeded the wall-clock limit of {limits.timeout_s:g} s and was killed"
-            )
+            why = f"parse exceeded the wall-clock limit of {limits.timeout_s:g} s and was killed"
+            return "err", _killed(ParseTimeoutError(why), "wall_timeout")
         # Wake up now and then to notice a cancel request.
         slice_s = remaining if cancel is None else min(remaining, _CANCEL_POLL_S)
         ready = multiprocessing.connection.wait([conn, proc.sentinel], timeout=slice_s)
@@ -197,6 +198,8 @@ def _wait_for_outcome(
                 break  # died mid-send or before sending: judge by its exit status
             except Exception as exc:  # unpickling: a type this process cannot rebuild
                 return "err", ParseError(f"parse result could not be read back: {exc!r}")
+            if message[0] == "err" and isinstance(message[1], MemoryLimitError):
+                _killed(message[1], "memory_limit")  # the child stopped at its RLIMIT_AS
             return message
         if proc.sentinel in ready:
             break
@@ -206,15 +209,25 @@ def _wait_for_outcome(
 
 def _error_for_exit(exitcode: int | None, limits: SandboxLimits) -> PercolateError:
     if exitcode == _EXIT_MEMORY:
-        return _memory_error(limits)
+        return _killed(_memory_error(limits), "memory_limit")
     if exitcode is not None and exitcode < 0:
         signum = -exitcode
         if signum == signal.SIGXCPU:
-            return ParseTimeoutError(f"parse exceeded the CPU limit of {limits.cpu_s:g} CPU seconds")
+            message = f"parse exceeded the CPU limit of {limits.cpu_s:g} CPU seconds"
+            return _killed(ParseTimeoutError(message), "cpu_limit")
         name = _signal_name(signum)
         hint = " (possibly the kernel OOM killer)" if signum == signal.SIGKILL else ""
-        return WorkerCrashedError(f"parse child was killed by signal {name}{hint}")
+        return _killed(WorkerCrashedError(f"parse child was killed by signal {name}{hint}"), "signal")
     return WorkerCrashedError(f"parse child exited with status {exitcode} without sending a result")
+
+
+E = TypeVar("E", bound=ParseError)
+
+
+def _killed(exc: E, reason: str) -> E:
+    """Mark an error as a sandbox limit stopping the child (counted by the worker)."""
+    exc.sandbox_kill = reason
+    return exc
 
 
 def _signal_name(signum: int) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.contract.topology import TopologyLimits
@@ -105,9 +106,7 @@ async def start_worker(
         if tenants is None:
             tenants = await _tenant_lookup(settings, js, stack)
         metrics = metrics or Metrics()
-        webhooks = WebhookSender(
-            settings, on_outcome=lambda outcome: metrics.webhook_deliveries_total.labels(outcome).inc()
-        )
+        webhooks = WebhookSender(settings, metrics=metrics)
         stack.push_async_callback(webhooks.close)
         svc = Services(
             settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=webhooks, tenants=tenants
@@ -191,4 +190,5 @@ async def worker_main(settings: Settings) -> int:
 
 def run_worker(settings: Settings) -> int:
     """Blocking entry point (`percolate-reading run` with WORKER_MODE)."""
+    tracing.setup_tracing("percolate-worker")
     return asyncio.run(worker_main(settings))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import (
     JobErrorInfo,
@@ -40,7 +42,7 @@ from percolate_reading.contract.keys import (
 )
 from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import InvalidTransitionError, PercolateError
+from percolate_reading.errors import InvalidTransitionError, ParseError, PercolateError
 from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
@@ -222,7 +224,9 @@ async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
         with contextlib.suppress(RuntimeError):  # the loop may be gone after a drain
             loop.call_soon_threadsafe(deliver, ok, result)
 
-    threading.Thread(target=target, name="percolate-parse", daemon=True).start()
+    # In a copy of this task's context: the parse's log lines and spans belong to its job.
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(target,), name="percolate-parse", daemon=True).start()
     return await future
 
 
@@ -241,7 +245,8 @@ def _parse_and_render(
         msg.file_name,
         settings,
     )
-    artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
+    with tracing.span("render"):
+        artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
     return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
 
@@ -296,22 +301,29 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     assert svc.parse_slots is not None
     with _input_file(msg.file_name) as path:
         t0 = time.perf_counter()
-        await svc.store.download_to(src_bucket, src_key, path)
+        with tracing.span("s3.download", {"s3.bucket": src_bucket, "s3.key": src_key}):
+            await svc.store.download_to(src_bucket, src_key, path)
         timings["download_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         async with svc.parse_slots.slot():
             timings["slot_wait_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:
-                artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
+                with tracing.span("parse", {"percolate.file_type": msg.file_type}):
+                    artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
             except PercolateError as exc:
                 svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
+                if isinstance(exc, ParseError) and exc.sandbox_kill is not None:
+                    svc.metrics.sandbox_kills_total.labels(exc.sandbox_kill).inc()
                 raise
             timings["parse_s"] = time.perf_counter() - t0
         svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
 
     t0 = time.perf_counter()
-    await write_artifacts(svc.store, buckets.artifacts, msg, artifacts)
+    with tracing.span(
+        "artifacts.write", {"s3.bucket": buckets.artifacts, "percolate.artifacts": len(artifacts)}
+    ):
+        await write_artifacts(svc.store, buckets.artifacts, msg, artifacts)
     timings["write_s"] = time.perf_counter() - t0
     svc.metrics.s3_artifact_write_duration_seconds.observe(timings["write_s"])
 
@@ -329,7 +341,8 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     )
     t0 = time.perf_counter()
     assert svc.context is not None
-    await svc.context.update(buckets.context, msg.tenant_id, entry, chunks)
+    with tracing.span("context.update", {"s3.bucket": buckets.context}):
+        await svc.context.update(buckets.context, msg.tenant_id, entry, chunks)
     timings["context_s"] = time.perf_counter() - t0
 
     status = JobStatus.SUCCEEDED
@@ -345,6 +358,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     except InvalidTransitionError:
         # Another delivery finished it first; the objects we wrote are identical to its own.
         return await _finished_elsewhere(svc, msg, tenant)
+    svc.metrics.observe_job_end(final.tier.value, status.value, final.created_at, final.finished_at)
     await notify(svc, final, tenant, msg.callback_url)
     return "succeeded"
 
@@ -406,6 +420,7 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
         )
     except InvalidTransitionError:
         return None  # already succeeded, failed or cancelled
+    svc.metrics.observe_job_end(final.tier.value, final.status.value, final.created_at, final.finished_at)
     await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
     return final
 
@@ -427,7 +442,10 @@ async def notify(svc: Services, record: JobRecord, tenant: TenantRecord | None, 
     if secret is None and svc.settings.webhook_default_secret is not None:
         secret = svc.settings.webhook_default_secret.get_secret_value()
     msg_id = record.webhook_id or webhook_id(record.job_id, record.status.value)
-    result = await svc.webhooks.send(url, secret, msg_id, job_event(public_view(record), record.status.value))
+    with tracing.span("webhook", {"percolate.webhook_id": msg_id}):
+        result = await svc.webhooks.send(
+            url, secret, msg_id, job_event(public_view(record), record.status.value)
+        )
     if not result.delivered:
         log.warning("webhook for job %s not delivered: %s", record.job_id, result.error)
 

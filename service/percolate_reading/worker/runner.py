@@ -32,18 +32,21 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import JobErrorInfo, JobMessage, JobStatus
 from percolate_reading.contract.subjects import (
     STRANDED_STREAM_NAME,
     STREAM_NAME,
     dead_letter_subject,
+    parse_job_subject,
     stranded_consumer_name,
 )
 from percolate_reading.contract.topology import ConsumerLimits
 from percolate_reading.errors import PercolateError
 from percolate_reading.infra.queue.jetstream import publish_dead_letter
 from percolate_reading.infra.queue.topology import ensure_pool_consumers
+from percolate_reading.logs import job_context
 from percolate_reading.worker.pipeline import (
     Services,
     error_info,
@@ -201,13 +204,25 @@ class PullRunner:
         metrics.jobs_in_flight.inc()
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         try:
-            await self._settle(msg)
+            await self._settle_traced(msg)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             metrics.jobs_in_flight.dec()
             self.processed += 1
+
+    async def _settle_traced(self, msg: Msg) -> None:
+        """Settle with the job's fields on every log line and in the trace the gateway began
+        (its W3C traceparent travels in the message headers)."""
+        tenant_id, job_id = _job_ids(msg.data)
+        attributes = {"percolate.job_id": job_id or "", "percolate.pool": self.durable}
+        with (
+            job_context(tenant_id=tenant_id, job_id=job_id, pool=self.durable),
+            tracing.continued(msg.headers),
+            tracing.span("job", attributes, kind="consumer"),
+        ):
+            await self._settle(msg)
 
     async def _settle(self, msg: Msg) -> None:
         metrics = self.svc.metrics
@@ -325,6 +340,7 @@ class PullRunner:
         await self._term_confirmed(msg)
         outcome = "rejected" if info.code in ("rejected", "invalid_message") else "dead_lettered"
         metrics.nats_messages_processed_total.labels(outcome).inc()
+        self._count_dead_letter(msg.subject, info.code)
 
     async def _term_confirmed(self, msg: Msg) -> None:
         """Term once connected. A term sent while disconnected would sit in the client's
@@ -440,6 +456,13 @@ class PullRunner:
             "dead-lettered" if copy else "already finished",
         )
         self.svc.metrics.nats_messages_processed_total.labels("dead_lettered" if copy else "duplicate").inc()
+        if copy:
+            self._count_dead_letter(subject, info.code)
+
+    def _count_dead_letter(self, subject: str, code: str) -> None:
+        parsed = parse_job_subject(subject)
+        tier = parsed[0].value if parsed is not None else "unknown"
+        self.svc.metrics.jobs_dead_lettered_total.labels(tier, code).inc()
 
 
 async def keep_running(
@@ -477,3 +500,18 @@ def _seq(msg: Msg) -> object:
         return msg.metadata.sequence.stream
     except Exception:
         return "?"
+
+
+def _job_ids(data: bytes) -> tuple[str | None, str | None]:
+    """(tenant id, job id) of a message for the log context, without validating it."""
+    try:
+        fields = json.loads(data)
+    except ValueError:
+        return None, None
+    if not isinstance(fields, dict):
+        return None, None
+    tenant_id, job_id = fields.get("tenant_id"), fields.get("job_id")
+    return (
+        tenant_id if isinstance(tenant_id, str) else None,
+        job_id if isinstance(job_id, str) else None,
+    )

@@ -131,6 +131,8 @@ async def test_list_cancel_and_conflict(
     assert sorted(j["job_id"] for j in queued) == sorted(ids[1:])
     cancelled = (await acme.get("/v1/jobs", params={"status": "cancelled"})).json()["jobs"]
     assert [j["job_id"] for j in cancelled] == [ids[0]]
+    exported = (await acme.get("/metrics")).text
+    assert 'job_duration_seconds_count{outcome="cancelled",tier="small"} 1.0' in exported
 
     seen: list[str] = []
     cursor = None
@@ -347,6 +349,12 @@ async def test_health_ready_metrics(acme: httpx.AsyncClient) -> None:
     assert 'endpoint="/v1/parse"' in text
     assert "s3_upload_duration_seconds" in text
     assert "nats_publish_duration_seconds" in text
+    # The queue-stats collector runs in the lifespan: its first read lands at start-up.
+    async with asyncio.timeout(10):
+        while "queue_stats_last_success_timestamp_seconds 0.0" in text:
+            await asyncio.sleep(0.1)
+            text = (await acme.get("/metrics")).text
+    assert "queue_stats_last_success_timestamp_seconds 1." in text
 
 
 async def test_callback_to_private_address_is_refused(

@@ -179,7 +179,11 @@ async def test_pdf_job_end_to_end(env: Env) -> None:
         assert manifest["documents"][0]["chunk_count"] >= 1
         assert manifest["documents"][0]["artifacts"]["structured.md"].endswith(f"/{job_id}/structured.md")
         await consumer_idle(env, env.settings.nats_queue_group)
-        assert b'nats_messages_processed_total{outcome="succeeded"} 1.0' in worker.metrics.render()
+        exported = worker.metrics.render()
+        assert b'nats_messages_processed_total{outcome="succeeded"} 1.0' in exported
+        assert b'job_duration_seconds_count{outcome="succeeded",tier="small"} 1.0' in exported
+        assert b'webhook_deliveries_total{outcome="delivered"} 1.0' in exported
+        assert b'webhook_delivery_duration_seconds_count{outcome="delivered"} 1.0' in exported
     finally:
         await worker.drain()
         await receiver.stop()
@@ -203,6 +207,9 @@ async def test_corrupt_file_fails_and_worker_keeps_serving(env: Env) -> None:
         again = await env.jobs.get(bad)
         assert again is not None
         assert again.attempts == 1
+        exported = worker.metrics.render()
+        assert b'job_duration_seconds_count{outcome="failed",tier="small"} 1.0' in exported
+        assert b'job_duration_seconds_count{outcome="succeeded",tier="small"} 1.0' in exported
     finally:
         await worker.drain()
 
@@ -244,6 +251,29 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
         await second.drain()
 
 
+async def test_sandbox_kill_is_counted_by_reason(env: Env) -> None:
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
+
+    # A wall-clock limit no parse can meet: the child is killed; one delivery, then given up.
+    settings = env.settings.model_copy(update={"parse_timeout_s": 0.001, "nats_max_deliver": 1})
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
+    worker = await start_worker(settings, nc=env.nc, jobs=env.jobs)
+    try:
+        job_id = await env.submit(make_pdf(["Killed by the clock."]))
+        record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
+        assert record.error is not None
+        assert record.error.code == "timeout"
+        await consumer_idle(env, settings.nats_queue_group)
+        exported = worker.metrics.render()
+        assert b'sandbox_kills_total{reason="wall_timeout"} 1.0' in exported
+        assert b'parse_errors_total{code="timeout",provider="pdf"} 1.0' in exported
+    finally:
+        await worker.drain()
+
+
 async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
     from percolate_reading.contract.topology import ConsumerLimits
     from percolate_reading.infra.queue.topology import ensure_pool_consumers
@@ -271,6 +301,8 @@ async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
         assert copy.headers[DLQ_SUBJECT_HEADER] == "jobs.parse.small"
         assert JobMessage.model_validate_json(copy.data).job_id == job_id
         await consumer_idle(env, settings.nats_queue_group)
+        exported = worker.metrics.render()
+        assert b'jobs_dead_lettered_total{code="storage_unavailable",tier="small"} 1.0' in exported
     finally:
         await worker.drain()
         await bad_store.close()

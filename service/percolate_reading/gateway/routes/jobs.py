@@ -187,6 +187,9 @@ async def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JSONRespo
     except Exception as exc:
         log.warning("job store unavailable: %s", exc)
         raise unavailable("the job store is unavailable") from exc
+    if deps.metrics is not None:
+        tier, status = record.tier.value, record.status.value
+        deps.metrics.observe_job_end(tier, status, record.created_at, record.finished_at)
     # The job will never run (a worker that gets its message sees it cancelled and skips it):
     # its staged file is no longer needed.
     assert deps.sweeper is not None

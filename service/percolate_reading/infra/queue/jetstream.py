@@ -18,6 +18,7 @@ import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import JobMessage
 from percolate_reading.contract.subjects import DLQ_STREAM_NAME
@@ -119,11 +120,13 @@ async def publish_job(
     """Publish a job, de-duplicated by job_id; returns the stream sequence from the PubAck.
 
     A re-publish within the duplicate window returns the first publish's sequence."""
+    headers = {MSG_ID_HEADER: msg.job_id}
+    tracing.inject(headers)  # W3C traceparent: the worker continues this trace
     return await publish_raw(
         js,
         subject,
         msg.model_dump_json().encode(),
-        headers={MSG_ID_HEADER: msg.job_id},
+        headers=headers,
         ack_timeout_s=ack_timeout_s,
         stream=stream,
     )
