@@ -169,6 +169,27 @@ class Settings(BaseSettings):
         None, description="Signing secret (whsec_...) for tenants without their own (dev/tests)."
     )
 
+    # --- gateway HTTP limits (gateway/http_limits.py) -------------------------------------
+    public_base_url: str | None = Field(
+        None,
+        description="Base URL clients reach the gateway at (https://parse.example.com); status and "
+        "artifact URLs are built from it, never from the Host header. Unset: relative URLs.",
+    )
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest request head (request line and headers): 431 above."
+    )
+    http_max_headers: int = Field(100, ge=8, description="Most header fields in one request: 431 above.")
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="Time to receive a complete request head: 408 and closed after."
+    )
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest pause between two reads of a request body: 408 and closed after."
+    )
+    http_keep_alive_s: float = Field(10.0, gt=0, description="Idle keep-alive connections close after this.")
+    http_max_concurrency: int = Field(
+        1000, ge=1, description="Open connections/requests served at once; more get 503."
+    )
+
     # --- client (`percolate-reading submit`) ---------------------------------------------
     url: str = Field("http://127.0.0.1:8001", description="Gateway URL `submit` talks to.")
     api_key: SecretStr | None = Field(None, description="API key `submit` sends (Bearer).")

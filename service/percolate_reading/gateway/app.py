@@ -21,6 +21,7 @@ from percolate_reading import __version__
 from percolate_reading.config import Settings
 from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.http_limits import HeaderCountLimit
 from percolate_reading.gateway.routes import context, health, jobs, parse
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.metrics import Metrics
@@ -156,4 +157,5 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     app.include_router(health.router)
 
     app.add_middleware(RequestCounter)
+    app.add_middleware(HeaderCountLimit, max_headers=settings.http_max_headers)
     return app

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from percolate_reading.config import Settings
 from percolate_reading.gateway.app import create_app
+from percolate_reading.gateway.http_limits import HttpLimits, limited_h11_protocol
 
 
 class GatewayServer(uvicorn.Server):
@@ -37,7 +38,17 @@ def install_signal_handlers(server: uvicorn.Server, loop: asyncio.AbstractEventL
         loop.add_signal_handler(sig, on_signal)
 
 
+def http_limits(settings: Settings) -> HttpLimits:
+    return HttpLimits(
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+    )
+
+
 def uvicorn_config(settings: Settings, app: FastAPI, *, log_config: bool = True) -> uvicorn.Config:
+    limits = http_limits(settings)
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -46,7 +57,11 @@ def uvicorn_config(settings: Settings, app: FastAPI, *, log_config: bool = True)
         # Access lines carry method, path and status only, never the Authorization header.
         access_log=True,
         lifespan="on",
-        timeout_keep_alive=10,
+        # h11 with head/body timeouts and a 431 for big heads (uvicorn alone has neither).
+        http=limited_h11_protocol(limits),
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        limit_concurrency=settings.http_max_concurrency,
+        timeout_keep_alive=int(settings.http_keep_alive_s),
         timeout_graceful_shutdown=30,
         proxy_headers=True,
         log_config=uvicorn.config.LOGGING_CONFIG if log_config else None,
