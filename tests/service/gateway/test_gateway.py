@@ -7,6 +7,7 @@ import asyncio
 import select
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import nats
@@ -16,8 +17,8 @@ from percolate_reading.config import Settings
 from percolate_reading.infra.jobs.models import JobMessage
 from percolate_reading.infra.queue.jetstream import publish_job
 from percolate_reading.infra.storage.base import ObjectStore
-from tests.servers import NatsServer
-from tests.service.gateway.conftest import Tenants
+from tests.servers import NatsServer, SeaweedS3
+from tests.service.gateway.conftest import Tenants, make_settings
 from tests.service.gateway.harness import LiveGateway, make_pdf
 
 pytestmark = pytest.mark.integration
@@ -498,3 +499,31 @@ async def test_dedicated_pool_and_tier_rules(
     job = JobMessage.model_validate_json(msg.data)
     assert job.job_id == job_id
     assert job.tenant_id == tenants.dedi
+
+
+async def test_urls_never_reflect_the_host_header(
+    tmp_path: Path, fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tenants_file: Path, tenants: Tenants
+) -> None:
+    """Finding: a client-chosen Host ended up in status_url, Location and artifact URLs."""
+    for base in (None, "https://parse.example.com/"):
+        settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file, public_base_url=base)
+        gw = LiveGateway(settings)
+        gw.start()
+        try:
+            async with client(gw, tenants.acme_key) as c:
+                evil = {"Host": "evil.example:666", "X-Forwarded-Host": "evil.example"}
+                r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("host"))}, headers=evil)
+                assert r.status_code == 202, r.text
+                job_id = r.json()["job_id"]
+                expected = (
+                    f"/v1/jobs/{job_id}" if base is None else f"https://parse.example.com/v1/jobs/{job_id}"
+                )
+                assert r.json()["status_url"] == expected
+                assert r.headers["Location"] == expected
+                status = await c.get(f"/v1/jobs/{job_id}", headers=evil)
+                assert status.json()["status_url"] == expected
+                listing = await c.get("/v1/jobs", headers=evil)
+                assert "evil" not in listing.text
+                assert any(j["status_url"] == expected for j in listing.json()["jobs"])
+        finally:
+            gw.stop()

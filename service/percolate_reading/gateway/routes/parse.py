@@ -31,6 +31,7 @@ from percolate_reading.gateway.upload import (
     sanitize_file_name,
     sniff_type,
 )
+from percolate_reading.gateway.urls import public_url
 from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobRecord
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         log.warning("upload of job %s failed: %s", job_id, exc)
         raise unavailable("object storage is unavailable", "storage_unavailable") from exc
 
-    status_url = str(request.url_for("get_job", job_id=job_id))
+    status_url = public_url(request, "get_job", job_id=job_id)
     return JSONResponse(
         {"job_id": job_id, "status": record.status.value, "status_url": status_url},
         status_code=202,
