@@ -163,3 +163,11 @@ def test_missing_extra_names_the_install_command() -> None:
     )
     ocr = missing_dependency_error(DocumentType.IMAGE, ImportError("x", name="rapidocr_onnxruntime"))
     assert "percolate-reading[ocr]" in ocr.message
+
+
+def test_the_contract_languages_are_the_speech_models() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from percolate_reading.contract.languages import LANGUAGE_CODES
+
+    assert set(_LANGUAGE_CODES) == LANGUAGE_CODES

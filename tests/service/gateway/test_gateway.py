@@ -165,7 +165,16 @@ async def test_unsupported_empty_and_bad_requests(
     r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data=fields)
     assert r.status_code == 400
     assert "parts" in r.json()["error"]["message"]
+    # An unknown language is refused before the job costs a parse; known ones in any case.
+    for language in ("klingon", "e", "en; DROP", "EN-US"):
+        r = await acme.post(
+            "/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"language": language}
+        )
+        assert r.status_code == 400, language
+        assert r.json()["error"]["code"] == "invalid_language"
     assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
+    r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"language": " DE "})
+    assert r.status_code == 202, r.text
 
 
 async def test_quota_429(gateway: LiveGateway, tenants: Tenants) -> None:

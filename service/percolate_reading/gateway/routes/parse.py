@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from percolate_reading.contract.languages import LANGUAGE_CODES, normalize_language
 from percolate_reading.contract.subjects import Tier
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import QueueError
@@ -65,7 +66,7 @@ PARSE_OPENAPI: dict[str, Any] = {
                         "priority": {"type": "integer", "minimum": 0, "maximum": 9},
                         "tier": {"type": "string", "enum": [t.value for t in Tier]},
                         "password": {"type": "string"},
-                        "language": {"type": "string"},
+                        "language": {"type": "string", "enum": sorted(LANGUAGE_CODES)},
                         # Form fields are text: exactly the spellings parse_fields accepts.
                         "ocr_enabled": {
                             "type": "string",
@@ -122,6 +123,15 @@ def parse_fields(fields: dict[str, str]) -> tuple[str | None, int, Tier | None, 
         except ValueError:
             raise ApiError(400, "bad_request", f"tier must be one of {[t.value for t in Tier]}") from None
     options = {k: v for k, v in fields.items() if k in OPTION_FIELDS and v != ""}
+    if "language" in options:
+        language = normalize_language(options["language"])
+        if language is None:
+            raise ApiError(
+                400,
+                "invalid_language",
+                "language must be an ISO 639-1 code the speech model knows (en, de, ...)",
+            )
+        options["language"] = language
     if "ocr_enabled" in options:
         if options["ocr_enabled"].lower() not in ("true", "false", "1", "0"):
             raise ApiError(400, "bad_request", "ocr_enabled must be true or false")
