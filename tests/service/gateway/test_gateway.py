@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import select
+import signal
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -536,3 +538,26 @@ async def test_urls_never_reflect_the_host_header(
                 assert any(j["status_url"] == expected for j in listing.json()["jobs"])
         finally:
             gw.stop()
+
+
+async def test_ready_is_false_while_nats_server_is_frozen(
+    gateway: LiveGateway, fresh_nats_server: NatsServer
+) -> None:
+    """The socket of a SIGSTOPped server stays open: only a round-trip notices."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as c:
+        assert (await c.get("/ready")).status_code == 200
+        assert fresh_nats_server.proc is not None
+        fresh_nats_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = await c.get("/ready")
+            assert r.status_code == 503, r.text
+            assert r.json()["checks"]["nats"].startswith("no answer")
+            assert time.monotonic() - started < 10
+        finally:
+            fresh_nats_server.proc.send_signal(signal.SIGCONT)
+        for _ in range(50):
+            if (await c.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+        assert (await c.get("/ready")).status_code == 200
