@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
+import sys
 from collections.abc import Generator
 
 import uvicorn
 from fastapi import FastAPI
 
 from percolate_reading.config import Settings
+from percolate_reading.errors import ConfigError
 from percolate_reading.gateway.app import create_app
 from percolate_reading.gateway.http_limits import HttpLimits, limited_h11_protocol
 
@@ -74,10 +77,26 @@ def setup_logging(settings: Settings) -> None:
     )
 
 
-async def serve_gateway(settings: Settings) -> bool:
+def bind_listener(settings: Settings) -> socket.socket:
+    """The gateway's listening socket, bound before anything else starts: a port in use is a
+    one-line ConfigError, not uvicorn's sys.exit from inside a running server."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+async def serve_gateway(settings: Settings, sock: socket.socket) -> bool:
     server = GatewayServer(uvicorn_config(settings, create_app(settings)))
     install_signal_handlers(server, asyncio.get_running_loop())
-    await server.serve()
+    await server.serve(sockets=[sock])
     # `started` is set only once the lifespan and the socket came up.
     return server.started
 
@@ -85,4 +104,10 @@ async def serve_gateway(settings: Settings) -> bool:
 def run_gateway(settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code (non-zero if start-up failed)."""
     setup_logging(settings)
-    return 0 if asyncio.run(serve_gateway(settings)) else 1
+    try:
+        sock = bind_listener(settings)
+    except ConfigError as exc:
+        print(f"percolate-reading: {exc}", file=sys.stderr)
+        return 1
+    with sock:
+        return 0 if asyncio.run(serve_gateway(settings, sock)) else 1
