@@ -12,6 +12,6 @@ from fastapi import Request
 
 
 def public_url(request: Request, name: str, **params: Any) -> str:
-    path = request.scope.get("root_path", "") + str(request.app.url_path_for(name, **params))
+    path = str(request.scope.get("root_path", "")) + str(request.app.url_path_for(name, **params))
     base: str | None = request.app.state.deps.settings.public_base_url
     return base.rstrip("/") + path if base else path

@@ -561,3 +561,42 @@ async def test_ready_is_false_while_nats_server_is_frozen(
                 break
             await asyncio.sleep(0.2)
         assert (await c.get("/ready")).status_code == 200
+
+
+async def test_a_tier_without_a_pool_is_refused_at_submit(
+    tmp_path: Path,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tenants_file: Path,
+    tenants: Tenants,
+    store: ObjectStore,
+) -> None:
+    """Finding: tier=gpu with no gpu pool was accepted and sat queued for 7 days."""
+    from percolate_reading.infra.queue.jetstream import ensure_consumer
+
+    settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file, small_tier_max_bytes=100)
+    gw = LiveGateway(settings, shared_pools=False)
+    gw.start()  # creates the streams, no consumer
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_consumer(js, settings, "jobs.parse.small", "parse-workers-small")
+        async with client(gw, tenants.acme_key) as c:
+            r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("gpu"))}, data={"tier": "gpu"})
+            assert r.status_code == 409, r.text
+            assert r.json()["error"]["code"] == "no_pool_for_tier"
+            assert "gpu" in r.json()["error"]["message"]
+            assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
+            # Automatic choice (large: over small_tier_max_bytes) falls back to the small pool.
+            r = await c.post("/v1/parse", files={"file": ("b.pdf", make_pdf("auto"))})
+            assert r.status_code == 202, r.text
+            msg = await js.get_last_msg("JOBS", "jobs.parse.small")
+            assert JobMessage.model_validate_json(msg.data).job_id == r.json()["job_id"]
+            # A pool created now is seen within the refresh interval.
+            await ensure_consumer(js, settings, "jobs.parse.gpu", "parse-workers-gpu")
+            await asyncio.sleep(2.5)
+            r = await c.post("/v1/parse", files={"file": ("c.pdf", make_pdf("gpu"))}, data={"tier": "gpu"})
+            assert r.status_code == 202, r.text
+    finally:
+        await nc.close()
+        gw.stop()

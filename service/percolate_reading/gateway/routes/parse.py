@@ -18,13 +18,13 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from percolate_reading.contract.languages import LANGUAGE_CODES, normalize_language
-from percolate_reading.contract.subjects import Tier
+from percolate_reading.contract.subjects import Tier, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import QueueError
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
-from percolate_reading.gateway.routing import TierNotAllowedError, route_job
+from percolate_reading.gateway.routing import Route, TierNotAllowedError, route_job
 from percolate_reading.gateway.schemas import Accepted
 from percolate_reading.gateway.upload import (
     MultipartUpload,
@@ -79,7 +79,7 @@ PARSE_OPENAPI: dict[str, Any] = {
     },
     "responses": {
         "202": {"description": "Accepted: the job is queued."},
-        **error_responses(400, 401, 408, 413, 415, 422, 429, 503),
+        **error_responses(400, 401, 408, 409, 413, 415, 422, 429, 503),
     },
 }
 
@@ -226,10 +226,7 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         callback, priority, requested_tier, options = parse_fields(upload.fields)
         if callback is not None and callback != checked_callback:
             await check_callback(deps, callback)
-        try:
-            route = route_job(deps.settings, tenant, doc_type.value, size, requested_tier)
-        except TierNotAllowedError as exc:
-            raise ApiError(400, "tier_not_allowed", str(exc)) from None
+        route = await choose_route(deps, tenant, doc_type.value, size, requested_tier)
 
         record = JobRecord(
             job_id=job_id,
@@ -294,6 +291,34 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         {"job_id": job_id, "status": record.status.value, "status_url": status_url},
         status_code=202,
         headers={"Location": status_url},
+    )
+
+
+async def choose_route(
+    deps: GatewayDeps, tenant: TenantRecord, file_type: str, size: int, requested: Tier | None
+) -> Route:
+    """The tier's route, refused (409) when no pool consumes its subject; an automatic choice
+    falls back to another tier of the tenant that has a pool."""
+    try:
+        route = route_job(deps.settings, tenant, file_type, size, requested)
+    except TierNotAllowedError as exc:
+        raise ApiError(400, "tier_not_allowed", str(exc)) from None
+    pools = deps.pools
+    # A dedicated subject is in the registry only while the operator runs its pool.
+    if pools is None or tenant_of_subject(route.subject) is not None or await pools.serves(route.subject):
+        return route
+    if requested is None:
+        for tier in (Tier.SMALL, Tier.LARGE, Tier.GPU):
+            if tier == route.tier or tier not in tenant.allowed_tiers:
+                continue
+            fallback = route_job(deps.settings, tenant, file_type, size, tier)
+            if await pools.serves(fallback.subject):
+                log.info("no pool for tier %s; job routed to %s", route.tier.value, tier.value)
+                return fallback
+    raise ApiError(
+        409,
+        "no_pool_for_tier",
+        f"no worker pool serves tier {route.tier.value!r}; ask the operator for a ParsePool of this tier",
     )
 
 
