@@ -22,9 +22,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.secrets import PASSWORD_STAGED_OPTION, staged_password_key
 from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import InvalidTransitionError, PercolateError
+from percolate_reading.errors import InvalidTransitionError, ObjectNotFoundError, PercolateError
 from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.index import JOB_ID_RE
 from percolate_reading.infra.jobs.models import (
@@ -312,6 +313,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
 
     timings: dict[str, float] = {}
     assert svc.parse_slots is not None
+    parse_msg = await with_staged_password(svc, msg, src_bucket)
     with _input_file(msg.file_name) as path:
         t0 = time.perf_counter()
         await svc.store.download_to(src_bucket, src_key, path)
@@ -321,7 +323,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
             timings["slot_wait_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:
-                artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
+                artifacts, metadata = await run_blocking(_parse_and_render, path, parse_msg, settings)
             except PercolateError as exc:
                 svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
                 raise
@@ -365,8 +367,33 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     except InvalidTransitionError:
         # Another delivery finished it first; the objects we wrote are identical to its own.
         return await _finished_elsewhere(svc, msg, tenant)
+    await drop_staged_password(svc, msg, src_bucket)
     await notify(svc, final, tenant, msg.callback_url)
     return "succeeded"
+
+
+async def with_staged_password(svc: Services, msg: JobMessage, bucket: str) -> JobMessage:
+    """The message with the password the gateway staged beside the upload (in memory only)."""
+    if msg.options.get(PASSWORD_STAGED_OPTION) != "true":
+        return msg
+    key = staged_password_key(msg.tenant_id, msg.job_id)
+    try:
+        password = (await svc.store.get_bytes(bucket, key)).decode("utf-8")
+    except ObjectNotFoundError:
+        raise JobRejectedError(f"the password of job {msg.job_id} is gone; submit the file again") from None
+    options = {k: v for k, v in msg.options.items() if k != PASSWORD_STAGED_OPTION} | {"password": password}
+    return msg.model_copy(update={"options": options})
+
+
+async def drop_staged_password(svc: Services, msg: JobMessage, bucket: str) -> None:
+    """Delete the staged password once the job has its final status (best effort: the bucket's
+    leftover sweep and lifecycle rules are the backstop)."""
+    if msg.options.get(PASSWORD_STAGED_OPTION) != "true":
+        return
+    try:
+        await svc.store.delete(bucket, staged_password_key(msg.tenant_id, msg.job_id))
+    except Exception as exc:
+        log.warning("staged password of job %s not deleted: %s", msg.job_id, exc)
 
 
 async def _finished_elsewhere(svc: Services, msg: JobMessage, tenant: TenantRecord | None) -> str:
@@ -426,7 +453,10 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
         )
     except InvalidTransitionError:
         return None  # already succeeded, failed or cancelled
-    await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
+    tenant = svc.tenants(msg.tenant_id)
+    with contextlib.suppress(PercolateError):
+        await drop_staged_password(svc, msg, buckets_for(svc.settings, msg, tenant).files)
+    await notify(svc, final, tenant, msg.callback_url)
     return final
 
 

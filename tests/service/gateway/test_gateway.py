@@ -600,3 +600,29 @@ async def test_a_tier_without_a_pool_is_refused_at_submit(
     finally:
         await nc.close()
         gw.stop()
+
+
+async def test_password_is_staged_beside_the_upload_not_in_the_message(
+    acme: httpx.AsyncClient, settings: Settings, tenants: Tenants, store: ObjectStore
+) -> None:
+    """Finding: the password sat in plain text in JOBS (7 days) and its JOBS_DLQ copy (30)."""
+    password = "pa55-W0rd-unique-71c3"
+    r = await acme.post(
+        "/v1/parse", files={"file": ("s.pdf", make_pdf("locked"))}, data={"password": password}
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    nc = await nats.connect(settings.nats_url)
+    try:
+        msg = await nc.jetstream().get_last_msg("JOBS", "jobs.parse.small")
+    finally:
+        await nc.close()
+    assert password.encode() not in msg.data
+    job = JobMessage.model_validate_json(msg.data)
+    assert job.job_id == job_id
+    assert "password" not in job.options
+    assert job.options["password_staged"] == "true"
+    staged = f"{tenants.acme}/{job_id}/.staged/password"
+    assert await store.get_bytes("percolate-files", staged) == password.encode()
+    status = await acme.get(f"/v1/jobs/{job_id}")
+    assert password not in status.text

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from percolate_reading.contract.languages import LANGUAGE_CODES, normalize_language
+from percolate_reading.contract.secrets import PASSWORD_STAGED_OPTION, staged_password_key
 from percolate_reading.contract.subjects import Tier, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import QueueError
@@ -207,6 +208,7 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
     name = sanitize_file_name(upload.raw_file_name)
     bucket = tenant.files_bucket
     key = _object_key(tenant, job_id, name)
+    password_key: str | None = None  # set once a password is staged
     assert deps.sweeper is not None
     try:
         started = time.perf_counter()
@@ -224,6 +226,14 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         except UploadError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
         callback, priority, requested_tier, options = parse_fields(upload.fields)
+        password = options.pop("password", None)
+        if password is not None:
+            # Beside the upload, never in the message (JOBS keeps it 7 days, JOBS_DLQ 30).
+            password_key = staged_password_key(tenant.tenant_id, job_id)
+            await deps.store.put_bytes(
+                bucket, password_key, password.encode("utf-8"), "application/octet-stream"
+            )
+            options[PASSWORD_STAGED_OPTION] = "true"
         if callback is not None and callback != checked_callback:
             await check_callback(deps, callback)
         route = await choose_route(deps, tenant, doc_type.value, size, requested_tier)
@@ -274,15 +284,15 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
             log.warning("job %s queued but its record not written yet: %s", job_id, created)
     except ApiError:
         # Also after a refused upload: a store may have kept part of it.
-        await deps.sweeper.discard_object(bucket, key)
+        await discard_staged(deps, bucket, key, password_key)
         raise
     except ClientDisconnect:
-        await deps.sweeper.discard_object(bucket, key)
+        await discard_staged(deps, bucket, key, password_key)
         log.info("client went away during the upload of job %s", job_id)
         raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
     except Exception as exc:
         # Storage failed mid-upload (put_stream aborts its multipart upload) or later.
-        await deps.sweeper.discard_object(bucket, key)
+        await discard_staged(deps, bucket, key, password_key)
         log.warning("upload of job %s failed: %s", job_id, exc)
         raise unavailable("object storage is unavailable", "storage_unavailable") from exc
 
@@ -292,6 +302,13 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         status_code=202,
         headers={"Location": status_url},
     )
+
+
+async def discard_staged(deps: GatewayDeps, bucket: str, key: str, password_key: str | None) -> None:
+    assert deps.sweeper is not None
+    await deps.sweeper.discard_object(bucket, key)
+    if password_key is not None:
+        await deps.sweeper.discard_object(bucket, password_key)
 
 
 async def choose_route(
