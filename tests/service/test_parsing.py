@@ -171,3 +171,16 @@ def test_the_contract_languages_are_the_speech_models() -> None:
     from percolate_reading.contract.languages import LANGUAGE_CODES
 
     assert set(_LANGUAGE_CODES) == LANGUAGE_CODES
+
+
+@pytest.mark.parametrize("limits", [None, LIMITS], ids=["in-process", "sandboxed"])
+def test_errors_name_the_upload_not_the_scratch_file(tmp_path: Path, limits: SandboxLimits | None) -> None:
+    """Finding: an audio error named the worker's temp file (FFmpeg puts the path in its text)."""
+    speech = Path(__file__).resolve().parents[1] / "fixtures" / "speech.wav"
+    scratch = tmp_path / "percolate-job-k2j4h1.wav"
+    scratch.write_bytes(speech.read_bytes()[:12] + b"fmt " + b"\0" * 30)
+    with pytest.raises(CorruptDocumentError) as caught:
+        parse_file(scratch, OPTIONS, limits, source_name="meeting notes.wav")
+    assert "meeting notes.wav" in caught.value.message
+    assert "percolate-job" not in caught.value.message
+    assert str(tmp_path) not in str(caught.value)

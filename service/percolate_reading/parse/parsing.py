@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from percolate_reading.config import Settings
+from percolate_reading.errors import PercolateError
 from percolate_reading.parse.detect import detect_type
 from percolate_reading.parse.document import DocumentType, ParsedDocument
 from percolate_reading.parse.providers import get_provider, missing_dependency_error
@@ -40,18 +41,35 @@ def parse_file(
     t0 = time.perf_counter()
     doc_type = detect_type(path)
     t1 = time.perf_counter()
-    if limits is None:
-        doc = run_provider(doc_type, path, name, options, settings)
-    else:
-        doc = run_in_sandbox(
-            run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
-        )
+    try:
+        if limits is None:
+            doc = run_provider(doc_type, path, name, options, settings)
+        else:
+            doc = run_in_sandbox(
+                run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
+            )
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, name) from exc.__cause__
     t2 = time.perf_counter()
     size, digest = file_digest(path)
     t3 = time.perf_counter()
     doc.timings.update({"detect_s": t1 - t0, "parse_s": t2 - t1, "hash_s": t3 - t2, "total_s": t3 - t0})
     doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
     return doc
+
+
+def with_upload_name(exc: PercolateError, path: Path, name: str) -> PercolateError:
+    """The error with the scratch file's path or name (a worker's temp file, which means
+    nothing to the tenant) replaced by the upload's name, wherever a library put it."""
+    message = exc.message
+    for scratch in (str(path), path.name):
+        if scratch and scratch != name:
+            message = message.replace(scratch, name)
+    if message == exc.message:
+        return exc
+    renamed = type(exc).__new__(type(exc))
+    PercolateError.__init__(renamed, message)
+    return renamed
 
 
 def run_provider(
