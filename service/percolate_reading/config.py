@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     s3_multipart_chunk_bytes: int = Field(
         8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Part size for multipart uploads."
     )
+    s3_abort_incomplete_uploads_after_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="Multipart uploads begun longer ago are aborted by the gateway's sweeper (a "
+        "gateway killed mid-upload leaves them); buckets also get a lifecycle rule of as many days.",
+    )
 
     # --- NATS JetStream ----------------------------------------------------------------
     nats_enabled: bool = Field(True, description="Use NATS JetStream for the job queue.")

@@ -84,7 +84,11 @@ def start_background(deps: GatewayDeps) -> None:
     _supervise(
         deps,
         "leftover-scan",
-        deps.sweeper.scan_forever(deps.registry.tenants, older_than_s=deps.settings.nats_max_age_s),
+        deps.sweeper.scan_forever(
+            deps.registry.tenants,
+            older_than_s=deps.settings.nats_max_age_s,
+            uploads_older_than_s=deps.settings.s3_abort_incomplete_uploads_after_s,
+        ),
     )
 
 

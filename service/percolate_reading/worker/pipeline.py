@@ -455,9 +455,24 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
         return None  # already succeeded, failed or cancelled
     tenant = svc.tenants(msg.tenant_id)
     with contextlib.suppress(PercolateError):
-        await drop_staged_password(svc, msg, buckets_for(svc.settings, msg, tenant).files)
+        buckets = buckets_for(svc.settings, msg, tenant)
+        await drop_staged_password(svc, msg, buckets.files)
+        await drop_partial_artifacts(svc, msg, buckets.artifacts)
     await notify(svc, final, tenant, msg.callback_url)
     return final
+
+
+async def drop_partial_artifacts(svc: Services, msg: JobMessage, bucket: str) -> None:
+    """A failed job lists no artifacts, so none may stay behind from a delivery that wrote
+    some before failing (the failed status is recorded first: a redelivery cannot write more)."""
+    prefix = artifact_key(msg.tenant_id, msg.job_id, "")
+    try:
+        removed = await svc.store.delete_prefix(bucket, prefix)
+    except Exception as exc:
+        log.warning("partial artifacts of failed job %s not removed: %s", msg.job_id, exc)
+        return
+    if removed:
+        log.info("removed %d partial artifacts of failed job %s", removed, msg.job_id)
 
 
 async def requeue(svc: Services, msg: JobMessage, info: JobErrorInfo) -> None:
