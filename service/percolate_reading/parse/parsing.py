@@ -11,6 +11,7 @@ import resource
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import PercolateError
@@ -18,6 +19,7 @@ from percolate_reading.parse.detect import detect_type
 from percolate_reading.parse.document import DocumentType, ParsedDocument
 from percolate_reading.parse.providers import get_provider, missing_dependency_error
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.render.chunks import ChunkOptions
 from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 
 _HASH_BLOCK = 1 << 20
@@ -56,6 +58,68 @@ def parse_file(
     doc.timings.update({"detect_s": t1 - t0, "parse_s": t2 - t1, "hash_s": t3 - t2, "total_s": t3 - t0})
     doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
     return doc
+
+
+def parse_and_render(
+    path: Path,
+    options: ParseOptions,
+    limits: SandboxLimits | None,
+    chunk_options: ChunkOptions,
+    source_name: str | None = None,
+    settings: Settings | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Parse and render the artifacts in one sandboxed child: the parent receives only the
+    rendered bytes and a metadata summary, never the document (a workbook of millions of
+    cells would otherwise be rebuilt and rendered in the worker, outside every limit).
+    Returns ({artifact path: bytes}, metadata with "timings")."""
+    path = Path(path).absolute()
+    name = source_name or path.name
+    t0 = time.perf_counter()
+    doc_type = detect_type(path)
+    detect_s = time.perf_counter() - t0
+    try:
+        if limits is None:
+            artifacts, metadata = _provider_and_render(doc_type, path, name, options, settings, chunk_options)
+        else:
+            artifacts, metadata = run_in_sandbox(
+                _provider_and_render,
+                doc_type,
+                path,
+                name,
+                options,
+                settings,
+                chunk_options,
+                limits=limits,
+                cancel=cancel,
+            )
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, name) from exc.__cause__
+    metadata["timings"]["detect_s"] = detect_s
+    metadata["timings"]["total_s"] = time.perf_counter() - t0
+    return artifacts, metadata
+
+
+def _provider_and_render(
+    doc_type: DocumentType,
+    path: Path,
+    source_name: str,
+    options: ParseOptions,
+    settings: Settings | None,
+    chunk_options: ChunkOptions,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    from percolate_reading.parse.render.artifacts import render_artifacts
+
+    t0 = time.perf_counter()
+    doc = run_provider(doc_type, path, source_name, options, settings)
+    t1 = time.perf_counter()
+    size, digest = file_digest(path)
+    t2 = time.perf_counter()
+    doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
+    doc.timings.update({"parse_s": t1 - t0, "hash_s": t2 - t1})
+    artifacts = render_artifacts(doc, chunk_options)
+    doc.timings["render_s"] = time.perf_counter() - t2
+    return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
 
 def with_upload_name(exc: PercolateError, path: Path, name: str) -> PercolateError:

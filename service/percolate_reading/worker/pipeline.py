@@ -237,20 +237,19 @@ async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
 def _parse_and_render(
     path: Path, msg: JobMessage, settings: Settings
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    from percolate_reading.parse.parsing import parse_file
-    from percolate_reading.parse.render.artifacts import render_artifacts
+    from percolate_reading.parse.parsing import parse_and_render
     from percolate_reading.parse.render.chunks import ChunkOptions
     from percolate_reading.parse.sandbox import SandboxLimits
 
-    doc = parse_file(
+    # Rendering runs in the sandboxed child too: only the artifacts' bytes come back.
+    return parse_and_render(
         path,
         parse_options(settings, msg.options),
         SandboxLimits.from_settings(settings),
+        ChunkOptions.from_settings(settings),
         msg.file_name,
         settings,
     )
-    artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
-    return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
 
 # --- the job -------------------------------------------------------------------------------------
