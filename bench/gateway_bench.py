@@ -41,8 +41,10 @@ from bench.loadgen import multipart_body, session, upload  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 from percolate_reading.config import Settings  # noqa: E402
-from percolate_reading.infra.jobs.models import JobMessage  # noqa: E402
-from percolate_reading.infra.queue.jetstream import connect, ensure_streams, publish_job  # noqa: E402
+from percolate_reading.contract.jobs import JobMessage  # noqa: E402
+from percolate_reading.contract.topology import TopologyLimits  # noqa: E402
+from percolate_reading.infra.queue.jetstream import connect, publish_job  # noqa: E402
+from percolate_reading.infra.queue.topology import ensure_topology  # noqa: E402
 from percolate_reading.infra.storage import open_object_store  # noqa: E402
 
 KEY = "pr_bench-key-0123456789"
@@ -247,7 +249,7 @@ async def main(quick: bool) -> str:
 
         # Set up the streams for the bare run (the gateway already did) and warm both paths.
         nc = await connect(settings)
-        await ensure_streams(nc.jetstream(), settings)
+        await ensure_topology(nc.jetstream(), TopologyLimits.from_settings(settings), update=False)
         await nc.close()
         await bench_gateway(url, pdf_payload(1024), 5, 1)
         await bench_bare(settings, pdf_payload(1024), 5, 1)

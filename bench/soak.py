@@ -37,24 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymupdf
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.harness.documents import make_pdf  # noqa: E402
 from tests.servers import NatsServer, free_port  # noqa: E402
 
 KEY = "pr_soak-bench-key-0123456789"
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def make_pdf(text: str) -> bytes:
-    doc = pymupdf.open()
-    page = doc.new_page()
-    page.insert_text((72, 100), text, fontsize=12)
-    data: bytes = doc.tobytes()
-    doc.close()
-    return data
 
 
 @dataclass

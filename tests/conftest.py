@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.harness.webhooks import WebhookReceiver
 from tests.servers import NatsServer, SeaweedS3
 
 
@@ -36,3 +37,12 @@ def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A live webhook receiver on 127.0.0.1 (answers 200)."""
+    r = WebhookReceiver()
+    await r.start()
+    yield r
+    await r.stop()

@@ -10,22 +10,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.js.api import ConsumerConfig
+
 from percolate_operator.models import API_VERSION, ParsePoolSpec, PoolSettings, TenantSpec
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import ARTIFACTS_BUCKET, CONTEXT_BUCKET, FILES_BUCKET
-from percolate_reading.contract.subjects import (
-    DLQ_STREAM_NAME,
-    DLQ_STREAM_SUBJECTS,
-    STRANDED_STREAM_NAME,
-    STREAM_NAME,
-    STREAM_SUBJECTS,
-    Tier,
-    consumer_name,
-    job_subject,
-    max_deliveries_advisory,
-)
+from percolate_reading.contract import topology
+from percolate_reading.contract.jobs import StorageStrategy
+from percolate_reading.contract.subjects import STREAM_NAME, Tier, consumer_name, job_subject
 from percolate_reading.contract.tenancy import Quotas, TenantRecord
-from percolate_reading.infra.jobs.models import StorageStrategy
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 
 ENV = "PERCOLATE_READING_"
 MANAGED_BY = "percolate-operator"
@@ -82,85 +76,35 @@ def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[st
 # --- JetStream -----------------------------------------------------------------------------
 
 
-def stream_config(settings: OperatorSettings) -> dict[str, Any]:
-    """Config of the JOBS work-queue stream (keyword arguments of nats-py's StreamConfig)."""
-    return {
-        "name": STREAM_NAME,
-        "subjects": list(STREAM_SUBJECTS),
-        "retention": "workqueue",
-        "storage": "file",
-        "max_age": settings.stream_max_age_s,
-        "max_msgs": settings.stream_max_msgs,
-        # A full queue refuses new jobs (the gateway answers 503) instead of dropping old ones.
-        "discard": "new",
-        "duplicate_window": settings.stream_duplicate_window_s,
-        "num_replicas": settings.stream_replicas,
-    }
+def topology_limits(settings: OperatorSettings) -> TopologyLimits:
+    """The stream and bucket limits this operator applies (and hands to its workers)."""
+    return TopologyLimits(
+        replicas=settings.stream_replicas,
+        max_msgs=settings.stream_max_msgs,
+        max_age_s=settings.stream_max_age_s,
+        duplicate_window_s=settings.stream_duplicate_window_s,
+        dlq_max_age_s=settings.dlq_max_age_s,
+    )
 
 
-def dlq_stream_config(settings: OperatorSettings) -> dict[str, Any]:
-    """Config of JOBS_DLQ: limits retention so dead letters stay readable until they age out."""
-    return {
-        "name": DLQ_STREAM_NAME,
-        "subjects": list(DLQ_STREAM_SUBJECTS),
-        "retention": "limits",
-        "storage": "file",
-        "max_age": settings.dlq_max_age_s,
-        "discard": "old",
-        "num_replicas": settings.stream_replicas,
-    }
+def consumer_limits(spec: ParsePoolSpec) -> ConsumerLimits:
+    return ConsumerLimits(
+        ack_wait_s=float(spec.consumer.ack_wait_seconds),
+        max_deliver=spec.consumer.max_deliver,
+        max_ack_pending=spec.consumer.max_ack_pending,
+    )
 
 
-def stranded_stream_config(settings: OperatorSettings) -> dict[str, Any]:
-    """Config of JOBS_STRANDED: the server's MAX_DELIVERIES advisories for JOBS, kept until a
-    worker of the pool settles the job (the workers create it too, with the same config)."""
-    return {
-        "name": STRANDED_STREAM_NAME,
-        "subjects": [max_deliveries_advisory(STREAM_NAME)],
-        "retention": "workqueue",
-        "storage": "file",
-        "max_age": settings.stream_max_age_s,
-        "discard": "old",
-        "num_replicas": settings.stream_replicas,
-    }
-
-
-def consumer_config(pool_namespace: str, pool_name: str, spec: ParsePoolSpec) -> dict[str, Any]:
-    """The pool's durable pull consumer (keyword arguments of nats-py's ConsumerConfig)."""
-    return {
-        "durable_name": pool_consumer(spec),
-        "description": f"ParsePool {pool_namespace}/{pool_name}",
-        "filter_subject": pool_subject(spec),
-        "ack_policy": "explicit",
-        "deliver_policy": "all",
-        "ack_wait": float(spec.consumer.ack_wait_seconds),
-        "max_deliver": spec.consumer.max_deliver,
-        "max_ack_pending": spec.consumer.max_ack_pending,
-        # Which pool owns the consumer: two ParsePools must not share one filter subject.
-        "metadata": {CONSUMER_OWNER_KEY: f"{pool_namespace}/{pool_name}"},
-    }
-
-
-CONSUMER_COMPARED_FIELDS = ("filter_subject", "ack_wait", "max_deliver", "max_ack_pending", "metadata")
-
-
-def consumer_drift(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
-    """Names of the compared fields whose values differ (actual: ConsumerConfig.as_dict-like)."""
-    drift = []
-    for field in CONSUMER_COMPARED_FIELDS:
-        want = desired.get(field)
-        have = actual.get(field)
-        if field == "metadata":
-            # The server adds its own metadata keys (e.g. _nats.*); only ours must match.
-            have_map = have or {}
-            if any(have_map.get(k) != v for k, v in (want or {}).items()):
-                drift.append(field)
-        elif field == "ack_wait":
-            if have is None or want is None or abs(float(have) - float(want)) > 1e-3:
-                drift.append(field)
-        elif want != have:
-            drift.append(field)
-    return drift
+def consumer_config(pool_namespace: str, pool_name: str, spec: ParsePoolSpec) -> ConsumerConfig:
+    """The pool's durable pull consumer; its metadata says which pool owns it (two ParsePools
+    must not share one filter subject)."""
+    return topology.pool_consumer(
+        pool_subject(spec),
+        pool_consumer(spec),
+        consumer_limits(spec),
+        description=f"ParsePool {pool_namespace}/{pool_name}",
+        metadata={CONSUMER_OWNER_KEY: f"{pool_namespace}/{pool_name}"},
+    )
 
 
 # --- worker Deployment ---------------------------------------------------------------------
@@ -170,22 +114,19 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def worker_env(pool_name: str, spec: ParsePoolSpec, stream_replicas: int = 1) -> list[dict[str, Any]]:
+def worker_env(pool_name: str, spec: ParsePoolSpec, limits: TopologyLimits) -> list[dict[str, Any]]:
     """The worker's environment, in the names of `percolate_reading.config.Settings`.
 
-    `stream_replicas` must match the operator's: workers ensure the JOBS stream at start-up,
-    and a different replica count would make them and the operator reset it back and forth.
+    A worker creates missing streams at start-up: with the operator's limits it creates them
+    as the operator would, so the operator has nothing to correct afterwards.
     """
+    topology_env = limits.worker_env() | consumer_limits(spec).worker_env()
     return [
         {"name": f"{ENV}WORKER_MODE", "value": "true"},
         _secret_env(f"{ENV}NATS_URL", spec.nats.secret_name, spec.nats.url_key),
-        {"name": f"{ENV}NATS_STREAM", "value": STREAM_NAME},
-        {"name": f"{ENV}NATS_REPLICAS", "value": str(stream_replicas)},
         {"name": f"{ENV}NATS_QUEUE_SUBJECT", "value": pool_subject(spec)},
         {"name": f"{ENV}NATS_QUEUE_GROUP", "value": pool_consumer(spec)},
-        {"name": f"{ENV}NATS_ACK_WAIT", "value": str(spec.consumer.ack_wait_seconds)},
-        {"name": f"{ENV}NATS_MAX_DELIVER", "value": str(spec.consumer.max_deliver)},
-        {"name": f"{ENV}NATS_MAX_ACK_PENDING", "value": str(spec.consumer.max_ack_pending)},
+        *({"name": k, "value": v} for k, v in topology_env.items()),
         _secret_env(f"{ENV}S3_ENDPOINT", spec.s3.secret_name, spec.s3.endpoint_key),
         _secret_env(f"{ENV}S3_ACCESS_KEY", spec.s3.secret_name, spec.s3.access_key_key),
         _secret_env(f"{ENV}S3_SECRET_KEY", spec.s3.secret_name, spec.s3.secret_key_key),
@@ -229,7 +170,7 @@ def build_deployment(
                 "name": "worker",
                 "image": spec.image or settings.default_image,
                 "command": ["percolate-reading", "run"],
-                "env": worker_env(pool_name, spec, settings.stream_replicas),
+                "env": worker_env(pool_name, spec, topology_limits(settings)),
                 "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                 # Ready once connected to NATS and S3; no liveness probe: a stuck parse is
                 # killed by the worker's own parse timeout, not by restarting the pod.

@@ -31,12 +31,11 @@ from percolate_operator.kube import (
     secret_value,
 )
 from percolate_operator.settings import OperatorSettings
-from percolate_reading.config import Settings
+from percolate_reading.contract.jobs import StorageStrategy
 from percolate_reading.contract.subjects import STREAM_NAME, Tier
 from percolate_reading.contract.tenancy import generate_api_key, hash_api_key
 from percolate_reading.errors import StorageError
-from percolate_reading.infra.jobs.models import StorageStrategy
-from percolate_reading.infra.storage.s3 import S3ObjectStore
+from percolate_reading.infra.storage.s3 import S3Endpoint, S3ObjectStore
 
 GROUP, VERSION = models.GROUP, models.VERSION
 FINALIZER = "percolate.dev/cleanup"
@@ -63,12 +62,13 @@ class Runtime:
             return False
         async with self._s3_lock:
             if self._s3 is None:
-                self._s3 = await S3ObjectStore.open(
-                    Settings(
-                        s3_endpoint=self.settings.s3_endpoint,
-                        s3_access_key=self.settings.s3_access_key,
-                        s3_secret_key=self.settings.s3_secret_key,
-                        s3_region=self.settings.s3_region,
+                secret = self.settings.s3_secret_key
+                self._s3 = await S3ObjectStore.connect(
+                    S3Endpoint(
+                        endpoint=self.settings.s3_endpoint,
+                        access_key=self.settings.s3_access_key,
+                        secret_key=secret.get_secret_value() if secret is not None else None,
+                        region=self.settings.s3_region,
                     )
                 )
         await self._s3.ensure_buckets(buckets)
@@ -211,9 +211,7 @@ async def reconcile_pool(
     # 1. JetStream first: KEDA must never see a ScaledObject whose consumer does not exist.
     consumer_cfg = builders.consumer_config(namespace, name, pool)
     try:
-        await rt.js.ensure_stream(builders.stream_config(settings))
-        await rt.js.ensure_stream(builders.dlq_stream_config(settings))
-        await rt.js.ensure_stream(builders.stranded_stream_config(settings))
+        await rt.js.ensure_topology(builders.topology_limits(settings))
         outcome = await rt.js.ensure_consumer(STREAM_NAME, consumer_cfg)
     except NatsUnavailable as exc:
         patch.status["conditions"] = [
@@ -229,7 +227,7 @@ async def reconcile_pool(
         kopf.info(
             body,
             reason=f"Consumer{what}",
-            message=f"{consumer_cfg['durable_name']} on {consumer_cfg['filter_subject']}",
+            message=f"{consumer_cfg.durable_name} on {consumer_cfg.filter_subject}",
         )
 
     # 2. Kubernetes children (owned: garbage-collected with the pool).
@@ -254,14 +252,14 @@ async def reconcile_pool(
 
     # 3. Status: one condition per child, Ready over all of them.
     try:
-        pending = await rt.js.consumer_pending(STREAM_NAME, consumer_cfg["durable_name"])
+        pending = await rt.js.consumer_pending(STREAM_NAME, builders.pool_consumer(pool))
     except NatsUnavailable:
         pending = None
     consumer_cond = builders.condition(
         "ConsumerReady",
         pending is not None,
         "Exists" if pending is not None else "Missing",
-        f"{consumer_cfg['durable_name']} filters {consumer_cfg['filter_subject']}",
+        f"{consumer_cfg.durable_name} filters {consumer_cfg.filter_subject}",
         previous,
     )
     children = [
@@ -275,8 +273,8 @@ async def reconcile_pool(
         status,
         {
             "observedGeneration": meta.get("generation"),
-            "subject": consumer_cfg["filter_subject"],
-            "consumer": consumer_cfg["durable_name"],
+            "subject": consumer_cfg.filter_subject,
+            "consumer": consumer_cfg.durable_name,
             "deployment": deployment["metadata"]["name"],
             "replicas": replicas,
             "readyReplicas": ready_replicas,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import nats
@@ -18,18 +17,21 @@ from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js.api import ConsumerConfig
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     NotFoundError,
     ServiceUnavailableError,
 )
 from nats.js.kv import KeyValue
 
-from percolate_operator.builders import CONSUMER_OWNER_KEY, consumer_drift
+from percolate_operator.builders import CONSUMER_OWNER_KEY, topology_limits
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET
+from percolate_reading.contract.topology import TopologyLimits, consumer_drift, tenants_bucket
+from percolate_reading.errors import QueueError
+from percolate_reading.infra.queue.topology import ensure_bucket, ensure_topology
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ _UNREACHABLE = (
     asyncio.TimeoutError,
     OSError,
 )
-_STREAM_COMPARED = ("subjects", "max_msgs", "max_age", "discard", "duplicate_window", "num_replicas")
 
 
 class NatsUnavailable(Exception):
@@ -53,21 +54,6 @@ class NatsUnavailable(Exception):
 
 class ConsumerConflict(Exception):
     """The pool's consumer (or filter subject) belongs to another ParsePool."""
-
-
-def _stream_config(cfg: Mapping[str, Any]) -> js_api.StreamConfig:
-    values = dict(cfg)
-    values["retention"] = js_api.RetentionPolicy(values["retention"])
-    values["storage"] = js_api.StorageType(values["storage"])
-    values["discard"] = js_api.DiscardPolicy(values["discard"])
-    return js_api.StreamConfig(**values)
-
-
-def _consumer_config(cfg: Mapping[str, Any]) -> js_api.ConsumerConfig:
-    values = dict(cfg)
-    values["ack_policy"] = js_api.AckPolicy(values["ack_policy"])
-    values["deliver_policy"] = js_api.DeliverPolicy(values["deliver_policy"])
-    return js_api.ConsumerConfig(**values)
 
 
 def _plain(config: js_api.ConsumerConfig) -> dict[str, Any]:
@@ -95,9 +81,9 @@ class JetStreamAdmin:
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
         self._lock = asyncio.Lock()
-        # Stream configs already confirmed on the server: skip re-checking on every reconcile
-        # of every pool, but forget them on any error so a deleted stream gets recreated.
-        self._streams_ok: set[str] = set()
+        # Topology already confirmed on the server: skip re-checking on every reconcile of
+        # every pool, but forget it on any error so a deleted stream gets recreated.
+        self._topology_ok = False
 
     async def _context(self) -> JetStreamContext:
         async with self._lock:
@@ -125,7 +111,7 @@ class JetStreamAdmin:
                 ) from exc
             self._js = self._nc.jetstream(timeout=self._settings.nats_request_timeout_s)
             self._kv = None
-            self._streams_ok.clear()
+            self._topology_ok = False
             return self._js
 
     @property
@@ -139,41 +125,30 @@ class JetStreamAdmin:
             self._nc = self._js = self._kv = None
 
     def _forget(self) -> None:
-        self._streams_ok.clear()
+        self._topology_ok = False
 
     # --- streams -------------------------------------------------------------------------
 
-    async def ensure_stream(self, cfg: Mapping[str, Any]) -> Outcome:
-        name = str(cfg["name"])
-        if name in self._streams_ok:
-            return "unchanged"
+    async def ensure_topology(self, limits: TopologyLimits) -> None:
+        """Every stream and bucket of the contract, brought to the operator's limits (the
+        only process that updates existing ones). Checked once per connection."""
+        if self._topology_ok:
+            return
         js = await self._context()
-        desired = _stream_config(cfg)
         try:
-            try:
-                info = await js.stream_info(name)
-            except NotFoundError:
-                await js.add_stream(desired)
-                self._streams_ok.add(name)
-                return "created"
-            current = info.config
-            if all(getattr(current, f) == getattr(desired, f) for f in _STREAM_COMPARED):
-                self._streams_ok.add(name)
-                return "unchanged"
-            await js.update_stream(desired)
-            self._streams_ok.add(name)
-            return "updated"
-        except _UNREACHABLE as exc:
+            await ensure_topology(js, limits, update=True)
+        except QueueError as exc:
             self._forget()
-            raise NatsUnavailable(f"ensuring stream {name}: {exc!r}") from exc
+            raise NatsUnavailable(f"ensuring the JetStream topology: {exc}") from exc
+        self._topology_ok = True
 
     # --- consumers -----------------------------------------------------------------------
 
-    async def ensure_consumer(self, stream: str, cfg: Mapping[str, Any]) -> Outcome:
+    async def ensure_consumer(self, stream: str, cfg: ConsumerConfig) -> Outcome:
         """Create or update the pool's durable consumer; refuse one owned by another pool."""
         js = await self._context()
-        name = str(cfg["durable_name"])
-        owner = str(cfg["metadata"][CONSUMER_OWNER_KEY])
+        name = str(cfg.durable_name)
+        owner = str((cfg.metadata or {})[CONSUMER_OWNER_KEY])
         try:
             try:
                 info = await js.consumer_info(stream, name)
@@ -183,12 +158,12 @@ class JetStreamAdmin:
                 theirs = (info.config.metadata or {}).get(CONSUMER_OWNER_KEY)
                 if theirs is not None and theirs != owner:
                     raise ConsumerConflict(
-                        f"consumer {name} on {cfg['filter_subject']} already belongs to ParsePool {theirs}"
+                        f"consumer {name} on {cfg.filter_subject} already belongs to ParsePool {theirs}"
                     )
-                if not consumer_drift(cfg, _plain(info.config)):
+                if not consumer_drift(info.config, cfg):
                     return "unchanged"
             try:
-                await js.add_consumer(stream, _consumer_config(cfg))
+                await js.add_consumer(stream, cfg)
             except NotFoundError as exc:
                 # The stream itself is gone (deleted behind our back): the retry recreates it.
                 self._forget()
@@ -196,7 +171,7 @@ class JetStreamAdmin:
             except APIError as exc:
                 if exc.err_code == 10100 or "overlap" in str(exc.description or "").lower():
                     raise ConsumerConflict(
-                        f"filter subject {cfg['filter_subject']} overlaps another consumer: {exc.description}"
+                        f"filter subject {cfg.filter_subject} overlaps another consumer: {exc.description}"
                     ) from exc
                 raise
             return "created" if info is None else "updated"
@@ -255,19 +230,9 @@ class JetStreamAdmin:
         if self._kv is not None:
             return self._kv
         try:
-            try:
-                self._kv = await js.key_value(TENANTS_KV_BUCKET)
-            except BucketNotFoundError:
-                self._kv = await js.create_key_value(
-                    js_api.KeyValueConfig(
-                        bucket=TENANTS_KV_BUCKET,
-                        description="Tenant registry written by percolate-operator",
-                        history=5,
-                        storage=js_api.StorageType.FILE,
-                        replicas=self._settings.stream_replicas,
-                    )
-                )
-        except _UNREACHABLE as exc:
+            bucket = tenants_bucket(topology_limits(self._settings))
+            self._kv = await ensure_bucket(js, bucket, update=True)
+        except QueueError as exc:
             raise NatsUnavailable(f"opening the {TENANTS_KV_BUCKET} bucket: {exc!r}") from exc
         return self._kv
 

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from percolate_reading.contract.jobs import StorageStrategy
 from percolate_reading.contract.subjects import Tier, validate_tenant_id
-from percolate_reading.infra.jobs.models import StorageStrategy
 
 GROUP = "percolate.dev"
 VERSION = "v1alpha1"

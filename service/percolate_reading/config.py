@@ -72,7 +72,6 @@ class Settings(BaseSettings):
     )
 
     # --- NATS JetStream ----------------------------------------------------------------
-    nats_enabled: bool = Field(True, description="Use NATS JetStream for the job queue.")
     nats_url: str | None = Field(None, description="NATS server URL(s), comma-separated.")
     nats_queue_subject: str = Field(
         "jobs.parse.small", description="Subject this worker's consumer filters on."
@@ -80,7 +79,6 @@ class Settings(BaseSettings):
     nats_queue_group: str = Field(
         "parse-workers-small", description="Durable consumer name this worker pulls from."
     )
-    nats_stream: str = Field("JOBS", description="Work-queue stream name.")
     nats_ack_wait: float = Field(300.0, gt=0, description="Seconds before an unacked job is redelivered.")
     nats_max_deliver: int = Field(3, ge=1, description="Deliveries before a job is dead-lettered.")
     nats_max_ack_pending: int = Field(100, ge=1, description="Unacked jobs a consumer may hold.")
@@ -201,7 +199,7 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="API key `submit` sends (Bearer).")
 
     @model_validator(mode="after")
-    def _check_roles(self) -> Settings:
+    def _check_chunking(self) -> Settings:
         if self.chunk_overlap_chars >= self.chunk_max_chars:
             raise ValueError("chunk_overlap_chars must be smaller than chunk_max_chars")
         return self

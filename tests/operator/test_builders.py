@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
-from nats.js.api import ConsumerConfig, StreamConfig
 
 from percolate_operator import builders, models
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
+from percolate_reading.contract import topology
 from percolate_reading.contract.subjects import Tier
 from percolate_reading.contract.tenancy import TenantRecord, hash_api_key
+from percolate_reading.contract.topology import TopologyLimits
 from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
 
 K8S_VERSION = "1.30"
@@ -50,12 +52,18 @@ def test_deployment_is_a_valid_kubernetes_deployment(path: Path) -> None:
     assert deployment["metadata"]["ownerReferences"] == [OWNER]
 
 
-def test_worker_stream_replicas_follow_the_operator() -> None:
-    # Workers ensure the JOBS stream at start: they must ask for the operator's replica count.
+def test_worker_topology_limits_are_the_operators() -> None:
+    # A worker that starts first creates the streams and buckets: as the operator would.
     name, spec = _pool(EXAMPLES_DIR / "parsepool-large.yaml")
-    three = SETTINGS.model_copy(update={"stream_replicas": 3})
-    env = _env(builders.build_deployment(name, "percolate", spec, three))
+    custom = SETTINGS.model_copy(
+        update={"stream_replicas": 3, "stream_max_msgs": 42, "stream_max_age_s": 4000.5, "dlq_max_age_s": 9e6}
+    )
+    env = _env(builders.build_deployment(name, "percolate", spec, custom))
     assert env["PERCOLATE_READING_NATS_REPLICAS"] == "3"
+    worker = Settings(
+        **{k.removeprefix("PERCOLATE_READING_").lower(): v for k, v in env.items() if isinstance(v, str)}
+    )
+    assert TopologyLimits.from_settings(worker) == builders.topology_limits(custom)
 
 
 def test_worker_env_names_are_worker_settings() -> None:
@@ -143,36 +151,37 @@ def test_scaled_object_matches_keda_schema(path: Path) -> None:
     assert spec.replicas.min <= so["fallback"]["replicas"] <= spec.replicas.max
 
 
-def test_consumer_and_stream_configs_are_nats_configs() -> None:
+def test_consumer_config_is_the_contract_pool_consumer() -> None:
     spec = models.parse_pool_spec({"tier": "gpu", "tenant": "acme", "consumer": {"ackWait": "90s"}})
-    cfg = builders.consumer_config("percolate", "acme-gpu", spec)
-    consumer = ConsumerConfig(**cfg)
+    consumer = builders.consumer_config("percolate", "acme-gpu", spec)
     assert consumer.durable_name == "parse-workers-gpu-acme"
     assert consumer.filter_subject == "jobs.parse.gpu.acme"
     assert consumer.ack_wait == 90.0
     assert consumer.max_deliver == 3
     assert consumer.max_ack_pending == 100
     assert consumer.as_dict()["ack_wait"] == 90 * 10**9  # nanoseconds on the wire
-    stream = StreamConfig(**builders.stream_config(SETTINGS))
-    assert stream.subjects == ["jobs.>"]
-    assert stream.max_msgs == 100_000
-    assert stream.max_age == 7 * 24 * 3600
-    dlq = StreamConfig(**builders.dlq_stream_config(SETTINGS))
-    assert dlq.subjects == ["dlq.>"]
-    stranded = StreamConfig(**builders.stranded_stream_config(SETTINGS))
-    assert stranded.subjects == ["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JOBS.*"]
-    assert stranded.retention == "workqueue"
+    assert consumer.metadata == {builders.CONSUMER_OWNER_KEY: "percolate/acme-gpu"}
+
+
+def test_topology_limits_follow_the_operator_settings() -> None:
+    custom = SETTINGS.model_copy(
+        update={"stream_max_msgs": 42, "stream_max_age_s": 3600.0, "dlq_max_age_s": 7200.0}
+    )
+    limits = builders.topology_limits(custom)
+    assert (limits.max_msgs, limits.max_age_s, limits.dlq_max_age_s) == (42, 3600.0, 7200.0)
+    assert topology.jobs_stream(limits).max_msgs == 42
+    assert topology.dlq_stream(limits).max_age == 7200.0
 
 
 def test_consumer_drift_detects_changed_fields() -> None:
     spec = models.parse_pool_spec({"tier": "small"})
     desired = builders.consumer_config("ns", "small", spec)
-    actual = dict(desired, metadata={**desired["metadata"], "_nats.ver": "2.15"})
-    assert builders.consumer_drift(desired, actual) == []
-    assert builders.consumer_drift(desired, dict(actual, ack_wait=30.0, max_deliver=9)) == [
-        "ack_wait",
-        "max_deliver",
-    ]
+    actual = dataclasses.replace(desired, metadata={**(desired.metadata or {}), "_nats.ver": "2.15"})
+    assert topology.consumer_drift(actual, desired) == []
+    changed = dataclasses.replace(actual, ack_wait=30.0, max_deliver=9)
+    assert topology.consumer_drift(changed, desired) == ["ack_wait", "max_deliver"]
+    foreign = dataclasses.replace(actual, metadata={builders.CONSUMER_OWNER_KEY: "other/pool"})
+    assert topology.consumer_drift(foreign, desired) == ["metadata"]
 
 
 def test_subjects_of_pools_never_overlap() -> None:

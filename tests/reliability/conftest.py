@@ -4,17 +4,15 @@ workers run as real `percolate-reading run` subprocesses that tests can kill, st
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
+from percolate_reading.contract.jobs import JobRecord, JobStatus
+from tests.harness.worker_process import spawn_worker, worker_env
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.worker import test_worker
 from tests.service.worker.test_worker import SECRET, Env
@@ -42,36 +40,20 @@ class WorkerProcess:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        child_env = dict(os.environ)
-        child_env.update(
-            {
-                "PERCOLATE_READING_WORKER_MODE": "true",
-                "PERCOLATE_READING_NATS_URL": self.nats.url,
-                "PERCOLATE_READING_S3_ENDPOINT": self.s3.endpoint,
-                "PERCOLATE_READING_S3_ACCESS_KEY": self.s3.access_key,
-                "PERCOLATE_READING_S3_SECRET_KEY": self.s3.secret_key,
-                "PERCOLATE_READING_DATA_DIR": str(self.data_dir),
-                "PERCOLATE_READING_METRICS_PORT": "0",
-                "PERCOLATE_READING_NATS_ACK_WAIT": "3",
-                "PERCOLATE_READING_WORKER_FETCH_TIMEOUT_S": "0.5",
-                "PERCOLATE_READING_WORKER_CONCURRENCY": "1",
-                "PERCOLATE_READING_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
-                "PERCOLATE_READING_WEBHOOK_DEFAULT_SECRET": SECRET,
-                "PERCOLATE_READING_WEBHOOK_BACKOFF_S": "0.05",
-                "PERCOLATE_READING_PARSE_TIMEOUT_S": "120",
-            }
+        child_env = worker_env(
+            self.nats,
+            self.s3,
+            self.data_dir,
+            nats_ack_wait="3",
+            worker_concurrency="1",
+            webhook_allow_hosts="127.0.0.1",
+            webhook_default_secret=SECRET,
+            webhook_backoff_s="0.05",
+            parse_timeout_s="120",
         )
         child_env.update(self.extra)
         with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "percolate_reading",
-                "run",
-                env=child_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            self.proc = await spawn_worker(child_env, log)
 
     async def wait_ready(self, wait_s: float = 90.0) -> None:
         """Until the worker logs that it is pulling (its start-up is done)."""

@@ -11,19 +11,20 @@ from typing import Any
 
 import pytest
 
-from percolate_reading.contract.subjects import DLQ_STREAM_NAME
-from percolate_reading.infra.jobs.models import JobMessage, JobStatus
+from percolate_reading.contract.jobs import JobMessage, JobStatus
+from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STREAM_NAME
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
     DLQ_DELIVERIES_HEADER,
     DLQ_REASON_HEADER,
-    ensure_consumer,
-    ensure_streams,
 )
+from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 from percolate_reading.worker import pipeline
 from percolate_reading.worker.main import start_worker
-from tests.service.worker.test_worker import Env, broken_s3_store, consumer_idle, make_pdf
+from tests.harness.documents import make_pdf
+from tests.service.worker.test_worker import Env, broken_s3_store, consumer_idle
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,9 @@ async def until_messages(env: Env, stream: str, count: int, wait_s: float = 60.0
 
 async def test_final_delivery_waits_for_the_dead_letter_copy(env: Env) -> None:
     settings = env.settings.model_copy(update={"nats_max_deliver": 2, "nats_ack_wait": 1.5})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     bad_store = await broken_s3_store(env)  # every delivery fails transiently
     worker = await start_worker(settings, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
@@ -56,12 +59,12 @@ async def test_final_delivery_waits_for_the_dead_letter_copy(env: Env) -> None:
         # Well past ack_wait the job is still in the queue, held by the worker (a nak here
         # would have stranded it: JetStream does not deliver it again after max_deliver).
         await asyncio.sleep(settings.nats_ack_wait * 3)
-        assert await stream_messages(env, settings.nats_stream) == 1
+        assert await stream_messages(env, STREAM_NAME) == 1
         # The dead-letter stream comes back: the retried copy lands and the job leaves JOBS.
-        await ensure_streams(env.js, settings)
+        await ensure_topology(env.js, TopologyLimits.from_settings(settings), update=False)
         await until_messages(env, DLQ_STREAM_NAME, 1)
         await consumer_idle(env, settings.nats_queue_group)
-        await until_messages(env, settings.nats_stream, 0)
+        await until_messages(env, STREAM_NAME, 0)
         dlq = await env.js.stream_info(DLQ_STREAM_NAME)
         assert dlq.state.messages == 1
         copy = await env.js.get_msg(DLQ_STREAM_NAME, dlq.state.last_seq)
@@ -99,7 +102,9 @@ async def test_poison_document_is_dead_lettered_and_does_not_block(
 ) -> None:
     monkeypatch.setattr(pipeline, "_parse_and_render", _parse_with_poison)
     settings = env.settings.model_copy(update={"nats_max_deliver": 3, "worker_concurrency": 1})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
     try:
         poison = await env.submit(make_pdf(["crashes its parser"]), "poison.pdf")
@@ -121,7 +126,7 @@ async def test_poison_document_is_dead_lettered_and_does_not_block(
         assert copy.headers[DLQ_CODE_HEADER] == "crashed"
         assert "SIGSEGV" in copy.headers[DLQ_REASON_HEADER]
         assert JobMessage.model_validate_json(copy.data).job_id == poison
-        assert await stream_messages(env, settings.nats_stream) == 0
+        assert await stream_messages(env, STREAM_NAME) == 0
         assert worker.ready() == (True, "ready")
     finally:
         await worker.drain()

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from percolate_reading.infra.storage.base import ObjectStore
+from tests.harness.documents import make_pdf
 from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
     Tenants,
     gateway,
@@ -17,7 +18,7 @@ from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported 
     tenants,
     tenants_file,
 )
-from tests.service.gateway.harness import LiveGateway, make_pdf
+from tests.service.gateway.harness import LiveGateway
 
 
 @pytest.mark.integration

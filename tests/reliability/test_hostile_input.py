@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
+from percolate_reading.contract.jobs import JobStatus
 from percolate_reading.errors import PercolateError
-from percolate_reading.infra.jobs.models import JobStatus
 from percolate_reading.parse.document import DocumentType, ParsedDocument
 from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.sandbox import SandboxLimits
+from tests.harness.documents import make_pdf, make_xlsx
 from tests.reliability import hostile
-from tests.service.gateway.harness import make_xlsx
-from tests.service.worker.test_worker import Env, consumer_idle, make_pdf
+from tests.service.worker.test_worker import Env, consumer_idle
 
 LIMITS = SandboxLimits(memory_mb=768, timeout_s=60, cpu_s=60)
 

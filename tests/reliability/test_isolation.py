@@ -21,13 +21,14 @@ import httpx
 import pytest
 
 from percolate_reading.config import Settings
-from percolate_reading.contract.subjects import consumer_name
-from percolate_reading.infra.jobs.models import JobMessage
+from percolate_reading.contract.jobs import JobMessage
+from percolate_reading.contract.subjects import STREAM_NAME, consumer_name
 from percolate_reading.infra.queue.jetstream import connect
 from percolate_reading.infra.storage.base import ObjectStore
+from tests.harness.documents import make_pdf
 from tests.service.gateway import conftest as gateway_fixtures
 from tests.service.gateway.conftest import Tenants
-from tests.service.gateway.harness import LiveGateway, make_pdf
+from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
 
@@ -254,7 +255,7 @@ async def test_forged_message_for_another_tenants_job_is_rejected(
         )
         async with asyncio.timeout(60):
             while True:
-                info = await js.consumer_info(settings.nats_stream, consumer_name("small"))
+                info = await js.consumer_info(STREAM_NAME, consumer_name("small"))
                 if info.num_pending == 0 and info.num_ack_pending == 0:
                     break
                 await asyncio.sleep(0.05)

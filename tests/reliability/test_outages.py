@@ -17,6 +17,7 @@ import pytest
 
 from percolate_reading.infra.storage import open_object_store
 from percolate_reading.worker.main import Worker, start_worker
+from tests.harness.documents import make_pdf
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
     Tenants,
@@ -24,7 +25,7 @@ from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported 
     tenants,
     tenants_file,
 )
-from tests.service.gateway.harness import LiveGateway, make_pdf
+from tests.service.gateway.harness import LiveGateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -28,10 +28,11 @@ from percolate_reading.contract import tenancy
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, generate_api_key, hash_api_key
 from percolate_reading.infra.queue.jetstream import connect
 from percolate_reading.infra.registry import TenantRegistry
+from tests.harness.documents import make_pdf
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway import conftest as gateway_fixtures
 from tests.service.gateway.conftest import Tenants, make_settings
-from tests.service.gateway.harness import LiveGateway, make_pdf
+from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
 
@@ -88,10 +89,8 @@ def settings(
 
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[LiveGateway]:
-    gw = LiveGateway(settings)
-    gw.start()
-    yield gw
-    gw.stop()
+    with LiveGateway.running(settings) as gw:
+        yield gw
 
 
 def live_registry(gw: LiveGateway) -> TenantRegistry:

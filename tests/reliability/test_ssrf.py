@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
-from percolate_reading.infra.jobs.models import JobStatus
+from percolate_reading.contract.jobs import JobStatus
 from percolate_reading.infra.webhooks import WebhookSender
-from tests.service.webhook_receiver import WebhookReceiver
-from tests.service.worker.test_worker import SECRET, Env, consumer_idle, make_pdf
+from tests.harness.documents import make_pdf
+from tests.harness.webhooks import WebhookReceiver
+from tests.service.worker.test_worker import SECRET, Env, consumer_idle
 
 
 async def private_receiver() -> tuple[WebhookReceiver, asyncio.Server, str]:

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
+from percolate_reading.contract.jobs import JobRecord, JobStatus
 from percolate_reading.infra.webhooks import verify
 from percolate_reading.worker.main import start_worker
+from tests.harness.documents import make_pdf
+from tests.harness.webhooks import WebhookReceiver
 from tests.reliability.conftest import WorkerProcess, watch_statuses
 from tests.reliability.test_dead_letter import until_messages
 from tests.servers import NatsServer, SeaweedS3
-from tests.service.webhook_receiver import WebhookReceiver
-from tests.service.worker.test_worker import ARTIFACTS, SECRET, Env, consumer_idle, make_pdf
+from tests.service.worker.test_worker import ARTIFACTS, SECRET, Env, consumer_idle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -179,11 +180,15 @@ async def test_worker_killed_on_the_last_delivery_is_failed_and_dead_lettered(
 ) -> None:
     """JetStream never delivers a message again after max_deliver; a worker killed during
     that delivery must not leave the job `running` forever and the message stuck in JOBS."""
-    from percolate_reading.contract.subjects import DLQ_STREAM_NAME
-    from percolate_reading.infra.queue.jetstream import DLQ_CODE_HEADER, DLQ_REASON_HEADER, ensure_consumer
+    from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STREAM_NAME
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.jetstream import DLQ_CODE_HEADER, DLQ_REASON_HEADER
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 1})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     doomed = WorkerProcess(
         fresh_nats_server, seaweed_s3, tmp_path / "w1", extra={"PERCOLATE_READING_NATS_MAX_DELIVER": "1"}
     )
@@ -200,7 +205,7 @@ async def test_worker_killed_on_the_last_delivery_is_failed_and_dead_lettered(
         assert failed.error is not None
         assert failed.error.code == "worker_lost"
         assert "gave up after 1 deliveries" in failed.error.message
-        await until_messages(env, settings.nats_stream, 0)
+        await until_messages(env, STREAM_NAME, 0)
         dlq = await env.js.stream_info(DLQ_STREAM_NAME)
         assert dlq.state.messages == 1
         copy = await env.js.get_msg(DLQ_STREAM_NAME, dlq.state.last_seq)
@@ -220,14 +225,17 @@ async def test_stranded_report_waits_for_a_worker_that_starts_later(env: Env) ->
     If no worker of the pool is running at that moment (the consumer was pulled by another
     client, or the pool scaled to zero right after), the report must still be there for the
     next worker: JOBS_STRANDED keeps it until a worker has settled the job."""
-    from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STRANDED_STREAM_NAME
-    from percolate_reading.infra.queue.jetstream import ensure_consumer
+    from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STRANDED_STREAM_NAME, STREAM_NAME
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 1, "nats_ack_wait": 1.0})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     job_id = await env.submit(make_pdf(["a job whose only delivery is lost"]))
     # A client that takes the only delivery and never answers (no worker is running at all).
-    taker = await env.js.pull_subscribe_bind(settings.nats_queue_group, stream=settings.nats_stream)
+    taker = await env.js.pull_subscribe_bind(settings.nats_queue_group, stream=STREAM_NAME)
     assert len(await taker.fetch(1, timeout=5)) == 1
     await asyncio.sleep(1.5)  # past ack_wait
     with pytest.raises(asyncio.TimeoutError):
@@ -242,7 +250,7 @@ async def test_stranded_report_waits_for_a_worker_that_starts_later(env: Env) ->
         assert failed.status is JobStatus.FAILED
         assert failed.error is not None
         assert failed.error.code == "worker_lost"
-        await until_messages(env, settings.nats_stream, 0)
+        await until_messages(env, STREAM_NAME, 0)
         await until_messages(env, STRANDED_STREAM_NAME, 0)  # acked once settled
         dlq = await env.js.stream_info(DLQ_STREAM_NAME)
         assert dlq.state.messages == 1

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
+from percolate_reading.contract.keys import context_manifest_key
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.infra.context import (
     ContextWriter,
     build_entry,
-    manifest_key,
     read_context,
     remove_from_context,
     update_context,
@@ -50,7 +50,7 @@ async def exercise(store: ObjectStore, tenant: str) -> None:
     await asyncio.gather(
         *(update_context(store, BUCKET, tenant, entry(tenant, i), chunks(i)) for i in range(12))
     )
-    manifest = json.loads(await store.get_bytes(BUCKET, manifest_key(tenant)))
+    manifest = json.loads(await store.get_bytes(BUCKET, context_manifest_key(tenant)))
     assert sorted(d["job_id"] for d in manifest["documents"]) == sorted(f"job{i}" for i in range(12))
     assert manifest["chunk_count"] == 24
     assert manifest["documents"][0]["metadata"].get("nested") is None
@@ -87,14 +87,14 @@ async def exercise_writers(store: ObjectStore, tenant: str) -> None:
     )
     for i, manifest in enumerate(manifests):
         assert f"job{i}" in {d["job_id"] for d in manifest["documents"]}
-    stored = json.loads(await store.get_bytes(BUCKET, manifest_key(tenant)))
+    stored = json.loads(await store.get_bytes(BUCKET, context_manifest_key(tenant)))
     assert sorted(d["job_id"] for d in stored["documents"]) == sorted(f"job{i}" for i in range(40))
     assert stored["chunk_count"] == 80
     # A later document after a removal by someone else: the writer's cached entries do not
     # bring the removed one back.
     await remove_from_context(store, BUCKET, tenant, "job3")
     await writers[0].update(BUCKET, tenant, entry(tenant, 40), chunks(40))
-    stored = json.loads(await store.get_bytes(BUCKET, manifest_key(tenant)))
+    stored = json.loads(await store.get_bytes(BUCKET, context_manifest_key(tenant)))
     ids = {d["job_id"] for d in stored["documents"]}
     assert "job3" not in ids
     assert "job40" in ids

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from percolate_reading.infra.webhooks import (
     verify,
     webhook_id,
 )
-from tests.service.webhook_receiver import WebhookReceiver
+from tests.harness.webhooks import WebhookReceiver
 
 KEY = b"0123456789abcdef0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
@@ -77,14 +76,6 @@ def test_backoff_grows_with_jitter() -> None:
     assert 0.5 <= delays[0] <= 1.5
     assert 4 <= delays[3] * 1.0 <= 12
     assert delays[4] <= 90
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    r = WebhookReceiver()
-    await r.start()
-    yield r
-    await r.stop()
 
 
 async def test_delivery_to_allowed_local_receiver(receiver: WebhookReceiver, tmp_path: Path) -> None:

@@ -182,25 +182,18 @@ def test_buckets_created_and_credentials_shared(
         assert settings.nats_url == "nats://nats:4222"
 
 
-def test_every_service_ensures_the_same_streams(
+def test_every_service_asks_for_the_same_topology(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each service runs ensure_streams, which updates a differing stream: they must agree."""
-    from percolate_reading.infra.queue.jetstream import (
-        dlq_stream_config,
-        jobs_stream_config,
-        stranded_stream_config,
-    )
+    """Whichever service starts first creates the streams and buckets with its limits (no
+    operator here to correct them): they must all ask for the same."""
+    from percolate_reading.contract.topology import TopologyLimits
 
-    configs = {}
-    for name in PLATFORM_SERVICES:
-        settings = _settings_from(_env(services[name]), monkeypatch)
-        configs[name] = (
-            jobs_stream_config(settings),
-            dlq_stream_config(settings),
-            stranded_stream_config(settings),
-        )
-    assert len({repr(c) for c in configs.values()}) == 1, configs
+    limits = {
+        name: TopologyLimits.from_settings(_settings_from(_env(services[name]), monkeypatch))
+        for name in PLATFORM_SERVICES
+    }
+    assert len(set(limits.values())) == 1, limits
 
 
 def test_platform_waits_for_its_one_shot_jobs(services: dict[str, Any]) -> None:

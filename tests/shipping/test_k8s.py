@@ -30,7 +30,9 @@ from percolate_operator import builders
 from percolate_operator.models import ParsePoolSpec, TenantSpec
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
+from percolate_reading.contract import topology
 from percolate_reading.contract.subjects import STREAM_NAME, STREAM_SUBJECTS, Tier
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -372,24 +374,25 @@ def test_one_image_runs_every_role(build: Build) -> None:
 
 
 def test_scaled_objects_name_consumers_the_stream_defines(build: Build) -> None:
-    stream = builders.stream_config(build.operator_settings)
-    assert stream["name"] == STREAM_NAME
+    stream = topology.jobs_stream(builders.topology_limits(build.operator_settings))
+    assert stream.name == STREAM_NAME
     for (name, spec), obj in zip(build.pools, build.scaled_objects, strict=True):
         (trigger,) = obj["spec"]["triggers"]
         meta = trigger["metadata"]
         consumer = builders.consumer_config(NAMESPACE, name, spec)
-        assert meta["stream"] == stream["name"]
-        assert meta["consumer"] == consumer["durable_name"]
+        assert consumer.filter_subject is not None
+        assert meta["stream"] == stream.name
+        assert meta["consumer"] == consumer.durable_name
         # The consumer's filter is inside the stream's subjects (`jobs.>`).
-        assert any(consumer["filter_subject"].startswith(s.removesuffix(">")) for s in stream["subjects"]), (
-            consumer["filter_subject"]
+        assert any(consumer.filter_subject.startswith(s.removesuffix(">")) for s in stream.subjects or []), (
+            consumer.filter_subject
         )
-        assert tuple(stream["subjects"]) == STREAM_SUBJECTS
+        assert tuple(stream.subjects or []) == STREAM_SUBJECTS
         # The worker pulls from that same consumer and subject.
         deployment = builders.build_deployment(name, NAMESPACE, spec, build.operator_settings)
         (c,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert _literal(c, f"{READING}NATS_QUEUE_GROUP") == consumer["durable_name"]
-        assert _literal(c, f"{READING}NATS_QUEUE_SUBJECT") == consumer["filter_subject"]
+        assert _literal(c, f"{READING}NATS_QUEUE_GROUP") == consumer.durable_name
+        assert _literal(c, f"{READING}NATS_QUEUE_SUBJECT") == consumer.filter_subject
         # KEDA reads lag from the NATS Service's monitoring port in this namespace.
         host, _, port = meta["natsServerMonitoringEndpoint"].rpartition(":")
         service = build.one("Service", host.split(".")[0])
@@ -401,56 +404,11 @@ def test_scaled_objects_name_consumers_the_stream_defines(build: Build) -> None:
     assert {s.tier for _, s in build.pools} >= {Tier.SMALL, Tier.LARGE, Tier.GPU}
 
 
-def test_stream_replicas_agree_and_fit_the_nats_cluster(build: Build, clean_env: None) -> None:
-    _, c = _gateway(build)
-    gateway_replicas = int(_literal(c, f"{READING}NATS_REPLICAS") or 1)
+def test_stream_replicas_fit_the_nats_cluster(build: Build, clean_env: None) -> None:
     nats = build.one("StatefulSet", "nats")
     servers = nats["spec"]["replicas"]
-    assert gateway_replicas == build.operator_settings.stream_replicas, (
-        "gateway and operator ensure the same JOBS stream: their replicas must agree"
-    )
-    assert gateway_replicas <= servers
+    assert build.operator_settings.stream_replicas <= servers
     assert servers == (3 if build.name == "prod" else 1)
-    # Every other stream setting both sides ensure agrees as well.
-    gateway_settings = Settings(
-        **{  # type: ignore[arg-type]
-            k.removeprefix(READING).lower(): e["value"]
-            for k, e in _env_of(c).items()
-            if k.startswith(READING) and "value" in e
-        }
-    )
-    op = build.operator_settings
-    assert gateway_settings.nats_stream == STREAM_NAME
-    assert gateway_settings.nats_max_msgs == op.stream_max_msgs
-    assert gateway_settings.nats_max_age_s == op.stream_max_age_s
-    assert gateway_settings.nats_duplicate_window_s == op.stream_duplicate_window_s
-    assert gateway_settings.nats_dlq_max_age_s == op.dlq_max_age_s
-
-
-def test_operator_and_gateway_define_the_same_streams(build: Build) -> None:
-    """The operator (its builders) and the gateway and workers (queue/jetstream.py) each ensure
-    JOBS, JOBS_DLQ and JOBS_STRANDED; a difference would have them rewrite each other's."""
-    from nats.js.api import StreamConfig
-
-    from percolate_reading.infra.queue.jetstream import (
-        dlq_stream_config,
-        jobs_stream_config,
-        stranded_stream_config,
-    )
-
-    _, gateway = _gateway(build)
-    gateway_settings = _literal_settings(gateway)
-    op = build.operator_settings
-    pairs = (
-        (builders.stream_config(op), jobs_stream_config(gateway_settings)),
-        (builders.dlq_stream_config(op), dlq_stream_config(gateway_settings)),
-        (builders.stranded_stream_config(op), stranded_stream_config(gateway_settings)),
-    )
-    for operator_dict, service in pairs:
-        ours = StreamConfig(**operator_dict).as_dict()
-        theirs = service.as_dict()
-        differ = [f for f in STREAM_FIELDS if ours.get(f) != theirs.get(f)]
-        assert not differ, f"{service.name}: operator and service differ in {differ}"
 
 
 def _literal_settings(container: dict[str, Any]) -> Settings:
@@ -463,42 +421,29 @@ def _literal_settings(container: dict[str, Any]) -> Settings:
     )
 
 
-STREAM_FIELDS = ("subjects", "retention", "storage", "max_age", "max_msgs", "discard", "num_replicas")
-
-
-def test_workers_ensure_the_same_streams_as_the_gateway(build: Build, clean_env: None) -> None:
-    """Gateway and workers both run ensure_streams at start-up, which updates a stream that
-    differs from their settings: their stream settings must agree or they undo each other."""
-    from percolate_reading.infra.queue.jetstream import (
-        dlq_stream_config,
-        jobs_stream_config,
-        stranded_stream_config,
-    )
-
+def test_gateway_and_workers_ask_for_the_operators_limits(build: Build, clean_env: None) -> None:
+    """Whoever starts first creates the streams and buckets; only the operator updates them.
+    A gateway or worker asking for other limits would create them unlike the operator, which
+    then rewrites them: every role is configured with the operator's limits."""
+    wanted = builders.topology_limits(build.operator_settings)
     _, gateway = _gateway(build)
-    gateway_settings = _literal_settings(gateway)
-    for make in (jobs_stream_config, dlq_stream_config, stranded_stream_config):
-        want = make(gateway_settings)
-        for d in build.worker_deployments:
-            (c,) = d["spec"]["template"]["spec"]["containers"]
-            have = make(_literal_settings(c))
-            differ = [f for f in STREAM_FIELDS if getattr(have, f) != getattr(want, f)]
-            assert not differ, f"{d['metadata']['name']}: {want.name} differs from the gateway's in {differ}"
+    assert TopologyLimits.from_settings(_literal_settings(gateway)) == wanted, "gateway"
+    for d in build.worker_deployments:
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        assert TopologyLimits.from_settings(_literal_settings(c)) == wanted, d["metadata"]["name"]
 
 
 def test_workers_ensure_the_consumer_the_operator_made(build: Build, clean_env: None) -> None:
-    """The worker's ensure_consumer (create-or-update) must not rewrite what the operator set."""
-    from percolate_reading.infra.queue.jetstream import consumer_config
-
+    """The worker's consumer (create-or-update) must not rewrite what the operator set."""
     for (name, spec), d in zip(build.pools, build.worker_deployments, strict=True):
         (c,) = d["spec"]["template"]["spec"]["containers"]
         settings = _literal_settings(c)
-        worker = consumer_config(settings, settings.nats_queue_subject, settings.nats_queue_group)
+        worker = topology.pool_consumer(
+            settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+        )
         operator = builders.consumer_config(NAMESPACE, name, spec)
-        for field in ("durable_name", "filter_subject", "max_deliver", "max_ack_pending"):
-            assert getattr(worker, field) == operator[field], f"{name}: {field}"
-        assert worker.ack_wait is not None
-        assert abs(worker.ack_wait - operator["ack_wait"]) < 1e-3, name
+        assert worker.durable_name == operator.durable_name, name
+        assert topology.consumer_drift(operator, worker) == [], name
 
 
 # --- cross-checks: selectors and ports ---------------------------------------------------------

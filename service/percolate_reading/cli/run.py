@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import logging
 import sys
 from enum import StrEnum
 
 from pydantic import ValidationError
 
 from percolate_reading.config import ENV_PREFIX, Settings, load_settings
+from percolate_reading.logs import setup_logging
 
 # Exit code for a configuration the entrypoint refuses (argparse uses 2 for usage errors too).
 EXIT_CONFIG = 2
@@ -164,10 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     if role is not Role.OPERATOR:
         # kopf configures its own logging; a second root handler would print every line twice.
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        setup_logging(settings)
     print(f"percolate-reading run: starting role {role.value}", file=sys.stderr, flush=True)
     try:
         return _start(role, settings)

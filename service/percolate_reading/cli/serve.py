@@ -30,6 +30,7 @@ from percolate_reading.config import Settings, load_settings
 from percolate_reading.contract.subjects import Tier, consumer_name, job_subject
 from percolate_reading.contract.tenancy import generate_api_key
 from percolate_reading.errors import ConfigError
+from percolate_reading.logs import setup_logging
 
 log = logging.getLogger("percolate_reading.serve")
 
@@ -231,9 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     settings = load_settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)
     from percolate_reading.gateway.server import bind_listener
 
     try:

@@ -2,14 +2,11 @@
 
 Never in the job message: JOBS keeps messages up to 7 days and JOBS_DLQ copies them for 30.
 The gateway stages the password as an object beside the upload (same bucket and prefix, so the
-same lifetime, access rules and leftover sweep) and puts only a marker in the message options;
+same lifetime, access rules and leftover sweep) and sets only `JobOptions.password_staged` in the message;
 the worker reads it for the parse and deletes it once the job has a final status.
 """
 
 from __future__ import annotations
-
-# Option in JobMessage.options saying a password is staged (the value is always "true").
-PASSWORD_STAGED_OPTION = "password_staged"  # noqa: S105 (an option name, not a secret)
 
 
 def staged_password_key(tenant_id: str, job_id: str) -> str:

@@ -14,8 +14,8 @@ import secrets
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from percolate_reading.contract.jobs import StorageStrategy
 from percolate_reading.contract.subjects import Tier, validate_tenant_id
-from percolate_reading.infra.jobs.models import StorageStrategy
 
 TENANTS_KV_BUCKET = "TENANTS"
 API_KEY_PREFIX = "pr_"

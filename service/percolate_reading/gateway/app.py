@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from percolate_reading import __version__
 from percolate_reading.config import Settings
+from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.http_limits import HeaderCountLimit
@@ -35,14 +36,15 @@ async def open_deps(settings: Settings, stack: AsyncExitStack, *, single_node: b
     `single_node` (for `serve`) keeps job state in RocksDB under data_dir instead of the
     JetStream KV bucket that gateway replicas share."""
     from percolate_reading.infra.jobs import open_job_store
-    from percolate_reading.infra.queue.jetstream import close_quietly, connect, ensure_streams
+    from percolate_reading.infra.queue.jetstream import close_quietly, connect
+    from percolate_reading.infra.queue.topology import ensure_topology
     from percolate_reading.infra.storage import open_object_store
 
     registry = TenantRegistry.from_settings(settings)
     nc = await connect(settings, name="percolate-gateway")
     stack.push_async_callback(close_quietly, nc)
     js = nc.jetstream()
-    await ensure_streams(js, settings)
+    await ensure_topology(js, TopologyLimits.from_settings(settings), update=False)
     store = await open_object_store(settings)
     stack.push_async_callback(store.close)
     job_store = await open_job_store(settings, None if single_node else js)
@@ -78,7 +80,11 @@ def _supervise(deps: GatewayDeps, name: str, coro: Coroutine[Any, Any, None]) ->
 
 def start_background(deps: GatewayDeps) -> None:
     if deps.js is not None:
-        _supervise(deps, "tenant-registry", deps.registry.watch_kv(deps.js))
+        _supervise(
+            deps,
+            "tenant-registry",
+            deps.registry.watch_kv(deps.js, TopologyLimits.from_settings(deps.settings)),
+        )
     assert deps.sweeper is not None
     _supervise(deps, "sweeper", deps.sweeper.run())
     _supervise(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.subjects import STREAM_NAME
 from percolate_reading.gateway.pools import PoolDirectory
 from percolate_reading.gateway.quota import QuotaTracker
 from percolate_reading.gateway.sweeper import Sweeper
@@ -41,7 +42,7 @@ class GatewayDeps:
         if self.sweeper is None:
             self.sweeper = Sweeper(self.store, self.jobs)
         if self.pools is None and self.js is not None:
-            self.pools = PoolDirectory(self.js, self.settings.nats_stream)
+            self.pools = PoolDirectory(self.js, STREAM_NAME)
 
     def dead_tasks(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.done()]

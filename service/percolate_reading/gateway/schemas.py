@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
+from percolate_reading.contract.jobs import JobRecord, JobStatus
 
 
 class Accepted(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import socket
 import sys
@@ -17,6 +16,7 @@ from percolate_reading.config import Settings
 from percolate_reading.errors import ConfigError
 from percolate_reading.gateway.app import create_app
 from percolate_reading.gateway.http_limits import HttpLimits, limited_h11_protocol
+from percolate_reading.logs import setup_logging
 
 
 class GatewayServer(uvicorn.Server):
@@ -68,12 +68,6 @@ def uvicorn_config(settings: Settings, app: FastAPI, *, log_config: bool = True)
         timeout_graceful_shutdown=30,
         proxy_headers=True,
         log_config=uvicorn.config.LOGGING_CONFIG if log_config else None,
-    )
-
-
-def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
 

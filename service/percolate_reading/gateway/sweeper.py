@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from percolate_reading.contract.jobs import JobErrorInfo, JobStatus
+from percolate_reading.contract.keys import tenant_prefix
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError
-from percolate_reading.infra.jobs.models import JobErrorInfo, JobStatus
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
 
@@ -90,7 +91,7 @@ class Sweeper:
         """Remove one tenant's crash leftovers older than `older_than_s`; returns how many."""
         cutoff = (time.time() if now is None else now) - older_than_s
         cleaned = 0
-        for key in await self.store.list_keys(tenant.files_bucket, f"{tenant.tenant_id}/"):
+        for key in await self.store.list_keys(tenant.files_bucket, tenant_prefix(tenant.tenant_id)):
             parts = key.split("/")
             created = job_id_created_s(parts[1]) if len(parts) >= 3 else None
             if created is None or created > cutoff:

@@ -31,12 +31,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from percolate_reading.config import CONTEXT_BUCKET
-from percolate_reading.contract.subjects import validate_tenant_id
+from percolate_reading.contract.keys import (
+    context_chunks_key,
+    context_documents_prefix,
+    context_entry_key,
+    context_manifest_key,
+)
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import ObjectNotFoundError
 from percolate_reading.infra.storage.base import ObjectStore
 
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 _REBUILD_ROUNDS = 5
 _PARALLEL_READS = 16  # entry reads in flight while merging a listing
@@ -55,22 +59,6 @@ SUMMARY_KEYS = (
     "word_count",
     "chunk_count",
 )
-
-
-def _prefix(tenant: str) -> str:
-    return f"{validate_tenant_id(tenant)}/"
-
-
-def entry_key(tenant: str, job_id: str) -> str:
-    return f"{_prefix(tenant)}documents/{job_id}.json"
-
-
-def chunks_key(tenant: str, job_id: str) -> str:
-    return f"{_prefix(tenant)}chunks/{job_id}.jsonl"
-
-
-def manifest_key(tenant: str) -> str:
-    return f"{_prefix(tenant)}{MANIFEST}"
 
 
 def metadata_summary(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +128,7 @@ async def _current_entries(
     store: ObjectStore, bucket: str, tenant: str, known: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, dict[str, Any]], bool]:
     """Entries of every listed document, reusing `known` ones; (entries, changed vs known)."""
-    keys = await store.list_keys(bucket, f"{_prefix(tenant)}documents/")
+    keys = await store.list_keys(bucket, context_documents_prefix(tenant))
     listed = {_job_id_of(k): k for k in keys if k.endswith(".json")}
     changed = set(listed) != set(known)
     entries = {job_id: known[job_id] for job_id in listed if job_id in known}
@@ -159,7 +147,7 @@ async def _current_entries(
 
 
 async def _manifest_entries(store: ObjectStore, bucket: str, tenant: str) -> dict[str, dict[str, Any]]:
-    manifest = await _read_json(store, bucket, manifest_key(tenant)) or {}
+    manifest = await _read_json(store, bucket, context_manifest_key(tenant)) or {}
     docs = manifest.get("documents", [])
     return {str(d["job_id"]): d for d in docs if isinstance(d, dict) and "job_id" in d}
 
@@ -190,7 +178,7 @@ async def _write_manifest(
         manifest = build_manifest(tenant, list(entries.values()))
         await store.put_bytes(
             bucket,
-            manifest_key(tenant),
+            context_manifest_key(tenant),
             json.dumps(manifest, ensure_ascii=False).encode(),
             "application/json",
         )
@@ -208,10 +196,10 @@ async def _put_document(
 ) -> None:
     job_id = str(entry["job_id"])
     await asyncio.gather(
-        store.put_bytes(bucket, chunks_key(tenant, job_id), chunks_jsonl, "application/x-ndjson"),
+        store.put_bytes(bucket, context_chunks_key(tenant, job_id), chunks_jsonl, "application/x-ndjson"),
         store.put_bytes(
             bucket,
-            entry_key(tenant, job_id),
+            context_entry_key(tenant, job_id),
             json.dumps(entry, ensure_ascii=False).encode(),
             "application/json",
         ),
@@ -322,13 +310,15 @@ class ContextWriter:
 
 
 async def remove_from_context(store: ObjectStore, bucket: str, tenant: str, job_id: str) -> None:
-    await store.delete(bucket, entry_key(tenant, job_id))
-    await store.delete(bucket, chunks_key(tenant, job_id))
+    await store.delete(bucket, context_entry_key(tenant, job_id))
+    await store.delete(bucket, context_chunks_key(tenant, job_id))
     known = await _manifest_entries(store, bucket, tenant)
     known.pop(job_id, None)
     entries, _ = await _current_entries(store, bucket, tenant, known)
     manifest = build_manifest(tenant, list(entries.values()))
-    await store.put_bytes(bucket, manifest_key(tenant), json.dumps(manifest).encode(), "application/json")
+    await store.put_bytes(
+        bucket, context_manifest_key(tenant), json.dumps(manifest).encode(), "application/json"
+    )
 
 
 async def read_context(
@@ -351,7 +341,7 @@ async def read_context(
     if include_chunks:
         for doc in manifest["documents"]:
             try:
-                raw = await store.get_bytes(bucket, chunks_key(tenant, str(doc["job_id"])))
+                raw = await store.get_bytes(bucket, context_chunks_key(tenant, str(doc["job_id"])))
             except ObjectNotFoundError:
                 raw = b""
             doc["chunks"] = [json.loads(line) for line in raw.decode("utf-8").splitlines() if line.strip()]

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from percolate_reading.config import Settings
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, Quotas, TenantRecord, hash_api_key
+from percolate_reading.contract.topology import TopologyLimits, tenants_bucket
 from percolate_reading.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -152,17 +153,16 @@ class TenantRegistry:
             return
         self.put(record)
 
-    async def watch_kv(self, js: Any, bucket: str = TENANTS_KV_BUCKET) -> None:
-        """Follow the TENANTS bucket for ever; reconnects the watch when it breaks."""
-        from nats.js.errors import BucketNotFoundError
+    async def watch_kv(self, js: Any, limits: TopologyLimits) -> None:
+        """Follow the TENANTS bucket for ever (created as the contract says when missing);
+        reconnects the watch when it breaks."""
+        from percolate_reading.infra.queue.topology import ensure_bucket
 
+        bucket = tenants_bucket(limits)
         while True:
             watcher = None
             try:
-                try:
-                    kv = await js.key_value(bucket)
-                except BucketNotFoundError:
-                    kv = await js.create_key_value(bucket=bucket, history=1)
+                kv = await ensure_bucket(js, bucket, update=False)
                 watcher = await kv.watchall()
                 seen: set[str] = set()
                 initial = True
@@ -182,11 +182,11 @@ class TenantRegistry:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("tenant registry watch on %s broke (%s); retrying", bucket, exc)
+                log.warning("tenant registry watch on %s broke (%s); retrying", bucket.bucket, exc)
             finally:
                 if watcher is not None:
                     try:
-                        await watcher.stop()
+                        await watcher.stop()  # type: ignore[no-untyped-call]
                     except Exception as exc:
                         log.debug("stopping tenant watcher: %s", exc)
             await asyncio.sleep(KV_RETRY_S)

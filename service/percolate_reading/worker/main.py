@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 
 from percolate_reading.config import Settings
 from percolate_reading.contract.tenancy import TenantRecord
+from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.webhooks import WebhookSender
@@ -81,7 +82,8 @@ async def start_worker(
 ) -> Worker:
     """Start a worker. Connections and stores passed in stay the caller's (not closed here);
     missing ones are opened from settings and closed by `drain()`."""
-    from percolate_reading.infra.queue.jetstream import connect, ensure_streams
+    from percolate_reading.infra.queue.jetstream import connect
+    from percolate_reading.infra.queue.topology import ensure_topology
 
     stack = AsyncExitStack()
     try:
@@ -89,7 +91,7 @@ async def start_worker(
             nc = await connect(settings, name="percolate-worker")
             stack.push_async_callback(_close_nats, nc)
         js = nc.jetstream()
-        await ensure_streams(js, settings)
+        await ensure_topology(js, TopologyLimits.from_settings(settings), update=False)
         if store is None:
             from percolate_reading.infra.storage import open_object_store
 
@@ -139,7 +141,9 @@ async def _tenant_lookup(
     from percolate_reading.infra.registry import TenantRegistry
 
     registry = TenantRegistry.from_settings(settings)
-    task = asyncio.create_task(registry.watch_kv(js), name="tenant-registry-watch")
+    task = asyncio.create_task(
+        registry.watch_kv(js, TopologyLimits.from_settings(settings)), name="tenant-registry-watch"
+    )
 
     async def stop() -> None:
         task.cancel()

@@ -22,19 +22,27 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from percolate_reading.config import Settings
-from percolate_reading.contract.secrets import PASSWORD_STAGED_OPTION, staged_password_key
-from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
-from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import InvalidTransitionError, ObjectNotFoundError, PercolateError
-from percolate_reading.infra.context import ContextWriter, build_entry
-from percolate_reading.infra.jobs.index import JOB_ID_RE
-from percolate_reading.infra.jobs.models import (
+from percolate_reading.contract.jobs import (
     JobErrorInfo,
     JobMessage,
+    JobOptions,
     JobRecord,
     JobStatus,
     StorageStrategy,
 )
+from percolate_reading.contract.keys import (
+    context_chunks_key,
+    is_job_id,
+    is_job_object,
+    object_key,
+    parse_s3_uri,
+    s3_uri,
+)
+from percolate_reading.contract.secrets import staged_password_key
+from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
+from percolate_reading.contract.tenancy import TenantRecord
+from percolate_reading.errors import InvalidTransitionError, ObjectNotFoundError, PercolateError
+from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.webhooks import WebhookSender, job_event, webhook_id
@@ -134,15 +142,6 @@ class Buckets:
 # --- checks (pure) ------------------------------------------------------------------------------
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise JobRejectedError(f"unsupported source URI {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key:
-        raise JobRejectedError(f"source URI {uri!r} names no object")
-    return bucket, key
-
-
 def buckets_for(settings: Settings, msg: JobMessage, tenant: TenantRecord | None) -> Buckets:
     if tenant is not None:
         return Buckets(tenant.files_bucket, tenant.artifacts_bucket, tenant.context_bucket)
@@ -157,40 +156,34 @@ def check_message(msg: JobMessage, subject: str, buckets: Buckets) -> tuple[str,
     returns the source (bucket, key)."""
     if not TENANT_ID_RE.fullmatch(msg.tenant_id):
         raise JobRejectedError(f"invalid tenant id {msg.tenant_id!r}")
-    if not JOB_ID_RE.fullmatch(msg.job_id):
+    if not is_job_id(msg.job_id):
         raise JobRejectedError(f"invalid job id {msg.job_id!r}")
     dedicated = tenant_of_subject(subject)
     if dedicated is not None and dedicated != msg.tenant_id:
         raise JobRejectedError(
             f"job of tenant {msg.tenant_id!r} arrived on {subject!r}, the subject of tenant {dedicated!r}"
         )
-    bucket, key = parse_s3_uri(msg.s3_uri)
+    try:
+        bucket, key = parse_s3_uri(msg.s3_uri)
+    except ValueError as exc:
+        raise JobRejectedError(str(exc)) from None
     if bucket != buckets.files:
         raise JobRejectedError(f"source bucket {bucket!r} is not the tenant's files bucket")
-    parts = PurePosixPath(key).parts
-    if (
-        len(parts) < 3
-        or parts[0] != msg.tenant_id
-        or parts[1] != msg.job_id
-        or any(p in ("..", ".") for p in key.split("/"))
-    ):
+    if not is_job_object(key, msg.tenant_id, msg.job_id):
         raise JobRejectedError(f"source key {key!r} is outside {msg.tenant_id}/{msg.job_id}/")
     return bucket, key
 
 
-def parse_options(settings: Settings, options: dict[str, str]) -> ParseOptions:
+def parse_options(settings: Settings, options: JobOptions) -> ParseOptions:
+    """The worker's settings with what the job asked for (a job may turn OCR off, not on)."""
     overrides: dict[str, object] = {}
-    if options.get("password"):
-        overrides["password"] = options["password"]
-    if options.get("language"):
-        overrides["language"] = options["language"]
-    if "ocr_enabled" in options:
-        overrides["ocr_enabled"] = settings.ocr_enabled and options["ocr_enabled"].lower() in ("true", "1")
+    if options.password:
+        overrides["password"] = options.password
+    if options.language:
+        overrides["language"] = options.language
+    if options.ocr_enabled is not None:
+        overrides["ocr_enabled"] = settings.ocr_enabled and options.ocr_enabled
     return ParseOptions.from_settings(settings, **overrides)
-
-
-def artifact_key(tenant_id: str, job_id: str, name: str) -> str:
-    return f"{tenant_id}/{job_id}/{name}"
 
 
 def nak_delay(settings: Settings, deliveries: int) -> float:
@@ -259,18 +252,7 @@ async def ensure_record(jobs: JobStore, msg: JobMessage) -> JobRecord:
     """The job's record; created from the message if the gateway's write never landed."""
     record = await jobs.get(msg.job_id)
     if record is None:
-        await jobs.create(
-            JobRecord(
-                job_id=msg.job_id,
-                tenant_id=msg.tenant_id,
-                file_name=msg.file_name,
-                file_type=msg.file_type,
-                size_bytes=msg.size_bytes,
-                tier=msg.tier,
-                callback_url=msg.callback_url,
-                created_at=msg.created_at,
-            )
-        )
+        await jobs.create(JobRecord.from_message(msg))
         record = await jobs.get(msg.job_id)
         assert record is not None
     if record.tenant_id != msg.tenant_id:
@@ -341,12 +323,10 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         job_id=msg.job_id,
         file_name=msg.file_name,
         file_type=msg.file_type,
-        artifact_uris={
-            n: f"s3://{buckets.artifacts}/{artifact_key(msg.tenant_id, msg.job_id, n)}" for n in names
-        },
+        artifact_uris={n: s3_uri(buckets.artifacts, object_key(msg.tenant_id, msg.job_id, n)) for n in names},
         metadata=_metadata_summary_source(artifacts, metadata),
         chunk_count=sum(1 for line in chunks.splitlines() if line.strip()),
-        chunks_uri=f"s3://{buckets.context}/{msg.tenant_id}/chunks/{msg.job_id}.jsonl",
+        chunks_uri=s3_uri(buckets.context, context_chunks_key(msg.tenant_id, msg.job_id)),
     )
     t0 = time.perf_counter()
     assert svc.context is not None
@@ -373,21 +353,21 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
 
 async def with_staged_password(svc: Services, msg: JobMessage, bucket: str) -> JobMessage:
     """The message with the password the gateway staged beside the upload (in memory only)."""
-    if msg.options.get(PASSWORD_STAGED_OPTION) != "true":
+    if not msg.options.password_staged:
         return msg
     key = staged_password_key(msg.tenant_id, msg.job_id)
     try:
         password = (await svc.store.get_bytes(bucket, key)).decode("utf-8")
     except ObjectNotFoundError:
         raise JobRejectedError(f"the password of job {msg.job_id} is gone; submit the file again") from None
-    options = {k: v for k, v in msg.options.items() if k != PASSWORD_STAGED_OPTION} | {"password": password}
+    options = msg.options.model_copy(update={"password": password, "password_staged": False})
     return msg.model_copy(update={"options": options})
 
 
 async def drop_staged_password(svc: Services, msg: JobMessage, bucket: str) -> None:
     """Delete the staged password once the job has its final status (best effort: the bucket's
     leftover sweep and lifecycle rules are the backstop)."""
-    if msg.options.get(PASSWORD_STAGED_OPTION) != "true":
+    if not msg.options.password_staged:
         return
     try:
         await svc.store.delete(bucket, staged_password_key(msg.tenant_id, msg.job_id))
@@ -426,7 +406,7 @@ async def write_artifacts(
     async def put(name: str, data: bytes) -> None:
         async with gate:
             content_type = CONTENT_TYPES.get(PurePosixPath(name).suffix, "application/octet-stream")
-            await store.put_bytes(bucket, artifact_key(msg.tenant_id, msg.job_id, name), data, content_type)
+            await store.put_bytes(bucket, object_key(msg.tenant_id, msg.job_id, name), data, content_type)
 
     await asyncio.gather(*(put(n, d) for n, d in artifacts.items()))
 
@@ -436,9 +416,9 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
 
     Only a record that belongs to the message's tenant is touched: a forged message must
     not be able to fail another tenant's job."""
-    record = await svc.jobs.get(msg.job_id) if JOB_ID_RE.fullmatch(msg.job_id) else None
+    record = await svc.jobs.get(msg.job_id) if is_job_id(msg.job_id) else None
     if record is None:
-        if not TENANT_ID_RE.fullmatch(msg.tenant_id) or not JOB_ID_RE.fullmatch(msg.job_id):
+        if not TENANT_ID_RE.fullmatch(msg.tenant_id) or not is_job_id(msg.job_id):
             return None
         record = await ensure_record(svc.jobs, msg)
     if record.tenant_id != msg.tenant_id:
@@ -464,7 +444,7 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
 async def drop_partial_artifacts(svc: Services, msg: JobMessage, bucket: str) -> None:
     """A failed job lists no artifacts, so none may stay behind from a delivery that wrote
     some before failing (the failed status is recorded first: a redelivery cannot write more)."""
-    prefix = artifact_key(msg.tenant_id, msg.job_id, "")
+    prefix = object_key(msg.tenant_id, msg.job_id, "")
     try:
         removed = await svc.store.delete_prefix(bucket, prefix)
     except Exception as exc:

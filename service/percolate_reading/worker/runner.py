@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
@@ -32,18 +33,17 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.jobs import JobErrorInfo, JobMessage, JobStatus
 from percolate_reading.contract.subjects import (
     STRANDED_STREAM_NAME,
+    STREAM_NAME,
     dead_letter_subject,
     stranded_consumer_name,
 )
+from percolate_reading.contract.topology import ConsumerLimits
 from percolate_reading.errors import PercolateError
-from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobStatus
-from percolate_reading.infra.queue.jetstream import (
-    ensure_consumer,
-    ensure_stranded_consumer,
-    publish_dead_letter,
-)
+from percolate_reading.infra.queue.jetstream import publish_dead_letter
+from percolate_reading.infra.queue.topology import ensure_pool_consumers
 from percolate_reading.worker.pipeline import (
     Services,
     error_info,
@@ -60,6 +60,7 @@ _ACK_TIMEOUT_S = 5.0
 _GIVE_UP_BACKOFF_S = 0.5
 _GIVE_UP_BACKOFF_MAX_S = 15.0
 _TERM_ATTEMPTS = 5
+LOOP_RESTART_S = 1.0
 
 
 class PullRunner:
@@ -78,19 +79,29 @@ class PullRunner:
         self._stranded_task: asyncio.Task[None] | None = None
         self.last_loop_at = 0.0
         self.processed = 0
+        self.loop_crashes = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await ensure_consumer(self.js, self.settings, self.subject, self.durable)
-        self._sub = await self.js.pull_subscribe_bind(self.durable, stream=self.settings.nats_stream)
+        limits = ConsumerLimits.from_settings(self.settings)
+        await ensure_pool_consumers(self.js, self.subject, self.durable, limits)
+        self._sub = await self.js.pull_subscribe_bind(self.durable, stream=STREAM_NAME)
         # The pool's stranded-job reports, shared by its workers (each report goes to one).
-        await ensure_stranded_consumer(self.js, self.settings, self.durable)
         self._stranded_sub = await self.js.pull_subscribe_bind(
             stranded_consumer_name(self.durable), stream=STRANDED_STREAM_NAME
         )
-        self._loop_task = asyncio.create_task(self._pull_loop(), name=f"pull-{self.durable}")
-        self._stranded_task = asyncio.create_task(self._stranded_loop(), name=f"stranded-{self.durable}")
+        self._loop_task = asyncio.create_task(
+            keep_running(self._pull_loop, f"pull loop of {self.durable}", self._crashed),
+            name=f"pull-{self.durable}",
+        )
+        self._stranded_task = asyncio.create_task(
+            keep_running(self._stranded_loop, f"stranded-job loop of {self.durable}", self._crashed),
+            name=f"stranded-{self.durable}",
+        )
+
+    def _crashed(self) -> None:
+        self.loop_crashes += 1
 
     @property
     def alive(self) -> bool:
@@ -150,8 +161,7 @@ class PullRunner:
             msgs = await self._fetch(self._sub, free, f"fetch from {self.durable}")
             for msg in msgs:
                 if self._stopping:
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=0)
+                    await acknowledge("nak", msg.nak(delay=0), msg)
                     continue
                 task = asyncio.create_task(self._handle(msg))
                 self._tasks.add(task)
@@ -162,8 +172,8 @@ class PullRunner:
         trouble: the client reconnects by itself; a short pause avoids a busy loop)."""
         try:
             msgs: list[Msg] = await sub.fetch(batch, timeout=self.settings.worker_fetch_timeout_s)
-        except nats.errors.TimeoutError:
-            return []
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []  # the long poll ended with nothing to do: the normal idle case
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -184,8 +194,7 @@ class PullRunner:
         interval = max(self.settings.nats_ack_wait / 3, 0.1)
         while True:
             await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            await acknowledge("in-progress ack", msg.in_progress(), msg)
 
     async def _handle(self, msg: Msg) -> None:
         metrics = self.svc.metrics
@@ -233,7 +242,7 @@ class PullRunner:
         await requeue(
             self.svc, job, JobErrorInfo(code="interrupted", message="worker shut down", permanent=False)
         )
-        await _quiet(msg.nak(delay=0))
+        await acknowledge("nak", msg.nak(delay=0), msg)
         self.svc.metrics.nats_messages_processed_total.labels("returned").inc()
 
     async def _on_error(self, msg: Msg, job: JobMessage, exc: Exception, deliveries: int) -> None:
@@ -250,13 +259,13 @@ class PullRunner:
             except Exception as store_exc:
                 if not last:
                     log.warning("job %s: cannot record failure (%s); retrying later", job.job_id, store_exc)
-                    await _quiet(msg.nak(delay=nak_delay(self.settings, deliveries)))
+                    await acknowledge("nak", msg.nak(delay=nak_delay(self.settings, deliveries)), msg)
                     metrics.nats_messages_processed_total.labels("retried").inc()
                     return
                 # Last delivery and no status: the dead-letter copy is the only record left.
                 await self._give_up(msg, job, info, deliveries)
                 return
-            await _quiet(msg.term())
+            await acknowledge("term", msg.term(), msg)
             outcome = "rejected" if info.code == "rejected" else "failed"
             metrics.nats_messages_processed_total.labels(outcome).inc()
             return
@@ -264,7 +273,7 @@ class PullRunner:
             delay = nak_delay(self.settings, deliveries)
             log.info("job %s: transient %s (%s); retry in %.1fs", job.job_id, info.code, info.message, delay)
             await requeue(self.svc, job, info)
-            await _quiet(msg.nak(delay=delay))
+            await acknowledge("nak", msg.nak(delay=delay), msg)
             metrics.nats_messages_processed_total.labels("retried").inc()
             return
         final = JobErrorInfo(
@@ -372,22 +381,22 @@ class PullRunner:
             seq, deliveries = int(event["stream_seq"]), int(event.get("deliveries", 0))
         except (ValueError, KeyError, TypeError):
             log.warning("dropping an unreadable max-deliveries advisory: %r", report.data[:200])
-            await _quiet(report.ack())
+            await acknowledge("ack", report.ack(), report)
             return
         try:
-            await self._settle_stranded(self.settings.nats_stream, seq, deliveries)
+            await self._settle_stranded(STREAM_NAME, seq, deliveries)
         except nats.js.errors.NotFoundError:
             pass  # settled meanwhile (acked late, or another worker got here first)
         except asyncio.CancelledError:
-            await _quiet(report.nak(delay=0))
+            await acknowledge("nak", report.nak(delay=0), report)
             raise
         except Exception as exc:
             attempt = int(report.metadata.num_delivered or 1)
             delay = min(_GIVE_UP_BACKOFF_S * 2 ** min(attempt, 8), _GIVE_UP_BACKOFF_MAX_S)
             log.warning("stranded message %d not settled yet (retry in %.1fs): %s", seq, delay, exc)
-            await _quiet(report.nak(delay=delay))
+            await acknowledge("nak", report.nak(delay=delay), report)
             return
-        await _quiet(report.ack())
+        await acknowledge("ack", report.ack(), report)
 
     async def _settle_stranded(self, stream: str, seq: int, deliveries: int) -> None:
         raw = await self.js.get_msg(stream, seq)
@@ -433,6 +442,38 @@ class PullRunner:
         self.svc.metrics.nats_messages_processed_total.labels("dead_lettered" if copy else "duplicate").inc()
 
 
-async def _quiet(awaitable: Any) -> None:
-    with contextlib.suppress(Exception):
+async def keep_running(
+    loop: Callable[[], Awaitable[None]], what: str, on_crash: Callable[[], None] | None = None
+) -> None:
+    """Run `loop` until it returns (stop requested). A crash is logged and the loop restarted
+    after a pause, so one bad turn does not leave the worker connected but idle for good."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s crashed; restarting in %.1fs", what, LOOP_RESTART_S)
+            if on_crash is not None:
+                on_crash()
+        await asyncio.sleep(LOOP_RESTART_S)
+
+
+async def acknowledge(action: str, awaitable: Awaitable[Any], msg: Msg) -> None:
+    """Send an ack, nak, term or in-progress. A failure is logged, not raised: JetStream
+    redelivers an unsettled message after ack_wait, and the job store's transitions make the
+    repeat harmless."""
+    try:
         await awaitable
+    except nats.errors.MsgAlreadyAckdError:
+        log.debug("%s of %s after it was settled: nothing to do", action, msg.subject)
+    except Exception as exc:
+        log.warning("%s of %s (stream seq %s) failed: %r", action, msg.subject, _seq(msg), exc)
+
+
+def _seq(msg: Msg) -> object:
+    try:
+        return msg.metadata.sequence.stream
+    except Exception:
+        return "?"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.documents import make_pdf
 from tests.servers import free_port
-from tests.service.gateway.harness import make_pdf
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,7 @@ def test_sigterm_mid_job_then_restart_finishes_it(tmp_path: Path) -> None:
     queue; either way the next serve on the same data dir reports it succeeded."""
     import httpx
 
-    from tests.service.gateway.harness import SPEECH_WAV
+    from tests.harness.documents import SPEECH_WAV
 
     data_dir = tmp_path / "state"
     env = clean_env()

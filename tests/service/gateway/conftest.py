@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from percolate_reading.config import Settings
 from percolate_reading.infra.storage import open_object_store
 from percolate_reading.infra.storage.base import ObjectStore
+from tests.harness.settings import settings_for
 from tests.servers import NatsServer, SeaweedS3, free_port
-from tests.service.gateway.harness import LiveGateway, WebhookReceiver
+from tests.service.gateway.harness import LiveGateway
 
 WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LWZvci10ZXN0cy0xMjM0NTY3ODkw"  # base64 of a test secret
 
@@ -76,22 +76,15 @@ def make_settings(
     tmp_path: Path, nats: NatsServer, s3: SeaweedS3, tenants_file: Path, **overrides: object
 ) -> Settings:
     values: dict[str, object] = {
-        "nats_url": nats.url,
-        "s3_endpoint": s3.endpoint,
-        "s3_access_key": s3.access_key,
-        "s3_secret_key": SecretStr(s3.secret_key),
         "tenants_file": tenants_file,
-        "data_dir": tmp_path / "data",
         "host": "127.0.0.1",
         "port": free_port(),
-        "webhook_allow_hosts": "127.0.0.1",
         "webhook_max_attempts": 3,
         "worker_concurrency": 2,
-        "metrics_port": 0,
         "ocr_enabled": True,
         **overrides,
     }
-    return Settings(**values)  # type: ignore[arg-type]
+    return settings_for(nats, tmp_path / "data", s3, **values)
 
 
 @pytest.fixture
@@ -103,10 +96,8 @@ def settings(
 
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[LiveGateway]:
-    gw = LiveGateway(settings)
-    gw.start()
-    yield gw
-    gw.stop()
+    with LiveGateway.running(settings) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -114,10 +105,3 @@ async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
     s = await open_object_store(settings)
     yield s
     await s.close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver()
-    yield r
-    r.close()

@@ -16,12 +16,13 @@ import nats
 import pytest
 
 from percolate_reading.config import Settings
-from percolate_reading.infra.jobs.models import JobMessage
+from percolate_reading.contract.jobs import JobMessage, JobOptions
 from percolate_reading.infra.queue.jetstream import publish_job
 from percolate_reading.infra.storage.base import ObjectStore
+from tests.harness.documents import make_pdf
 from tests.servers import NatsServer, SeaweedS3
 from tests.service.gateway.conftest import Tenants, make_settings
-from tests.service.gateway.harness import LiveGateway, make_pdf
+from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ async def test_202_after_puback_with_message_on_stream(
     r = await acme.post(
         "/v1/parse",
         files={"file": ("../../Q3 report.pdf", pdf, "text/plain")},
-        data={"priority": "4", "callback_url": "http://127.0.0.1:9/hook"},
+        data={"ocr_enabled": "False", "language": "de", "callback_url": "http://127.0.0.1:9/hook"},
     )
     assert r.status_code == 202, r.text
     body = r.json()
@@ -70,7 +71,7 @@ async def test_202_after_puback_with_message_on_stream(
     assert job.tenant_id == tenants.acme
     assert job.file_name == "Q3 report.pdf"  # path parts gone
     assert job.file_type == "pdf"  # sniffed, not the client's text/plain
-    assert job.priority == 4
+    assert job.options == JobOptions(ocr_enabled=False, language="de")  # parsed once, here
     assert job.callback_url == "http://127.0.0.1:9/hook"
     assert job.size_bytes == len(pdf)
     key = f"{tenants.acme}/{job_id}/Q3 report.pdf"
@@ -157,10 +158,12 @@ async def test_unsupported_empty_and_bad_requests(
     assert r.json()["error"]["code"] == "unsupported_type"
     r = await acme.post("/v1/parse", files={"file": ("empty.pdf", b"")})
     assert r.status_code == 400
-    r = await acme.post("/v1/parse", data={"priority": "1"})
+    r = await acme.post("/v1/parse", data={"tier": "small"})
     assert r.status_code == 400
-    r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"priority": "12"})
+    # `priority` is not part of the API (JetStream has no priorities; nothing would read it).
+    r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"priority": "4"})
     assert r.status_code == 400
+    assert r.json()["error"]["message"] == "unknown form fields: priority"
     r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"evil": "1"})
     assert r.status_code == 400
     fields = {f"f{i}": "x" for i in range(100)}
@@ -572,7 +575,8 @@ async def test_a_tier_without_a_pool_is_refused_at_submit(
     store: ObjectStore,
 ) -> None:
     """Finding: tier=gpu with no gpu pool was accepted and sat queued for 7 days."""
-    from percolate_reading.infra.queue.jetstream import ensure_consumer
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
     settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file, small_tier_max_bytes=100)
     gw = LiveGateway(settings, shared_pools=False)
@@ -580,7 +584,8 @@ async def test_a_tier_without_a_pool_is_refused_at_submit(
     nc = await nats.connect(settings.nats_url)
     try:
         js = nc.jetstream()
-        await ensure_consumer(js, settings, "jobs.parse.small", "parse-workers-small")
+        limits = ConsumerLimits.from_settings(settings)
+        await ensure_pool_consumers(js, "jobs.parse.small", "parse-workers-small", limits)
         async with client(gw, tenants.acme_key) as c:
             r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("gpu"))}, data={"tier": "gpu"})
             assert r.status_code == 409, r.text
@@ -593,7 +598,7 @@ async def test_a_tier_without_a_pool_is_refused_at_submit(
             msg = await js.get_last_msg("JOBS", "jobs.parse.small")
             assert JobMessage.model_validate_json(msg.data).job_id == r.json()["job_id"]
             # A pool created now is seen within the refresh interval.
-            await ensure_consumer(js, settings, "jobs.parse.gpu", "parse-workers-gpu")
+            await ensure_pool_consumers(js, "jobs.parse.gpu", "parse-workers-gpu", limits)
             await asyncio.sleep(2.5)
             r = await c.post("/v1/parse", files={"file": ("c.pdf", make_pdf("gpu"))}, data={"tier": "gpu"})
             assert r.status_code == 202, r.text
@@ -620,8 +625,8 @@ async def test_password_is_staged_beside_the_upload_not_in_the_message(
     assert password.encode() not in msg.data
     job = JobMessage.model_validate_json(msg.data)
     assert job.job_id == job_id
-    assert "password" not in job.options
-    assert job.options["password_staged"] == "true"
+    assert job.options.password is None
+    assert job.options.password_staged
     staged = f"{tenants.acme}/{job_id}/.staged/password"
     assert await store.get_bytes("percolate-files", staged) == password.encode()
     status = await acme.get(f"/v1/jobs/{job_id}")

@@ -14,17 +14,10 @@ import httpx
 import pytest
 
 from percolate_reading.config import Settings
+from tests.harness.documents import SCANNED_NOTE_PNG, SPEECH_WAV, make_pdf, make_xlsx
+from tests.harness.webhooks import Received, WebhookReceiver, standard_webhook_signature
 from tests.service.gateway.conftest import WEBHOOK_SECRET, Tenants
-from tests.service.gateway.harness import (
-    SCANNED_NOTE_PNG,
-    SPEECH_WAV,
-    LiveGateway,
-    Received,
-    WebhookReceiver,
-    make_pdf,
-    make_xlsx,
-    standard_webhook_signature,
-)
+from tests.service.gateway.harness import LiveGateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.audio, pytest.mark.ocr]
 
@@ -109,7 +102,10 @@ async def test_four_types_succeed_with_artifacts_and_signed_webhooks(
     pdf_chunks = " ".join(str(c) for c in docs[job_ids["report.pdf"]]["chunks"])
     assert "quarterly invoices" in pdf_chunks
 
-    calls = receiver.wait_for(lambda cs: len({c.json()["data"]["job_id"] for c in cs}) >= len(uploads))
+    def all_jobs_reported(calls: list[Received]) -> bool:
+        return len({c.json()["data"]["job_id"] for c in calls}) >= len(uploads)
+
+    calls = await receiver.wait_until(all_jobs_reported)
     by_job = {c.json()["data"]["job_id"]: c for c in calls}
     assert set(by_job) >= set(job_ids.values())
     for call in by_job.values():

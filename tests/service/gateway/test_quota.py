@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from percolate_reading.config import load_settings
+from percolate_reading.contract.jobs import JobRecord
 from percolate_reading.gateway.quota import QuotaTracker
 from percolate_reading.infra.jobs import open_job_store
-from percolate_reading.infra.jobs.models import JobRecord
 from percolate_reading.infra.jobs.store import JobStore
 
 

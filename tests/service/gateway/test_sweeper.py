@@ -6,9 +6,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from percolate_reading.contract.jobs import JobRecord, JobStatus
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.gateway.sweeper import Sweeper, job_id_created_s
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
 from percolate_reading.infra.jobs.rocks_store import RocksJobStore
 from percolate_reading.infra.storage.local import LocalObjectStore
 

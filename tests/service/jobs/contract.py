@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from percolate_reading.contract.jobs import JobErrorInfo, JobRecord, JobStatus
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError
-from percolate_reading.infra.jobs.models import JobErrorInfo, JobRecord, JobStatus
 from percolate_reading.infra.jobs.store import JobStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

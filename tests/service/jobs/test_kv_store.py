@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
+from percolate_reading.contract.jobs import JobStatus
+from percolate_reading.contract.topology import JOBS_STATUS_BUCKET
 from percolate_reading.errors import InvalidTransitionError
 from percolate_reading.infra.jobs import index, open_job_store
-from percolate_reading.infra.jobs.kv_store import JOBS_STATUS_BUCKET, KvJobStore
-from percolate_reading.infra.jobs.models import JobStatus
+from percolate_reading.infra.jobs.kv_store import KvJobStore
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.queue.jetstream import connect
 from tests.servers import NatsServer

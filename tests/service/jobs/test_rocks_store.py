@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from percolate_reading.config import load_settings
+from percolate_reading.contract.jobs import JobStatus
 from percolate_reading.infra.jobs import open_job_store
-from percolate_reading.infra.jobs.models import JobStatus
 from percolate_reading.infra.jobs.rocks_store import RocksJobStore
 from percolate_reading.infra.jobs.store import JobStore
 from tests.service.jobs.contract import JobStoreContract, rec

@@ -57,7 +57,7 @@ def test_formula_cells_are_neutralized_per_owasp() -> None:
 
 def test_workbook_formulas_reach_the_csv_neutralized(tmp_path: Path) -> None:
     """Through the real XLSX provider and renderer: no cell of tables/*.csv starts live."""
-    from tests.service.gateway.harness import make_xlsx
+    from tests.harness.documents import make_xlsx
 
     path = tmp_path / "inject.xlsx"
     # openpyxl writes strings starting with '=' as formulas unless typed as strings; both reach us.

@@ -4,39 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pymupdf
 import pytest
 from nats.aio.client import Client as NATS
 
-from percolate_reading.config import Settings, load_settings
-from percolate_reading.contract.subjects import DLQ_STREAM_NAME, consumer_name, job_subject
+from percolate_reading.config import Settings
+from percolate_reading.contract.jobs import JobMessage, JobRecord, JobStatus
+from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STREAM_NAME, consumer_name, job_subject
+from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.infra.jobs.kv_store import KvJobStore
-from percolate_reading.infra.jobs.models import JobMessage, JobRecord, JobStatus
 from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
     DLQ_REASON_HEADER,
     DLQ_SUBJECT_HEADER,
     connect,
-    ensure_streams,
     publish_job,
 )
+from percolate_reading.infra.queue.topology import ensure_topology
 from percolate_reading.infra.storage import open_object_store
 from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.storage.s3 import S3ObjectStore
 from percolate_reading.infra.webhooks import verify
 from percolate_reading.worker.main import Worker, start_worker
+from tests.harness.documents import make_pdf
+from tests.harness.settings import settings_for
+from tests.harness.webhooks import WebhookReceiver
+from tests.harness.worker_process import spawn_worker, worker_env
 from tests.servers import NatsServer, SeaweedS3, free_port
-from tests.service.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -45,41 +45,20 @@ FILES = "percolate-files"
 ARTIFACTS = "percolate-artifacts"
 
 
-def make_pdf(lines: list[str], pages: int = 1) -> bytes:
-    doc = pymupdf.open()
-    page = doc.new_page()
-    y = 72
-    for line in lines:
-        page.insert_text((72, y), line)
-        y += 18
-    for _ in range(pages - 1):
-        doc.fullcopy_page(0)  # long documents cheaply: copies of the first page
-    data: bytes = doc.tobytes()
-    doc.close()
-    return data
-
-
 def worker_settings(nats: NatsServer, s3: SeaweedS3, tmp_path: Path, **kw: Any) -> Settings:
     base: dict[str, Any] = {
-        "nats_url": nats.url,
-        "s3_endpoint": s3.endpoint,
-        "s3_access_key": s3.access_key,
-        "s3_secret_key": s3.secret_key,
-        "data_dir": tmp_path,
-        "metrics_port": 0,
         "nats_ack_wait": 3.0,
         "nak_backoff_s": "0.2",
         "worker_fetch_timeout_s": 0.5,
         "worker_concurrency": 2,
         "drain_timeout_s": 10.0,
-        "webhook_allow_hosts": "127.0.0.1",
         "webhook_default_secret": SECRET,
         "webhook_backoff_s": 0.05,
         "webhook_max_attempts": 3,
         "parse_timeout_s": 60.0,
     }
     base.update(kw)
-    return load_settings(**base)
+    return settings_for(nats, tmp_path, s3, **base)
 
 
 @dataclass
@@ -147,7 +126,7 @@ class Env:
 async def env(fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path) -> AsyncIterator[Env]:
     settings = worker_settings(fresh_nats_server, seaweed_s3, tmp_path)
     nc = await connect(settings)
-    await ensure_streams(nc.jetstream(), settings)
+    await ensure_topology(nc.jetstream(), TopologyLimits.from_settings(settings), update=False)
     store = await open_object_store(settings)
     jobs = await KvJobStore.open(nc.jetstream(), settings)
     tenant = "t-" + uuid.uuid4().hex[:10]
@@ -160,7 +139,7 @@ async def consumer_idle(env: Env, durable: str, wait_s: float = 30.0) -> None:
     """Until every message of the consumer is settled (acked or terminated)."""
     async with asyncio.timeout(wait_s):
         while True:
-            info = await env.js.consumer_info(env.settings.nats_stream, durable)
+            info = await env.js.consumer_info(env.STREAM_NAME, durable)
             if info.num_pending == 0 and info.num_ack_pending == 0:
                 return
             await asyncio.sleep(0.05)
@@ -266,10 +245,13 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
 
 
 async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
-    from percolate_reading.infra.queue.jetstream import ensure_consumer
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 2})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     bad_store = await broken_s3_store(env)
     worker = await start_worker(settings, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
@@ -314,10 +296,13 @@ class ChunksWriteFails:
 
 async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
     """Finding: a failed job kept part of its artifacts in S3 while its record listed none."""
-    from percolate_reading.infra.queue.jetstream import ensure_consumer
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
     settings = env.settings.model_copy(update={"nats_max_deliver": 2, "nak_backoff_s": "0.2"})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     flaky = ChunksWriteFails(env.store)
     worker = await start_worker(settings, nc=env.nc, store=flaky, jobs=env.jobs)  # type: ignore[arg-type]
     try:
@@ -379,33 +364,13 @@ async def test_sigterm_drains_and_returns_in_flight_job(
     env: Env, fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tmp_path: Path
 ) -> None:
     s = env.settings
-    child_env = dict(os.environ)
-    child_env.update(
-        {
-            "PERCOLATE_READING_WORKER_MODE": "true",
-            "PERCOLATE_READING_NATS_URL": fresh_nats_server.url,
-            "PERCOLATE_READING_S3_ENDPOINT": seaweed_s3.endpoint,
-            "PERCOLATE_READING_S3_ACCESS_KEY": seaweed_s3.access_key,
-            "PERCOLATE_READING_S3_SECRET_KEY": seaweed_s3.secret_key,
-            "PERCOLATE_READING_DATA_DIR": str(tmp_path / "child"),
-            "PERCOLATE_READING_METRICS_PORT": "0",
-            # Long ack_wait: a redelivery within this test can only come from the drain's nak.
-            "PERCOLATE_READING_NATS_ACK_WAIT": "120",
-            "PERCOLATE_READING_DRAIN_TIMEOUT_S": "0",
-            "PERCOLATE_READING_WORKER_FETCH_TIMEOUT_S": "0.5",
-        }
+    # Long ack_wait: a redelivery within this test can only come from the drain's nak.
+    child_env = worker_env(
+        fresh_nats_server, seaweed_s3, tmp_path / "child", nats_ack_wait="120", drain_timeout_s="0"
     )
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "percolate_reading",
-            "run",
-            env=child_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = await spawn_worker(child_env, log)
     try:
         # A long document, so the parse is still running when SIGTERM arrives.
         job_id = await env.submit(make_pdf(["A long report line with some words in it."] * 40, pages=1500))
@@ -433,11 +398,14 @@ async def test_sigterm_drains_and_returns_in_flight_job(
 
 
 async def test_in_progress_acks_prevent_redelivery(env: Env) -> None:
-    from percolate_reading.infra.queue.jetstream import ensure_consumer
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
     # ack_wait far shorter than the parse: only in-progress acks keep the job with this worker.
     settings = env.settings.model_copy(update={"nats_ack_wait": 0.6, "worker_concurrency": 1})
-    await ensure_consumer(env.js, settings, settings.nats_queue_subject, settings.nats_queue_group)
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
     worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["slow one"] * 40, pages=1500))
@@ -445,7 +413,7 @@ async def test_in_progress_acks_prevent_redelivery(env: Env) -> None:
         assert done.status is JobStatus.SUCCEEDED
         assert done.attempts == 1
         assert done.timings["parse_s"] > settings.nats_ack_wait  # the premise of the test
-        info = await env.js.consumer_info(settings.nats_stream, settings.nats_queue_group)
+        info = await env.js.consumer_info(STREAM_NAME, settings.nats_queue_group)
         assert info.num_redelivered == 0
     finally:
         await worker.drain()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from percolate_reading.contract.jobs import JobRecord, JobStatus
+from percolate_reading.contract.keys import is_job_id, object_key
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, ObjectNotFoundError
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
@@ -18,12 +19,10 @@ from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.schemas import JobList, JobView
 from percolate_reading.gateway.urls import public_url
 from percolate_reading.infra.jobs.index import tenant_prefix
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"], responses=error_responses(401, 422, 503))
 
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_ARTIFACT_PATH_CHARS = 512
 
 MEDIA_TYPES = {
@@ -47,7 +46,7 @@ def not_found(job_id: str) -> ApiError:
 
 
 async def load_job(deps: GatewayDeps, tenant: TenantRecord, job_id: str) -> JobRecord:
-    if not JOB_ID_RE.fullmatch(job_id):
+    if not is_job_id(job_id):
         raise not_found(job_id)
     try:
         record = await deps.jobs.get(job_id)
@@ -125,7 +124,7 @@ async def get_artifact(job_id: str, path: str, request: Request, tenant: Tenant)
     # Only paths the job lists: no traversal, no guessing at other objects under the prefix.
     if not valid_artifact_path(path) or path not in record.artifacts:
         raise ApiError(404, "artifact_not_found", f"job {job_id!r} has no artifact {path!r}")
-    key = f"{tenant.tenant_id}/{job_id}/{path}"
+    key = object_key(tenant.tenant_id, job_id, path)
     chunks = deps.store.iter_object(tenant.artifacts_bucket, key, 1 << 16)
     try:
         # Read the first chunk here, so a missing object or a dead store is a clean 404/503.
@@ -192,5 +191,7 @@ async def cancel_job(job_id: str, request: Request, tenant: Tenant) -> JSONRespo
     # The job will never run (a worker that gets its message sees it cancelled and skips it):
     # its staged file is no longer needed.
     assert deps.sweeper is not None
-    await deps.sweeper.discard_object(tenant.files_bucket, f"{tenant.tenant_id}/{job_id}/{record.file_name}")
+    await deps.sweeper.discard_object(
+        tenant.files_bucket, object_key(tenant.tenant_id, job_id, record.file_name)
+    )
     return JSONResponse(job_view(request, record))

@@ -1,57 +1,39 @@
-"""POST /v1/parse: stream the upload to the object store, record the job, publish it, answer 202.
+"""POST /v1/parse: check the request, hand the upload to `gateway.submission`, answer 202.
 
-Order matters for "nothing accepted and then lost, nothing half-made": the 202 is sent only
-after JetStream acknowledged the message; a failure at any step before that undoes the
-earlier steps (staged object deleted, record marked failed) and answers 503 with Retry-After.
+The submission stages, records and publishes the job (or undoes what it did); this route
+maps its result to HTTP: 202 once JetStream holds the job, 4xx for a bad request, 503 with
+Retry-After when storage or the queue is down.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from percolate_reading.contract.languages import LANGUAGE_CODES, normalize_language
-from percolate_reading.contract.secrets import PASSWORD_STAGED_OPTION, staged_password_key
-from percolate_reading.contract.subjects import Tier, tenant_of_subject
+from percolate_reading.contract.languages import LANGUAGE_CODES
+from percolate_reading.contract.subjects import Tier
 from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import QueueError
+from percolate_reading.gateway import submission
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
-from percolate_reading.gateway.routing import Route, TierNotAllowedError, route_job
 from percolate_reading.gateway.schemas import Accepted
 from percolate_reading.gateway.upload import (
     MultipartUpload,
     UploadError,
-    sanitize_file_name,
     sniff_type,
 )
 from percolate_reading.gateway.urls import public_url
-from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobRecord
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
 
 # Multipart framing and the small form fields on top of the file itself.
 BODY_OVERHEAD_BYTES = 64 * 1024
-MAX_CALLBACK_URL_CHARS = 2048
-CALLBACK_CHECK_S = 5.0
-OPTION_FIELDS = frozenset({"password", "language", "ocr_enabled"})
-KNOWN_FIELDS = frozenset({"callback_url", "priority", "tier"}) | OPTION_FIELDS
-
-CONTENT_TYPES = {
-    "pdf": "application/pdf",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "audio": "application/octet-stream",
-    "image": "application/octet-stream",
-}
 
 PARSE_OPENAPI: dict[str, Any] = {
     "requestBody": {
@@ -63,12 +45,11 @@ PARSE_OPENAPI: dict[str, Any] = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "callback_url": {"type": "string", "maxLength": MAX_CALLBACK_URL_CHARS},
-                        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+                        "callback_url": {"type": "string", "maxLength": submission.MAX_CALLBACK_URL_CHARS},
                         "tier": {"type": "string", "enum": [t.value for t in Tier]},
                         "password": {"type": "string"},
                         "language": {"type": "string", "enum": sorted(LANGUAGE_CODES)},
-                        # Form fields are text: exactly the spellings parse_fields accepts.
+                        # Form fields are text: exactly the spellings read_form accepts.
                         "ocr_enabled": {
                             "type": "string",
                             "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|0)$",
@@ -85,63 +66,9 @@ PARSE_OPENAPI: dict[str, Any] = {
 }
 
 
-def new_job_id() -> str:
-    """32 hex chars: milliseconds first, so ids sort by creation time; then 80 random bits."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
-
-
 def _deps(request: Request) -> GatewayDeps:
     deps: GatewayDeps = request.app.state.deps
     return deps
-
-
-def _observe(deps: GatewayDeps, name: str, seconds: float) -> None:
-    if deps.metrics is not None:
-        histogram = getattr(deps.metrics, name)
-        histogram.observe(seconds)
-
-
-def parse_fields(fields: dict[str, str]) -> tuple[str | None, int, Tier | None, dict[str, str]]:
-    """(callback_url, priority, requested tier, parse options) from the form; 400 when invalid."""
-    unknown = sorted(set(fields) - KNOWN_FIELDS)
-    if unknown:
-        raise ApiError(400, "bad_request", f"unknown form fields: {', '.join(unknown)}")
-    callback = fields.get("callback_url") or None
-    if callback is not None and (
-        len(callback) > MAX_CALLBACK_URL_CHARS or not callback.startswith(("http://", "https://"))
-    ):
-        raise ApiError(400, "bad_request", "callback_url must be an http(s) URL")
-    try:
-        priority = int(fields.get("priority") or 0)
-    except ValueError:
-        raise ApiError(400, "bad_request", "priority must be an integer 0-9") from None
-    if not 0 <= priority <= 9:
-        raise ApiError(400, "bad_request", "priority must be an integer 0-9")
-    tier: Tier | None = None
-    if fields.get("tier"):
-        try:
-            tier = Tier(fields["tier"])
-        except ValueError:
-            raise ApiError(400, "bad_request", f"tier must be one of {[t.value for t in Tier]}") from None
-    options = {k: v for k, v in fields.items() if k in OPTION_FIELDS and v != ""}
-    if "language" in options:
-        language = normalize_language(options["language"])
-        if language is None:
-            raise ApiError(
-                400,
-                "invalid_language",
-                "language must be an ISO 639-1 code the speech model knows (en, de, ...)",
-            )
-        options["language"] = language
-    if "ocr_enabled" in options:
-        if options["ocr_enabled"].lower() not in ("true", "false", "1", "0"):
-            raise ApiError(400, "bad_request", "ocr_enabled must be true or false")
-        options["ocr_enabled"] = str(options["ocr_enabled"].lower() in ("true", "1")).lower()
-    return callback, priority, tier, options
-
-
-def _object_key(tenant: TenantRecord, job_id: str, name: str) -> str:
-    return f"{tenant.tenant_id}/{job_id}/{name}"
 
 
 @router.post("/v1/parse", status_code=202, openapi_extra=PARSE_OPENAPI, responses={202: {"model": Accepted}})
@@ -181,183 +108,38 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
 
 
 async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> JSONResponse:
-    max_bytes = tenant.quotas.max_file_bytes
     try:
         upload = MultipartUpload(
-            request.stream(), request.headers.get("content-type"), max_file_bytes=max_bytes
+            request.stream(), request.headers.get("content-type"), max_file_bytes=tenant.quotas.max_file_bytes
         )
         await upload.open_file()
         head = await upload.read_head()
+        # Fields sent before the file (the usual order) are checked before any byte is stored.
+        checked_callback = None
+        if upload.fields:
+            checked_callback = submission.read_form(upload.fields).callback_url
+            if checked_callback is not None:
+                await submission.check_callback(deps, checked_callback)
     except UploadError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except submission.Refused as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
-    # Fields sent before the file (the usual order) are checked before any byte is stored.
-    checked_callback = None
-    if upload.fields:
-        checked_callback = parse_fields(upload.fields)[0]
-        if checked_callback is not None:
-            await check_callback(deps, checked_callback)
     if not head:
         raise ApiError(400, "empty", "the file is empty")
     doc_type = sniff_type(head)
     if doc_type is None:
         raise ApiError(415, "unsupported_type", "the content is not a PDF, XLSX, audio or image file")
 
-    job_id = new_job_id()
-    name = sanitize_file_name(upload.raw_file_name)
-    bucket = tenant.files_bucket
-    key = _object_key(tenant, job_id, name)
-    password_key: str | None = None  # set once a password is staged
-    assert deps.sweeper is not None
-    try:
-        started = time.perf_counter()
-        try:
-            size = await deps.store.put_stream(
-                bucket, key, upload.file_chunks(), CONTENT_TYPES[doc_type.value]
-            )
-        except BaseException:
-            if upload.error is not None:
-                raise ApiError(upload.error.status, upload.error.code, upload.error.message) from None
-            raise
-        _observe(deps, "s3_upload_duration_seconds", time.perf_counter() - started)
-        try:
-            await upload.finish()
-        except UploadError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
-        callback, priority, requested_tier, options = parse_fields(upload.fields)
-        password = options.pop("password", None)
-        if password is not None:
-            # Beside the upload, never in the message (JOBS keeps it 7 days, JOBS_DLQ 30).
-            password_key = staged_password_key(tenant.tenant_id, job_id)
-            await deps.store.put_bytes(
-                bucket, password_key, password.encode("utf-8"), "application/octet-stream"
-            )
-            options[PASSWORD_STAGED_OPTION] = "true"
-        if callback is not None and callback != checked_callback:
-            await check_callback(deps, callback)
-        route = await choose_route(deps, tenant, doc_type.value, size, requested_tier)
-
-        record = JobRecord(
-            job_id=job_id,
-            tenant_id=tenant.tenant_id,
-            file_name=name,
-            file_type=doc_type.value,
-            size_bytes=size,
-            tier=route.tier,
-            callback_url=callback,
-        )
-        message = JobMessage(
-            job_id=job_id,
-            tenant_id=tenant.tenant_id,
-            file_name=name,
-            file_type=doc_type.value,
-            s3_uri=f"s3://{bucket}/{key}",
-            size_bytes=size,
-            storage_strategy=tenant.storage_strategy,
-            callback_url=callback,
-            priority=priority,
-            tier=route.tier,
-            options=options,
-            created_at=record.created_at,
-        )
-        # Record and publish at once: both are idempotent creates keyed by the job id, and a
-        # worker that gets the message before the record lands creates the same record from it.
-        started = time.perf_counter()
-        created, published = await asyncio.gather(
-            deps.jobs.create(record), publish(deps, message, route.subject), return_exceptions=True
-        )
-        if isinstance(published, BaseException):
-            log.warning("job %s not published: %s", job_id, published)
-            if not isinstance(created, BaseException):
-                await deps.sweeper.fail_job(
-                    job_id,
-                    JobErrorInfo(
-                        code=QueueError.code, message="the queue did not accept the job", permanent=False
-                    ),
-                )
-            raise unavailable("the job queue is unavailable", QueueError.code) from published
-        _observe(deps, "nats_publish_duration_seconds", time.perf_counter() - started)
-        if isinstance(created, BaseException):
-            # The message is durably queued (PubAck): the job will run, and its worker writes
-            # the record from the message. Accepting is right; refusing would invite a duplicate.
-            log.warning("job %s queued but its record not written yet: %s", job_id, created)
-    except ApiError:
-        # Also after a refused upload: a store may have kept part of it.
-        await discard_staged(deps, bucket, key, password_key)
-        raise
-    except ClientDisconnect:
-        await discard_staged(deps, bucket, key, password_key)
-        log.info("client went away during the upload of job %s", job_id)
-        raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
-    except Exception as exc:
-        # Storage failed mid-upload (put_stream aborts its multipart upload) or later.
-        await discard_staged(deps, bucket, key, password_key)
-        log.warning("upload of job %s failed: %s", job_id, exc)
-        raise unavailable("object storage is unavailable", "storage_unavailable") from exc
-
-    status_url = public_url(request, "get_job", job_id=job_id)
+    result = await submission.submit(deps, tenant, upload, doc_type.value, checked_callback=checked_callback)
+    if isinstance(result, submission.Refused):
+        raise ApiError(result.status, result.code, result.message)
+    if isinstance(result, submission.Unavailable):
+        raise unavailable(result.message, result.code)
+    status_url = public_url(request, "get_job", job_id=result.job_id)
     return JSONResponse(
-        {"job_id": job_id, "status": record.status.value, "status_url": status_url},
+        {"job_id": result.job_id, "status": result.record.status.value, "status_url": status_url},
         status_code=202,
         headers={"Location": status_url},
     )
-
-
-async def discard_staged(deps: GatewayDeps, bucket: str, key: str, password_key: str | None) -> None:
-    assert deps.sweeper is not None
-    await deps.sweeper.discard_object(bucket, key)
-    if password_key is not None:
-        await deps.sweeper.discard_object(bucket, password_key)
-
-
-async def choose_route(
-    deps: GatewayDeps, tenant: TenantRecord, file_type: str, size: int, requested: Tier | None
-) -> Route:
-    """The tier's route, refused (409) when no pool consumes its subject; an automatic choice
-    falls back to another tier of the tenant that has a pool."""
-    try:
-        route = route_job(deps.settings, tenant, file_type, size, requested)
-    except TierNotAllowedError as exc:
-        raise ApiError(400, "tier_not_allowed", str(exc)) from None
-    pools = deps.pools
-    # A dedicated subject is in the registry only while the operator runs its pool.
-    if pools is None or tenant_of_subject(route.subject) is not None or await pools.serves(route.subject):
-        return route
-    if requested is None:
-        for tier in (Tier.SMALL, Tier.LARGE, Tier.GPU):
-            if tier == route.tier or tier not in tenant.allowed_tiers:
-                continue
-            fallback = route_job(deps.settings, tenant, file_type, size, tier)
-            if await pools.serves(fallback.subject):
-                log.info("no pool for tier %s; job routed to %s", route.tier.value, tier.value)
-                return fallback
-    raise ApiError(
-        409,
-        "no_pool_for_tier",
-        f"no worker pool serves tier {route.tier.value!r}; ask the operator for a ParsePool of this tier",
-    )
-
-
-async def check_callback(deps: GatewayDeps, url: str) -> None:
-    """Refuse callbacks the webhook sender would refuse (loopback, private, metadata...) now,
-    with a 400, instead of accepting the job and failing the webhook later. The sender checks
-    again at delivery time (DNS may change)."""
-    from percolate_reading.infra.webhooks import AllowList, WebhookRefusedError, check_url
-
-    try:
-        await asyncio.wait_for(
-            check_url(url, AllowList.parse(deps.settings.webhook_allow_list)), CALLBACK_CHECK_S
-        )
-    except WebhookRefusedError as exc:
-        raise ApiError(400, "callback_refused", exc.message) from None
-    except TimeoutError:
-        log.info("callback host of %s did not resolve in time; the sender will check it", url)
-
-
-async def publish(deps: GatewayDeps, message: JobMessage, subject: str) -> None:
-    if deps.js is None:
-        raise QueueError("the gateway has no JetStream connection")
-    from percolate_reading.infra.queue.jetstream import publish_job
-
-    await publish_job(deps.js, message, subject)

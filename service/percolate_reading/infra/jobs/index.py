@@ -12,24 +12,17 @@ stale after a crash between the two writes, so readers confirm those against the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from percolate_reading.contract.jobs import JobRecord, JobStatus, can_transition, utcnow
+from percolate_reading.contract.keys import check_job_id
 from percolate_reading.contract.subjects import validate_tenant_id
 from percolate_reading.errors import InvalidTransitionError
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus, can_transition, utcnow
 
-JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _REVERSE_BASE = 10**13 - 1
 _IMMUTABLE_FIELDS = frozenset({"job_id", "tenant_id", "status", "created_at"})
-
-
-def check_job_id(job_id: str) -> str:
-    if not JOB_ID_RE.fullmatch(job_id):
-        raise ValueError(f"invalid job id {job_id!r}: use 1-128 letters, digits, '_' and '-'")
-    return job_id
 
 
 def record_key(job_id: str) -> str:

@@ -20,17 +20,17 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from percolate_reading.config import Settings
+from percolate_reading.contract import topology
+from percolate_reading.contract.jobs import JobRecord, JobStatus
+from percolate_reading.contract.keys import check_job_id
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, QueueError
 from percolate_reading.infra.jobs import index
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 
-JOBS_STATUS_BUCKET = "JOBS_STATUS"
 _CAS_ATTEMPTS = 100
 _REVISIONS_KEPT = 4096  # jobs whose last known revision is remembered (a few per slot)
 _NATS_ERRORS = (nats.errors.Error, TimeoutError)
@@ -50,22 +50,10 @@ class KvJobStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, settings: Settings) -> KvJobStore:
-        try:
-            try:
-                kv = await js.key_value(JOBS_STATUS_BUCKET)
-            except nats.js.errors.BucketNotFoundError:
-                kv = await js.create_key_value(
-                    KeyValueConfig(
-                        bucket=JOBS_STATUS_BUCKET,
-                        description="percolate-reading job status",
-                        history=settings.nats_kv_history,
-                        storage=StorageType.FILE,
-                        replicas=settings.nats_replicas,
-                    )
-                )
-        except _NATS_ERRORS as exc:
-            raise QueueError(f"cannot open the {JOBS_STATUS_BUCKET} bucket: {exc}") from exc
-        return cls(kv)
+        from percolate_reading.infra.queue.topology import ensure_bucket
+
+        bucket = topology.status_bucket(topology.TopologyLimits.from_settings(settings))
+        return cls(await ensure_bucket(js, bucket, update=False))
 
     async def _get_entry(self, job_id: str) -> tuple[JobRecord, int] | None:
         try:
@@ -102,7 +90,7 @@ class KvJobStore:
 
     async def get(self, job_id: str) -> JobRecord | None:
         try:
-            index.check_job_id(job_id)
+            check_job_id(job_id)
         except ValueError:
             return None
         got = await self._get_entry(job_id)

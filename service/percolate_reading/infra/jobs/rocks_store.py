@@ -12,9 +12,10 @@ from typing import Any
 
 from rocksdict import Rdict, WriteBatch
 
+from percolate_reading.contract.jobs import JobRecord, JobStatus
+from percolate_reading.contract.keys import check_job_id
 from percolate_reading.errors import JobNotFoundError
 from percolate_reading.infra.jobs import index
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
 
 
 class RocksJobStore:
@@ -41,7 +42,7 @@ class RocksJobStore:
 
     async def get(self, job_id: str) -> JobRecord | None:
         try:
-            index.check_job_id(job_id)
+            check_job_id(job_id)
         except ValueError:
             return None
         return self._read(job_id)

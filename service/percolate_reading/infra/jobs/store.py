@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from percolate_reading.infra.jobs.models import JobRecord, JobStatus
+from percolate_reading.contract.jobs import JobRecord, JobStatus
 
 
 class JobStore(Protocol):

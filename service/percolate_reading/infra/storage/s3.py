@@ -7,7 +7,8 @@ Object GETs and single PUTs, the requests every job makes several of, go through
 cost. Multipart uploads, listings, deletes and bucket set-up, which are rare or need
 request types obstore does not offer, stay on aiobotocore.
 
-Opened by `await S3ObjectStore.open(settings)` and closed by `close()`. Both clients' errors
+Opened by `await S3ObjectStore.open(settings)` (or `connect(S3Endpoint(...))` where no
+service `Settings` exists, as in the operator) and closed by `close()`. Both clients' errors
 become `StorageError` (transient), a missing key `ObjectNotFoundError`, so callers never see
 either library's types. `put_stream` sends small bodies in one PUT and larger ones as a
 multipart upload that is aborted on any failure, so a broken upload leaves no half-made
@@ -22,6 +23,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,14 +83,39 @@ def _no_expect_continue(params: dict[str, Any], **_: Any) -> None:
     params.get("headers", {}).pop("Expect", None)
 
 
+@dataclass(frozen=True)
+class S3Endpoint:
+    """Where and as whom to reach S3."""
+
+    endpoint: str
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
+    region: str = "us-east-1"
+    part_size: int = 8 * 1024 * 1024  # multipart upload part size
+    abort_uploads_after_s: float = 24 * 3600.0  # the buckets' AbortIncompleteMultipartUpload age
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Endpoint:
+        if not settings.s3_endpoint:
+            raise StorageError("S3 is enabled but PERCOLATE_READING_S3_ENDPOINT is not set")
+        return cls(
+            endpoint=settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            region=settings.s3_region,
+            part_size=settings.s3_multipart_chunk_bytes,
+            abort_uploads_after_s=settings.s3_abort_incomplete_uploads_after_s,
+        )
+
+
 class S3ObjectStore:
     """The ObjectStore protocol on one S3 endpoint."""
 
-    def __init__(self, client: S3Client, stack: AsyncExitStack, part_size: int, settings: Settings) -> None:
+    def __init__(self, client: S3Client, stack: AsyncExitStack, endpoint: S3Endpoint) -> None:
         self._client = client
         self._stack = stack
-        self.part_size = part_size
-        self._settings = settings
+        self.part_size = endpoint.part_size
+        self._endpoint = endpoint
         # obstore's stores are per bucket, each with its own connection pool: the most
         # recently used are kept (tenants with their own buckets could be many).
         self._fast: OrderedDict[str, S3Store] = OrderedDict()
@@ -97,7 +124,7 @@ class S3ObjectStore:
         """The obstore client of `bucket`, made on first use."""
         store = self._fast.get(bucket)
         if store is None:
-            store = _obstore_for(self._settings, bucket)
+            store = _obstore_for(self._endpoint, bucket)
             self._fast[bucket] = store
             if len(self._fast) > _MAX_BUCKET_CLIENTS:
                 self._fast.popitem(last=False)  # requests in flight keep theirs alive
@@ -107,8 +134,10 @@ class S3ObjectStore:
 
     @classmethod
     async def open(cls, settings: Settings) -> S3ObjectStore:
-        if not settings.s3_endpoint:
-            raise StorageError("S3 is enabled but PERCOLATE_READING_S3_ENDPOINT is not set")
+        return await cls.connect(S3Endpoint.from_settings(settings))
+
+    @classmethod
+    async def connect(cls, endpoint: S3Endpoint) -> S3ObjectStore:
         config = AioConfig(
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=5,
@@ -120,7 +149,6 @@ class S3ObjectStore:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
         session = get_session()
         # Nothing here reads object timestamps; botocore would parse every one of them (with
         # dateutil), which made listings the worker's largest CPU cost. Keep them as strings.
@@ -129,17 +157,17 @@ class S3ObjectStore:
         client: S3Client = await stack.enter_async_context(
             session.create_client(
                 "s3",
-                endpoint_url=settings.s3_endpoint,
-                region_name=settings.s3_region,
-                aws_access_key_id=settings.s3_access_key,
-                aws_secret_access_key=secret,
+                endpoint_url=endpoint.endpoint,
+                region_name=endpoint.region,
+                aws_access_key_id=endpoint.access_key,
+                aws_secret_access_key=endpoint.secret_key,
                 config=config,
             )
         )
         # botocore asks for "Expect: 100-continue" on every PUT with a body, and aiohttp then
         # holds the body back until the server's interim answer: a round trip more per PUT.
         client.meta.events.register_last("before-call.s3", _no_expect_continue)
-        return cls(client, stack, settings.s3_multipart_chunk_bytes, settings)
+        return cls(client, stack, endpoint)
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -169,7 +197,7 @@ class S3ObjectStore:
         """An AbortIncompleteMultipartUpload lifecycle rule, where the store supports one (the
         sweeper's `abort_stale_uploads` covers stores that do not). Existing rules of other
         kinds are kept; a bucket that already has such a rule is left alone."""
-        days = max(1, round(self._settings.s3_abort_incomplete_uploads_after_s / 86400))
+        days = max(1, round(self._endpoint.abort_uploads_after_s / 86400))
         try:
             with _mapped(f"lifecycle of {bucket}"):
                 try:
@@ -376,20 +404,18 @@ def _as_datetime(value: object) -> datetime | None:
     return None
 
 
-def _obstore_for(settings: Settings, bucket: str) -> S3Store:
+def _obstore_for(endpoint: S3Endpoint, bucket: str) -> S3Store:
     from obstore.store import S3Store
 
-    assert settings.s3_endpoint
-    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
     return S3Store(
         bucket,
-        endpoint=settings.s3_endpoint,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key,
-        secret_access_key=secret,
+        endpoint=endpoint.endpoint,
+        region=endpoint.region,
+        access_key_id=endpoint.access_key,
+        secret_access_key=endpoint.secret_key,
         virtual_hosted_style_request=False,  # path style, as the botocore client
         client_options={
-            "allow_http": settings.s3_endpoint.startswith("http://"),
+            "allow_http": endpoint.endpoint.startswith("http://"),
             "connect_timeout": timedelta(seconds=5),
             "timeout": timedelta(seconds=60),
         },

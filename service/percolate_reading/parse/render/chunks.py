@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from percolate_reading.config import Settings
-from percolate_reading.parse.document import BlockKind, ParsedDocument, Table
+from percolate_reading.parse.document import Block, BlockKind, ParsedDocument, Table
 from percolate_reading.parse.render.markdown import (
     ListState,
     escape_paragraph,
@@ -225,54 +225,63 @@ def _table_units(table: Table, max_chars: int, **where: Any) -> list[_Unit]:
 def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, Any]]:
     """The document's chunks in order, as JSON-ready dicts."""
     chunker = _Chunker(options)
-    max_chars = options.max_chars
-    lists = ListState()
-    page: int | None = None
-    sheet: str | None = None
-    previous_kind: BlockKind | None = None
-    list_ordered = False
+    walk = _BlockWalk(options.max_chars)
     for block in doc.blocks:
         block_sheet = sheet_of(block)
-        if block_sheet is not None and block_sheet != sheet:
-            sheet = block_sheet
-            page = None
+        if block_sheet is not None and block_sheet != walk.sheet:
+            walk.sheet = block_sheet
+            walk.page = None
             chunker.new_sheet()
             if block.kind is not BlockKind.HEADING:
-                chunker.heading(2, f"Sheet: {sheet}", sheet_heading(sheet), None, sheet)
-        page = page_of(block) or page
-        where: dict[str, Any] = {"page": page, "sheet": sheet}
-        kind = block.kind
-        if kind is BlockKind.HEADING:
+                chunker.heading(2, f"Sheet: {block_sheet}", sheet_heading(block_sheet), None, block_sheet)
+        walk.page = page_of(block) or walk.page
+        if block.kind is BlockKind.HEADING:
             if block.text.strip():
                 text = " ".join(block.text.split())
-                chunker.heading(min(max(block.level, 1), 6), text, heading_line(block), page, sheet)
-        elif kind is BlockKind.PARAGRAPH:
-            for unit in _text_units(escape_paragraph(block.text), _PARA, max_chars, **where):
+                chunker.heading(min(max(block.level, 1), 6), text, heading_line(block), walk.page, walk.sheet)
+        else:
+            for unit in walk.units(block):
                 chunker.add(unit)
-        elif kind is BlockKind.LIST_ITEM:
-            continues = previous_kind is BlockKind.LIST_ITEM and (
-                block.level > 0 or block.ordered == list_ordered
-            )
-            if block.level <= 0:
-                list_ordered = block.ordered
-            if not continues:
-                lists.reset()
-            joiner = "\n" if continues else _PARA
-            for unit in _text_units(lists.line(block), joiner, max_chars, **where):
-                chunker.add(unit)
-        elif kind is BlockKind.TABLE and block.table is not None and block.table.rows:
-            for unit in _table_units(block.table, max_chars, **where):
-                chunker.add(unit)
-        elif kind is BlockKind.TRANSCRIPT_SEGMENT:
-            joiner = "\n" if previous_kind is BlockKind.TRANSCRIPT_SEGMENT else _PARA
-            for unit in _text_units(
-                transcript_line(block), joiner, max_chars, start=block.start, end=block.end, **where
-            ):
-                chunker.add(unit)
-        if kind is not BlockKind.PAGE_BREAK:
-            previous_kind = kind
+        if block.kind is not BlockKind.PAGE_BREAK:
+            walk.previous_kind = block.kind
     doc_key = str(doc.metadata.get("sha256") or hashlib.sha256(doc.text().encode("utf-8")).hexdigest())
     return [_chunk_dict(doc_key, i, c) for i, c in enumerate(chunker.result())]
+
+
+class _BlockWalk:
+    """Where `build_chunks` is in the document, and the units of each non-heading block."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.lists = ListState()
+        self.page: int | None = None
+        self.sheet: str | None = None
+        self.previous_kind: BlockKind | None = None
+        self.list_ordered = False
+
+    def units(self, block: Block) -> list[_Unit]:
+        where: dict[str, Any] = {"page": self.page, "sheet": self.sheet}
+        kind = block.kind
+        if kind is BlockKind.PARAGRAPH:
+            return _text_units(escape_paragraph(block.text), _PARA, self.max_chars, **where)
+        if kind is BlockKind.LIST_ITEM:
+            continues = self.previous_kind is BlockKind.LIST_ITEM and (
+                block.level > 0 or block.ordered == self.list_ordered
+            )
+            if block.level <= 0:
+                self.list_ordered = block.ordered
+            if not continues:
+                self.lists.reset()
+            joiner = "\n" if continues else _PARA
+            return _text_units(self.lists.line(block), joiner, self.max_chars, **where)
+        if kind is BlockKind.TABLE and block.table is not None and block.table.rows:
+            return _table_units(block.table, self.max_chars, **where)
+        if kind is BlockKind.TRANSCRIPT_SEGMENT:
+            joiner = "\n" if self.previous_kind is BlockKind.TRANSCRIPT_SEGMENT else _PARA
+            return _text_units(
+                transcript_line(block), joiner, self.max_chars, start=block.start, end=block.end, **where
+            )
+        return []
 
 
 def _chunk_dict(doc_key: str, index: int, chunk: _Chunk) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Job message (what travels on JetStream) and job record (what status readers see)."""
+"""The job as it crosses processes: the message on JetStream (gateway -> worker) and the
+record in the job store (worker -> gateway, status readers)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from percolate_reading.contract.subjects import Tier
 
@@ -20,11 +21,22 @@ class StorageStrategy(StrEnum):
     TENANT = "tenant"  # the tenant's own buckets
 
 
-class Resources(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    cpu: str = "1"
-    memory: str = "2Gi"
-    gpu: int = 0
+class JobOptions(BaseModel):
+    """What the submitter asked of this parse; None: the worker's own setting."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    password: str | None = None  # of an encrypted PDF or XLSX
+    language: str | None = None  # OCR/speech language hint
+    ocr_enabled: bool | None = None  # False turns OCR off for this job (never on if the worker's is off)
+    # The password waits beside the upload (contract/secrets.py), not here: set by the gateway.
+    password_staged: bool = False
+
+
+# Fields that version-1 messages from older gateways carry and nothing reads (a pool's
+# resources are its Deployment's; JetStream has no priorities). Dropped on read, so a message
+# queued before an upgrade is not refused as malformed.
+_RETIRED_FIELDS = ("priority", "resources")
 
 
 class JobMessage(BaseModel):
@@ -41,11 +53,16 @@ class JobMessage(BaseModel):
     size_bytes: int = 0
     storage_strategy: StorageStrategy = StorageStrategy.SHARED
     callback_url: str | None = None
-    priority: int = Field(0, ge=0, le=9)
     tier: Tier = Tier.SMALL
-    resources: Resources = Field(default_factory=Resources)
-    options: dict[str, str] = Field(default_factory=dict)  # parse options (password, language...)
+    options: JobOptions = Field(default_factory=JobOptions)
     created_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(f in data for f in _RETIRED_FIELDS):
+            return {k: v for k, v in data.items() if k not in _RETIRED_FIELDS}
+        return data
 
 
 class JobStatus(StrEnum):
@@ -108,3 +125,18 @@ class JobRecord(BaseModel):
     artifacts: list[str] = Field(default_factory=list)  # paths relative to the job's prefix
     callback_url: str | None = None
     webhook_id: str | None = None
+
+    @classmethod
+    def from_message(cls, msg: JobMessage) -> JobRecord:
+        """The queued record of a job: what the gateway writes next to the message, and what
+        a worker writes when the gateway's write never landed."""
+        return cls(
+            job_id=msg.job_id,
+            tenant_id=msg.tenant_id,
+            file_name=msg.file_name,
+            file_type=msg.file_type,
+            size_bytes=msg.size_bytes,
+            tier=msg.tier,
+            callback_url=msg.callback_url,
+            created_at=msg.created_at,
+        )

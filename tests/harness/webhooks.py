@@ -1,9 +1,16 @@
-"""A real HTTP receiver on 127.0.0.1 for webhook tests (asyncio server, no framework)."""
+"""The one webhook receiver of the tests: a real HTTP server on 127.0.0.1 (asyncio, no
+framework), and the Standard Webhooks signature to check what it received against."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -12,6 +19,9 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass
@@ -45,6 +55,16 @@ class WebhookReceiver:
                 await self._event.wait()
         return self.received
 
+    async def wait_until(
+        self, done: Callable[[list[Received]], bool], wait_s: float = 120.0
+    ) -> list[Received]:
+        """Until `done(received)` holds."""
+        async with asyncio.timeout(wait_s):
+            while not done(self.received):
+                self._event.clear()
+                await self._event.wait()
+        return list(self.received)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -67,3 +87,11 @@ class WebhookReceiver:
             writer.close()
             await writer.wait_closed()
             self._event.set()
+
+
+def standard_webhook_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks: base64 HMAC-SHA256 over `id.timestamp.body`; `whsec_` secrets are
+    base64 keys, anything else is used as raw bytes."""
+    key = base64.b64decode(secret[len("whsec_") :]) if secret.startswith("whsec_") else secret.encode()
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()

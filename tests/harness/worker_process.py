@@ -1,0 +1,39 @@
+"""A worker as its own process: `python -m percolate_reading run` on the tests' real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from percolate_reading.config import ENV_PREFIX
+from tests.servers import NatsServer, SeaweedS3
+
+
+def worker_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of `python -m percolate_reading run` as a worker on the real servers;
+    `settings` are further fields by name (`nats_ack_wait="3"`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    values = {
+        "worker_mode": "true",
+        "nats_url": nats.url,
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": s3.secret_key,
+        "data_dir": str(data_dir),
+        "metrics_port": "0",
+        "worker_fetch_timeout_s": "0.5",
+        **settings,
+    }
+    env.update({f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()})
+    return env
+
+
+async def spawn_worker(env: dict[str, str], log: IO[bytes]) -> asyncio.subprocess.Process:
+    """Start the worker with `env`, its stdout and stderr going to `log`."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "percolate_reading", "run", env=env, stdout=log, stderr=subprocess.STDOUT
+    )
