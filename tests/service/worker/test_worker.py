@@ -139,7 +139,7 @@ async def consumer_idle(env: Env, durable: str, wait_s: float = 30.0) -> None:
     """Until every message of the consumer is settled (acked or terminated)."""
     async with asyncio.timeout(wait_s):
         while True:
-            info = await env.js.consumer_info(env.STREAM_NAME, durable)
+            info = await env.js.consumer_info(STREAM_NAME, durable)
             if info.num_pending == 0 and info.num_ack_pending == 0:
                 return
             await asyncio.sleep(0.05)
