@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     s3_multipart_chunk_bytes: int = Field(
         8 * 1024 * 1024, ge=5 * 1024 * 1024, description="Part size for multipart uploads."
     )
+    s3_abort_incomplete_uploads_after_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="Multipart uploads begun longer ago are aborted by the gateway's sweeper (a "
+        "gateway killed mid-upload leaves them); buckets also get a lifecycle rule of as many days.",
+    )
 
     # --- NATS JetStream ----------------------------------------------------------------
     nats_url: str | None = Field(None, description="NATS server URL(s), comma-separated.")
@@ -183,6 +189,27 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(60.0, gt=0, description="Longest delay between webhook tries.")
     webhook_default_secret: SecretStr | None = Field(
         None, description="Signing secret (whsec_...) for tenants without their own (dev/tests)."
+    )
+
+    # --- gateway HTTP limits (gateway/http_limits.py) -------------------------------------
+    public_base_url: str | None = Field(
+        None,
+        description="Base URL clients reach the gateway at (https://parse.example.com); status and "
+        "artifact URLs are built from it, never from the Host header. Unset: relative URLs.",
+    )
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest request head (request line and headers): 431 above."
+    )
+    http_max_headers: int = Field(100, ge=8, description="Most header fields in one request: 431 above.")
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="Time to receive a complete request head: 408 and closed after."
+    )
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest pause between two reads of a request body: 408 and closed after."
+    )
+    http_keep_alive_s: float = Field(10.0, gt=0, description="Idle keep-alive connections close after this.")
+    http_max_concurrency: int = Field(
+        1000, ge=1, description="Open connections/requests served at once; more get 503."
     )
 
     # --- client (`percolate-reading submit`) ---------------------------------------------

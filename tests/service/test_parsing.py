@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pymupdf
 import pytest
@@ -163,3 +165,58 @@ def test_missing_extra_names_the_install_command() -> None:
     )
     ocr = missing_dependency_error(DocumentType.IMAGE, ImportError("x", name="rapidocr_onnxruntime"))
     assert "percolate-reading[ocr]" in ocr.message
+
+
+def test_the_contract_languages_are_the_speech_models() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from percolate_reading.contract.languages import LANGUAGE_CODES
+
+    assert set(_LANGUAGE_CODES) == LANGUAGE_CODES
+
+
+@pytest.mark.parametrize("limits", [None, LIMITS], ids=["in-process", "sandboxed"])
+def test_errors_name_the_upload_not_the_scratch_file(tmp_path: Path, limits: SandboxLimits | None) -> None:
+    """Finding: an audio error named the worker's temp file (FFmpeg puts the path in its text)."""
+    speech = Path(__file__).resolve().parents[1] / "fixtures" / "speech.wav"
+    scratch = tmp_path / "percolate-job-k2j4h1.wav"
+    scratch.write_bytes(speech.read_bytes()[:12] + b"fmt " + b"\0" * 30)
+    with pytest.raises(CorruptDocumentError) as caught:
+        parse_file(scratch, OPTIONS, limits, source_name="meeting notes.wav")
+    assert "meeting notes.wav" in caught.value.message
+    assert "percolate-job" not in caught.value.message
+    assert str(tmp_path) not in str(caught.value)
+
+
+def test_parse_and_render_in_the_sandbox_matches_in_process() -> None:
+    """The worker's path: rendering happens in the child, the parent gets only bytes."""
+    from percolate_reading.parse.parsing import parse_and_render
+    from percolate_reading.parse.render.artifacts import render_artifacts
+    from percolate_reading.parse.render.chunks import ChunkOptions
+
+    chunk_options = ChunkOptions(max_chars=800, overlap_chars=100)
+    for sample in (PDF, XLSX):
+        sandboxed, metadata = parse_and_render(
+            sample, OPTIONS, LIMITS, chunk_options, "upload" + sample.suffix
+        )
+        expected = render_artifacts(
+            parse_file(sample, OPTIONS, None, "upload" + sample.suffix), chunk_options
+        )
+        assert sandboxed.keys() == expected.keys()
+        for name in expected:
+            if name != "metadata.json":
+                assert sandboxed[name] == expected[name], name
+        # metadata.json differs only in what the run measured (peak memory, timings).
+        assert _without_measurements(json.loads(sandboxed["metadata.json"])) == _without_measurements(
+            json.loads(expected["metadata.json"])
+        )
+        assert metadata["sha256"] == hashlib.sha256(sample.read_bytes()).hexdigest()
+        assert {"parse_s", "render_s", "detect_s", "total_s"} <= set(metadata["timings"])
+
+
+def _without_measurements(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_measurements(v) for k, v in value.items() if k not in ("peak_rss_mb", "timings")}
+    if isinstance(value, list):
+        return [_without_measurements(v) for v in value]
+    return value

@@ -184,7 +184,7 @@ def announce(settings: Settings, api_key: str) -> None:
     )
 
 
-async def serve(settings: Settings, api_key: str) -> int:
+async def serve(settings: Settings, api_key: str, sock: socket.socket) -> int:
     from percolate_reading.gateway.app import create_app, open_deps
     from percolate_reading.gateway.server import GatewayServer, install_signal_handlers, uvicorn_config
     from percolate_reading.worker.main import start_worker
@@ -211,7 +211,7 @@ async def serve(settings: Settings, api_key: str) -> int:
         try:
             server = GatewayServer(uvicorn_config(settings, create_app(settings, deps)))
             install_signal_handlers(server, asyncio.get_running_loop())
-            serve_task = asyncio.create_task(server.serve())
+            serve_task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started and not serve_task.done():  # noqa: ASYNC110 (uvicorn has no event)
                 await asyncio.sleep(0.05)
             if server.started:
@@ -235,6 +235,14 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     setup_logging(settings)
     tracing.setup_tracing("percolate-reading")
+    from percolate_reading.gateway.server import bind_listener
+
+    try:
+        # First: a port in use is one line and exit 1, before a nats-server or worker starts.
+        sock = bind_listener(settings)
+    except ConfigError as exc:
+        print(f"percolate-reading serve: {exc}", file=sys.stderr)
+        return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     api_key = dev_api_key(settings)
     nats: PrivateNats | None = None
@@ -244,10 +252,11 @@ def run(args: argparse.Namespace) -> int:
             nats.start()
             log.info("started a private nats-server on %s (store %s)", nats.url, nats.store_dir)
         node = single_node_settings(settings, api_key, nats.url if nats else None)
-        return asyncio.run(serve(node, api_key))
+        return asyncio.run(serve(node, api_key, sock))
     except ConfigError as exc:
         print(f"percolate-reading serve: {exc}", file=sys.stderr)
         return 2
     finally:
+        sock.close()
         if nats is not None:
             nats.stop()

@@ -29,6 +29,8 @@ class JobOptions(BaseModel):
     password: str | None = None  # of an encrypted PDF or XLSX
     language: str | None = None  # OCR/speech language hint
     ocr_enabled: bool | None = None  # False turns OCR off for this job (never on if the worker's is off)
+    # The password waits beside the upload (contract/secrets.py), not here: set by the gateway.
+    password_staged: bool = False
 
 
 # Fields that version-1 messages from older gateways carry and nothing reads (a pool's

@@ -42,7 +42,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing or wrong API key.",
     404: "No such job or artifact for this tenant.",
     408: "The upload stalled.",
-    409: "The job is not in a state that allows this.",
+    409: "The job is not in a state that allows this, or no worker pool serves the job's tier.",
     413: "The file is over the tenant's size cap.",
     415: "The content is not a type we parse.",
     422: "A parameter is invalid.",

@@ -22,6 +22,7 @@ from percolate_reading.config import Settings
 from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.http_limits import HeaderCountLimit
 from percolate_reading.gateway.routes import context, health, jobs, parse
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.metrics import Metrics
@@ -95,7 +96,11 @@ def start_background(deps: GatewayDeps) -> None:
     _supervise(
         deps,
         "leftover-scan",
-        deps.sweeper.scan_forever(deps.registry.tenants, older_than_s=deps.settings.nats_max_age_s),
+        deps.sweeper.scan_forever(
+            deps.registry.tenants,
+            older_than_s=deps.settings.nats_max_age_s,
+            uploads_older_than_s=deps.settings.s3_abort_incomplete_uploads_after_s,
+        ),
     )
 
 
@@ -169,4 +174,5 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
 
     app.add_middleware(RequestCounter)
     tracing.instrument_app(app)  # server spans, when OTEL_* turned tracing on
+    app.add_middleware(HeaderCountLimit, max_headers=settings.http_max_headers)
     return app

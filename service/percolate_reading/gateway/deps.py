@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.subjects import STREAM_NAME
+from percolate_reading.gateway.pools import PoolDirectory
 from percolate_reading.gateway.quota import QuotaTracker
 from percolate_reading.gateway.sweeper import Sweeper
 from percolate_reading.infra.jobs.store import JobStore
@@ -34,10 +36,13 @@ class GatewayDeps:
     sweeper: Sweeper | None = None
     quotas: QuotaTracker = field(default_factory=QuotaTracker)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    pools: PoolDirectory | None = None
 
     def __post_init__(self) -> None:
         if self.sweeper is None:
             self.sweeper = Sweeper(self.store, self.jobs)
+        if self.pools is None and self.js is not None:
+            self.pools = PoolDirectory(self.js, STREAM_NAME)
 
     def dead_tasks(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.done()]

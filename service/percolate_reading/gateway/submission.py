@@ -19,7 +19,9 @@ from starlette.requests import ClientDisconnect
 from percolate_reading import tracing
 from percolate_reading.contract.jobs import JobErrorInfo, JobMessage, JobOptions, JobRecord
 from percolate_reading.contract.keys import new_job_id, object_key, s3_uri
-from percolate_reading.contract.subjects import Tier, pool_of_subject
+from percolate_reading.contract.languages import normalize_language
+from percolate_reading.contract.secrets import staged_password_key
+from percolate_reading.contract.subjects import Tier, pool_of_subject, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import QueueError
 from percolate_reading.gateway.deps import GatewayDeps
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_CALLBACK_URL_CHARS = 2048
 CALLBACK_CHECK_S = 5.0
-OPTION_FIELDS = frozenset(JobOptions.model_fields)
+# Options a form may set: password_staged is the gateway's own marker, never the client's.
+OPTION_FIELDS = frozenset(JobOptions.model_fields) - {"password_staged"}
 KNOWN_FIELDS = frozenset({"callback_url", "tier"}) | OPTION_FIELDS
 # Form fields are text: the spellings of a boolean the form accepts.
 BOOLEAN_SPELLINGS = {"true": True, "1": True, "false": False, "0": False}
@@ -111,9 +114,16 @@ def read_form(fields: Mapping[str, str]) -> JobRequest:
         ocr = BOOLEAN_SPELLINGS.get(fields["ocr_enabled"].lower())
         if ocr is None:
             raise Refused(400, "bad_request", "ocr_enabled must be true or false")
-    options = JobOptions(
-        password=fields.get("password") or None, language=fields.get("language") or None, ocr_enabled=ocr
-    )
+    language: str | None = None
+    if fields.get("language"):
+        language = normalize_language(fields["language"])
+        if language is None:
+            raise Refused(
+                400,
+                "invalid_language",
+                "language must be an ISO 639-1 code the speech model knows (en, de, ...)",
+            )
+    options = JobOptions(password=fields.get("password") or None, language=language, ocr_enabled=ocr)
     return JobRequest(callback, tier, options)
 
 
@@ -208,6 +218,45 @@ def _route(deps: GatewayDeps, tenant: TenantRecord, doc_type: str, size: int, ti
         raise Refused(400, "tier_not_allowed", str(exc)) from None
 
 
+async def choose_route(
+    deps: GatewayDeps, tenant: TenantRecord, doc_type: str, size: int, requested: Tier | None
+) -> Route:
+    """The tier's route, refused (409) when no pool consumes its subject; an automatic choice
+    falls back to another tier of the tenant that has a pool."""
+    route = _route(deps, tenant, doc_type, size, requested)
+    pools = deps.pools
+    # A dedicated subject is in the registry only while the operator runs its pool.
+    if pools is None or tenant_of_subject(route.subject) is not None or await pools.serves(route.subject):
+        return route
+    if requested is None:
+        for tier in (Tier.SMALL, Tier.LARGE, Tier.GPU):
+            if tier == route.tier or tier not in tenant.allowed_tiers:
+                continue
+            fallback = _route(deps, tenant, doc_type, size, tier)
+            if await pools.serves(fallback.subject):
+                log.info("no pool for tier %s; job routed to %s", route.tier.value, tier.value)
+                return fallback
+    raise Refused(
+        409,
+        "no_pool_for_tier",
+        f"no worker pool serves tier {route.tier.value!r}; ask the operator for a ParsePool of this tier",
+    )
+
+
+async def stage_password(
+    deps: GatewayDeps, staged: Staged, tenant: TenantRecord, job_id: str, options: JobOptions
+) -> JobOptions:
+    """Stage the password beside the upload, never in the message (JOBS keeps messages 7 days,
+    JOBS_DLQ its copies 30): the message carries only `password_staged`."""
+    if options.password is None:
+        return options
+    key = staged_password_key(tenant.tenant_id, job_id)
+    await deps.store.put_bytes(
+        staged.bucket, key, options.password.encode("utf-8"), "application/octet-stream"
+    )
+    return options.model_copy(update={"password": None, "password_staged": True})
+
+
 async def submit(
     deps: GatewayDeps,
     tenant: TenantRecord,
@@ -242,7 +291,8 @@ async def _submit(
         request = read_form(upload.fields)
         if request.callback_url is not None and request.callback_url != checked_callback:
             await check_callback(deps, request.callback_url)
-        route = _route(deps, tenant, doc_type, staged.size, request.tier)
+        route = await choose_route(deps, tenant, doc_type, staged.size, request.tier)
+        options = await stage_password(deps, staged, tenant, job_id, request.options)
         message = JobMessage(
             job_id=job_id,
             tenant_id=tenant.tenant_id,
@@ -253,7 +303,7 @@ async def _submit(
             storage_strategy=tenant.storage_strategy,
             callback_url=request.callback_url,
             tier=route.tier,
-            options=request.options,
+            options=options,
         )
         record = await record_and_publish(deps, message, route.subject)
     except Exception as exc:
@@ -274,6 +324,8 @@ async def _undo(
     assert deps.sweeper is not None
     if staged is not None:
         await deps.sweeper.discard_object(staged.bucket, staged.key)
+        if upload.fields.get("password"):
+            await deps.sweeper.discard_object(staged.bucket, staged_password_key(tenant.tenant_id, job_id))
     else:
         name = sanitize_file_name(upload.raw_file_name)
         await deps.sweeper.discard_object(tenant.files_bucket, object_key(tenant.tenant_id, job_id, name))

@@ -115,16 +115,31 @@ class Sweeper:
             if not cursor:
                 return cleaned
 
+    async def abort_stale_uploads(self, buckets: Iterable[str], older_than_s: float) -> int:
+        """Abort the incomplete multipart uploads (of a gateway killed mid-upload) older than
+        `older_than_s` in each bucket; returns how many."""
+        aborted = 0
+        for bucket in sorted(set(buckets)):
+            try:
+                aborted += await self.store.abort_stale_uploads(bucket, older_than_s)
+            except Exception as exc:  # a store outage: try again next round
+                log.warning("incomplete uploads of bucket %s not checked: %s", bucket, exc)
+        return aborted
+
     async def scan_forever(
         self,
         tenants: Callable[[], Iterable[TenantRecord]],
         older_than_s: float,
         every_s: float = SCAN_EVERY_S,
+        uploads_older_than_s: float | None = None,
     ) -> None:
         while True:
             await asyncio.sleep(every_s)
-            for tenant in tenants():
+            current = list(tenants())
+            for tenant in current:
                 try:
                     await self.scan_tenant(tenant, older_than_s)
                 except Exception as exc:  # a store outage: try again next round
                     log.warning("leftover scan of tenant %s failed: %s", tenant.tenant_id, exc)
+            if uploads_older_than_s is not None:
+                await self.abort_stale_uploads((t.files_bucket for t in current), uploads_older_than_s)

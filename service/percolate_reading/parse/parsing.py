@@ -11,13 +11,16 @@ import resource
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from percolate_reading import tracing
 from percolate_reading.config import Settings
+from percolate_reading.errors import PercolateError
 from percolate_reading.parse.detect import detect_type
 from percolate_reading.parse.document import DocumentType, ParsedDocument
 from percolate_reading.parse.providers import get_provider, missing_dependency_error
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.render.chunks import ChunkOptions
 from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 
 _HASH_BLOCK = 1 << 20
@@ -42,15 +45,18 @@ def parse_file(
     with tracing.span("detect"):
         doc_type = detect_type(path)
     t1 = time.perf_counter()
-    with tracing.span(
-        "provider", {"percolate.doc_type": doc_type.value, "percolate.sandboxed": limits is not None}
-    ):
-        if limits is None:
-            doc = run_provider(doc_type, path, name, options, settings)
-        else:
-            doc = run_in_sandbox(
-                run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
-            )
+    try:
+        with tracing.span(
+            "provider", {"percolate.doc_type": doc_type.value, "percolate.sandboxed": limits is not None}
+        ):
+            if limits is None:
+                doc = run_provider(doc_type, path, name, options, settings)
+            else:
+                doc = run_in_sandbox(
+                    run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
+                )
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, name) from exc.__cause__
     t2 = time.perf_counter()
     with tracing.span("hash"):
         size, digest = file_digest(path)
@@ -58,6 +64,87 @@ def parse_file(
     doc.timings.update({"detect_s": t1 - t0, "parse_s": t2 - t1, "hash_s": t3 - t2, "total_s": t3 - t0})
     doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
     return doc
+
+
+def parse_and_render(
+    path: Path,
+    options: ParseOptions,
+    limits: SandboxLimits | None,
+    chunk_options: ChunkOptions,
+    source_name: str | None = None,
+    settings: Settings | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Parse and render the artifacts in one sandboxed child: the parent receives only the
+    rendered bytes and a metadata summary, never the document (a workbook of millions of
+    cells would otherwise be rebuilt and rendered in the worker, outside every limit).
+    Returns ({artifact path: bytes}, metadata with "timings")."""
+    path = Path(path).absolute()
+    name = source_name or path.name
+    t0 = time.perf_counter()
+    with tracing.span("detect"):
+        doc_type = detect_type(path)
+    detect_s = time.perf_counter() - t0
+    attributes = {"percolate.doc_type": doc_type.value, "percolate.sandboxed": limits is not None}
+    try:
+        with tracing.span("provider", attributes):  # parse, hash and render, in the child
+            if limits is None:
+                artifacts, metadata = _provider_and_render(
+                    doc_type, path, name, options, settings, chunk_options
+                )
+            else:
+                artifacts, metadata = run_in_sandbox(
+                    _provider_and_render,
+                    doc_type,
+                    path,
+                    name,
+                    options,
+                    settings,
+                    chunk_options,
+                    limits=limits,
+                    cancel=cancel,
+                )
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, name) from exc.__cause__
+    metadata["timings"]["detect_s"] = detect_s
+    metadata["timings"]["total_s"] = time.perf_counter() - t0
+    return artifacts, metadata
+
+
+def _provider_and_render(
+    doc_type: DocumentType,
+    path: Path,
+    source_name: str,
+    options: ParseOptions,
+    settings: Settings | None,
+    chunk_options: ChunkOptions,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    from percolate_reading.parse.render.artifacts import render_artifacts
+
+    t0 = time.perf_counter()
+    doc = run_provider(doc_type, path, source_name, options, settings)
+    t1 = time.perf_counter()
+    size, digest = file_digest(path)
+    t2 = time.perf_counter()
+    doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
+    doc.timings.update({"parse_s": t1 - t0, "hash_s": t2 - t1})
+    artifacts = render_artifacts(doc, chunk_options)
+    doc.timings["render_s"] = time.perf_counter() - t2
+    return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
+
+
+def with_upload_name(exc: PercolateError, path: Path, name: str) -> PercolateError:
+    """The error with the scratch file's path or name (a worker's temp file, which means
+    nothing to the tenant) replaced by the upload's name, wherever a library put it."""
+    message = exc.message
+    for scratch in (str(path), path.name):
+        if scratch and scratch != name:
+            message = message.replace(scratch, name)
+    if message == exc.message:
+        return exc
+    renamed = type(exc).__new__(type(exc))
+    PercolateError.__init__(renamed, message)
+    return renamed
 
 
 def run_provider(

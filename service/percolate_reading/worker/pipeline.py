@@ -40,9 +40,10 @@ from percolate_reading.contract.keys import (
     parse_s3_uri,
     s3_uri,
 )
+from percolate_reading.contract.secrets import staged_password_key
 from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
-from percolate_reading.errors import InvalidTransitionError, ParseError, PercolateError
+from percolate_reading.errors import InvalidTransitionError, ObjectNotFoundError, ParseError, PercolateError
 from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
@@ -233,21 +234,19 @@ async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
 def _parse_and_render(
     path: Path, msg: JobMessage, settings: Settings
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    from percolate_reading.parse.parsing import parse_file
-    from percolate_reading.parse.render.artifacts import render_artifacts
+    from percolate_reading.parse.parsing import parse_and_render
     from percolate_reading.parse.render.chunks import ChunkOptions
     from percolate_reading.parse.sandbox import SandboxLimits
 
-    doc = parse_file(
+    # Rendering runs in the sandboxed child too: only the artifacts' bytes come back.
+    return parse_and_render(
         path,
         parse_options(settings, msg.options),
         SandboxLimits.from_settings(settings),
+        ChunkOptions.from_settings(settings),
         msg.file_name,
         settings,
     )
-    with tracing.span("render"):
-        artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
-    return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -299,6 +298,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
 
     timings: dict[str, float] = {}
     assert svc.parse_slots is not None
+    parse_msg = await with_staged_password(svc, msg, src_bucket)
     with _input_file(msg.file_name) as path:
         t0 = time.perf_counter()
         with tracing.span("s3.download", {"s3.bucket": src_bucket, "s3.key": src_key}):
@@ -310,7 +310,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
             t0 = time.perf_counter()
             try:
                 with tracing.span("parse", {"percolate.file_type": msg.file_type}):
-                    artifacts, metadata = await run_blocking(_parse_and_render, path, msg, settings)
+                    artifacts, metadata = await run_blocking(_parse_and_render, path, parse_msg, settings)
             except PercolateError as exc:
                 svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
                 if isinstance(exc, ParseError) and exc.sandbox_kill is not None:
@@ -359,8 +359,33 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         # Another delivery finished it first; the objects we wrote are identical to its own.
         return await _finished_elsewhere(svc, msg, tenant)
     svc.metrics.observe_job_end(final.tier.value, status.value, final.created_at, final.finished_at)
+    await drop_staged_password(svc, msg, src_bucket)
     await notify(svc, final, tenant, msg.callback_url)
     return "succeeded"
+
+
+async def with_staged_password(svc: Services, msg: JobMessage, bucket: str) -> JobMessage:
+    """The message with the password the gateway staged beside the upload (in memory only)."""
+    if not msg.options.password_staged:
+        return msg
+    key = staged_password_key(msg.tenant_id, msg.job_id)
+    try:
+        password = (await svc.store.get_bytes(bucket, key)).decode("utf-8")
+    except ObjectNotFoundError:
+        raise JobRejectedError(f"the password of job {msg.job_id} is gone; submit the file again") from None
+    options = msg.options.model_copy(update={"password": password, "password_staged": False})
+    return msg.model_copy(update={"options": options})
+
+
+async def drop_staged_password(svc: Services, msg: JobMessage, bucket: str) -> None:
+    """Delete the staged password once the job has its final status (best effort: the bucket's
+    leftover sweep and lifecycle rules are the backstop)."""
+    if not msg.options.password_staged:
+        return
+    try:
+        await svc.store.delete(bucket, staged_password_key(msg.tenant_id, msg.job_id))
+    except Exception as exc:
+        log.warning("staged password of job %s not deleted: %s", msg.job_id, exc)
 
 
 async def _finished_elsewhere(svc: Services, msg: JobMessage, tenant: TenantRecord | None) -> str:
@@ -421,8 +446,26 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
     except InvalidTransitionError:
         return None  # already succeeded, failed or cancelled
     svc.metrics.observe_job_end(final.tier.value, final.status.value, final.created_at, final.finished_at)
-    await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
+    tenant = svc.tenants(msg.tenant_id)
+    with contextlib.suppress(PercolateError):
+        buckets = buckets_for(svc.settings, msg, tenant)
+        await drop_staged_password(svc, msg, buckets.files)
+        await drop_partial_artifacts(svc, msg, buckets.artifacts)
+    await notify(svc, final, tenant, msg.callback_url)
     return final
+
+
+async def drop_partial_artifacts(svc: Services, msg: JobMessage, bucket: str) -> None:
+    """A failed job lists no artifacts, so none may stay behind from a delivery that wrote
+    some before failing (the failed status is recorded first: a redelivery cannot write more)."""
+    prefix = object_key(msg.tenant_id, msg.job_id, "")
+    try:
+        removed = await svc.store.delete_prefix(bucket, prefix)
+    except Exception as exc:
+        log.warning("partial artifacts of failed job %s not removed: %s", msg.job_id, exc)
+        return
+    if removed:
+        log.info("removed %d partial artifacts of failed job %s", removed, msg.job_id)
 
 
 async def requeue(svc: Services, msg: JobMessage, info: JobErrorInfo) -> None:

@@ -229,3 +229,42 @@ def test_sigterm_mid_job_then_restart_finishes_it(tmp_path: Path) -> None:
             assert any("lazy dog" in t for t in texts)
     finally:
         second.close(data_dir)
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_port_in_use_exits_1_with_one_line(tmp_path: Path, command: str) -> None:
+    """Output redirected to a file (as under a supervisor): no hang, no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_env() | {
+            "PERCOLATE_READING_HOST": "127.0.0.1",
+            "PERCOLATE_READING_PORT": str(port),
+            "PERCOLATE_READING_DATA_DIR": str(tmp_path / "state"),
+            "PERCOLATE_READING_DEV_API_KEY": KEY,
+            "PERCOLATE_READING_S3_ENABLED": "false",
+            "PERCOLATE_READING_NATS_URL": "nats://127.0.0.1:1",
+        }
+        if command == "run":
+            env["PERCOLATE_READING_GATEWAY_MODE"] = "true"
+        else:
+            del env["PERCOLATE_READING_NATS_URL"]
+        out = tmp_path / "out.log"
+        with out.open("wb") as fh:
+            result = subprocess.run(
+                [sys.executable, "-m", "percolate_reading", command],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=60,
+            )
+        text = out.read_text()
+        assert result.returncode == 1, text
+        assert "Traceback" not in text
+        errors = [line for line in text.splitlines() if str(port) in line]
+        assert len(errors) == 1, text
+        assert "in use" in errors[0], text
+        assert not processes_mentioning(str(tmp_path / "state"))

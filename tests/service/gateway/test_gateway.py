@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import select
+import signal
 import socket
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import nats
@@ -17,8 +20,8 @@ from percolate_reading.contract.jobs import JobMessage, JobOptions
 from percolate_reading.infra.queue.jetstream import publish_job
 from percolate_reading.infra.storage.base import ObjectStore
 from tests.harness.documents import make_pdf
-from tests.servers import NatsServer
-from tests.service.gateway.conftest import Tenants
+from tests.servers import NatsServer, SeaweedS3
+from tests.service.gateway.conftest import Tenants, make_settings
 from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
@@ -169,7 +172,16 @@ async def test_unsupported_empty_and_bad_requests(
     r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data=fields)
     assert r.status_code == 400
     assert "parts" in r.json()["error"]["message"]
+    # An unknown language is refused before the job costs a parse; known ones in any case.
+    for language in ("klingon", "e", "en; DROP", "EN-US"):
+        r = await acme.post(
+            "/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"language": language}
+        )
+        assert r.status_code == 400, language
+        assert r.json()["error"]["code"] == "invalid_language"
     assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
+    r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"language": " DE "})
+    assert r.status_code == 202, r.text
 
 
 async def test_quota_429(gateway: LiveGateway, tenants: Tenants) -> None:
@@ -509,3 +521,121 @@ async def test_dedicated_pool_and_tier_rules(
     job = JobMessage.model_validate_json(msg.data)
     assert job.job_id == job_id
     assert job.tenant_id == tenants.dedi
+
+
+async def test_urls_never_reflect_the_host_header(
+    tmp_path: Path, fresh_nats_server: NatsServer, seaweed_s3: SeaweedS3, tenants_file: Path, tenants: Tenants
+) -> None:
+    """Finding: a client-chosen Host ended up in status_url, Location and artifact URLs."""
+    for base in (None, "https://parse.example.com/"):
+        settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file, public_base_url=base)
+        gw = LiveGateway(settings)
+        gw.start()
+        try:
+            async with client(gw, tenants.acme_key) as c:
+                evil = {"Host": "evil.example:666", "X-Forwarded-Host": "evil.example"}
+                r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("host"))}, headers=evil)
+                assert r.status_code == 202, r.text
+                job_id = r.json()["job_id"]
+                expected = (
+                    f"/v1/jobs/{job_id}" if base is None else f"https://parse.example.com/v1/jobs/{job_id}"
+                )
+                assert r.json()["status_url"] == expected
+                assert r.headers["Location"] == expected
+                status = await c.get(f"/v1/jobs/{job_id}", headers=evil)
+                assert status.json()["status_url"] == expected
+                listing = await c.get("/v1/jobs", headers=evil)
+                assert "evil" not in listing.text
+                assert any(j["status_url"] == expected for j in listing.json()["jobs"])
+        finally:
+            gw.stop()
+
+
+async def test_ready_is_false_while_nats_server_is_frozen(
+    gateway: LiveGateway, fresh_nats_server: NatsServer
+) -> None:
+    """The socket of a SIGSTOPped server stays open: only a round-trip notices."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as c:
+        assert (await c.get("/ready")).status_code == 200
+        assert fresh_nats_server.proc is not None
+        fresh_nats_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = await c.get("/ready")
+            assert r.status_code == 503, r.text
+            assert r.json()["checks"]["nats"].startswith("no answer")
+            assert time.monotonic() - started < 10
+        finally:
+            fresh_nats_server.proc.send_signal(signal.SIGCONT)
+        for _ in range(50):
+            if (await c.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+        assert (await c.get("/ready")).status_code == 200
+
+
+async def test_a_tier_without_a_pool_is_refused_at_submit(
+    tmp_path: Path,
+    fresh_nats_server: NatsServer,
+    seaweed_s3: SeaweedS3,
+    tenants_file: Path,
+    tenants: Tenants,
+    store: ObjectStore,
+) -> None:
+    """Finding: tier=gpu with no gpu pool was accepted and sat queued for 7 days."""
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
+
+    settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file, small_tier_max_bytes=100)
+    gw = LiveGateway(settings, shared_pools=False)
+    gw.start()  # creates the streams, no consumer
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        limits = ConsumerLimits.from_settings(settings)
+        await ensure_pool_consumers(js, "jobs.parse.small", "parse-workers-small", limits)
+        async with client(gw, tenants.acme_key) as c:
+            r = await c.post("/v1/parse", files={"file": ("a.pdf", make_pdf("gpu"))}, data={"tier": "gpu"})
+            assert r.status_code == 409, r.text
+            assert r.json()["error"]["code"] == "no_pool_for_tier"
+            assert "gpu" in r.json()["error"]["message"]
+            assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
+            # Automatic choice (large: over small_tier_max_bytes) falls back to the small pool.
+            r = await c.post("/v1/parse", files={"file": ("b.pdf", make_pdf("auto"))})
+            assert r.status_code == 202, r.text
+            msg = await js.get_last_msg("JOBS", "jobs.parse.small")
+            assert JobMessage.model_validate_json(msg.data).job_id == r.json()["job_id"]
+            # A pool created now is seen within the refresh interval.
+            await ensure_pool_consumers(js, "jobs.parse.gpu", "parse-workers-gpu", limits)
+            await asyncio.sleep(2.5)
+            r = await c.post("/v1/parse", files={"file": ("c.pdf", make_pdf("gpu"))}, data={"tier": "gpu"})
+            assert r.status_code == 202, r.text
+    finally:
+        await nc.close()
+        gw.stop()
+
+
+async def test_password_is_staged_beside_the_upload_not_in_the_message(
+    acme: httpx.AsyncClient, settings: Settings, tenants: Tenants, store: ObjectStore
+) -> None:
+    """Finding: the password sat in plain text in JOBS (7 days) and its JOBS_DLQ copy (30)."""
+    password = "pa55-W0rd-unique-71c3"
+    r = await acme.post(
+        "/v1/parse", files={"file": ("s.pdf", make_pdf("locked"))}, data={"password": password}
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    nc = await nats.connect(settings.nats_url)
+    try:
+        msg = await nc.jetstream().get_last_msg("JOBS", "jobs.parse.small")
+    finally:
+        await nc.close()
+    assert password.encode() not in msg.data
+    job = JobMessage.model_validate_json(msg.data)
+    assert job.job_id == job_id
+    assert job.options.password is None
+    assert job.options.password_staged
+    staged = f"{tenants.acme}/{job_id}/.staged/password"
+    assert await store.get_bytes("percolate-files", staged) == password.encode()
+    status = await acme.get(f"/v1/jobs/{job_id}")
+    assert password not in status.text

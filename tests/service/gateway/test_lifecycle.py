@@ -131,3 +131,32 @@ async def test_corrupt_file_fails_with_reason_and_worker_keeps_serving(
     assert job["status"] == "succeeded"
     texts = await artifact_texts(acme, job)
     assert any("still serving" in t for t in texts.values())
+
+
+async def test_encrypted_pdf_with_its_password_and_the_staged_password_removed(
+    worker: Any, acme: httpx.AsyncClient, tenants: Tenants, settings: Settings
+) -> None:
+    from percolate_reading.infra.storage import open_object_store
+    from tests.service.providers.pdf_fixtures import encrypted_pdf
+
+    store = await open_object_store(settings)
+    try:
+        jobs = {}
+        for password in ("right-pass-9", "wrong-pass-9"):
+            r = await acme.post(
+                "/v1/parse",
+                files={"file": ("locked.pdf", encrypted_pdf("right-pass-9"))},
+                data={"password": password},
+            )
+            assert r.status_code == 202, r.text
+            jobs[password] = r.json()["job_id"]
+        good = await wait_terminal(acme, jobs["right-pass-9"])
+        assert good["status"] == "succeeded", good
+        bad = await wait_terminal(acme, jobs["wrong-pass-9"])
+        assert bad["status"] == "failed"
+        assert bad["error"]["code"] == "encrypted"
+        for job_id in jobs.values():
+            keys = await store.list_keys("percolate-files", f"{tenants.acme}/{job_id}/")
+            assert not any(".staged" in k for k in keys), keys
+    finally:
+        await store.close()

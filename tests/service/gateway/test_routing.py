@@ -85,3 +85,16 @@ def test_bad_tenants_file(tmp_path: Path) -> None:
     f.write_text('[{"tenant_id": "Not Valid"}]')
     with pytest.raises(ConfigError, match="entry 0"):
         load_tenants_file(f)
+
+
+def test_pool_filters_match_nats_subjects() -> None:
+    from percolate_reading.gateway.pools import subject_matches
+
+    assert subject_matches("jobs.parse.small", "jobs.parse.small")
+    assert not subject_matches("jobs.parse.small", "jobs.parse.small.acme")
+    assert not subject_matches("jobs.parse.small", "jobs.parse.gpu")
+    assert subject_matches("jobs.parse.*", "jobs.parse.gpu")
+    assert not subject_matches("jobs.parse.*", "jobs.parse.gpu.acme")
+    assert subject_matches("jobs.>", "jobs.parse.gpu.acme")
+    assert not subject_matches("jobs.parse.gpu.>", "jobs.parse.gpu")
+    assert subject_matches("", "jobs.parse.gpu")

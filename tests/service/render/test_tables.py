@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.parsing import parse_file
+from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.render.tables import tables_to_csv
 
 
@@ -40,3 +43,33 @@ def test_unicode_is_utf8_and_no_tables_gives_nothing() -> None:
     )
     assert tables_to_csv(doc) == [("tables/1.csv", "Straße,€\r\n".encode())]
     assert tables_to_csv(ParsedDocument(source_name="e", doc_type=DocumentType.PDF)) == []
+
+
+def test_formula_cells_are_neutralized_per_owasp() -> None:
+    from percolate_reading.parse.render.tables import neutralize_formula
+
+    live = ["=1+1", "@SUM(A1:A2)", "+cmd|' /C calc'!A0", "-2+3", "\t=1+2", "\r=1", " =HYPERLINK(x)", "=", "@"]
+    for cell in live:
+        assert neutralize_formula(cell) == "'" + cell, cell
+    for cell in ["", "plain", "-5", "+3.25", "-1e5", "12%", "a=b", "email@example.com", "'=quoted", "  "]:
+        assert neutralize_formula(cell) == cell, cell
+
+
+def test_workbook_formulas_reach_the_csv_neutralized(tmp_path: Path) -> None:
+    """Through the real XLSX provider and renderer: no cell of tables/*.csv starts live."""
+    from tests.harness.documents import make_xlsx
+
+    path = tmp_path / "inject.xlsx"
+    # openpyxl writes strings starting with '=' as formulas unless typed as strings; both reach us.
+    path.write_bytes(
+        make_xlsx([["name", "value"], ["a", "@SUM(1+1)*cmd|' /C calc'!A0"], ["b", "\t=1+2"], ["c", -7]])
+    )
+    doc = parse_file(path, ParseOptions(ocr_enabled=False), None)
+    cells = [
+        c for _, data in tables_to_csv(doc) for row in csv.reader(io.StringIO(data.decode())) for c in row
+    ]
+    assert "'@SUM(1+1)*cmd|' /C calc'!A0" in cells
+    assert any(c.startswith("'") and c.lstrip("'").lstrip().startswith("=1+2") for c in cells), cells
+    assert "-7" in cells
+    for cell in cells:
+        assert not cell.lstrip().startswith(("=", "+", "@")), cell

@@ -308,6 +308,45 @@ async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
         await bad_store.close()
 
 
+class ChunksWriteFails:
+    """Fault injection at the store boundary: the real S3 store, except that writing
+    `chunks.jsonl` fails as an unreachable S3 would (the other artifacts are written)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
+        if key.endswith("/chunks.jsonl"):
+            from percolate_reading.errors import StorageError
+
+            raise StorageError("injected: S3 unreachable for chunks.jsonl")
+        await self._store.put_bytes(bucket, key, data, content_type)
+
+
+async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
+    """Finding: a failed job kept part of its artifacts in S3 while its record listed none."""
+    from percolate_reading.contract.topology import ConsumerLimits
+    from percolate_reading.infra.queue.topology import ensure_pool_consumers
+
+    settings = env.settings.model_copy(update={"nats_max_deliver": 2, "nak_backoff_s": "0.2"})
+    await ensure_pool_consumers(
+        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
+    )
+    flaky = ChunksWriteFails(env.store)
+    worker = await start_worker(settings, nc=env.nc, store=flaky, jobs=env.jobs)  # type: ignore[arg-type]
+    try:
+        job_id = await env.submit(make_pdf(["Half written."]))
+        record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
+        assert record.status is JobStatus.FAILED
+        assert record.artifacts == []
+        assert await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/") == []
+    finally:
+        await worker.drain()
+
+
 async def test_tenant_mismatch_is_rejected(env: Env) -> None:
     owner = env.tenant
     subject = job_subject("small", owner)

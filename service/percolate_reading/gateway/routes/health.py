@@ -25,8 +25,15 @@ async def readiness(deps: GatewayDeps) -> dict[str, str]:
     checks: dict[str, str] = {}
     if deps.nc is None:
         checks["nats"] = "not configured"
+    elif not deps.nc.is_connected:
+        checks["nats"] = "disconnected"
     else:
-        checks["nats"] = "ok" if deps.nc.is_connected else "disconnected"
+        # A round-trip (PING/PONG), not the socket's state: a frozen server keeps the socket open.
+        try:
+            await deps.nc.flush(timeout=PING_TIMEOUT_S)
+            checks["nats"] = "ok"
+        except Exception as exc:
+            checks["nats"] = f"no answer: {type(exc).__name__}"
     try:
         await asyncio.wait_for(deps.store.ping(), PING_TIMEOUT_S)
         checks["storage"] = "ok"

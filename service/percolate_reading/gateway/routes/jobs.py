@@ -17,6 +17,7 @@ from percolate_reading.gateway.api_errors import ApiError, error_responses, unav
 from percolate_reading.gateway.auth import Tenant
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.schemas import JobList, JobView
+from percolate_reading.gateway.urls import public_url
 from percolate_reading.infra.jobs.index import tenant_prefix
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,9 @@ async def load_job(deps: GatewayDeps, tenant: TenantRecord, job_id: str) -> JobR
 
 def job_view(request: Request, record: JobRecord) -> dict[str, Any]:
     body = record.model_dump(mode="json")
-    body["status_url"] = str(request.url_for("get_job", job_id=record.job_id))
+    body["status_url"] = public_url(request, "get_job", job_id=record.job_id)
     body["artifact_urls"] = {
-        path: str(request.url_for("get_artifact", job_id=record.job_id, path=path))
+        path: public_url(request, "get_artifact", job_id=record.job_id, path=path)
         for path in record.artifacts
     }
     return body

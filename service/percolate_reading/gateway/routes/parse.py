@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from percolate_reading.contract.languages import LANGUAGE_CODES
 from percolate_reading.contract.subjects import Tier
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.gateway import submission
@@ -26,6 +27,7 @@ from percolate_reading.gateway.upload import (
     UploadError,
     sniff_type,
 )
+from percolate_reading.gateway.urls import public_url
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -46,7 +48,7 @@ PARSE_OPENAPI: dict[str, Any] = {
                         "callback_url": {"type": "string", "maxLength": submission.MAX_CALLBACK_URL_CHARS},
                         "tier": {"type": "string", "enum": [t.value for t in Tier]},
                         "password": {"type": "string"},
-                        "language": {"type": "string"},
+                        "language": {"type": "string", "enum": sorted(LANGUAGE_CODES)},
                         # Form fields are text: exactly the spellings read_form accepts.
                         "ocr_enabled": {
                             "type": "string",
@@ -59,7 +61,7 @@ PARSE_OPENAPI: dict[str, Any] = {
     },
     "responses": {
         "202": {"description": "Accepted: the job is queued."},
-        **error_responses(400, 401, 408, 413, 415, 422, 429, 503),
+        **error_responses(400, 401, 408, 409, 413, 415, 422, 429, 503),
     },
 }
 
@@ -135,7 +137,7 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         raise ApiError(result.status, result.code, result.message)
     if isinstance(result, submission.Unavailable):
         raise unavailable(result.message, result.code)
-    status_url = str(request.url_for("get_job", job_id=result.job_id))
+    status_url = public_url(request, "get_job", job_id=result.job_id)
     return JSONResponse(
         {"job_id": result.job_id, "status": result.record.status.value, "status_url": status_url},
         status_code=202,

@@ -37,6 +37,10 @@ class ObjectStore(Protocol):
 
     async def delete_prefix(self, bucket: str, prefix: str) -> int: ...
 
+    async def abort_stale_uploads(self, bucket: str, older_than_s: float) -> int:
+        """Abort incomplete multipart uploads begun more than `older_than_s` ago; how many."""
+        ...
+
     async def ping(self) -> None:
         """Raise StorageError unless the store answers."""
         ...

@@ -160,6 +160,9 @@ class LocalObjectStore:
             await self.delete(bucket, key)
         return len(keys)
 
+    async def abort_stale_uploads(self, bucket: str, older_than_s: float) -> int:
+        return 0  # files are written whole (temp file, rename): nothing is left half-made
+
     async def ping(self) -> None:
         if not os.access(self.root if self.root.exists() else self.root.parent, os.W_OK):
             raise StorageError(f"object store directory {self.root} is not writable")

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,7 @@ class S3Endpoint:
     secret_key: str | None = field(default=None, repr=False)
     region: str = "us-east-1"
     part_size: int = 8 * 1024 * 1024  # multipart upload part size
+    abort_uploads_after_s: float = 24 * 3600.0  # the buckets' AbortIncompleteMultipartUpload age
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Endpoint:
@@ -103,6 +104,7 @@ class S3Endpoint:
             secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
             region=settings.s3_region,
             part_size=settings.s3_multipart_chunk_bytes,
+            abort_uploads_after_s=settings.s3_abort_incomplete_uploads_after_s,
         )
 
 
@@ -188,6 +190,61 @@ class S3ObjectStore:
                 ):
                     continue
                 raise
+        for bucket in buckets:
+            await self._ensure_abort_rule(bucket)
+
+    async def _ensure_abort_rule(self, bucket: str) -> None:
+        """An AbortIncompleteMultipartUpload lifecycle rule, where the store supports one (the
+        sweeper's `abort_stale_uploads` covers stores that do not). Existing rules of other
+        kinds are kept; a bucket that already has such a rule is left alone."""
+        days = max(1, round(self._endpoint.abort_uploads_after_s / 86400))
+        try:
+            with _mapped(f"lifecycle of {bucket}"):
+                try:
+                    current = await self._client.get_bucket_lifecycle_configuration(Bucket=bucket)
+                    rules = list(current.get("Rules", []))
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+                        raise
+                    rules = []
+                if any("AbortIncompleteMultipartUpload" in r for r in rules):
+                    return
+                rules.append(
+                    {
+                        "ID": "percolate-abort-incomplete-uploads",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days},
+                    }
+                )
+                await self._client.put_bucket_lifecycle_configuration(
+                    Bucket=bucket,
+                    LifecycleConfiguration={"Rules": rules},
+                )
+        except StorageError as exc:
+            log.info(
+                "bucket %s has no abort rule for incomplete uploads (%s); the sweeper aborts them",
+                bucket,
+                exc,
+            )
+
+    async def abort_stale_uploads(self, bucket: str, older_than_s: float) -> int:
+        """Abort multipart uploads begun more than `older_than_s` ago (a gateway killed
+        mid-upload leaves its parts stored and invisible to listings); returns how many."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        stale: list[tuple[str, str]] = []
+        with _mapped(f"list incomplete uploads of {bucket}"):
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=bucket):
+                for upload in page.get("Uploads", []):
+                    initiated = _as_datetime(upload.get("Initiated"))
+                    if initiated is not None and initiated < cutoff:
+                        stale.append((upload["Key"], upload["UploadId"]))
+        for key, upload_id in stale:
+            log.info("aborting the incomplete upload of %s/%s begun before %s", bucket, key, cutoff)
+            with _mapped(f"abort upload {bucket}/{key}"):
+                await self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        return len(stale)
 
     async def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str | None = None) -> None:
         attributes: dict[str, str] = {"Content-Type": content_type} if content_type else {}
@@ -334,6 +391,17 @@ class S3ObjectStore:
 # default of 10 retries over up to 3 minutes.
 _RETRIES = 2
 _RETRY_TIMEOUT = timedelta(seconds=20)
+
+
+def _as_datetime(value: object) -> datetime | None:
+    """An S3 timestamp: botocore parses most; some stores' spelling reaches us as text."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def _obstore_for(endpoint: S3Endpoint, bucket: str) -> S3Store:

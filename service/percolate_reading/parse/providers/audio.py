@@ -69,8 +69,12 @@ def _load_model(model_dir: str, device: str, compute_type: str) -> Any:
     )
 
 
-def decode_audio(path: Path, max_duration_s: float) -> npt.NDArray[np.float32]:
-    """Decode any PyAV-readable audio to 16 kHz mono float32, enforcing the duration cap."""
+def decode_audio(
+    path: Path, max_duration_s: float, source_name: str | None = None
+) -> npt.NDArray[np.float32]:
+    """Decode any PyAV-readable audio to 16 kHz mono float32, enforcing the duration cap;
+    errors name `source_name` (the upload), never the scratch path."""
+    name = source_name or path.name
     import av
     import numpy as np
 
@@ -80,7 +84,7 @@ def decode_audio(path: Path, max_duration_s: float) -> npt.NDArray[np.float32]:
     try:
         with av.open(str(path), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
-                raise CorruptDocumentError(f"{path.name}: no audio stream")
+                raise CorruptDocumentError(f"{name}: no audio stream")
             stream = container.streams.audio[0]
             declared = (
                 float(stream.duration * stream.time_base)
@@ -105,9 +109,9 @@ def decode_audio(path: Path, max_duration_s: float) -> npt.NDArray[np.float32]:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
     except av.FFmpegError as exc:
-        raise CorruptDocumentError(f"{path.name}: audio cannot be decoded ({exc})") from exc
+        raise CorruptDocumentError(f"{name}: audio cannot be decoded ({exc})") from exc
     if not chunks:
-        raise EmptyDocumentError(f"{path.name}: the audio stream has no samples")
+        raise EmptyDocumentError(f"{name}: the audio stream has no samples")
     # Few full-length copies alive at once: a 2 h file is 230 MB as int16, 460 MB as float32.
     pcm16 = np.concatenate(chunks)
     chunks.clear()
@@ -134,7 +138,7 @@ class AudioProvider:
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.AUDIO)
 
         t0 = time.perf_counter()
-        pcm = decode_audio(path, self.max_duration_s)
+        pcm = decode_audio(path, self.max_duration_s, source_name)
         t1 = time.perf_counter()
         doc.timings["decode"] = t1 - t0
 

@@ -1,0 +1,17 @@
+"""URLs the gateway hands out (`status_url`, `Location`, artifact links).
+
+Built from the configured `PUBLIC_BASE_URL`, or relative to the gateway's root when none is
+set; never from the request's `Host` header, which the client chooses (a reflected Host would
+let anyone plant links to their own server in answers and cached pages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+
+def public_url(request: Request, name: str, **params: Any) -> str:
+    path = str(request.scope.get("root_path", "")) + str(request.app.url_path_for(name, **params))
+    base: str | None = request.app.state.deps.settings.public_base_url
+    return base.rstrip("/") + path if base else path
