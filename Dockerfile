@@ -84,7 +84,10 @@ LABEL org.opencontainers.image.title="percolate-reading" \
       org.opencontainers.image.description="Multi-tenant document parsing for LLM ingestion" \
       org.opencontainers.image.licenses="Apache-2.0" \
       dev.percolate.extras="${EXTRAS}"
+# XDG_CACHE_HOME: libraries that cache under ~/.cache (huggingface_hub, via faster-whisper)
+# write to the /tmp volume instead, so a read-only root works.
 ENV PATH=/opt/percolate/bin:${PATH} \
+    XDG_CACHE_HOME=/tmp/.cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PERCOLATE_READING_DATA_DIR=/data \

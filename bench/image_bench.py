@@ -2,6 +2,7 @@
 
     python bench/image_bench.py                 # cpu, cpu-unpruned, audio-ocr; cold + warm
     python bench/image_bench.py --no-cold       # warm rebuilds only (fast)
+    python bench/image_bench.py --cold cpu      # cold build of the CPU image only
 
 Needs root, buildah, podman, runc, debootstrap (as tests/image). Builds with the image tier's
 private store (~/.cache/percolate-image): the debootstrap-made stand-in for python:3.11-slim,
@@ -126,12 +127,17 @@ def main() -> int:
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS)
     )
+    parser.add_argument(
+        "--cold", default=None, help="comma-separated variants to build cold too (default: all)"
+    )
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     store = Containers()
     base_seconds = store.ensure_base()
-    rows = [measure(store, VARIANTS[name], cold=not args.no_cold) for name in args.variants.split(",")]
+    names = args.variants.split(",")
+    cold = set() if args.no_cold else set(args.cold.split(",") if args.cold else names)
+    rows = [measure(store, VARIANTS[name], cold=name in cold) for name in names]
     text = report(rows, base_seconds)
     print(text)
     args.output.write_text(text)

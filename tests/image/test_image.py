@@ -191,13 +191,16 @@ def test_healthcheck_fails_when_the_role_is_not_serving(containers: Containers, 
 def test_worker_drains_on_sigterm(containers: Containers, cpu_stack: Stack, tmp_path: Path) -> None:
     """SIGTERM while a job runs: the worker finishes (or hands back) its work and exits 0;
     the job ends succeeded either way. Last in this module: it stops the stack's worker."""
-    pdf = pdf_with_text(tmp_path / "long.pdf", pages=150, marker="drain marker")
+    # Long enough to be parsing when SIGTERM arrives (the log line below proves it was).
+    pdf = pdf_with_text(tmp_path / "long.pdf", pages=600, marker="drain marker")
     job_id = cpu_stack.api.upload(pdf)
     job = cpu_stack.api.wait(job_id, until=("running",))
     assert job["status"] in ("running", "succeeded"), job
     code = cpu_stack.worker.stop(grace_s=40)
     logs = cpu_stack.worker.logs()
     assert code == 0, logs[-4000:]
+    assert "SIGTERM: draining" in logs, logs[-4000:]
+    assert "draining 1 in-flight job(s)" in logs, logs[-4000:]
     job = cpu_stack.api.job(job_id)
     if job["status"] != "succeeded":
         # Handed back to the queue by the drain: a fresh worker container finishes it.
