@@ -124,7 +124,8 @@ EXPOSE 8001 9090 8080
 # Probes the running role's health endpoint on the address it binds: the gateway's /health,
 # the worker's on its metrics port, the operator's kopf liveness endpoint. Kept by Docker
 # and by buildah/podman with --format docker (the OCI format has no HEALTHCHECK);
-# Kubernetes ignores it and uses the manifests' probes.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+# Kubernetes ignores it and uses the manifests' probes. The timeout allows for Python's
+# start-up on a busy node (the probe itself answers in milliseconds).
+HEALTHCHECK --interval=15s --timeout=20s --start-period=30s --retries=3 \
     CMD ["percolate-reading", "run", "--healthcheck"]
 ENTRYPOINT ["percolate-reading", "run"]
