@@ -134,9 +134,14 @@ def connection_info(settings: OperatorSettings, logger: logging.Logger | Any) ->
     kopf_settings = kopf.OperatorSettings()
     info = kopf.login_with_service_account(settings=kopf_settings, logger=logger)
     if info is None:
-        info = kopf.login_with_kubeconfig(settings=kopf_settings, logger=logger)
+        try:
+            info = kopf.login_with_kubeconfig(settings=kopf_settings, logger=logger)
+        except (OSError, ValueError) as exc:  # KUBECONFIG names a missing or unreadable file
+            raise kopf.PermanentError(f"no API server: kubeconfig unusable: {exc}") from exc
     if info is None:
-        raise kopf.LoginError(
+        # Permanent: kopf would otherwise retry every 60 s forever; the process exits non-zero
+        # instead, so Kubernetes shows the crash and restarts it with backoff.
+        raise kopf.PermanentError(
             "no API server: set PERCOLATE_OPERATOR_K8S_SERVER, run in-cluster or provide a kubeconfig"
         )
     return info

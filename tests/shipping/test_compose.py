@@ -28,9 +28,17 @@ PREFIX = "PERCOLATE_READING_"
 PLATFORM_SERVICES = ("gateway", "worker", "jobs-init")
 
 
+def _env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if ln.strip() and not ln.startswith("#"))
+
+
 def _resolve(value: Any) -> str:
-    """Compose interpolation with an empty environment: `${VAR:-default}` -> default."""
+    """Compose interpolation with .env.example as the .env: `${VAR:-default}` -> default,
+    `${VAR:?message}` -> the value .env.example gives (required: no default in the file)."""
+    example = _env_example()
     text = str(value)
+    text = re.sub(r"\$\{(\w+):\?[^}]*\}", lambda m: example[m.group(1)], text)
     text = re.sub(r"\$\{(\w+):?-([^}]*)\}", lambda m: m.group(2), text)
     assert "${" not in text, f"variable without a default: {value}"
     return text.replace("$$", "$")
@@ -65,12 +73,43 @@ def _settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Sett
 
 
 def _ports(service: dict[str, Any]) -> dict[int, int]:
-    """container port -> host port"""
+    """container port -> host port; every port must be published on 127.0.0.1 only."""
     out: dict[int, int] = {}
     for spec in service.get("ports", []):
-        host, _, container = str(spec).rpartition(":")
+        address, host, container = str(spec).split(":")
+        assert address == "127.0.0.1", f"{spec}: published beyond this machine"
         out[int(container)] = int(host)
     return out
+
+
+def test_every_published_port_is_loopback_only(services: dict[str, Any]) -> None:
+    published = {name: _ports(svc) for name, svc in services.items() if svc.get("ports")}
+    assert set(published) == {"nats", "minio", "gateway", "worker"}
+
+
+def test_credentials_come_from_the_env_file(services: dict[str, Any]) -> None:
+    """No secret has a default in the compose file: each is required from .env, whose
+    template .env.example is committed (and .env itself git-ignored)."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "PERCOLATE_DEV_API_KEY"):
+        assert re.search(rf"\$\{{{name}:\?", text), name
+        assert not re.search(rf"\$\{{{name}:?-", text), f"{name} has a default"
+        assert name in _env_example()
+    assert "/.env" in (ROOT / ".gitignore").read_text().splitlines()
+    # MinIO refuses root passwords shorter than 8 characters.
+    assert len(_env_example()["MINIO_ROOT_PASSWORD"]) >= 8
+
+
+def test_default_worker_image_has_speech_and_ocr(compose: dict[str, Any]) -> None:
+    from tests.image.containers import MEDIA
+
+    args = {k: _resolve(v) for k, v in compose["x-percolate-image"]["build"]["args"].items()}
+    extras = set(args["EXTRAS"].split(","))
+    assert {"audio", "audio-model", "ocr", "server"} <= extras
+    # The bundled Whisper base, not a /models directory that may not exist.
+    assert args["WHISPER_MODEL"] == "base"
+    # The image tests/image/test_compose_up.py brings the stack up with is this build.
+    assert args == MEDIA.build_args
 
 
 def test_compose_file_validates_against_the_compose_spec(compose: dict[str, Any]) -> None:

@@ -110,14 +110,24 @@ def test_role_variables_are_settings_fields() -> None:
 
 
 @pytest.mark.usefixtures("no_role_env")
-def test_health_target_per_role() -> None:
+def test_health_target_per_role(monkeypatch: pytest.MonkeyPatch) -> None:
     gateway = Settings(gateway_mode=True, port=8123)
-    assert health_target(gateway, Role.GATEWAY) == ("127.0.0.1", 8123)
-    assert health_target(Settings(host="::", port=8001), Role.GATEWAY) == ("::1", 8001)
-    assert health_target(Settings(host="10.1.2.3", port=8001), Role.GATEWAY) == ("10.1.2.3", 8001)
-    assert health_target(Settings(metrics_port=9191), Role.WORKER) == ("127.0.0.1", 9191)
+    assert health_target(gateway, Role.GATEWAY) == ("127.0.0.1", 8123, "/health")
+    assert health_target(Settings(host="::", port=8001), Role.GATEWAY) == ("::1", 8001, "/health")
+    assert health_target(Settings(host="10.1.2.3", port=8001), Role.GATEWAY) == ("10.1.2.3", 8001, "/health")
+    # The worker's health server binds the same host as the gateway would.
+    assert health_target(Settings(metrics_port=9191), Role.WORKER) == ("127.0.0.1", 9191, "/health")
+    assert health_target(Settings(host="10.1.2.3", metrics_port=9191), Role.WORKER) == (
+        "10.1.2.3",
+        9191,
+        "/health",
+    )
     assert health_target(Settings(metrics_port=0), Role.WORKER) is None
-    assert health_target(Settings(), Role.OPERATOR) is None
+    # The operator: kopf's liveness endpoint, from the operator's own settings.
+    monkeypatch.delenv("PERCOLATE_OPERATOR_LIVENESS_ENDPOINT", raising=False)
+    assert health_target(Settings(), Role.OPERATOR) == ("127.0.0.1", 8080, "/healthz")
+    monkeypatch.setenv("PERCOLATE_OPERATOR_LIVENESS_ENDPOINT", "http://10.0.0.7:8181/livez")
+    assert health_target(Settings(), Role.OPERATOR) == ("10.0.0.7", 8181, "/livez")
 
 
 # --- the real command, in a subprocess -------------------------------------------------------
@@ -170,8 +180,31 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
     assert _run(["--healthcheck"], env).returncode == 1
 
 
-def test_healthcheck_of_the_operator_role_passes_without_probing() -> None:
-    assert _run(["--healthcheck", "--role", "operator"], _clean_env()).returncode == 0
+def test_healthcheck_of_the_operator_role_fails_when_its_liveness_endpoint_is_down() -> None:
+    env = _clean_env(PERCOLATE_OPERATOR_LIVENESS_ENDPOINT=f"http://127.0.0.1:{free_port()}/healthz")
+    assert _run(["--healthcheck", "--role", "operator"], env).returncode == 1
+
+
+@pytest.mark.parametrize("kubeconfig", [None, "missing-file"])
+def test_operator_role_without_an_api_server_exits_1_naming_the_cause(
+    tmp_path: Path, kubeconfig: str | None
+) -> None:
+    # No kubeconfig (or one naming a missing file), no service account, no
+    # PERCOLATE_OPERATOR_K8S_SERVER: a fatal start-up error, so the process exits non-zero
+    # instead of retrying every 60 s unseen.
+    env = _clean_env(
+        HOME=str(tmp_path),
+        PERCOLATE_OPERATOR_LIVENESS_ENDPOINT=f"http://127.0.0.1:{free_port()}/healthz",
+        PERCOLATE_OPERATOR_NATS_URL=f"nats://127.0.0.1:{free_port()}",
+    )
+    env.pop("KUBECONFIG", None)
+    if kubeconfig:
+        env["KUBECONFIG"] = str(tmp_path / kubeconfig)
+    result = subprocess.run(
+        [*_cli(), "run", "--role", "operator"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "percolate-operator: stopped: no API server" in result.stderr
 
 
 # --- each role really starts ----------------------------------------------------------------
@@ -319,6 +352,9 @@ async def test_operator_role_reconciles_a_parsepool_and_exits_0_on_sigterm(
             raise AssertionError(f"{target} never answered; operator log:\n{log.read_text()[-3000:]}")
 
         await poll(f"http://127.0.0.1:{liveness_port}/healthz")
+        # The image's HEALTHCHECK command probes that same endpoint.
+        health = await asyncio.to_thread(_run, ["--healthcheck", "--role", "operator"], env)
+        assert health.returncode == 0, health.stderr
         pool = {
             "apiVersion": "percolate.dev/v1alpha1",
             "kind": "ParsePool",

@@ -5,8 +5,9 @@ One image serves three roles. `PERCOLATE_READING_GATEWAY_MODE=true` runs the HTT
 (or `--role operator`) the Kubernetes operator. Exactly one must be chosen: a container
 that silently ran the wrong role (or both) would be worse than one that refuses to start.
 
-`run --healthcheck` is the image's HEALTHCHECK: it probes the running role's /health on
-loopback and exits 0 or 1, so the Dockerfile needs no curl.
+`run --healthcheck` is the image's HEALTHCHECK: it probes the running role's health endpoint
+on the address the role binds (the operator's: kopf's liveness endpoint) and exits 0 or 1,
+so the Dockerfile needs no curl.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import http.client
 import sys
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -83,7 +85,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--healthcheck",
         action="store_true",
-        help="Probe the selected role's /health on loopback and exit 0 (healthy) or 1.",
+        help="Probe the selected role's health endpoint and exit 0 (healthy) or 1.",
     )
 
 
@@ -104,19 +106,35 @@ def _probe_host(bind_host: str) -> str:
     return bind_host
 
 
-def health_target(settings: Settings, role: Role) -> tuple[str, int] | None:
-    """(host, port) whose /health the healthcheck probes, or None when the role has none."""
+def health_target(settings: Settings, role: Role) -> tuple[str, int, str] | None:
+    """(host, port, path) the healthcheck probes, or None when the role has none.
+
+    Gateway and worker bind `settings.host` (the worker its health/metrics server on
+    `metrics_port`); the operator serves kopf's liveness endpoint from its own settings.
+    """
     if role is Role.GATEWAY:
-        return _probe_host(settings.host), settings.port
+        return _probe_host(settings.host), settings.port, "/health"
     if role is Role.WORKER and settings.metrics_port:
-        return "127.0.0.1", settings.metrics_port
+        return _probe_host(settings.host), settings.metrics_port, "/health"
+    if role is Role.OPERATOR:
+        return _operator_liveness()
     return None
 
 
-def probe_health(host: str, port: int, timeout_s: float = 4.0) -> bool:
+def _operator_liveness() -> tuple[str, int, str] | None:
+    # Lazily, like _start: only the operator role needs the operator package.
+    from percolate_operator.settings import OperatorSettings
+
+    url = urlsplit(OperatorSettings().liveness_endpoint)
+    if not url.hostname or not url.port:
+        return None
+    return _probe_host(url.hostname), url.port, url.path or "/"
+
+
+def probe_health(host: str, port: int, path: str = "/health", timeout_s: float = 4.0) -> bool:
     conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
-        conn.request("GET", "/health")
+        conn.request("GET", path)
         response = conn.getresponse()
         response.read()
         return response.status == 200
@@ -159,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
         return refuse
 
     if args.healthcheck:
-        target = health_target(settings, role)
+        try:
+            target = health_target(settings, role)
+        except (ImportError, ValidationError):
+            return 1
         return 0 if target is None or probe_health(*target) else 1
 
     if role is not Role.OPERATOR:
