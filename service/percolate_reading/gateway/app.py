@@ -21,6 +21,7 @@ from percolate_reading import __version__
 from percolate_reading.config import Settings
 from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.docs import install_docs
 from percolate_reading.gateway.routes import context, health, jobs, parse
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.metrics import Metrics
@@ -145,6 +146,9 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
         version=__version__,
         description="Upload documents for parsing; poll status; download artifacts.",
         lifespan=lifespan,
+        # FastAPI's own pages load their scripts from a CDN: install_docs serves them locally.
+        docs_url=None,
+        redoc_url=None,
     )
     if deps is not None:
         # Usable before the lifespan runs too (ASGI transports that skip lifespan events).
@@ -154,6 +158,7 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(context.router)
     app.include_router(health.router)
+    install_docs(app)
 
     app.add_middleware(RequestCounter)
     return app
