@@ -13,7 +13,6 @@ import pytest
 from tests.servers import free_port
 from tests.service.cli.test_serve import Serve, clean_env
 
-KEY = "pr_live-serve-test-key-0123456789"
 WEBHOOK_SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
@@ -30,13 +29,17 @@ def live_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe]:
     data_dir = tmp_path_factory.mktemp("serve") / "state"
     port = free_port()
     env = clean_env()
-    env["PERCOLATE_READING_DEV_API_KEY"] = KEY
+    # No key configured: serve makes one and saves it in its data dir, as for a new user.
     # Webhooks to the test's own receiver on loopback, signed with a known secret.
     env["PERCOLATE_READING_WEBHOOK_ALLOW_HOSTS"] = "127.0.0.1"
     env["PERCOLATE_READING_WEBHOOK_DEFAULT_SECRET"] = WEBHOOK_SECRET
     proc = Serve(data_dir, port, env)
     try:
         proc.wait_for_line("serving on")
-        yield LiveServe(f"http://127.0.0.1:{port}", KEY, data_dir, proc)
+        key = proc.wait_for_line("API key").rsplit(":", 1)[1].strip()
+        saved = proc.wait_for_line("saved in")
+        assert str(data_dir / "dev-api-key") in saved, saved
+        assert (data_dir / "dev-api-key").read_text().strip() == key
+        yield LiveServe(f"http://127.0.0.1:{port}", key, data_dir, proc)
     finally:
         proc.close(data_dir)
