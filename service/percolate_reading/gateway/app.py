@@ -23,6 +23,7 @@ from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
 from percolate_reading.gateway.docs import install_docs
 from percolate_reading.gateway.routes import context, health, jobs, parse
+from percolate_reading.gateway.ui import router as ui_router
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.metrics import Metrics
 
@@ -158,6 +159,7 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(context.router)
     app.include_router(health.router)
+    app.include_router(ui_router)
     install_docs(app)
 
     app.add_middleware(RequestCounter)
