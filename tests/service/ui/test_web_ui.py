@@ -79,8 +79,9 @@ def open_ui(browser: Any, serve: LiveServe, width: int, height: int, confirm: bo
 def assert_no_sideways_scroll(page: Any, width: int) -> None:
     wide = page.evaluate(
         """(width) => Array.from(document.querySelectorAll("body *"))
-            .filter((e) => e.getBoundingClientRect().right > width + 1 && getComputedStyle(e).position !== "fixed")
-            .map((e) => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)""",
+            .filter((e) => getComputedStyle(e).position !== "fixed")
+            .filter((e) => e.getBoundingClientRect().right > width + 1)
+            .map((e) => `${e.tagName}#${e.id}.${e.className}`)""",
         width,
     )
     assert page.evaluate("() => document.documentElement.scrollWidth") <= width, wide
