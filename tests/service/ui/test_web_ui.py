@@ -230,3 +230,26 @@ def test_ui_pages_are_served_with_a_strict_policy(live_serve: LiveServe) -> None
     assert "/ui/app.js" in sources
     assert all(not s.startswith(("http:", "https:", "//")) for s in sources), sources
     assert httpx.get(live_serve.url + "/ui/secret.py", timeout=30).status_code == 404
+
+
+def test_swagger_authorize_then_try_a_call(browser: Any, live_serve: LiveServe) -> None:
+    """/docs works offline and its Authorize button sends the key: a tried-out call is a 200."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(live_serve.url) else None)
+    page.goto(f"{live_serve.url}/docs")
+    page.get_by_role("button", name="Authorize").first.click()
+    page.locator(".modal-ux input").first.fill(live_serve.api_key)
+    page.locator(".modal-ux button.authorize").click()
+    page.locator(".modal-ux button.btn-done").click()
+    operation = page.locator("#operations-jobs-list_jobs_v1_jobs_get")
+    operation.locator(".opblock-summary").click()
+    # tryItOutEnabled: the form is open already.
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for(timeout=30_000)
+    assert status.inner_text().strip() == "200", operation.locator(".live-responses-table").inner_text()
+    shot(page, "8-swagger-authorized")
+    assert not [u for u in outside if not u.startswith(("data:", "blob:"))], outside
+    context.close()
