@@ -16,9 +16,14 @@
     ├── StorageError                     object store unreachable or refusing (transient)
     │   └── ObjectNotFoundError          the key does not exist (permanent for that key)
     ├── QueueError                       JetStream unreachable, no PubAck, stream full (transient)
-    └── JobError
-        ├── JobNotFoundError
-        └── InvalidTransitionError       a status change that would move a job backwards
+    ├── JobError
+    │   ├── JobNotFoundError
+    │   └── InvalidTransitionError       a status change that would move a job backwards
+    └── ClientError                      raised by percolate_reading.client
+        ├── ApiResponseError             the gateway answered with an error body (status, code)
+        ├── GatewayUnreachableError      no answer at all (connection refused, timeouts)
+        ├── WaitTimeoutError             a job was still not finished when `wait` gave up
+        └── WebhookVerificationError     a webhook's signature or timestamp does not check out
 
 Every error carries a stable machine-readable `code` so API responses, job records and
 metrics can name the failure without parsing messages.
@@ -120,3 +125,38 @@ class JobNotFoundError(JobError):
 
 class InvalidTransitionError(JobError):
     code = "invalid_transition"
+
+
+class ClientError(PercolateError):
+    code = "client_error"
+
+
+class ApiResponseError(ClientError):
+    """An error answer: `status`, the body's `code` and `message`, and `retry_after` seconds
+    when the gateway sent Retry-After."""
+
+    def __init__(
+        self, message: str, *, status: int = 0, code: str = "http_error", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.permanent = status not in (429, 502, 503, 504)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+class GatewayUnreachableError(ClientError):
+    code = "unreachable"
+    permanent = False
+
+
+class WaitTimeoutError(ClientError):
+    code = "wait_timeout"
+    permanent = False
+
+
+class WebhookVerificationError(ClientError):
+    code = "invalid_webhook"

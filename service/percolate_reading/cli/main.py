@@ -18,6 +18,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("percolate_reading.cli.parse", "Parse files locally and write artifacts to a folder."),
     "serve": ("percolate_reading.cli.serve", "Run gateway and worker in one process (single node)."),
     "submit": ("percolate_reading.cli.submit", "Upload files to a gateway, wait, download artifacts."),
+    "status": ("percolate_reading.cli.status", "Show jobs' state, attempts, time and errors."),
+    "wait": ("percolate_reading.cli.wait", "Wait for jobs to finish (and download their artifacts)."),
+    "download": ("percolate_reading.cli.download", "Download finished jobs' artifacts."),
+    "list": ("percolate_reading.cli.list_jobs", "List this tenant's jobs, newest first."),
+    "cancel": ("percolate_reading.cli.cancel", "Cancel queued jobs."),
     "run": ("percolate_reading.cli.run", "Run the role the environment selects (container entrypoint)."),
 }
 

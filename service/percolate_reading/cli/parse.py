@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -49,6 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per file")
     parser.add_argument("--memory-mb", type=int, default=None, help="memory limit per file (MB)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     files, missing = expand_inputs(inputs)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        print(f"parse: --out {out} is a file, not a folder", file=sys.stderr)
+        return 2
+    if not files and not missing:
+        names = ", ".join(str(i) for i in inputs)
+        print(f"parse: no files to parse in {names} (hidden files are skipped)", file=sys.stderr)
+        return 1
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"parse: cannot create --out {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     jobs = assign_output_names(files)
     outcomes: list[Outcome] = [
         Outcome(Job(m, ""), False, 0.0, error_code="not_found", error="no such file or folder")
@@ -254,12 +267,13 @@ def run(args: argparse.Namespace) -> int:
     )  # report in input order, not completion order
 
     summary = [o.as_json() for o in outcomes]
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    out_console.print(summary_table(outcomes, out))
+    summary_text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    (out / SUMMARY_FILE).write_text(summary_text, "utf-8")
+    if args.json:
+        print(summary_text, end="")
+    else:
+        out_console.print(summary_table(outcomes, out))
     if interrupted:
         err.print("interrupted")
         return 130
-    if not outcomes:
-        err.print("no files to parse")
-        return 1
     return 1 if any(not o.ok for o in outcomes) else 0

@@ -138,11 +138,16 @@ class PrivateNats:
 # --- settings ----------------------------------------------------------------------------------------
 
 
+def dev_key_path(settings: Settings) -> Path:
+    return settings.data_dir / DEV_KEY_FILE
+
+
 def dev_api_key(settings: Settings) -> str:
-    """The configured dev key, else the one kept in the data dir, else a new one (saved 0600)."""
+    """The configured dev key, else the one kept in the data dir, else a new one (saved 0600,
+    where `submit` and the other client commands look when given no key)."""
     if settings.dev_api_key is not None:
         return settings.dev_api_key.get_secret_value()
-    path = settings.data_dir / DEV_KEY_FILE
+    path = dev_key_path(settings)
     if path.exists():
         key = path.read_text(encoding="utf-8").strip()
         if key:
@@ -174,17 +179,28 @@ def tier_settings(settings: Settings, tier: Tier) -> Settings:
 # --- the process -------------------------------------------------------------------------------------
 
 
-def announce(settings: Settings, api_key: str) -> None:
+def announce(settings: Settings, api_key: str, key_saved: bool) -> None:
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{shown_host}:{settings.port}"
     print(f"percolate-reading serving on {url}", flush=True)
     print(f"development API key (tenant {settings.dev_tenant_id!r}): {api_key}", flush=True)
-    print(
-        f"try: percolate-reading submit FILE --url {url} --api-key {api_key} --wait --out results", flush=True
-    )
+    print(f"web UI: {url}/ui   API docs: {url}/docs", flush=True)
+    saved = dev_key_path(settings)
+    if key_saved:
+        # submit/status/wait/... read the key from there when given none.
+        # Where submit looks without --data-dir: the data dir the environment alone gives.
+        same = saved.parent.resolve() == load_settings().data_dir.resolve()
+        data_dir = "" if same else f" --data-dir {saved.parent}"
+        print(f"the key is saved in {saved}; submit and the other client commands find it there", flush=True)
+        print(f"try: percolate-reading submit FILE --url {url}{data_dir} --wait --out results", flush=True)
+    else:
+        print(
+            f"try: percolate-reading submit FILE --url {url} --api-key {api_key} --wait --out results",
+            flush=True,
+        )
 
 
-async def serve(settings: Settings, api_key: str, sock: socket.socket) -> int:
+async def serve(settings: Settings, api_key: str, sock: socket.socket, key_saved: bool = False) -> int:
     from percolate_reading.gateway.app import create_app, open_deps
     from percolate_reading.gateway.server import GatewayServer, install_signal_handlers, uvicorn_config
     from percolate_reading.worker.main import start_worker
@@ -215,7 +231,7 @@ async def serve(settings: Settings, api_key: str, sock: socket.socket) -> int:
             while not server.started and not serve_task.done():  # noqa: ASYNC110 (uvicorn has no event)
                 await asyncio.sleep(0.05)
             if server.started:
-                announce(settings, api_key)
+                announce(settings, api_key, key_saved)
             await serve_task
             log.info("gateway stopped; draining the workers")
         finally:
@@ -245,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     api_key = dev_api_key(settings)
+    key_saved = settings.dev_api_key is None  # generated or read from the data dir
     nats: PrivateNats | None = None
     try:
         if not settings.nats_url:
@@ -252,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
             nats.start()
             log.info("started a private nats-server on %s (store %s)", nats.url, nats.store_dir)
         node = single_node_settings(settings, api_key, nats.url if nats else None)
-        return asyncio.run(serve(node, api_key, sock))
+        return asyncio.run(serve(node, api_key, sock, key_saved))
     except ConfigError as exc:
         print(f"percolate-reading serve: {exc}", file=sys.stderr)
         return 2

@@ -1,44 +1,70 @@
 """`percolate-reading submit FILE...`: upload to a gateway, wait for the jobs, download artifacts.
 
-Uploads stream from disk (httpx reads the file in chunks). With `--wait` it polls every job
-until it is finished, with a progress bar, and with `--out DIR` downloads each job's
-artifacts into `DIR/<file stem>/`. Exit status 1 if any upload was refused or any job failed.
-The gateway URL and key come from `--url`/`--api-key` or PERCOLATE_READING_URL /
-PERCOLATE_READING_API_KEY.
+Built on `percolate_reading.client`: uploads stream from disk and are retried on 503/429
+after Retry-After. Every option of POST /v1/parse has a flag (`--option NAME=VALUE` passes
+any other form field). With `--wait` it follows every job to its end; with `--out DIR` it
+downloads each job's artifacts into `DIR/<file stem>/` and writes `DIR/summary.json`, as
+`parse` does. Ctrl-C while waiting leaves the jobs running and prints how to resume.
+Exit status 1 if any upload was refused or any job failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from percolate_reading.config import load_settings
+from percolate_reading.cli.remote import (
+    EXIT_INTERRUPTED,
+    JOB_ID_CHARS,
+    UsageError,
+    add_connection_args,
+    connect,
+    print_json,
+    resume_hint,
+    run_guarded,
+    stderr_console,
+    stdout_console,
+    unique_dirs,
+    wait_all,
+)
+from percolate_reading.client import Client, Job, Tier
+from percolate_reading.errors import ApiResponseError, ClientError
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-MAX_UPLOAD_TRIES = 5
-POLL_INTERVAL_S = 0.5
+SUMMARY_FILE = "summary.json"
+METADATA_JSON = "metadata.json"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="documents to parse")
-    parser.add_argument("--url", help="gateway URL (default: PERCOLATE_READING_URL or http://127.0.0.1:8001)")
-    parser.add_argument("--api-key", help="API key (default: PERCOLATE_READING_API_KEY)")
     parser.add_argument("--wait", action="store_true", help="wait until every job has finished")
     parser.add_argument("--out", type=Path, help="download artifacts into OUT/<stem>/ (implies --wait)")
-    parser.add_argument("--callback-url", help="webhook URL notified when each job finishes")
-    parser.add_argument("--tier", choices=["small", "large", "gpu"], help="force a worker tier")
     parser.add_argument(
         "--timeout", type=float, default=3600.0, help="give up waiting after this many seconds"
     )
+    options = parser.add_argument_group("parse options (the fields of POST /v1/parse)")
+    options.add_argument("--password", help="password of encrypted PDFs")
+    options.add_argument("--language", help="language hint for OCR and speech (e.g. en, de)")
+    options.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
+    options.add_argument("--tier", choices=[t.value for t in Tier], help="force a worker tier")
+    options.add_argument("--callback-url", help="webhook URL notified when each job finishes")
+    options.add_argument("--priority", type=int, choices=range(10), metavar="0-9", help="job priority")
+    options.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other form field of POST /v1/parse (repeatable)",
+    )
+    add_connection_args(parser)
 
 
 @dataclass
@@ -48,164 +74,170 @@ class Submission:
     status: str = "not sent"
     error: str = ""
     artifacts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     out_dir: Path | None = None
     downloaded: int = 0
+    seconds: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.path),
+            "job_id": self.job_id,
+            "status": self.status,
+            "output": str(self.out_dir) if self.out_dir is not None and self.downloaded else None,
+            "artifacts": self.artifacts,
+            "seconds": self.seconds,
+            "warnings": self.warnings,
+            "error": self.error or None,
+        }
 
 
-def error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        err = body.get("error", {})
-        return f"{response.status_code} {err.get('code', '')}: {err.get('message', '')}".strip()
-    except ValueError:
-        return f"{response.status_code} {response.text[:200]}"
-
-
-def upload(client: httpx.Client, sub: Submission, form: dict[str, str]) -> None:
-    for attempt in range(1, MAX_UPLOAD_TRIES + 1):
-        try:
-            with sub.path.open("rb") as fh:
-                response = client.post("/v1/parse", files={"file": (sub.path.name, fh)}, data=form)
-        except httpx.TransportError as exc:
-            sub.status, sub.error = "refused", f"cannot reach the gateway: {exc}"
-            return
-        if response.status_code == 202:
-            sub.job_id = response.json()["job_id"]
-            sub.status = "queued"
-            return
-        if response.status_code in (429, 503) and attempt < MAX_UPLOAD_TRIES:
-            time.sleep(min(float(response.headers.get("Retry-After", "2") or 2), 30.0))
-            continue
-        sub.status, sub.error = "refused", error_message(response)
-        return
-
-
-def safe_artifact_path(out_dir: Path, rel: str) -> Path | None:
-    """Where an artifact goes, or None if its name would leave `out_dir`."""
-    parts = rel.split("/")
-    if not rel or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
-        return None
-    return out_dir.joinpath(*parts)
-
-
-def download(client: httpx.Client, sub: Submission) -> None:
-    assert sub.job_id is not None
-    assert sub.out_dir is not None
-    sub.out_dir.mkdir(parents=True, exist_ok=True)
-    for rel in sub.artifacts:
-        dest = safe_artifact_path(sub.out_dir, rel)
-        if dest is None:
-            sub.error = f"skipped artifact with an unsafe name {rel!r}"
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with client.stream("GET", f"/v1/jobs/{sub.job_id}/artifacts/{rel}") as response:
-            if response.status_code != 200:
-                response.read()
-                sub.error = f"download of {rel} failed: {error_message(response)}"
-                continue
-            tmp = dest.with_name(dest.name + ".partial")
-            with tmp.open("wb") as fh:
-                for chunk in response.iter_bytes(1 << 16):
-                    fh.write(chunk)
-            tmp.replace(dest)
-        sub.downloaded += 1
+def form_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "password": args.password,
+        "language": args.language,
+        "tier": args.tier,
+        "callback_url": args.callback_url,
+        "priority": args.priority,
+    }
+    if args.no_ocr:
+        options["ocr"] = False
+    for item in args.option:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--option wants NAME=VALUE, not {item!r}")
+        options[name.strip()] = value
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def out_dirs(subs: list[Submission], out: Path) -> None:
-    """DIR/<stem>/ per file; a repeated stem gets -2, -3, ..."""
-    used: dict[str, int] = {}
+    """OUT/<stem>/ per file; a repeated stem gets -2, -3, ..."""
+    for sub, where in zip(subs, unique_dirs(out, [s.path.stem for s in subs]), strict=True):
+        sub.out_dir = where
+
+
+def record(sub: Submission, job: Job) -> None:
+    sub.status = job.status.value
+    sub.artifacts = list(job.artifacts)
+    if job.error is not None:
+        sub.error = f"{job.error.code}: {job.error.message}"
+    if job.started_at and job.finished_at:
+        sub.seconds = round((job.finished_at - job.started_at).total_seconds(), 3)
+
+
+def collect(client: Client, sub: Submission, job: Job) -> None:
+    """A finished job's outcome: status, its metadata's warnings, its artifacts downloaded."""
+    record(sub, job)
+    if not job.succeeded:
+        return
+    if METADATA_JSON in job.artifacts:
+        try:
+            meta = json.loads(client.artifact(job, METADATA_JSON))
+            sub.warnings = [str(w) for w in meta.get("warnings") or []]
+        except (ClientError, ValueError):
+            pass  # warnings are a courtesy; the job itself succeeded
+    if sub.out_dir is not None:
+        try:
+            sub.downloaded = len(client.download(job, sub.out_dir))
+        except (ClientError, OSError) as exc:
+            sub.error = f"download failed: {exc}"
+
+
+def summary_table(subs: list[Submission], out: Path | None) -> Table:
+    """One row per file; warnings and errors under the table (its caption), where they have
+    the full width: at 80 columns a note column would be a few characters wide."""
+    notes = []
     for sub in subs:
-        stem = sub.path.stem or "document"
-        used[stem] = used.get(stem, 0) + 1
-        sub.out_dir = out / (stem if used[stem] == 1 else f"{stem}-{used[stem]}")
+        if sub.error:
+            notes.append(f"[red]{escape(sub.path.name)}: {escape(sub.error)}[/red]")
+        notes.extend(f"[yellow]{escape(sub.path.name)}: warning:[/yellow] {escape(w)}" for w in sub.warnings)
+    title = "percolate-reading submit" + (f": artifacts in {escape(str(out))}/" if out is not None else "")
+    table = Table(title=title, caption="\n".join(notes) or None, caption_justify="left")
+    table.add_column("file", overflow="fold")
+    # The id is what `wait`/`status` need: never cut, whatever the width.
+    table.add_column("job", no_wrap=True, min_width=JOB_ID_CHARS)
+    table.add_column("status", no_wrap=True)
+    table.add_column("files", justify="right", no_wrap=True)
+    for sub in subs:
+        files = str(sub.downloaded if sub.out_dir and sub.downloaded else len(sub.artifacts))
+        status = sub.status + ("*" if sub.warnings else "")
+        table.add_row(escape(sub.path.name), sub.job_id or "-", status, files)
+    return table
 
 
-def wait_for(client: httpx.Client, subs: list[Submission], timeout: float, console: Console) -> None:
-    pending = [s for s in subs if s.job_id is not None]
-    deadline = time.monotonic() + timeout
+def write_summary(out: Path, subs: list[Submission]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps([s.as_json() for s in subs], indent=2, ensure_ascii=False) + "\n"
+    (out / SUMMARY_FILE).write_text(text, "utf-8")
+
+
+def upload_all(client: Client, subs: list[Submission], options: dict[str, Any], err: Console) -> None:
+    for sub in subs:
+        try:
+            job = client.parse(sub.path, **options)
+        except ApiResponseError as exc:
+            sub.status, sub.error = "refused", str(exc)
+        except ClientError as exc:
+            sub.status, sub.error = "refused", exc.message
+        else:
+            sub.job_id = job.job_id
+            record(sub, job)
+        line = f"queued as {sub.job_id}" if sub.job_id else sub.error
+        err.print(f"{sub.path.name}: {line}", highlight=False, soft_wrap=True)
+
+
+def follow(client: Client, subs: list[Submission], timeout: float, err: Console) -> None:
+    by_id = {s.job_id: s for s in subs if s.job_id is not None}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("parsing", total=len(pending))
-        while pending and time.monotonic() < deadline:
-            still: list[Submission] = []
-            for sub in pending:
-                try:
-                    response = client.get(f"/v1/jobs/{sub.job_id}")
-                except httpx.TransportError:
-                    still.append(sub)  # the gateway may be restarting; keep polling
-                    continue
-                if response.status_code != 200:
-                    if response.status_code in (429, 502, 503, 504):
-                        still.append(sub)
-                    else:
-                        sub.status, sub.error = "unknown", error_message(response)
-                        progress.advance(task)
-                    continue
-                record: dict[str, Any] = response.json()
-                sub.status = str(record["status"])
-                if sub.status in TERMINAL:
-                    sub.artifacts = list(record.get("artifacts") or [])
-                    err = record.get("error") or {}
-                    if err:
-                        sub.error = f"{err.get('code')}: {err.get('message')}"
-                    progress.advance(task)
-                else:
-                    still.append(sub)
-            pending = still
-            progress.update(task, description=f"parsing ({len(pending)} left)")
-            if pending:
-                time.sleep(POLL_INTERVAL_S)
-    for sub in pending:
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("parsing", total=len(by_id))
+
+        def finished(job: Job) -> None:
+            collect(client, by_id[job.job_id], job)
+            progress.advance(task)
+
+        latest, pending = wait_all(client, list(by_id), timeout, on_finished=finished)
+    for job_id in pending:
+        sub = by_id[job_id]
+        record(sub, latest[job_id])
         sub.error = f"still {sub.status} after {timeout:.0f}s"
 
 
-def summary(subs: list[Submission], console: Console) -> None:
-    table = Table(title="percolate-reading submit")
-    for col in ("file", "job", "status", "artifacts", "note"):
-        table.add_column(col)
-    for sub in subs:
-        where = (
-            f"{sub.downloaded} in {sub.out_dir}"
-            if sub.out_dir and sub.downloaded
-            else str(len(sub.artifacts))
-        )
-        table.add_row(sub.path.name, sub.job_id or "-", sub.status, where, sub.error)
-    console.print(table)
-
-
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    url = args.url or settings.url
-    key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    console = Console(stderr=False)
-    if not key:
-        print("submit: no API key; pass --api-key or set PERCOLATE_READING_API_KEY", file=sys.stderr)
-        return 2
-    missing = [str(p) for p in args.files if not p.is_file()]
-    if missing:
-        print(f"submit: not a file: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    form: dict[str, str] = {}
-    if args.callback_url:
-        form["callback_url"] = args.callback_url
-    if args.tier:
-        form["tier"] = args.tier
-    subs = [Submission(path) for path in args.files]
-    wait = args.wait or args.out is not None
-    if args.out is not None:
-        out_dirs(subs, args.out)
+    def body() -> int:
+        missing = [str(p) for p in args.files if not p.is_file()]
+        if missing:
+            raise UsageError(f"not a file: {', '.join(missing)}")
+        if args.out is not None and args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out} is a file, not a folder")
+        options = form_options(args)
+        subs = [Submission(path) for path in args.files]
+        wait = args.wait or args.out is not None
+        if args.out is not None:
+            out_dirs(subs, args.out)
+        err = stderr_console()
+        with connect(args) as client:
+            try:
+                upload_all(client, subs, options, err)
+                if wait:
+                    follow(client, subs, args.timeout, err)
+            except KeyboardInterrupt:
+                queued = [
+                    s.job_id for s in subs if s.job_id is not None and s.status in ("queued", "running")
+                ]
+                hint = f"; resume with: {resume_hint(queued, args.out)}" if queued else ""
+                print(
+                    f"submit: interrupted; {len(queued)} jobs keep running on the gateway{hint}",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+        if args.out is not None:
+            write_summary(args.out, subs)
+        if args.json:
+            print_json([s.as_json() for s in subs])
+        else:
+            stdout_console().print(summary_table(subs, args.out))
+        ok_states = {"succeeded"} if wait else {"queued", "running", "succeeded"}
+        return 0 if all(s.status in ok_states and not s.error for s in subs) else 1
 
-    timeout = httpx.Timeout(60.0, connect=10.0)
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout) as client:
-        for sub in subs:
-            upload(client, sub, form)
-            console.print(f"{sub.path.name}: " + (f"queued as {sub.job_id}" if sub.job_id else sub.error))
-        if wait:
-            wait_for(client, subs, args.timeout, console)
-            if args.out is not None:
-                for sub in subs:
-                    if sub.status == "succeeded":
-                        download(client, sub)
-    summary(subs, console)
-    ok_states = {"succeeded"} if wait else {"queued"}
-    return 0 if all(s.status in ok_states and not s.error for s in subs) else 1
+    return run_guarded("submit", body)

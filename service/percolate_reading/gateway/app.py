@@ -22,8 +22,10 @@ from percolate_reading.config import Settings
 from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.gateway.api_errors import install_error_handlers
 from percolate_reading.gateway.deps import GatewayDeps
+from percolate_reading.gateway.docs import install_docs
 from percolate_reading.gateway.http_limits import HeaderCountLimit
 from percolate_reading.gateway.routes import context, health, jobs, parse
+from percolate_reading.gateway.ui import router as ui_router
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.metrics import Metrics
 
@@ -162,6 +164,9 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
         version=__version__,
         description="Upload documents for parsing; poll status; download artifacts.",
         lifespan=lifespan,
+        # FastAPI's own pages load their scripts from a CDN: install_docs serves them locally.
+        docs_url=None,
+        redoc_url=None,
     )
     if deps is not None:
         # Usable before the lifespan runs too (ASGI transports that skip lifespan events).
@@ -171,6 +176,8 @@ def create_app(settings: Settings, deps: GatewayDeps | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(context.router)
     app.include_router(health.router)
+    app.include_router(ui_router)
+    install_docs(app)
 
     app.add_middleware(RequestCounter)
     tracing.instrument_app(app)  # server spans, when OTEL_* turned tracing on

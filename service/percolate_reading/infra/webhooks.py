@@ -16,16 +16,13 @@ DNS answer that changes between check and connect cannot redirect it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import ipaddress
 import json
 import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,14 +30,20 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from percolate_reading.config import Settings
+
+# Signing lives in contract/ (the client's verify_webhook checks what this module signs);
+# re-exported here for the sender's callers.
+from percolate_reading.contract.webhook_signature import DEFAULT_TOLERANCE_S as DEFAULT_TOLERANCE_S
+from percolate_reading.contract.webhook_signature import SECRET_PREFIX as SECRET_PREFIX
+from percolate_reading.contract.webhook_signature import SIGNATURE_VERSION as SIGNATURE_VERSION
+from percolate_reading.contract.webhook_signature import secret_bytes as secret_bytes
+from percolate_reading.contract.webhook_signature import sign
+from percolate_reading.contract.webhook_signature import verify as verify
 from percolate_reading.errors import PercolateError
 from percolate_reading.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 (a format prefix, not a secret)
-SIGNATURE_VERSION = "v1"
-DEFAULT_TOLERANCE_S = 300
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,53 +53,6 @@ class WebhookRefusedError(PercolateError):
 
     code = "webhook_refused"
     permanent = True
-
-
-# --- signing (pure) ----------------------------------------------------------------------------
-
-
-def secret_bytes(secret: str) -> bytes:
-    """`whsec_<base64>` decodes to its key bytes; anything else is used as UTF-8 text."""
-    if secret.startswith(SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-        except ValueError as exc:
-            raise ValueError("webhook secret has the whsec_ prefix but is not base64") from exc
-    return secret.encode()
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header value for one message."""
-    to_sign = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_bytes(secret), to_sign, hashlib.sha256).digest()
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
-
-
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """A receiver's check: a valid v1 signature over the body and a fresh timestamp."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    msg_id = lower.get("webhook-id")
-    ts_text = lower.get("webhook-timestamp")
-    sig_header = lower.get("webhook-signature")
-    if not msg_id or not ts_text or not sig_header:
-        return False
-    try:
-        ts = int(ts_text)
-    except ValueError:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - ts) > tolerance_s:
-        return False
-    expected = sign(secret, msg_id, ts, body)
-    # The header may carry several space-separated signatures (key rotation).
-    return any(hmac.compare_digest(candidate, expected) for candidate in sig_header.split())
 
 
 def webhook_id(job_id: str, status: str) -> str:

@@ -159,3 +159,31 @@ def test_no_inputs_is_a_usage_error(tmp_path: Path) -> None:
     proc = _run("--out", tmp_path / "out")
     assert proc.returncode == 2
     assert "--samples" in proc.stderr
+
+
+def test_out_naming_a_file_is_one_clear_line(tmp_path: Path) -> None:
+    taken = tmp_path / "results"
+    taken.write_text("not a folder")
+    proc = _run(SAMPLES / "sample-report.pdf", "--out", taken)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"parse: --out {taken} is a file, not a folder"]
+    assert taken.read_text() == "not a folder"
+
+
+def test_empty_input_folder_is_one_clear_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _run(empty, "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"parse: no files to parse in {empty} (hidden files are skipped)"
+    ]
+    assert proc.stdout == ""
+
+
+def test_json_summary_on_stdout(tmp_path: Path) -> None:
+    proc = _run(SAMPLES / "sample-budget.xlsx", "--out", tmp_path / "out", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary == json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary[0]["ok"] is True

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from percolate_reading.cli.submit import Submission, out_dirs, safe_artifact_path
+import pytest
+
+from percolate_reading.cli.submit import Submission, out_dirs
+from percolate_reading.client._common import artifact_target
+from percolate_reading.errors import ClientError
 
 
 def test_artifact_paths_stay_inside_the_output_folder(tmp_path: Path) -> None:
-    assert safe_artifact_path(tmp_path, "document.md") == tmp_path / "document.md"
-    assert safe_artifact_path(tmp_path, "tables/sheet1.csv") == tmp_path / "tables" / "sheet1.csv"
+    assert artifact_target(tmp_path, "document.md") == tmp_path / "document.md"
+    assert artifact_target(tmp_path, "tables/sheet1.csv") == tmp_path / "tables" / "sheet1.csv"
     for bad in ("../x", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"):
-        assert safe_artifact_path(tmp_path, bad) is None, bad
+        with pytest.raises(ClientError):
+            artifact_target(tmp_path, bad)
 
 
 def test_repeated_stems_get_their_own_folders(tmp_path: Path) -> None:

@@ -1,0 +1,473 @@
+// percolate-reading web UI: plain JavaScript, no dependencies, same-origin API calls only.
+// The API key lives in sessionStorage (this tab, until it closes), never in a cookie or localStorage.
+"use strict";
+
+const KEY_STORE = "percolate-reading.api-key";
+const POLL_MS = 1500;
+const $ = (sel) => document.querySelector(sel);
+
+const state = { jobs: new Map(), previewJob: null, timer: null };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+function announce(message) {
+  const box = $("#status");
+  box.textContent = message;
+  clearTimeout(announce.timer);
+  announce.timer = setTimeout(() => { box.textContent = ""; }, 4000);
+}
+
+function apiKey() { return sessionStorage.getItem(KEY_STORE) || ""; }
+
+async function api(path, options = {}) {
+  const key = apiKey();
+  if (!key) throw new Error("enter your API key first");
+  const headers = Object.assign({ Authorization: `Bearer ${key}` }, options.headers || {});
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body && body.error) message = `${response.status} ${body.error.code}: ${body.error.message}`;
+    } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+// --- key -----------------------------------------------------------------------------------------
+
+function setupKey() {
+  const input = $("#api-key");
+  input.value = apiKey();
+  $("#key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY_STORE, input.value.trim());
+    announce("Key set for this tab.");
+    refreshJobs();
+  });
+  $("#forget-key").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY_STORE);
+    input.value = "";
+    state.jobs.clear();
+    renderJobs();
+    announce("Key forgotten.");
+  });
+}
+
+// --- uploads -------------------------------------------------------------------------------------
+
+function currentOptions() {
+  const fields = {};
+  const language = $("#opt-language").value.trim();
+  const password = $("#opt-password").value;
+  const tier = $("#opt-tier").value;
+  const priority = $("#opt-priority").value;
+  const callback = $("#opt-callback").value.trim();
+  if (language) fields.language = language;
+  if (password) fields.password = password;
+  if (tier) fields.tier = tier;
+  if (priority && priority !== "0") fields.priority = priority;
+  if (callback) fields.callback_url = callback;
+  if (!$("#opt-ocr").checked) fields.ocr_enabled = "false";
+  return fields;
+}
+
+async function uploadFiles(files) {
+  const options = currentOptions();
+  await Promise.all(Array.from(files).map(async (file) => {
+    const item = el("li", { text: `${file.name}: uploading…` });
+    $("#uploads").prepend(item);
+    const form = new FormData();
+    for (const [name, value] of Object.entries(options)) form.append(name, value);
+    form.append("file", file, file.name);
+    try {
+      const response = await api("/v1/parse", { method: "POST", body: form });
+      const accepted = await response.json();
+      item.textContent = `${file.name}: queued as ${accepted.job_id}`;
+    } catch (error) {
+      item.textContent = `${file.name}: ${error.message}`;
+      item.className = "error";
+    }
+  }));
+  refreshJobs();
+}
+
+function setupDrop() {
+  const zone = $("#drop-zone");
+  const input = $("#file-input");
+  const choose = () => input.click();
+  zone.addEventListener("click", choose);
+  zone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(); }
+  });
+  input.addEventListener("change", () => {
+    if (input.files.length) uploadFiles(input.files);
+    input.value = "";
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("over"); });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    if (event.dataTransfer && event.dataTransfer.files.length) uploadFiles(event.dataTransfer.files);
+  });
+}
+
+// --- jobs ----------------------------------------------------------------------------------------
+
+function seconds(job) {
+  if (job.started_at && job.finished_at) {
+    return ((Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000).toFixed(2);
+  }
+  const total = Object.values(job.timings || {}).reduce((a, b) => a + b, 0);
+  return total ? total.toFixed(2) : "–";
+}
+
+function renderJobs() {
+  const body = $("#jobs tbody");
+  const jobs = Array.from(state.jobs.values()).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+  body.replaceChildren(...jobs.map((job) => {
+    const created = new Date(job.created_at);
+    const actions = el("td", {},
+      el("button", {
+        type: "button", text: "Preview", disabled: job.status !== "succeeded",
+        "aria-label": `Preview ${job.file_name}`, "data-job": job.job_id,
+        onclick: () => openPreview(job.job_id),
+      }),
+      job.status === "queued" ? el("button", {
+        type: "button", text: "Cancel", "aria-label": `Cancel ${job.file_name}`,
+        onclick: () => cancelJob(job.job_id),
+      }) : null);
+    return el("tr", { "data-job": job.job_id, "data-status": job.status },
+      el("td", { class: "file", text: job.file_name, title: job.job_id }),
+      el("td", { class: `status status-${job.status}`, text: job.status }),
+      el("td", { text: String(job.attempts) }),
+      el("td", { text: created.toLocaleTimeString(), title: job.created_at }),
+      el("td", { text: seconds(job), title: JSON.stringify(job.timings || {}) }),
+      el("td", { class: "error", text: job.error ? `${job.error.code}: ${job.error.message}` : "" }),
+      actions);
+  }));
+  $("#jobs-empty").hidden = jobs.length > 0;
+}
+
+async function refreshJobs() {
+  clearTimeout(state.timer);
+  if (!apiKey()) return;
+  try {
+    const page = await (await api("/v1/jobs?limit=100")).json();
+    state.jobs = new Map(page.jobs.map((job) => [job.job_id, job]));
+    renderJobs();
+  } catch (error) {
+    announce(error.message);
+  }
+  state.timer = setTimeout(refreshJobs, POLL_MS);
+}
+
+async function cancelJob(jobId) {
+  try {
+    await api(`/v1/jobs/${encodeURIComponent(jobId)}`, { method: "DELETE" });
+    announce("Job cancelled.");
+  } catch (error) {
+    announce(error.message);
+  }
+  refreshJobs();
+}
+
+// --- preview -------------------------------------------------------------------------------------
+
+function artifactUrl(jobId, path) {
+  return `/v1/jobs/${encodeURIComponent(jobId)}/artifacts/${path.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+async function fetchText(jobId, path) {
+  return (await api(artifactUrl(jobId, path))).text();
+}
+
+function parseJsonLines(text) {
+  return text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line));
+}
+
+function parseCsv(text) {
+  const rows = [];
+  let row = [], field = "", quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+      else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { row.push(field); field = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i++;
+      row.push(field); rows.push(row); row = []; field = "";
+    } else field += c;
+  }
+  if (field || row.length) { row.push(field); rows.push(row); }
+  return rows;
+}
+
+function tableFrom(rows, className) {
+  const [head, ...rest] = rows.length ? rows : [[]];
+  return el("table", { class: className },
+    el("thead", {}, el("tr", {}, head.map((cell) => el("th", { scope: "col", text: cell })))),
+    el("tbody", {}, rest.map((r) => el("tr", {}, r.map((cell) => el("td", { text: cell }))))));
+}
+
+// Inline Markdown (code, bold, italics, links as text) built as DOM nodes: nothing is parsed as HTML.
+function inline(text) {
+  const nodes = [];
+  const pattern = /(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*|_[^_\s][^_]*_)/g;
+  let last = 0;
+  for (const match of text.matchAll(pattern)) {
+    if (match.index > last) nodes.push(text.slice(last, match.index));
+    const token = match[0];
+    if (token.startsWith("`")) nodes.push(el("code", { text: token.slice(1, -1) }));
+    else if (token.startsWith("**")) nodes.push(el("strong", { text: token.slice(2, -2) }));
+    else nodes.push(el("em", { text: token.slice(1, -1) }));
+    last = match.index + token.length;
+  }
+  if (last < text.length) nodes.push(text.slice(last));
+  return nodes;
+}
+
+function renderMarkdown(source) {
+  const root = el("div", { class: "markdown" });
+  const lines = source.replace(/\r\n/g, "\n").split("\n");
+  let i = 0;
+  const isTableRow = (line) => /^\s*\|.*\|\s*$/.test(line);
+  const cells = (line) => line.trim().replace(/^\||\|$/g, "").split("|").map((c) => c.trim());
+  while (i < lines.length) {
+    const line = lines[i];
+    if (!line.trim()) { i++; continue; }
+    if (line.startsWith("```")) {
+      const code = [];
+      for (i++; i < lines.length && !lines[i].startsWith("```"); i++) code.push(lines[i]);
+      i++;
+      root.append(el("pre", {}, el("code", { text: code.join("\n") })));
+      continue;
+    }
+    const heading = /^(#{1,6})\s+(.*)$/.exec(line);
+    if (heading) {
+      root.append(el(`h${Math.min(6, heading[1].length + 2)}`, {}, inline(heading[2])));
+      i++;
+      continue;
+    }
+    if (isTableRow(line)) {
+      const rows = [];
+      for (; i < lines.length && isTableRow(lines[i]); i++) {
+        if (!/^\s*\|?\s*:?-{2,}/.test(lines[i])) rows.push(cells(lines[i]));
+      }
+      root.append(tableFrom(rows, "md-table"));
+      continue;
+    }
+    if (/^\s*([-*+]|\d+[.)])\s+/.test(line)) {
+      const ordered = /^\s*\d/.test(line);
+      const list = el(ordered ? "ol" : "ul");
+      for (; i < lines.length && /^\s*([-*+]|\d+[.)])\s+/.test(lines[i]); i++) {
+        list.append(el("li", {}, inline(lines[i].replace(/^\s*([-*+]|\d+[.)])\s+/, ""))));
+      }
+      root.append(list);
+      continue;
+    }
+    if (line.startsWith(">")) {
+      const quote = [];
+      for (; i < lines.length && lines[i].startsWith(">"); i++) quote.push(lines[i].replace(/^>\s?/, ""));
+      root.append(el("blockquote", {}, inline(quote.join(" "))));
+      continue;
+    }
+    const para = [];
+    for (; i < lines.length && lines[i].trim() && !/^(#|```|\s*\|)/.test(lines[i]); i++) para.push(lines[i]);
+    if (!para.length) { para.push(line); i++; }
+    root.append(el("p", {}, inline(para.join(" "))));
+  }
+  return root;
+}
+
+async function renderTables(job) {
+  const paths = job.artifacts.filter((p) => p.startsWith("tables/") && p.endsWith(".csv"));
+  if (!paths.length) return el("p", { class: "hint", text: "No tables in this document." });
+  const blocks = await Promise.all(paths.map(async (path) => el("figure", {},
+    el("figcaption", { text: path }),
+    el("div", { class: "scroll" }, tableFrom(parseCsv(await fetchText(job.job_id, path)), "csv")))));
+  return el("div", {}, blocks);
+}
+
+async function renderChunks(job) {
+  const chunks = parseJsonLines(await fetchText(job.job_id, "chunks.jsonl"));
+  return el("div", {},
+    el("p", { class: "hint", text: `${chunks.length} chunks` }),
+    chunks.map((chunk, n) => {
+      const where = [];
+      if (Array.isArray(chunk.pages)) where.push(`pages ${chunk.pages[0]}–${chunk.pages[1]}`);
+      if (chunk.sheet) where.push(`sheet ${chunk.sheet}`);
+      if (Array.isArray(chunk.time_span)) where.push(`${chunk.time_span[0].toFixed(1)}–${chunk.time_span[1].toFixed(1)} s`);
+      const heading = Array.isArray(chunk.heading_path) ? chunk.heading_path.join(" › ") : "";
+      return el("article", { class: "chunk" },
+        el("div", { class: "meta", text: [`#${chunk.index ?? n}`, heading, ...where].filter(Boolean).join(" · ") }),
+        el("div", { text: chunk.text || "" }));
+    }));
+}
+
+function box(element) {
+  const b = element.bbox || element.box || element.bounds;
+  if (Array.isArray(b) && b.length === 4) return b.map(Number);
+  if (b && typeof b === "object") return [b.x0 ?? b.left, b.y0 ?? b.top, b.x1 ?? b.right, b.y1 ?? b.bottom].map(Number);
+  return null;
+}
+
+async function renderElements(job, path) {
+  const elements = parseJsonLines(await fetchText(job.job_id, path));
+  const pages = new Map();
+  for (const element of elements) {
+    const b = box(element);
+    if (!b || b.some(Number.isNaN)) continue;
+    const page = element.page ?? 1;
+    if (!pages.has(page)) pages.set(page, { boxes: [], width: 0, height: 0 });
+    const entry = pages.get(page);
+    entry.boxes.push({ b, label: `${element.type || element.kind || "element"}: ${(element.text || "").slice(0, 80)}` });
+    entry.width = Math.max(entry.width, Number(element.page_width) || 0, b[2]);
+    entry.height = Math.max(entry.height, Number(element.page_height) || 0, b[3]);
+  }
+  const svgNs = "http://www.w3.org/2000/svg";
+  const figures = Array.from(pages.entries()).map(([page, entry]) => {
+    const svg = document.createElementNS(svgNs, "svg");
+    svg.setAttribute("viewBox", `0 0 ${entry.width || 1} ${entry.height || 1}`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `Page ${page}: ${entry.boxes.length} element boxes`);
+    for (const { b, label } of entry.boxes) {
+      const rect = document.createElementNS(svgNs, "rect");
+      rect.setAttribute("x", b[0]); rect.setAttribute("y", b[1]);
+      rect.setAttribute("width", Math.max(0, b[2] - b[0])); rect.setAttribute("height", Math.max(0, b[3] - b[1]));
+      const title = document.createElementNS(svgNs, "title");
+      title.textContent = label;
+      rect.append(title);
+      svg.append(rect);
+    }
+    return el("figure", { class: "page" }, svg, el("figcaption", { text: `Page ${page}` }));
+  });
+  return el("div", {},
+    el("p", { class: "hint", text: `${elements.length} elements` }),
+    figures.length ? el("div", { class: "pages" }, figures) : null,
+    el("ol", { class: "elements" }, elements.slice(0, 500).map((element) => el("li", { class: "element" },
+      el("span", { class: "meta", text: `${element.type || element.kind || ""} p.${element.page ?? "–"} ` }),
+      el("span", { text: (element.text || "").slice(0, 300) })))));
+}
+
+async function renderMetadata(job) {
+  const meta = JSON.parse(await fetchText(job.job_id, "metadata.json"));
+  const warnings = meta.warnings || [];
+  return el("div", {},
+    warnings.length ? el("ul", { class: "warnings", "aria-label": "Warnings" },
+      warnings.map((w) => el("li", { text: `warning: ${w}` }))) : null,
+    el("pre", { class: "json", text: JSON.stringify(meta, null, 2) }));
+}
+
+function tabsFor(job) {
+  const tabs = [];
+  if (job.artifacts.includes("structured.md")) {
+    tabs.push(["Markdown", async () => renderMarkdown(await fetchText(job.job_id, "structured.md"))]);
+  }
+  tabs.push(["Tables", () => renderTables(job)]);
+  if (job.artifacts.includes("chunks.jsonl")) tabs.push(["Chunks", () => renderChunks(job)]);
+  const elements = job.artifacts.find((p) => /(^|\/)elements\.jsonl$/.test(p));
+  if (elements) tabs.push(["Elements", () => renderElements(job, elements)]);
+  if (job.artifacts.includes("metadata.json")) tabs.push(["Metadata", () => renderMetadata(job)]);
+  return tabs;
+}
+
+async function showTab(button, render) {
+  for (const tab of document.querySelectorAll("#tabs [role=tab]")) {
+    tab.setAttribute("aria-selected", String(tab === button));
+    tab.tabIndex = tab === button ? 0 : -1;
+  }
+  const panel = $("#panel");
+  panel.setAttribute("aria-labelledby", button.id);
+  panel.setAttribute("aria-busy", "true");
+  try {
+    panel.replaceChildren(await render());
+  } catch (error) {
+    panel.replaceChildren(el("p", { class: "error", text: error.message }));
+  }
+  panel.setAttribute("aria-busy", "false");
+}
+
+async function download(job, path) {
+  try {
+    const blob = await (await api(artifactUrl(job.job_id, path))).blob();
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: `${job.file_name.replace(/\.[^.]+$/, "")}-${path.replace(/\//g, "-")}` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    announce(error.message);
+  }
+}
+
+async function openPreview(jobId) {
+  let job;
+  try {
+    job = await (await api(`/v1/jobs/${encodeURIComponent(jobId)}`)).json();
+  } catch (error) {
+    announce(error.message);
+    return;
+  }
+  state.previewJob = job;
+  $("#preview").hidden = false;
+  $("#preview-heading").textContent = `Preview: ${job.file_name}`;
+  const tabs = tabsFor(job);
+  const buttons = tabs.map(([name, render], n) => el("button", {
+    type: "button", role: "tab", id: `tab-${name.toLowerCase()}`, text: name,
+    "aria-controls": "panel", "aria-selected": "false", tabindex: n === 0 ? "0" : "-1",
+    onclick: (event) => showTab(event.currentTarget, render),
+  }));
+  const list = $("#tabs");
+  list.replaceChildren(...buttons);
+  list.onkeydown = (event) => {
+    const index = buttons.indexOf(document.activeElement);
+    if (index < 0 || !["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
+    event.preventDefault();
+    const next = event.key === "Home" ? 0 : event.key === "End" ? buttons.length - 1
+      : (index + (event.key === "ArrowRight" ? 1 : -1) + buttons.length) % buttons.length;
+    buttons[next].focus();
+    buttons[next].click();
+  };
+  $("#downloads").replaceChildren(...job.artifacts.map((path) => el("li", {},
+    el("button", { type: "button", text: path, "aria-label": `Download ${path}`, onclick: () => download(job, path) }))));
+  $("#preview-heading").focus();
+  if (buttons.length) await showTab(buttons[0], tabs[0][1]);
+}
+
+function setupPreview() {
+  $("#close-preview").addEventListener("click", () => {
+    $("#preview").hidden = true;
+    state.previewJob = null;
+    $("#jobs-heading").focus();
+  });
+  $("#refresh").addEventListener("click", refreshJobs);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupKey();
+  setupDrop();
+  setupPreview();
+  renderJobs();
+  refreshJobs();
+});
