@@ -44,7 +44,9 @@ from percolate_reading.parse.providers.pdf_tables import (
 )
 
 # No images in the dict (they are large and unused); keep whitespace so words stay apart.
-WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
+# Ligatures (U+FB00-FB06: "eﬃcient") are expanded by MuPDF, so search finds "efficient".
+# CLIP drops characters outside the page and outside clip paths (hidden by clipping).
+WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_CLIP
 # Vector paths come in the same pass (table candidates) at no measurable extra cost.
 TEXT_FLAGS = WORD_FLAGS | pymupdf.TEXT_COLLECT_VECTORS
 OCR_DPI = 200
@@ -141,6 +143,11 @@ def _gapped_rows(text: PageText, band: tuple[float, float, float, float]) -> int
     )
 
 
+def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
+    """Where images are shown on the page (asked only when light text needs a background)."""
+    return [tuple(info["bbox"]) for info in page.get_image_info()]
+
+
 def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
     try:
         ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
@@ -163,6 +170,8 @@ class _PdfParse:
         self.no_text_pages: list[int] = []
         self.stamped_pages: list[int] = []  # scans whose text layer is only a stamp
         self.margin_lines_dropped = 0
+        self.hidden_chars = 0
+        self.hidden_pages: list[int] = []
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
@@ -173,7 +182,7 @@ class _PdfParse:
     def extract(self, pno: int) -> tuple[Any, PageText] | None:
         try:
             page = self.doc.load_page(pno)
-            return page, page_text(page.get_text("dict", flags=TEXT_FLAGS))
+            return page, page_text(page.get_text("dict", flags=TEXT_FLAGS), lambda: _image_boxes(page))
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {pno + 1} could not be read: {exc}")
             self.unreadable.append(pno + 1)
@@ -252,6 +261,9 @@ class _PdfParse:
         return False
 
     def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        if text.hidden_chars:
+            self.hidden_chars += text.hidden_chars
+            self.hidden_pages.append(page_no)
         if not text.has_text:
             return self.ocr_page(page, page_no)
         self.pages_with_text += 1
@@ -324,6 +336,11 @@ class _PdfParse:
             shown = "; ".join(repr(t) for t in stats.margin_examples[:3])
             result.warnings.append(
                 f"dropped {self.margin_lines_dropped} repeated header/footer lines ({shown})"
+            )
+        if self.hidden_chars:
+            result.warnings.append(
+                f"dropped {self.hidden_chars} characters of invisible text (transparent or the colour "
+                f"of its background) on page(s) {page_ranges(self.hidden_pages)}"
             )
         if self.no_text_pages:
             why = "disabled" if not self.options.ocr_enabled else "unavailable"

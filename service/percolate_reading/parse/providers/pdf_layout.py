@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,8 @@ class PageText:
     height: float
     vectors: list[Vector]
 
+    hidden_chars: int = 0  # characters of invisible text dropped (see `page_text`)
+
     @property
     def has_text(self) -> bool:
         return bool(self.blocks or self.rotated)
@@ -170,15 +172,81 @@ def _same_row(a: Line, b: Line) -> bool:
     return b.x0 >= a.x1 - 1.0 and overlap > 0.5 * min(a.y1 - a.y0, b.y1 - b.y0)
 
 
-def page_text(page_dict: dict[str, Any]) -> PageText:
+Box = tuple[float, float, float, float]
+# Text this close in luminance to what is behind it cannot be seen (white on white).
+MIN_CONTRAST = 0.12
+_LIGHT = 0xD0  # a text colour whose channels are all at least this bright may be unreadable
+
+
+def _luminance(rgb: int) -> float:
+    return (0.2126 * (rgb >> 16) + 0.7152 * ((rgb >> 8) & 255) + 0.0722 * (rgb & 255)) / 255
+
+
+def _is_light(rgb: int) -> bool:
+    return rgb >> 16 >= _LIGHT and (rgb >> 8) & 255 >= _LIGHT and rgb & 255 >= _LIGHT
+
+
+def _background(x: float, y: float, vectors: Sequence[Vector]) -> int | None:
+    """Colour of the last filled path drawn under (x, y) before the text, if any."""
+    for x0, y0, x1, y1, stroked, _is_rect, color in reversed(vectors):
+        if not stroked and x0 <= x <= x1 and y0 <= y <= y1:
+            return int(color)
+    return None
+
+
+class _Visibility:
+    """Decides whether text can be seen. Invisible text (render mode 3, fully transparent)
+    counts only over an image: that is a scan's OCR layer. Light text is compared with the
+    last filled path drawn under it before it (the dict lists blocks in drawing order) or,
+    with none, the white page; light text on an image is assumed visible. Image boxes are
+    asked for only when needed."""
+
+    def __init__(self, image_boxes: Callable[[], Sequence[Box]] | None) -> None:
+        self._image_boxes = image_boxes
+        self._images: Sequence[Box] | None = None
+
+    def _on_image(self, x: float, y: float) -> bool:
+        if self._images is None:
+            self._images = self._image_boxes() if self._image_boxes is not None else ()
+        return any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in self._images)
+
+    def visible(self, span: dict[str, Any], vectors: Sequence[Vector]) -> bool:
+        x0, y0, x1, y1 = span["bbox"]
+        x, y = (x0 + x1) / 2, (y0 + y1) / 2
+        if not span.get("alpha", 255):
+            return self._on_image(x, y)
+        color = int(span.get("color", 0))
+        if not _is_light(color):
+            return True
+        bg = _background(x, y, vectors)
+        if bg is not None:
+            return abs(_luminance(color) - _luminance(bg)) >= MIN_CONTRAST
+        return self._on_image(x, y) or 1.0 - _luminance(color) >= MIN_CONTRAST
+
+
+def _visible_spans(
+    spans: list[dict[str, Any]], vectors: Sequence[Vector], seen: _Visibility
+) -> list[dict[str, Any]]:
+    return [s for s in spans if seen.visible(s, vectors)]
+
+
+def _needs_check(span: dict[str, Any]) -> bool:
+    return not span.get("alpha", 255) or int(span.get("color", 0)) >= _LIGHT << 16
+
+
+def page_text(page_dict: dict[str, Any], image_boxes: Callable[[], Sequence[Box]] | None = None) -> PageText:
     """Compact a `get_text("dict")` result: text blocks of non-empty lines, rows merged.
 
     With TEXT_COLLECT_VECTORS the dict also holds vector blocks (type 3): kept as tuples, so
     table candidates come from the same pass instead of a second `get_cdrawings()` walk.
+    Invisible text (render mode 3, transparent, or the colour of its background) is dropped;
+    `image_boxes` says where images lie (light text on a photo stays).
     """
     blocks: list[TextBlock] = []
     rotated: list[Line] = []
     vectors: list[Vector] = []
+    seen = _Visibility(image_boxes)
+    hidden = 0
     for raw in page_dict["blocks"]:
         kind = raw.get("type", 0)
         if kind == 3:
@@ -191,7 +259,24 @@ def page_text(page_dict: dict[str, Any]) -> PageText:
             continue
         lines: list[Line] = []
         for raw_line in raw["lines"]:
-            line = _line_from_spans(raw_line["spans"], raw_line["bbox"])
+            spans = raw_line["spans"]
+            bbox = raw_line["bbox"]
+            if any(_needs_check(s) for s in spans):
+                shown = _visible_spans(spans, vectors, seen)
+                if len(shown) != len(spans):
+                    hidden += sum(len(s["text"].strip()) for s in spans) - sum(
+                        len(s["text"].strip()) for s in shown
+                    )
+                    if not shown:
+                        continue
+                    spans = shown
+                    bbox = (
+                        min(s["bbox"][0] for s in shown),
+                        min(s["bbox"][1] for s in shown),
+                        max(s["bbox"][2] for s in shown),
+                        max(s["bbox"][3] for s in shown),
+                    )
+            line = _line_from_spans(spans, bbox)
             if line is None:
                 continue
             direction = raw_line.get("dir", (1.0, 0.0))
@@ -206,7 +291,7 @@ def page_text(page_dict: dict[str, Any]) -> PageText:
             block = TextBlock(lines)
             block.refit()
             blocks.append(block)
-    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors)
+    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors, hidden)
 
 
 # --- document statistics: body size, heading tiers, running headers/footers -------------

@@ -1,0 +1,96 @@
+"""PDF quality classes seen on real documents (issue 14), each on a generated PDF with a known
+answer: ligatures, invisible text, compounds across line ends, code blocks, design-heavy pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+
+from percolate_reading.parse.document import Block, BlockKind, ParsedDocument
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.pdf import PdfProvider
+from tests.service.providers import pdf_fixtures as fx
+
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def parse(tmp_path: Path, data: bytes, **options: object) -> ParsedDocument:
+    path = tmp_path / "doc.pdf"
+    path.write_bytes(data)
+    return PdfProvider().parse(path, "doc.pdf", ParseOptions(**options))  # type: ignore[arg-type]
+
+
+def content(doc: ParsedDocument) -> list[Block]:
+    return [b for b in doc.blocks if b.kind is not BlockKind.PAGE_BREAK]
+
+
+def _font_with_ligatures() -> pymupdf.Font:
+    """A font with glyphs for U+FB00-FB04: DejaVu when installed, else MuPDF's built-in Noto."""
+    if DEJAVU.exists():
+        return pymupdf.Font(fontfile=str(DEJAVU))
+    return pymupdf.Font("notos")
+
+
+def test_ligatures_are_expanded(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    writer = pymupdf.TextWriter(page.rect)
+    font = _font_with_ligatures()
+    text = "An e\ufb03cient and di\ufb00erent trade-o\ufb00 between \ufb01sh and \ufb02owers."
+    writer.append((fx.MARGIN, 100), text, font=font, fontsize=11)
+    writer.write_text(page)
+    parsed = parse(tmp_path, doc.tobytes())
+    assert parsed.text() == "An efficient and different trade-off between fish and flowers."
+
+
+def _with_raw_content(page: pymupdf.Page, extra: bytes) -> None:
+    xref = page.get_contents()[0]
+    doc = page.parent
+    doc.update_stream(xref, doc.xref_stream(xref) + b"\n" + extra)
+
+
+def _picture(text: str) -> bytes:
+    src = pymupdf.open()
+    art = src.new_page(width=300, height=60)
+    art.insert_text((10, 40), text, fontsize=24)
+    png: bytes = art.get_pixmap(dpi=72).tobytes("png")
+    src.close()
+    return png
+
+
+def invisible_text_pdf() -> bytes:
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    x = fx.MARGIN
+    page.insert_text((x, 100), "Visible opening words.", fontsize=11)
+    page.insert_text((x, 130), "White spacer on white paper.", fontsize=11, color=(1, 1, 1))
+    page.insert_text((x, 160), "Invisible render mode three.", fontsize=11, render_mode=3)
+    page.draw_rect(pymupdf.Rect(x - 4, 180, 400, 210), color=None, fill=(0.1, 0.1, 0.4))
+    page.insert_text((x, 200), "White title on a dark band.", fontsize=11, color=(1, 1, 1))
+    page.draw_rect(pymupdf.Rect(x - 4, 220, 400, 250), color=None, fill=(0.95, 0.95, 0.95))
+    page.insert_text((x, 240), "Light grey on a light grey box.", fontsize=11, color=(0.93, 0.93, 0.93))
+    # A picture with an invisible OCR layer on top: that text stays (it is the scan's text).
+    page.insert_image(pymupdf.Rect(x, 300, x + 300, 360), stream=_picture("Scanned caption"))
+    page.insert_text((x + 10, 340), "Scanned caption", fontsize=24, render_mode=3)
+    page.insert_text((x, 420), "Visible closing words.", fontsize=11)
+    # Text drawn inside a clip path far from it: clipped away entirely.
+    _with_raw_content(page, b"q 0 0 5 5 re W n BT /helv 11 Tf 60 300 Td (Clipped away words.) Tj ET Q")
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def test_invisible_text_is_dropped(tmp_path: Path) -> None:
+    parsed = parse(tmp_path, invisible_text_pdf(), ocr_enabled=False)
+    text = parsed.text()
+    for shown in (
+        "Visible opening words.",
+        "White title on a dark band.",
+        "Scanned caption",
+        "Visible closing words.",
+    ):
+        assert shown in text
+    for hidden in ("White spacer", "render mode three", "Light grey", "Clipped away"):
+        assert hidden not in text
+    assert any("invisible text" in w and "page(s) 1" in w for w in parsed.warnings)
