@@ -3,6 +3,7 @@ answer: ligatures, invisible text, compounds across line ends, code blocks, desi
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pymupdf
@@ -10,6 +11,7 @@ import pymupdf
 from percolate_reading.parse.document import Block, BlockKind, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.pdf import PdfProvider
+from percolate_reading.parse.providers.pdf_layout import join_line, resolve_hyphens
 from tests.service.providers import pdf_fixtures as fx
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -94,3 +96,35 @@ def test_invisible_text_is_dropped(tmp_path: Path) -> None:
     for hidden in ("White spacer", "render mode three", "Light grey", "Clipped away"):
         assert hidden not in text
     assert any("invisible text" in w and "page(s) 1" in w for w in parsed.warnings)
+
+
+def _para(*lines: str) -> Block:
+    return Block(BlockKind.PARAGRAPH, text=functools.reduce(join_line, lines, ""), page=1)
+
+
+def test_line_end_hyphens_keep_compounds_and_join_split_words() -> None:
+    blocks = [
+        _para("A dual-", "encoder model maps a high-", "dimensional space"),
+        _para("It is extra-", "ordinary how the docu-", "ment reads."),
+        _para("We train a multi-", "task model; a multitask loss and how-", "ever more words."),
+        _para("Each encoder is dual by design; high-dimensional vectors again."),
+    ]
+    texts = [b.text for b in resolve_hyphens(blocks)]
+    assert texts[0] == "A dual-encoder model maps a high-dimensional space"  # halves / form seen elsewhere
+    assert texts[1] == "It is extraordinary how the document reads."  # no evidence: hyphenation
+    assert texts[2] == "We train a multitask model; a multitask loss and however more words."
+
+
+def test_line_end_compound_in_a_parsed_pdf(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    lines = (
+        "Retrieval uses a dual-",
+        "encoder with high-",
+        "dimensional vectors and an extra-",
+        "ordinary index. The encoder is dual by design.",
+        "Vectors are high-dimensional.",
+    )
+    fx.put_lines(page, fx.MARGIN, 100, lines)
+    text = parse(tmp_path, doc.tobytes()).text()
+    assert "dual-encoder with high-dimensional vectors and an extraordinary index." in text

@@ -35,6 +35,7 @@ from percolate_reading.parse.providers.pdf_layout import (
     drop_lines_inside,
     drop_margin_lines,
     page_text,
+    resolve_hyphens,
 )
 from percolate_reading.parse.providers.pdf_tables import (
     find_band_tables,
@@ -315,6 +316,7 @@ class _PdfParse:
             except _MUPDF_ERRORS as exc:
                 result.warnings.append(f"page {page_no} could not be read: {exc}")
                 self.unreadable.append(page_no)
+        result.blocks = resolve_hyphens(result.blocks)
         result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
         result.timings["pdf_tables"] = self.t_tables
         result.timings["pdf_ocr"] = self.t_ocr

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from percolate_reading.parse.document import Block, BlockKind, Table
@@ -542,6 +542,99 @@ def list_marker(text: str) -> tuple[str, bool, str] | None:
     return None
 
 
+# Marks a hyphen at a line end before a lower-case word: "extra-|ordinary" (hyphenation) or
+# "dual-|encoder" (a compound). Which one is decided once the whole document's words are
+# known (`resolve_hyphens`); a Unicode noncharacter (not whitespace), never in real text.
+LINE_HYPHEN = "\ufdd0"
+_JOINT = re.compile(r"(\w+)\ufdd0(\w+)")
+_WORDS = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+# Halves that only ever form closed words ("how-ever", "some-thing", "with-out"): joined
+# even when both halves are words of the document.
+_CLOSED_LEFT = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "be",
+        "by",
+        "in",
+        "on",
+        "at",
+        "to",
+        "up",
+        "of",
+        "for",
+        "how",
+        "what",
+        "when",
+        "where",
+        "who",
+        "why",
+        "with",
+        "out",
+        "over",
+        "under",
+        "some",
+        "any",
+        "every",
+        "no",
+        "not",
+        "can",
+        "may",
+        "there",
+        "here",
+        "him",
+        "her",
+        "it",
+        "its",
+        "my",
+        "your",
+        "our",
+        "their",
+        "other",
+        "after",
+        "before",
+        "down",
+        "through",
+        "never",
+        "all",
+        "which",
+        "this",
+        "that",
+        "these",
+        "those",
+        "thus",
+        "there",
+        "where",
+        "be",
+        "re",
+        "un",
+        "non",
+        "pre",
+        "dis",
+    ]
+)
+_CLOSED_RIGHT = frozenset(
+    [
+        "ever",
+        "thing",
+        "things",
+        "out",
+        "self",
+        "selves",
+        "one",
+        "body",
+        "where",
+        "ward",
+        "wards",
+        "wise",
+        "less",
+        "ness",
+        "ment",
+    ]
+)
+
+
 def join_line(text: str, nxt: str) -> str:
     """Append a line to running text, undoing end-of-line hyphenation."""
     nxt = nxt.strip()
@@ -550,10 +643,49 @@ def join_line(text: str, nxt: str) -> str:
     if text.endswith("\xad"):
         return text[:-1] + nxt
     if text.endswith("-") and len(text) > 1 and text[-2].isalnum():
-        # "extra-" + "ordinary": a word split by hyphenation; "COVID-" + "19" or
-        # "state-of-the-" + "Art": a real hyphen at the line end, kept, without a space.
-        return text[:-1] + nxt if nxt[:1].islower() else text + nxt
+        # "extra-" + "ordinary": a word split by hyphenation, or "dual-" + "encoder": a
+        # compound (marked, decided later); "COVID-" + "19" or "state-of-the-" + "Art": a
+        # real hyphen at the line end, kept, without a space.
+        return text[:-1] + LINE_HYPHEN + nxt if nxt[:1].islower() else text + nxt
     return f"{text} {nxt}"
+
+
+def _keeps_hyphen(left: str, right: str, words: frozenset[str] | set[str]) -> bool:
+    """Whether "left-" at a line end + "right" is a hyphenated compound, from the document's
+    own words: the hyphenated form or the closed form written elsewhere decides; else a
+    compound when both halves are words there."""
+    lo, ro = left.lower(), right.lower()
+    if f"{lo}-{ro}" in words:
+        return True
+    if lo + ro in words:
+        return False
+    if lo in _CLOSED_LEFT or ro in _CLOSED_RIGHT or len(lo) < 2 or len(ro) < 3:
+        return False
+    return lo in words and ro in words
+
+
+def resolve_hyphens(blocks: list[Block]) -> list[Block]:
+    """Settle every line-end hyphen `join_line` marked: kept in compounds ("dual-encoder"),
+    removed in words split by hyphenation ("extraordinary")."""
+    marked = [i for i, b in enumerate(blocks) if LINE_HYPHEN in b.text]
+    if not marked:
+        return blocks
+    corpus = "\n".join(b.text for b in blocks if b.text)
+    # The marked joints themselves are not evidence: their halves are left out.
+    words = set(_WORDS.findall(_JOINT.sub(" ", corpus).lower()))
+    for w in [w for w in words if "-" in w]:
+        words.update(w.split("-"))
+
+    def settle(m: re.Match[str]) -> str:
+        left, right = m.group(1), m.group(2)
+        return f"{left}-{right}" if _keeps_hyphen(left, right, words) else left + right
+
+    out = list(blocks)
+    for i in marked:
+        b = out[i]
+        text = _JOINT.sub(settle, b.text).replace(LINE_HYPHEN, "")
+        out[i] = replace(b, text=text)
+    return out
 
 
 @dataclass(slots=True)
