@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pymupdf
 
-from percolate_reading.parse.document import Block, BlockKind, ParsedDocument
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.pdf import PdfProvider
 from percolate_reading.parse.providers.pdf_layout import join_line, resolve_hyphens
+from percolate_reading.parse.render.chunks import ChunkOptions, build_chunks
+from percolate_reading.parse.render.markdown import to_markdown
 from tests.service.providers import pdf_fixtures as fx
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -128,3 +130,65 @@ def test_line_end_compound_in_a_parsed_pdf(tmp_path: Path) -> None:
     fx.put_lines(page, fx.MARGIN, 100, lines)
     text = parse(tmp_path, doc.tobytes()).text()
     assert "dual-encoder with high-dimensional vectors and an extraordinary index." in text
+
+
+CODE_LINES = (
+    "def total(orders):",
+    "    amount = 0",
+    "    for order in orders:",
+    "        amount += order.price",
+    "    return amount",
+)
+
+
+def code_block_pdf() -> bytes:
+    """A paragraph, a listing in Courier (indented by x position, as TeX's listings place
+    lines, except one line with literal leading spaces), a paragraph."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    width = fx.PAGE_W - 2 * fx.MARGIN
+    y = fx.paragraph(page, fx.MARGIN, 100, "The function below adds up the orders.", width)
+    char_w = pymupdf.get_text_length("x", fontname="cour", fontsize=10)
+    for i, line in enumerate(CODE_LINES):
+        indent = len(line) - len(line.lstrip())
+        if i == 3:  # this one carries its indentation as spaces
+            page.insert_text((fx.MARGIN + 20, y), line, fontname="cour", fontsize=10)
+        else:
+            page.insert_text(
+                (fx.MARGIN + 20 + indent * char_w, y), line.strip(), fontname="cour", fontsize=10
+            )
+        y += 12
+    fx.paragraph(page, fx.MARGIN, y + 14, "It returns the sum.", width)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def test_monospaced_lines_become_a_code_block(tmp_path: Path) -> None:
+    blocks = content(parse(tmp_path, code_block_pdf()))
+    assert [b.kind for b in blocks] == [BlockKind.PARAGRAPH, BlockKind.CODE, BlockKind.PARAGRAPH]
+    assert blocks[1].text == "\n".join(CODE_LINES)
+    markdown = to_markdown(ParsedDocument("doc.pdf", DocumentType.PDF, blocks=blocks))
+    assert "```\n" + "\n".join(CODE_LINES) + "\n```" in markdown
+
+
+def test_a_typewritten_document_is_not_code(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    fx.put_lines(page, fx.MARGIN, 100, fx.wrap(fx.INTRO + " " + fx.METHODS, 400, font="cour"), font="cour")
+    blocks = content(parse(tmp_path, doc.tobytes()))
+    assert [b.kind for b in blocks] == [BlockKind.PARAGRAPH]
+
+
+def test_code_chunks_stay_fenced() -> None:
+    code = "\n".join(f"line_{i} = {i}" for i in range(40))
+    doc = ParsedDocument("doc.pdf", DocumentType.PDF, blocks=[Block(BlockKind.CODE, text=code, page=1)])
+    chunks = build_chunks(doc, ChunkOptions(max_chars=200, overlap_chars=0))
+    assert len(chunks) > 1
+    lines: list[str] = []
+    for chunk in chunks:
+        assert chunk["text"].startswith("```\n")
+        assert chunk["text"].endswith("\n```")
+        assert len(chunk["text"]) <= 200
+        lines += chunk["text"].split("\n")[1:-1]
+    assert lines == code.split("\n")

@@ -14,11 +14,16 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Any
 
 from percolate_reading.parse.document import Block, BlockKind, Table
 
 BOLD_FLAG = 16  # MuPDF span flag: TEXT_FONT_BOLD
+MONO_FLAG = 8  # MuPDF span flag: TEXT_FONT_MONOSPACED
+# Subset fonts often lack the fixed-pitch flag; their names still say it.
+_MONO_NAMES = ("Mono", "Courier", "Consol", "Code", "Menlo", "Typewriter")
+MIN_CODE_LINES = 2  # monospace lines in a row that make a code block
 HEADER_BAND = 0.1  # top/bottom fraction of the page height where running headers/footers live
 SAMPLE_PAGES = 60  # pages sampled for font statistics and header/footer detection
 INDENT_STEP = 18.0  # points of indentation per list nesting level
@@ -49,6 +54,7 @@ class Line:
     bold: bool  # every visible character is bold
     # Fragments separated by column-wide gaps, (x0, x1, text): a possible row of an unruled table.
     cells: tuple[tuple[float, float, str], ...] = ()
+    mono: bool = False  # every visible character is in a monospaced font
 
 
 @dataclass(slots=True)
@@ -106,6 +112,10 @@ def _clean(text: str) -> str:
     return text if text.isprintable() else text.translate(_CONTROLS)
 
 
+def _is_mono(flags: int, font: str) -> bool:
+    return bool(flags & MONO_FLAG) or any(name in font for name in _MONO_NAMES)
+
+
 def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> Line | None:
     if len(spans) == 1:
         span = spans[0]
@@ -113,11 +123,13 @@ def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> 
         if not text.strip():
             return None
         font = span["font"]
-        bold = bool(span["flags"] & BOLD_FLAG) or "Bold" in font or "Black" in font
-        return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], round(span["size"] * 2) / 2, bold)
+        flags = span["flags"]
+        bold = bool(flags & BOLD_FLAG) or "Bold" in font or "Black" in font
+        size = round(span["size"] * 2) / 2
+        return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold, (), _is_mono(flags, font))
     parts: list[str] = []
     weights: Counter[float] = Counter()
-    bold = True
+    bold = mono = True
     for span in spans:
         t = span["text"]
         parts.append(t)
@@ -126,13 +138,15 @@ def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> 
             weights[round(span["size"] * 2) / 2] += n
             if bold and not (span["flags"] & BOLD_FLAG or "Bold" in span["font"] or "Black" in span["font"]):
                 bold = False
+            if mono and not _is_mono(span["flags"], span["font"]):
+                mono = False
     if not weights:
         return None
     size = weights.most_common(1)[0][0]
     text = _clean("".join(parts))
     if not text.strip():
         return None
-    return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold)
+    return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold, (), mono)
 
 
 def _is_marker(text: str) -> bool:
@@ -164,6 +178,7 @@ def _merge_row(a: Line, b: Line) -> Line:
         size,
         a.bold and b.bold,
         cells,
+        a.mono and b.mono,
     )
 
 
@@ -548,90 +563,24 @@ def list_marker(text: str) -> tuple[str, bool, str] | None:
 LINE_HYPHEN = "\ufdd0"
 _JOINT = re.compile(r"(\w+)\ufdd0(\w+)")
 _WORDS = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 # Halves that only ever form closed words ("how-ever", "some-thing", "with-out"): joined
 # even when both halves are words of the document.
 _CLOSED_LEFT = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "be",
-        "by",
-        "in",
-        "on",
-        "at",
-        "to",
-        "up",
-        "of",
-        "for",
-        "how",
-        "what",
-        "when",
-        "where",
-        "who",
-        "why",
-        "with",
-        "out",
-        "over",
-        "under",
-        "some",
-        "any",
-        "every",
-        "no",
-        "not",
-        "can",
-        "may",
-        "there",
-        "here",
-        "him",
-        "her",
-        "it",
-        "its",
-        "my",
-        "your",
-        "our",
-        "their",
-        "other",
-        "after",
-        "before",
-        "down",
-        "through",
-        "never",
-        "all",
-        "which",
-        "this",
-        "that",
-        "these",
-        "those",
-        "thus",
-        "there",
-        "where",
-        "be",
-        "re",
-        "un",
-        "non",
-        "pre",
-        "dis",
-    ]
+    _words(
+        "a an the be by in on at to up of for how what when where who why with out over under "
+        "some any every no not can may there here him her it its my your our their other after "
+        "before down through never all which this that these those thus there where be re un non "
+        "pre dis"
+    )
 )
 _CLOSED_RIGHT = frozenset(
-    [
-        "ever",
-        "thing",
-        "things",
-        "out",
-        "self",
-        "selves",
-        "one",
-        "body",
-        "where",
-        "ward",
-        "wards",
-        "wise",
-        "less",
-        "ness",
-        "ment",
-    ]
+    _words("ever thing things out self selves one body where ward wards wise less ness ment")
 )
 
 
@@ -816,6 +765,19 @@ def _continues(prev: TextBlock, cur: TextBlock) -> bool:
     )
 
 
+def _code_continues(prev: TextBlock, cur: TextBlock) -> bool:
+    """Whether `cur` continues a listing in `prev`: monospaced lines right below, indented
+    freely (MuPDF makes a new block at each change of indentation)."""
+    last, first = prev.lines[-1], cur.lines[0]
+    gap = cur.y0 - prev.y1
+    return (
+        last.mono
+        and first.mono
+        and -2.0 <= gap < 1.2 * max(last.size, 1.0)
+        and min(prev.x1, cur.x1) > max(prev.x0, cur.x0) - 40 * last.size
+    )
+
+
 def _columns(rows: Sequence[Line]) -> list[tuple[float, float]]:
     """Column x-intervals: the union of overlapping cell extents over all rows."""
     spans = sorted((c[0], c[1]) for row in rows for c in row.cells)
@@ -909,6 +871,75 @@ def split_text_tables(items: Sequence[Item], page_no: int) -> list[Item]:
     return out
 
 
+def code_text(lines: Sequence[Line]) -> str:
+    """Monospaced lines as code: indentation from each line's x (one column = one character
+    width) plus its own leading spaces; blank lines where the gap between lines says so."""
+    widths = sorted((ln.x1 - ln.x0) / len(ln.text) for ln in lines if len(ln.text) >= 4)
+    char_w = widths[len(widths) // 2] if widths else 0.6 * lines[0].size
+    char_w = max(char_w, 0.3 * lines[0].size)
+    base = min(ln.x0 for ln in lines)
+    cols = [round((ln.x0 - base) / char_w) + len(ln.text) - len(ln.text.lstrip(" ")) for ln in lines]
+    shift = min(cols)
+    pitch = min((b.y0 - a.y0 for a, b in pairwise(lines) if b.y0 > a.y0), default=0.0)
+    out: list[str] = []
+    for i, (ln, col) in enumerate(zip(lines, cols, strict=True)):
+        if i and pitch > 0:
+            out.extend([""] * min(max(round((ln.y0 - lines[i - 1].y0) / pitch) - 1, 0), 2))
+        out.append(" " * (col - shift) + ln.text.strip(" ").rstrip())
+    return "\n".join(out)
+
+
+_CODE_SYMBOLS = frozenset("{}[]()<>=;:#/\\_$@|&*+%^~`'\"")
+
+
+def looks_like_code(lines: Sequence[Line]) -> bool:
+    """Monospaced lines with the structure of code, not typewritten prose: symbols that prose
+    rarely uses, or short lines at several indentations."""
+    if len(lines) < MIN_CODE_LINES:
+        return False
+    chars = "".join(ln.text for ln in lines)
+    visible = sum(1 for c in chars if not c.isspace())
+    symbols = sum(1 for c in chars if c in _CODE_SYMBOLS)
+    if visible and symbols >= 0.04 * visible:
+        return True
+    starts = {(round(ln.x0), len(ln.text) - len(ln.text.lstrip(" "))) for ln in lines}
+    return len(starts) >= 2 and visible / len(lines) < 40
+
+
+def _split_code(block: TextBlock) -> list[TextBlock | list[Line]]:
+    """A text block cut into runs of code (lists of monospaced lines) and other text."""
+    if not any(ln.mono for ln in block.lines):
+        return [block]
+    out: list[TextBlock | list[Line]] = []
+    text: list[Line] = []
+    code: list[Line] = []
+
+    def flush_code() -> None:
+        if looks_like_code(code):
+            if text:
+                part = TextBlock(list(text))
+                part.refit()
+                out.append(part)
+                text.clear()
+            out.append(list(code))
+        else:
+            text.extend(code)
+        code.clear()
+
+    for line in block.lines:
+        if line.mono:
+            code.append(line)
+        else:
+            flush_code()
+            text.append(line)
+    flush_code()
+    if text:
+        part = TextBlock(text)
+        part.refit()
+        out.append(part)
+    return out
+
+
 def build_blocks(
     page: PageText, tables: Sequence[TableItem], stats: DocStats, lists: ListState, page_no: int
 ) -> list[Block]:
@@ -917,7 +948,11 @@ def build_blocks(
     merged: list[Item] = []
     for item in split_text_tables(reading_order(items), page_no):
         prev = merged[-1] if merged else None
-        if isinstance(item, TextBlock) and isinstance(prev, TextBlock) and _continues(prev, item):
+        if (
+            isinstance(item, TextBlock)
+            and isinstance(prev, TextBlock)
+            and (_continues(prev, item) or _code_continues(prev, item))
+        ):
             prev.lines.extend(item.lines)
             prev.refit()
         else:
@@ -927,8 +962,18 @@ def build_blocks(
         if isinstance(item, TableItem):
             lists.base_x = None
             out.append(Block(BlockKind.TABLE, table=item.table, page=page_no))
-        else:
-            out.extend(text_blocks(item, stats, lists, page_no))
+            continue
+        for part in _split_code(item):
+            if isinstance(part, TextBlock):
+                out.extend(text_blocks(part, stats, lists, page_no))
+                continue
+            lists.base_x = None
+            code = code_text(part)
+            last = out[-1] if out else None
+            if last is not None and last.kind is BlockKind.CODE:  # one listing split by a blank line
+                out[-1] = replace(last, text=f"{last.text}\n\n{code}")
+            else:
+                out.append(Block(BlockKind.CODE, text=code, page=page_no))
     if page.rotated:
         text = " ".join(ln.text.strip() for ln in page.rotated)
         out.append(Block(BlockKind.PARAGRAPH, text=_SPACES.sub(" ", text).strip(), page=page_no))

@@ -19,6 +19,7 @@ from percolate_reading.config import Settings
 from percolate_reading.parse.document import BlockKind, ParsedDocument, Table
 from percolate_reading.parse.render.markdown import (
     ListState,
+    code_fence,
     escape_paragraph,
     heading_line,
     page_of,
@@ -189,6 +190,29 @@ def _text_units(text: str, joiner: str, max_chars: int, **where: Any) -> list[_U
     return [_Unit(p, joiner if i == 0 else " ", **where) for i, p in enumerate(pieces)]
 
 
+def _split_code(text: str, max_chars: int) -> list[str]:
+    """Code cut between lines into pieces that fit a chunk once fenced; a line longer than a
+    chunk is cut."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.rstrip().split("\n"):
+        while len(line) > max_chars:
+            line_part, line = line[:max_chars], line[max_chars:]
+            if current:
+                pieces.append("\n".join(current))
+                current, size = [], 0
+            pieces.append(line_part)
+        if current and size + 1 + len(line) > max_chars:
+            pieces.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        pieces.append("\n".join(current))
+    return pieces
+
+
 def _table_units(table: Table, max_chars: int, **where: Any) -> list[_Unit]:
     head, body = table_lines(table)
     if table.title:
@@ -263,6 +287,9 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
         elif kind is BlockKind.TABLE and block.table is not None and block.table.rows:
             for unit in _table_units(block.table, max_chars, **where):
                 chunker.add(unit)
+        elif kind is BlockKind.CODE and block.text.strip():
+            for part in _split_code(block.text, max_chars - 8):
+                chunker.add(_Unit(code_fence(part), _PARA, **where))
         elif kind is BlockKind.TRANSCRIPT_SEGMENT:
             joiner = "\n" if previous_kind is BlockKind.TRANSCRIPT_SEGMENT else _PARA
             for unit in _text_units(
