@@ -192,3 +192,76 @@ def test_code_chunks_stay_fenced() -> None:
         assert len(chunk["text"]) <= 200
         lines += chunk["text"].split("\n")[1:-1]
     assert lines == code.split("\n")
+
+
+TOC = (("Introduction", "3"), ("Methods and materials", "7"), ("Results", "12"))
+FOOTER = (
+    ("Journal of Widgets", "Vol. 12"),
+    ("doi:10.1000/jw.2024", "pp. 1-14"),
+    ("Published online", "2024"),
+)
+
+
+def design_pdf() -> bytes:
+    """Page 1: a table of contents with dot leaders. Page 2: two columns, a heading MuPDF
+    gets as two blocks, and a three-line journal footer laid out in two columns."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    y = fx.heading(page, fx.MARGIN, 80, "Contents", 18)
+    for title, target in TOC:
+        page.insert_text((fx.MARGIN, y), title, fontsize=11)
+        w = fx.text_width(title)
+        page.insert_text((fx.MARGIN + w + 6, y), "." * int((400 - w) / fx.text_width(".")), fontsize=11)
+        page.insert_text((fx.MARGIN + 420, y), target, fontsize=11)
+        y += 18
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    y = fx.heading(page, fx.MARGIN, 80, "Annual Report", 24)
+    left = y
+    for k in range(3):
+        left = fx.paragraph(page, fx.MARGIN, left, fx.column_paragraph(1, k + 1), 230)
+    page.insert_text((fx.MARGIN, left + 20), "Sustainability", fontsize=16, fontname=fx.BOLD)
+    page.insert_text((fx.MARGIN, left + 40), "goals and targets", fontsize=16, fontname=fx.BOLD)
+    fx.paragraph(page, fx.MARGIN, left + 60, fx.CLOSING, 230)
+    right = y
+    for k in range(4):
+        right = fx.paragraph(page, fx.MARGIN + 260, right, fx.column_paragraph(2, k + 1), 230)
+    for i, (a, b) in enumerate(FOOTER):
+        page.insert_text((fx.MARGIN, fx.PAGE_H - 40 + 10 * i), a, fontsize=8)
+        page.insert_text((fx.MARGIN + 200, fx.PAGE_H - 40 + 10 * i), b, fontsize=8)
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def test_design_heavy_pages(tmp_path: Path) -> None:
+    parsed = parse(tmp_path, design_pdf())
+    blocks = content(parsed)
+    toc = [b for b in blocks if b.page == 1 and b.kind is BlockKind.LIST_ITEM]
+    assert [b.text for b in toc] == [f"{t} ... {n}" for t, n in TOC]
+    page2 = [b for b in blocks if b.page == 2]
+    assert not parsed.tables  # neither the contents nor the footer
+    headings = [b.text for b in page2 if b.kind is BlockKind.HEADING]
+    assert headings == ["Annual Report", "Sustainability goals and targets"]
+    # Both columns in order, the footer after the body, not between the columns.
+    texts = [b.text for b in page2 if b.kind is BlockKind.PARAGRAPH]
+    assert texts[-1].startswith("Journal of Widgets")
+    assert texts.index(fx.CLOSING) < texts.index(fx.column_paragraph(2, 1))
+
+
+def test_small_sections_share_a_chunk() -> None:
+    blocks = [
+        Block(BlockKind.HEADING, text="Report", level=1, page=1),
+        Block(BlockKind.HEADING, text="42%", level=2, page=1),
+        Block(BlockKind.PARAGRAPH, text="growth", page=1),
+        Block(BlockKind.HEADING, text="Outlook", level=2, page=1),
+        Block(BlockKind.PARAGRAPH, text="Short line.", page=1),
+        Block(BlockKind.HEADING, text="Details", level=2, page=2),
+        Block(BlockKind.PARAGRAPH, text="x" * 460, page=2),
+    ]
+    doc = ParsedDocument("doc.pdf", DocumentType.PDF, blocks=blocks)
+    chunks = build_chunks(doc, ChunkOptions(max_chars=500, overlap_chars=0))
+    assert [c["heading_path"] for c in chunks] == [["Report"], ["Report", "Details"]]
+    assert chunks[0]["text"] == "# Report\n\n## 42%\n\ngrowth\n\n## Outlook\n\nShort line."
+    assert chunks[1]["char_count"] > 460
+    unmerged = build_chunks(doc, ChunkOptions(max_chars=500, overlap_chars=0, min_chars=0))
+    assert len(unmerged) == 3

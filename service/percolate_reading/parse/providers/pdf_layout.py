@@ -700,12 +700,38 @@ def _starts_item(unit: _Unit | None, marker: tuple[str, bool, str], same_para: b
     return unit.text.rstrip().endswith(_SENTENCE_END)
 
 
+# A dot leader: four or more dots (". . . ." too) between an entry and its page number.
+_LEADER = re.compile(r"(?:\.\s?){4,}|(?:\u2026\s?){2,}")
+
+
+def leader_entry(text: str) -> str | None:
+    """ "Introduction ........ 3" -> "Introduction ... 3" (a table-of-contents entry), else None."""
+    if "...." not in text and ". . . ." not in text and "\u2026\u2026" not in text:
+        return None
+    m = _LEADER.search(text)
+    if m is None:
+        return None
+    title, target = text[: m.start()].strip(), text[m.end() :].strip()
+    if not target or len(target) > 12 or " " in target or not any(c.isalpha() for c in title):
+        return None
+    return f"{title} ... {target}"
+
+
 def text_blocks(block: TextBlock, stats: DocStats, lists: ListState, page_no: int) -> list[Block]:
-    """One text block's lines as headings, list items and paragraphs."""
+    """One text block's lines as headings, list items and paragraphs; table-of-contents
+    entries (dot leaders) are list items of their own."""
     out: list[Block] = []
     unit: _Unit | None = None
     for line in block.lines:
         text = line.text.strip()
+        entry = leader_entry(text)
+        if entry is not None:
+            if unit is not None:
+                out.append(_finish(unit, stats, page_no))
+                unit = None
+            lists.base_x = None
+            out.append(Block(BlockKind.LIST_ITEM, text=entry, page=page_no))
+            continue
         level = stats.heading_level(line.size, line.bold, text, 1)
         marker = None if level else list_marker(text)
         same_para = False
@@ -791,8 +817,9 @@ def _columns(rows: Sequence[Line]) -> list[tuple[float, float]]:
 
 
 def text_table(rows: Sequence[Line], page_no: int) -> TableItem | None:
-    """An unruled table from consecutive rows of gap-separated cells, if they align."""
-    if len(rows) < MIN_TEXT_TABLE_ROWS:
+    """An unruled table from consecutive rows of gap-separated cells, if they align (a table
+    of contents, with dot leaders, is not a table)."""
+    if len(rows) < MIN_TEXT_TABLE_ROWS or any(leader_entry(r.text.strip()) for r in rows):
         return None
     columns = _columns(rows)
     if not 2 <= len(columns) <= 30:
@@ -940,13 +967,55 @@ def _split_code(block: TextBlock) -> list[TextBlock | list[Line]]:
     return out
 
 
+def _margin_split(
+    page: PageText, stats: DocStats
+) -> tuple[list[TextBlock], list[TextBlock], list[TextBlock]]:
+    """(top band, body, bottom band): blocks in a band whose text is all smaller than body text."""
+    if stats.body_size <= 0:
+        return [], page.blocks, []
+    small = stats.body_size - 0.25
+    top: list[TextBlock] = []
+    body: list[TextBlock] = []
+    bottom: list[TextBlock] = []
+    for block in page.blocks:
+        if block.y0 >= page.height * (1 - HEADER_BAND) and all(ln.size < small for ln in block.lines):
+            bottom.append(block)
+        elif block.y1 <= page.height * HEADER_BAND and all(ln.size < small for ln in block.lines):
+            top.append(block)
+        else:
+            body.append(block)
+    return top, body, bottom
+
+
+def _join_heading_runs(blocks: list[Block]) -> list[Block]:
+    """A heading MuPDF cut into two blocks ("Sustainability" / "goals and targets"): the
+    part that starts in lower case continues the heading before it."""
+    out: list[Block] = []
+    for b in blocks:
+        last = out[-1] if out else None
+        if (
+            b.kind is BlockKind.HEADING
+            and last is not None
+            and last.kind is BlockKind.HEADING
+            and last.level == b.level
+            and b.text[:1].islower()
+        ):
+            out[-1] = replace(last, text=f"{last.text} {b.text}")
+        else:
+            out.append(b)
+    return out
+
+
 def build_blocks(
     page: PageText, tables: Sequence[TableItem], stats: DocStats, lists: ListState, page_no: int
 ) -> list[Block]:
-    """Everything on one page in reading order (the caller adds the PAGE_BREAK)."""
-    items: list[Item] = [*page.blocks, *tables]
-    merged: list[Item] = []
-    for item in split_text_tables(reading_order(items), page_no):
+    """Everything on one page in reading order (the caller adds the PAGE_BREAK). Small print
+    in the top and bottom bands (running heads, footers, footnotes) stays out of the body's
+    flow: before and after it, never a table."""
+    top, body, bottom = _margin_split(page, stats)
+    items: list[Item] = [*body, *tables]
+    merged: list[Item] = list(_by_rows(top))
+    for item in [*split_text_tables(reading_order(items), page_no), *_by_rows(bottom)]:
         prev = merged[-1] if merged else None
         if (
             isinstance(item, TextBlock)
@@ -974,6 +1043,7 @@ def build_blocks(
                 out[-1] = replace(last, text=f"{last.text}\n\n{code}")
             else:
                 out.append(Block(BlockKind.CODE, text=code, page=page_no))
+    out = _join_heading_runs(out)
     if page.rotated:
         text = " ".join(ln.text.strip() for ln in page.rotated)
         out.append(Block(BlockKind.PARAGRAPH, text=_SPACES.sub(" ", text).strip(), page=page_no))

@@ -1,8 +1,10 @@
 """ParsedDocument -> retrieval chunks (`chunks.jsonl`).
 
-A chunk never spans two sections: a heading (or a new sheet) closes the current chunk, and
-the chunk carries the heading path that leads to it. Inside a section, blocks are packed up
-to `max_chars`; consecutive chunks of one section share up to `overlap_chars` of text.
+A heading (or a new sheet) closes the current chunk, and the chunk carries the heading path
+that leads to it; only sections smaller than `min_chars` (a heading and a line, common on
+design-heavy pages) share a chunk with a neighbour, under the path both have in common.
+Inside a section, blocks are packed up to `max_chars`; consecutive chunks of one section
+share up to `overlap_chars` of text.
 Long paragraphs are cut at sentence, then word boundaries; tables are cut between rows, each
 part repeating the header row, so no chunk holds half a row unless a single row is itself
 too long. Chunk text is the same Markdown `structured.md` shows for those blocks.
@@ -37,9 +39,10 @@ _PARA = "\n\n"
 class ChunkOptions:
     max_chars: int = 2000
     overlap_chars: int = 200
+    min_chars: int = 200  # smaller chunks join a neighbour when both fit in max_chars (0: never)
 
     def __post_init__(self) -> None:
-        if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars:
+        if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars or self.min_chars < 0:
             raise ValueError(f"invalid chunk options: {self}")
 
     @classmethod
@@ -153,7 +156,43 @@ class _Chunker:
 
     def result(self) -> list[_Chunk]:
         self.flush()
-        return self.done
+        return _merge_small(self.done, self.options.max_chars, self.options.min_chars)
+
+
+def _mergeable(a: _Chunk, b: _Chunk, max_chars: int, min_chars: int) -> bool:
+    if not a.units or not b.units or min(a.length, b.length) >= min_chars:
+        return False
+    if {u.sheet for u in a.units} != {u.sheet for u in b.units}:
+        return False
+    first = next((u for u in b.units if u.kind != "overlap"), None)
+    if first is None or (first.group is not None and first.group == a.units[-1].group):
+        return False
+    return (
+        a.length
+        + len(first.joiner)
+        + sum(len(u.joiner) + len(u.text) for u in b.units if u.kind != "overlap")
+        <= max_chars
+    )
+
+
+def _merge_small(chunks: list[_Chunk], max_chars: int, min_chars: int) -> list[_Chunk]:
+    """Chunks shorter than `min_chars` joined with a neighbour when both fit one chunk."""
+    out: list[_Chunk] = []
+    for chunk in chunks:
+        last = out[-1] if out else None
+        if last is None or not _mergeable(last, chunk, max_chars, min_chars):
+            out.append(chunk)
+            continue
+        common: list[str] = []
+        for x, y in zip(last.heading_path, chunk.heading_path, strict=False):
+            if x != y:
+                break
+            common.append(x)
+        last.heading_path = common
+        for unit in chunk.units:
+            if unit.kind != "overlap":  # text `last` already holds
+                last.append(unit)
+    return out
 
 
 def _split_text(text: str, max_chars: int) -> list[str]:
