@@ -265,3 +265,19 @@ def test_small_sections_share_a_chunk() -> None:
     assert chunks[1]["char_count"] > 460
     unmerged = build_chunks(doc, ChunkOptions(max_chars=500, overlap_chars=0, min_chars=0))
     assert len(unmerged) == 3
+
+
+def test_booktabs_tables_keep_captions_rows_and_headers(tmp_path: Path) -> None:
+    parsed = parse(tmp_path, fx.booktabs_paper_pdf())
+    blocks = content(parsed)
+    assert len(parsed.tables) == 2
+    for (caption, header, rows), table in zip(fx.BOOKTABS_TABLES, parsed.tables, strict=True):
+        # The caption is one paragraph right before its table, never cut into cells.
+        i = next(i for i, b in enumerate(blocks) if b.table is table)
+        assert blocks[i - 1].kind is BlockKind.PARAGRAPH
+        assert blocks[i - 1].text == caption
+        assert not any(caption.split(":")[0] in cell for row in table.rows for cell in row)
+        # Header lines merge into one header row; every body row stays its own row.
+        merged_header = tuple(" ".join(h[c] for h in header if h[c]) for c in range(len(header[0])))
+        assert table.header_rows == 1
+        assert table.rows == (merged_header, *rows)
