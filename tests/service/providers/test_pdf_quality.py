@@ -4,14 +4,17 @@ answer: ligatures, invisible text, compounds across line ends, code blocks, desi
 from __future__ import annotations
 
 import functools
+import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 import pymupdf
+import pytest
 
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.pdf import PdfProvider
-from percolate_reading.parse.providers.pdf_layout import join_line, resolve_hyphens
+from percolate_reading.parse.providers.pdf_layout import join_line, resolve_hyphens, text_layer_garbage
 from percolate_reading.parse.render.chunks import ChunkOptions, build_chunks
 from percolate_reading.parse.render.markdown import to_markdown
 from tests.service.providers import pdf_fixtures as fx
@@ -281,3 +284,65 @@ def test_booktabs_tables_keep_captions_rows_and_headers(tmp_path: Path) -> None:
         merged_header = tuple(" ".join(h[c] for h in header if h[c]) for c in range(len(header[0])))
         assert table.header_rows == 1
         assert table.rows == (merged_header, *rows)
+
+
+SCAN_LINES = (
+    "QUARTERLY WIDGET REPORT",
+    "Northern factory shipped twelve hundred units",
+    "Southern factory shipped nine hundred units",
+)
+GARBAGE_LAYER = (
+    "Q U A R T E R L Y W l D G E T R E P 0 R T",
+    "N0rtb3rn f@ct0ry sh1pp3d tw3lv3 hnndr3d nn1ts",
+    "S0nth3rn f@ct0ry sh1pp3d n1n3 hnndr3d nn1ts",
+) * 3
+
+
+def scan_with_layer(layer: Sequence[str]) -> bytes:
+    """A page that is a picture of printed text with an invisible OCR layer on top."""
+    src = pymupdf.open()
+    art = src.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    fx.put_lines(art, 60, 120, SCAN_LINES, size=20, leading=2.0)
+    picture = art.get_pixmap(dpi=100).tobytes("png")
+    src.close()
+    doc = pymupdf.open()
+    page = doc.new_page(width=fx.PAGE_W, height=fx.PAGE_H)
+    page.insert_image(page.rect, stream=picture)
+    y = 120.0
+    for line in layer:
+        page.insert_text((60, y), line, fontsize=12, render_mode=3)
+        y += 24
+    data: bytes = doc.tobytes()
+    doc.close()
+    return data
+
+
+def test_text_layer_quality_score() -> None:
+    assert text_layer_garbage(" ".join(GARBAGE_LAYER)) is not None
+    assert text_layer_garbage(" ".join([fx.INTRO, fx.METHODS, "COVID-19 in 10km, 3rd iPhone."] * 3)) is None
+
+
+def test_a_good_ocr_layer_is_used(tmp_path: Path) -> None:
+    parsed = parse(tmp_path, scan_with_layer(SCAN_LINES * 3))
+    assert parsed.metadata["pages_ocr"] == 0
+    assert SCAN_LINES[1] in parsed.text()
+
+
+def test_a_garbage_ocr_layer_is_kept_with_a_warning_without_ocr(tmp_path: Path) -> None:
+    parsed = parse(tmp_path, scan_with_layer(GARBAGE_LAYER), ocr_enabled=False)
+    assert parsed.metadata["pages_ocr"] == 0
+    assert any("looks like failed OCR and was kept" in w for w in parsed.warnings)
+
+
+@pytest.mark.ocr
+@pytest.mark.skipif(
+    importlib.util.find_spec("rapidocr_onnxruntime") is None, reason="OCR engine not installed"
+)
+def test_a_garbage_ocr_layer_is_replaced_by_ocr(tmp_path: Path) -> None:
+    parsed = parse(tmp_path, scan_with_layer(GARBAGE_LAYER))
+    assert parsed.metadata["pages_ocr"] == 1
+    text = parsed.text().lower()
+    for word in ("quarterly", "northern", "factory", "shipped", "hundred"):
+        assert word in text
+    assert "f@ct0ry" not in text
+    assert any("OCR'd again" in w for w in parsed.warnings)

@@ -36,6 +36,7 @@ from percolate_reading.parse.providers.pdf_layout import (
     drop_margin_lines,
     page_text,
     resolve_hyphens,
+    text_layer_garbage,
 )
 from percolate_reading.parse.providers.pdf_tables import (
     find_band_tables,
@@ -173,6 +174,8 @@ class _PdfParse:
         self.margin_lines_dropped = 0
         self.hidden_chars = 0
         self.hidden_pages: list[int] = []
+        self.garbage_ocr: list[int] = []  # pages whose poor text layer was replaced by OCR
+        self.garbage_kept: list[int] = []  # ... kept, OCR being off or unavailable
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
@@ -261,6 +264,21 @@ class _PdfParse:
                 return True
         return False
 
+    def garbage_layer(self, page: Any, text: PageText) -> bool:
+        """A scan (an image over most of the page) whose text layer is failed OCR."""
+        if not page.get_images(full=False):
+            return False
+        share = text_layer_garbage(" ".join(ln.text for b in text.blocks for ln in b.lines))
+        if share is None:
+            return False
+        page_rect = page.rect
+        area = page_rect.width * page_rect.height
+        for info in page.get_image_info():
+            shown = _fitz.Rect(info["bbox"]) & page_rect
+            if shown.width * shown.height >= 0.5 * area:
+                return True
+        return False
+
     def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
         if text.hidden_chars:
             self.hidden_chars += text.hidden_chars
@@ -273,6 +291,13 @@ class _PdfParse:
             # OCR reads the rendered page, stamp included; without OCR keep what text there is.
             scanned = self.ocr_page(page, page_no, self.stamped_pages)
             if scanned:
+                return scanned
+        elif self.garbage_layer(page, text):
+            # pymupdf4llm does the same: a scan's own OCR layer that is mostly wrong characters
+            # or letter-spaced words reads worse than our OCR of the page image.
+            scanned = self.ocr_page(page, page_no, self.garbage_kept)
+            if scanned:
+                self.garbage_ocr.append(page_no)
                 return scanned
         tables = self.tables(page, text, page_no)
         drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
@@ -343,6 +368,17 @@ class _PdfParse:
             result.warnings.append(
                 f"dropped {self.hidden_chars} characters of invisible text (transparent or the colour "
                 f"of its background) on page(s) {page_ranges(self.hidden_pages)}"
+            )
+        if self.garbage_ocr:
+            result.warnings.append(
+                f"page(s) {page_ranges(self.garbage_ocr)}: the scan's text layer looks like failed OCR "
+                "(implausible words, letters spaced out); OCR'd again instead"
+            )
+        if self.garbage_kept:
+            why = "disabled" if not self.options.ocr_enabled else "unavailable"
+            result.warnings.append(
+                f"page(s) {page_ranges(self.garbage_kept)}: the scan's text layer looks like failed OCR "
+                f"and was kept as is; OCR {why}"
             )
         if self.no_text_pages:
             why = "disabled" if not self.options.ocr_enabled else "unavailable"

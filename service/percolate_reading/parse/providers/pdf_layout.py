@@ -309,6 +309,46 @@ def page_text(page_dict: dict[str, Any], image_boxes: Callable[[], Sequence[Box]
     return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors, hidden)
 
 
+# --- text layer quality -------------------------------------------------------------------
+
+_VOWELS = frozenset("aeiouyAEIOUYàáâäèéêëìíîïòóôöùúûüÀÁÂÄÈÉÊËÌÍÎÏÒÓÔÖÙÚÛÜ")
+_PUNCT = ".,;:!?()[]\"'\u00ab\u00bb\u201c\u201d\u2018\u2019-"
+GARBAGE_MIN_CHARS = 200  # below this a page's text is too short to judge
+GARBAGE_BAD_SHARE = 0.35  # share of implausible tokens that marks a failed OCR layer
+
+
+def _implausible(token: str) -> bool:
+    """A token no language writes: letters mixed with digits or symbols inside a word
+    ("C4éT", "py6nen"), Latin words without vowels, case flipping mid-word ("wOrD")."""
+    core = token.strip(_PUNCT)
+    if len(core) < 2:
+        return False
+    letters = sum(1 for c in core if c.isalpha())
+    if letters == 0:
+        return False  # numbers, dates, codes: fine
+    if letters < len(core) and not core.replace("-", "").replace("'", "").replace("\u2019", "").isalpha():
+        others = len(core) - letters
+        if not (core[:1].isdigit() and core[-letters:].isalpha()):  # 3rd, 10km
+            return others >= 1 and letters >= 1
+    latin = all(c.isascii() or c in _VOWELS for c in core if c.isalpha())
+    if latin and len(core) >= 4 and not any(c in _VOWELS for c in core) and not core.isupper():
+        return True
+    upper_inside = sum(1 for c in core[1:] if c.isupper())
+    return 0 < upper_inside < len(core) - 1 and any(c.islower() for c in core[1:])
+
+
+def text_layer_garbage(text: str) -> float | None:
+    """Share of implausible tokens when a page's text looks like a failed OCR layer (letters
+    spaced out one by one, or words no language has), else None."""
+    tokens = text.split()
+    if sum(len(t) for t in tokens) < GARBAGE_MIN_CHARS:
+        return None
+    singles = sum(1 for t in tokens if len(t) == 1 and t.isalpha())
+    bad = singles + sum(1 for t in tokens if _implausible(t))
+    share = bad / len(tokens)
+    return share if share >= GARBAGE_BAD_SHARE else None
+
+
 # --- document statistics: body size, heading tiers, running headers/footers -------------
 
 
