@@ -39,6 +39,7 @@ from percolate_reading.parse.providers.pdf_layout import (
     text_layer_garbage,
 )
 from percolate_reading.parse.providers.pdf_tables import (
+    band_rows,
     find_band_tables,
     find_page_tables,
     grid_candidate,
@@ -135,14 +136,10 @@ def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float
 
 
 def _gapped_rows(text: PageText, band: tuple[float, float, float, float]) -> int:
-    """Lines inside `band` that hold column-separated cells: evidence of a table there."""
-    x0, y0, x1, y1 = band
-    return sum(
-        1
-        for block in text.blocks
-        for ln in block.lines
-        if ln.cells and x0 - 1 <= (ln.x0 + ln.x1) / 2 <= x1 + 1 and y0 <= (ln.y0 + ln.y1) / 2 <= y1
-    )
+    """Rows inside `band` made of column-separated cells (one line with wide gaps, or
+    several blocks side by side): evidence of a table there."""
+    lines = [ln for block in text.blocks for ln in block.lines]
+    return sum(1 for _y0, _y1, frags in band_rows(lines, band) if len(frags) >= 2)
 
 
 def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
@@ -213,7 +210,8 @@ class _PdfParse:
             # Bands a grid table already covers are that table's own rules.
             bands = [b for b in bands if not any(_overlaps(b, (t.x0, t.y0, t.x1, t.y1)) for t in found)]
             if bands:
-                found += find_band_tables(page, page_no, WORD_FLAGS, bands, text.vectors)
+                lines = [ln for b in text.blocks for ln in b.lines]
+                found += find_band_tables(page, page_no, WORD_FLAGS, bands, text.vectors, lines)
             return found
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
