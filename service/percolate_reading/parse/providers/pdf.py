@@ -147,12 +147,12 @@ def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
     return [tuple(info["bbox"]) for info in page.get_image_info()]
 
 
-def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
+def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None:
     try:
         ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
     except ImportError:
         return None
-    return ocr.recognize, ocr.lines_to_paragraphs
+    return ocr.recognize, ocr.lines_to_paragraphs, ocr.script_warning
 
 
 class _PdfParse:
@@ -176,7 +176,9 @@ class _PdfParse:
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
-        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]]] | None = None
+        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None = (
+            None
+        )
         self._ocr_loaded = False
         self.lists = ListState()
 
@@ -234,11 +236,15 @@ class _PdfParse:
         if self._ocr is None:
             skipped.append(page_no)
             return []
-        recognize, to_paragraphs = self._ocr
+        recognize, to_paragraphs, script_warning = self._ocr
         t0 = time.perf_counter()
         try:
             png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
-            paragraphs = to_paragraphs(recognize(png, language=self.options.language))
+            lines = recognize(png, language=self.options.language)
+            mismatch = script_warning(lines, self.options.language)
+            if mismatch:
+                self.result.warnings.append(f"page {page_no}: {mismatch}")
+            paragraphs = to_paragraphs(lines)
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
             skipped.append(page_no)
