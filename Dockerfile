@@ -61,10 +61,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     LD_LIBRARY_PATH=/usr/local/lib/python3.11/site-packages/nvidia/cublas/lib:/usr/local/lib/python3.11/site-packages/nvidia/cudnn/lib
 
 # OpenCV (pulled in by RapidOCR) loads libGL and GLib at import time; only the OCR image
-# needs them. Run-time libraries only, no compilers.
+# needs them. Tesseract with language packs reads the scripts RapidOCR cannot (OCR language
+# ru, uk, bg, sr, el, ar, he, ...). Run-time libraries only, no compilers.
 RUN case ",${EXTRAS}," in \
       *,ocr,*|*,all,*) apt-get update \
         && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+           tesseract-ocr tesseract-ocr-rus tesseract-ocr-ukr tesseract-ocr-bul tesseract-ocr-srp \
+           tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb \
         && rm -rf /var/lib/apt/lists/* ;; \
     esac
 
