@@ -94,10 +94,13 @@ ENV PATH=/opt/percolate/bin:${PATH} \
     PERCOLATE_READING_WHISPER_MODEL=${WHISPER_MODEL}
 
 # OpenCV (pulled in by RapidOCR) loads libGL and GLib at import time; only the OCR image
-# needs them. Run-time libraries only, no compilers.
+# needs them. Tesseract with language packs reads the scripts RapidOCR cannot (OCR language
+# ru, uk, bg, sr, el, ar, he, ...). Run-time libraries only, no compilers.
 RUN case ",${EXTRAS}," in \
       *,ocr,*|*,all,*) apt-get update \
         && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+           tesseract-ocr tesseract-ocr-rus tesseract-ocr-ukr tesseract-ocr-bul tesseract-ocr-srp \
+           tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb \
         && rm -rf /var/lib/apt/lists/* ;; \
     esac
 

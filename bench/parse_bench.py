@@ -140,7 +140,9 @@ def ruled_tables_pdf(pages: int, seed: int = 11, style: str = "grid") -> tuple[b
     """Pages with a paragraph and two ruled tables; returns the PDF and the known cells.
 
     style "grid": every row and column ruled; "booktabs": only the top rule, the rule under
-    the header and the bottom rule (one-line cells only)."""
+    the header and the bottom rule (one-line cells only); "paper": booktabs as papers set it,
+    a two-line caption right above the top rule, a header on two lines (one header row in
+    the truth), tightly spaced body rows."""
     import pymupdf
 
     rng = random.Random(seed)
@@ -160,17 +162,31 @@ def ruled_tables_pdf(pages: int, seed: int = 11, style: str = "grid") -> tuple[b
                 for r in range(1, n_rows)
             ]
             drawn = [header] + [row[:] for row in body]
+            if style == "paper":
+                page.insert_textbox(
+                    (56, y - 4, 539, y + 22),
+                    f"Table {2 * n + t - 1}: " + _sentence(rng, 18),
+                    fontsize=8.5,
+                )
+                y += 28
             if two_line:
                 for row in drawn[1:]:
                     row[-1] = f"{rng.choice(WORDS)}\n{rng.choice(WORDS)} {rng.randint(1, 99)}"
             rows = [[cell.replace("\n", " ") for cell in row] for row in drawn]
             col_w, row_h = (539 - 56) / n_cols, 28.0 if two_line else 18.0
+            if style == "paper":
+                row_h = 12.0
+                units = [f"({rng.choice(('k', '%', 'ms', 'n'))})" for _ in range(n_cols)]
+                rows[0] = [f"{h} {u}" for h, u in zip(header, units, strict=True)]
             shape = page.new_shape()
             if style == "grid":
                 for r in range(n_rows + 1):
                     shape.draw_line((56, y + r * row_h), (539, y + r * row_h))
                 for c in range(n_cols + 1):
                     shape.draw_line((56 + c * col_w, y), (56 + c * col_w, y + n_rows * row_h))
+            elif style == "paper":  # the header is two lines tall
+                for ry in (y, y + 2 * row_h + 2, y + (n_rows + 1) * row_h + 4):
+                    shape.draw_line((56, ry), (539, ry))
             else:
                 for r in (0, 1, n_rows):
                     shape.draw_line((56, y + r * row_h), (539, y + r * row_h))
@@ -178,18 +194,40 @@ def ruled_tables_pdf(pages: int, seed: int = 11, style: str = "grid") -> tuple[b
             shape.commit()
             for r, row in enumerate(drawn):
                 for c, cell in enumerate(row):
+                    base = y + r * row_h + (9.5 if style == "paper" else 12.5)
+                    if style == "paper" and r > 0:
+                        base += row_h + 4
                     page.insert_text(
-                        (60 + c * col_w, y + r * row_h + 12.5),
-                        cell,
-                        fontsize=9,
-                        fontname="hebo" if r == 0 else "helv",
+                        (60 + c * col_w, base), cell, fontsize=9, fontname="hebo" if r == 0 else "helv"
                     )
+                    if style == "paper" and r == 0:
+                        page.insert_text(
+                            (60 + c * col_w, base + row_h), units[c], fontsize=9, fontname="hebo"
+                        )
+            if style == "paper":
+                y += row_h + 4
             truth.append({"page": n, "rows": rows})
             y += n_rows * row_h + 40
             page.insert_textbox((56, y - 30, 539, y - 5), _sentence(rng, 10), fontsize=10)
     data: bytes = doc.tobytes(garbage=1, deflate=True)
     doc.close()
     return data, truth
+
+
+def rasterised_pdf(data: bytes, dpi: int = 150) -> bytes:
+    """Every page replaced by a picture of itself: a scan without a text layer."""
+    import pymupdf
+
+    src = pymupdf.open("pdf", data)
+    out = pymupdf.open()
+    for page in src:
+        png = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY).tobytes("png")
+        new = out.new_page(width=page.rect.width, height=page.rect.height)
+        new.insert_image(new.rect, stream=png)
+    scanned: bytes = out.tobytes(garbage=1, deflate=True)
+    src.close()
+    out.close()
+    return scanned
 
 
 def xlsx_workbook(path: Path, rows: int, cols: int = 10, seed: int = 3) -> None:
@@ -765,10 +803,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         text_pdf = work / f"text-heavy-{pages}p.pdf"
         text_pdf.write_bytes(text_heavy_pdf(pages))
         table_sets: list[tuple[str, Path]] = []
-        for style, label in (("grid", "fully ruled"), ("booktabs", "horizontal rules only")):
+        for style, label in (
+            ("grid", "fully ruled"),
+            ("booktabs", "horizontal rules only"),
+            ("paper", "booktabs as in papers (caption, 2-line header)"),
+            ("scanned", "fully ruled, rasterised (no text layer)"),
+        ):
             tables_pdf = work / f"tables-{style}.pdf"
-            data, truth = ruled_tables_pdf(table_pages, style=style)
-            tables_pdf.write_bytes(data)
+            data, truth = ruled_tables_pdf(table_pages, style="grid" if style == "scanned" else style)
+            tables_pdf.write_bytes(rasterised_pdf(data) if style == "scanned" else data)
             tables_pdf.with_suffix(".json").write_text(json.dumps(truth))
             table_sets.append((label, tables_pdf))
         xlsx = work / f"generated-{xlsx_rows}x10.xlsx"

@@ -26,6 +26,7 @@ class BlockKind(StrEnum):
     TABLE = "table"
     PAGE_BREAK = "page_break"
     TRANSCRIPT_SEGMENT = "transcript_segment"
+    CODE = "code"
 
 
 def _field_values(obj: Any) -> tuple[Any, ...]:
@@ -67,6 +68,7 @@ class Block:
     - TABLE: `table`
     - PAGE_BREAK: `page` = the page that starts here (1-based)
     - TRANSCRIPT_SEGMENT: `text`, `start`/`end` in seconds, optional `speaker`
+    - CODE: `text` = the code's lines (indentation kept), rendered as a fenced block
     """
 
     kind: BlockKind

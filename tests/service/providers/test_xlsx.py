@@ -21,6 +21,7 @@ from percolate_reading.errors import (
 from percolate_reading.parse.document import BlockKind, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.xlsx import XlsxProvider, format_number
+from percolate_reading.parse.render.markdown import to_markdown
 
 OPTIONS = ParseOptions()
 
@@ -74,7 +75,7 @@ def test_sheets_become_heading_and_table(tmp_path: Path) -> None:
     assert doc.warnings == []
 
 
-def test_merged_grouped_header_is_propagated(tmp_path: Path) -> None:
+def test_merged_cells_are_written_once_per_row(tmp_path: Path) -> None:
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "Quarterly"
@@ -90,8 +91,9 @@ def test_merged_grouped_header_is_propagated(tmp_path: Path) -> None:
     wb.save(path)
 
     table = _parse(path).tables[0]
+    # "2024" spans two columns: once; "Region" spans two rows: it labels both.
     assert table.rows == (
-        ("Region", "2024", "2024"),
+        ("Region", "2024", ""),
         ("Region", "Q1", "Q2"),
         ("North", "10", "11"),
         ("South", "20", "21"),
@@ -401,3 +403,66 @@ def test_a_one_cell_first_row_of_a_short_table_is_not_a_title(tmp_path: Path) ->
     table = _parse(path).tables[0]
     assert table.title is None
     assert table.rows == (("Total", ""), ("apples", "3"))
+
+
+def test_a_banner_across_the_sheet_is_written_once(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Section A: inventory", *[None] * 9])
+    ws.merge_cells("A1:J1")
+    ws.append([f"c{i}" for i in range(10)])
+    ws.append(list(range(10)))
+    ws.append(list(range(10, 20)))
+    path = tmp_path / "banner.xlsx"
+    wb.save(path)
+    doc = _parse(path)
+    table = doc.tables[0]
+    assert table.title == "Section A: inventory"
+    assert to_markdown(doc).count("Section A: inventory") == 1
+    assert table.rows[0] == tuple(f"c{i}" for i in range(10))
+
+
+def test_sub_tables_split_on_blank_rows_and_columns(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Report"
+    # Two tables side by side (blank column C), a titled table below a blank row.
+    for row in (
+        ["Fruit", "Kg", None, "City", "Visits"],
+        ["apple", 3, None, "Oslo", 12],
+        ["pear", 5, None, "Rome", 7],
+    ):
+        ws.append(row)
+    ws.append([])
+    ws.append(["Staff"])
+    ws.append([])
+    ws.append(["Name", "Since"])
+    ws.append(["Ann", 2020])
+    ws.append(["Bob", 2021])
+    path = tmp_path / "blocks.xlsx"
+    wb.save(path)
+    fruit, cities, staff = _parse(path).tables
+    assert fruit.rows == (("Fruit", "Kg"), ("apple", "3"), ("pear", "5"))
+    assert cities.rows == (("City", "Visits"), ("Oslo", "12"), ("Rome", "7"))
+    assert staff.title == "Staff"
+    assert staff.rows == (("Name", "Since"), ("Ann", "2020"), ("Bob", "2021"))
+    assert (fruit.header_rows, cities.header_rows, staff.header_rows) == (1, 1, 1)
+
+
+def test_formulas_without_cached_values_are_reported(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    wb.create_sheet("Calc", 0)  # first in the workbook, second part in the zip
+    calc = wb["Calc"]
+    calc.append(["a", "double", "plus"])
+    calc.append([21, "=A2*2", "=A2+1"])
+    ws.append(["x", "y"])
+    ws.append([1, 2])
+    path = tmp_path / "uncached.xlsx"
+    wb.save(path)
+    doc = _parse(path)
+    (warning,) = [w for w in doc.warnings if "formula" in w]
+    assert warning.startswith("sheet 'Calc': 2 formula cell(s)")
+    assert "(B2, C2)" in warning
+    assert doc.metadata["sheet_count"] == len(doc.metadata["sheet_names"]) == 2

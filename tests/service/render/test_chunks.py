@@ -36,7 +36,7 @@ def test_sections_follow_headings_with_paths_and_pages() -> None:
         Block(K.HEADING, text="Appendix", level=1, page=3),
         Block(K.PARAGRAPH, text="Extra.", page=3),
     )
-    chunks = build_chunks(doc, ChunkOptions(max_chars=500, overlap_chars=50))
+    chunks = build_chunks(doc, ChunkOptions(max_chars=500, overlap_chars=50, min_chars=0))
     assert [c["text"] for c in chunks] == [
         "# Guide\n\n## Install\n\nRun the installer.\n\nThen reboot.",
         "## Use\n\n- open it\n- click",
@@ -54,7 +54,7 @@ def test_long_section_splits_at_sentences_with_overlap() -> None:
     doc = _doc(
         DocumentType.PDF, Block(K.HEADING, text="Long", level=1), Block(K.PARAGRAPH, text=" ".join(sentences))
     )
-    chunks = build_chunks(doc, ChunkOptions(max_chars=120, overlap_chars=40))
+    chunks = build_chunks(doc, ChunkOptions(max_chars=120, overlap_chars=40, min_chars=0))
     assert len(chunks) > 3
     assert all(c["char_count"] <= 120 for c in chunks)
     assert all(c["heading_path"] == ["Long"] for c in chunks)
@@ -77,14 +77,14 @@ def test_no_overlap_across_sections() -> None:
         Block(K.HEADING, text="B", level=1),
         Block(K.PARAGRAPH, text="beta"),
     )
-    chunks = build_chunks(doc, ChunkOptions(max_chars=100, overlap_chars=30))
+    chunks = build_chunks(doc, ChunkOptions(max_chars=100, overlap_chars=30, min_chars=0))
     assert chunks[-1]["text"] == "# B\n\nbeta"
 
 
 def test_big_table_split_by_rows_with_header_repeated() -> None:
     rows = (("Year", "Revenue"), *((str(2000 + i), f"{i * 1000}") for i in range(40)))
     doc = _doc(DocumentType.PDF, Block(K.TABLE, table=Table(rows=rows, page=4), page=4))
-    chunks = build_chunks(doc, ChunkOptions(max_chars=150, overlap_chars=30))
+    chunks = build_chunks(doc, ChunkOptions(max_chars=150, overlap_chars=30, min_chars=0))
     assert len(chunks) > 2
     seen: list[str] = []
     for c in chunks:
@@ -100,7 +100,7 @@ def test_big_table_split_by_rows_with_header_repeated() -> None:
 def test_row_longer_than_a_chunk_is_cut_only_then() -> None:
     rows = (("k", "v"), ("a", "x" * 300), ("b", "y"))
     doc = _doc(DocumentType.PDF, Block(K.TABLE, table=Table(rows=rows)))
-    chunks = build_chunks(doc, ChunkOptions(max_chars=100, overlap_chars=0))
+    chunks = build_chunks(doc, ChunkOptions(max_chars=100, overlap_chars=0, min_chars=0))
     assert all(c["char_count"] <= 100 for c in chunks)
     assert "".join(c["text"] for c in chunks[:-1]) == "| a | " + "x" * 300 + " |"
     assert chunks[-1]["text"] == "| k | v |\n|---|---|\n| b | y |"
@@ -131,9 +131,10 @@ def test_sheets_are_sections_and_transcripts_have_time_spans() -> None:
 def test_ids_are_stable_and_distinct() -> None:
     blocks = [Block(K.HEADING, text=f"H{i}", level=1) for i in range(3)]
     blocks = [b for h in blocks for b in (h, Block(K.PARAGRAPH, text="same text"))]
-    first = build_chunks(_doc(DocumentType.PDF, *blocks), ChunkOptions())
-    again = build_chunks(_doc(DocumentType.PDF, *blocks), ChunkOptions())
-    other = build_chunks(_doc(DocumentType.PDF, *blocks, sha="0" * 64), ChunkOptions())
+    opts = ChunkOptions(min_chars=0)
+    first = build_chunks(_doc(DocumentType.PDF, *blocks), opts)
+    again = build_chunks(_doc(DocumentType.PDF, *blocks), opts)
+    other = build_chunks(_doc(DocumentType.PDF, *blocks, sha="0" * 64), opts)
     assert [c["id"] for c in first] == [c["id"] for c in again]
     assert len({c["id"] for c in first}) == 3
     assert all(re.fullmatch(r"[0-9a-f]{32}", c["id"]) for c in first)

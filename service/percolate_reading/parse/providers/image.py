@@ -75,6 +75,9 @@ class ImageProvider:
                         lines = ocr.recognize_image(frame, options.language)
                         ocr_s += time.perf_counter() - t
                         confidences.extend(ln.confidence for ln in lines)
+                        mismatch = ocr.script_warning(lines, options.language)
+                        if mismatch and mismatch not in doc.warnings:
+                            doc.warnings.append(mismatch)
                         for text in ocr.lines_to_paragraphs(lines):
                             doc.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=text, page=page))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -88,7 +91,7 @@ class ImageProvider:
         doc.timings["ocr"] = ocr_s
         doc.timings["decode"] = time.perf_counter() - t0 - ocr_s
         doc.metadata.update(
-            ocr_engine=ocr.ENGINE_NAME if options.ocr_enabled else None,
+            ocr_engine=ocr.engine_for(options.language) if options.ocr_enabled else None,
             ocr_lines=len(confidences),
             ocr_mean_confidence=(round(sum(confidences) / len(confidences), 4) if confidences else None),
         )

@@ -1,9 +1,11 @@
 """OCR engine shared by the image provider and the PDF provider's scanned pages.
 
 RapidOCR (PaddleOCR's PP-OCRv4 detection + recognition models run by onnxruntime) ships its
-models inside the `rapidocr-onnxruntime` wheel, so nothing is downloaded at run time. The models
-read Latin script and Chinese; there are no per-language models, so `language` is accepted for
-the contract's sake and not used to pick one.
+models inside the `rapidocr-onnxruntime` wheel, so nothing is downloaded at run time. Those
+models read Latin script and Chinese: they serve no `language`, Latin-script languages and
+Chinese. Other languages (Cyrillic, Greek, Arabic, ...) go to Tesseract with Debian's language
+packs (`tesseract-ocr-<code>`), through pytesseract; `script_warning` says when the recognised
+text is not in the requested language's script.
 
 The engine is created once per process (lazily, cached): it is a read-only model, and building
 it costs ~0.3 s.
@@ -22,6 +24,85 @@ if TYPE_CHECKING:
     from PIL import Image
 
 ENGINE_NAME = "rapidocr-onnxruntime (PP-OCRv4)"
+TESSERACT_ENGINE_NAME = "tesseract"
+
+# ISO 639-1 (or Tesseract's own code) -> Tesseract traineddata, for scripts RapidOCR cannot read.
+TESSERACT_LANGUAGES = {
+    "ru": "rus",
+    "uk": "ukr",
+    "be": "bel",
+    "bg": "bul",
+    "sr": "srp",
+    "mk": "mkd",
+    "kk": "kaz",
+    "el": "ell",
+    "ar": "ara",
+    "fa": "fas",
+    "he": "heb",
+    "hi": "hin",
+    "th": "tha",
+    "ja": "jpn",
+    "ko": "kor",
+    "ka": "kat",
+    "hy": "hye",
+}
+# The script each language is written in (Unicode character-name prefixes); Latin otherwise.
+_SCRIPTS = {
+    **dict.fromkeys(("ru", "uk", "be", "bg", "sr", "mk", "kk"), "CYRILLIC"),
+    "el": "GREEK",
+    "ar": "ARABIC",
+    "fa": "ARABIC",
+    "he": "HEBREW",
+    "hi": "DEVANAGARI",
+    "th": "THAI",
+    "ja": "CJK",
+    "ko": "HANGUL",
+    "ka": "GEORGIAN",
+    "hy": "ARMENIAN",
+    "zh": "CJK",
+    "ch": "CJK",
+}
+_TESS_TO_ISO = {v: k for k, v in TESSERACT_LANGUAGES.items()}
+
+
+def _iso(language: str | None) -> str | None:
+    if not language:
+        return None
+    code = language.strip().lower().replace("_", "-").split("-")[0]
+    return _TESS_TO_ISO.get(code, code)
+
+
+def engine_for(language: str | None) -> str:
+    """Which engine reads `language`."""
+    return TESSERACT_ENGINE_NAME if _iso(language) in TESSERACT_LANGUAGES else ENGINE_NAME
+
+
+def _script(ch: str) -> str:
+    import unicodedata
+
+    name = unicodedata.name(ch, "")
+    if name.startswith(("CJK", "HIRAGANA", "KATAKANA")):
+        return "CJK"
+    return name.split(" ", 1)[0]
+
+
+def script_warning(lines: list[OcrLine], language: str | None) -> str | None:
+    """A warning when under half of the recognised letters are in the requested language's
+    script (Cyrillic text read as Latin look-alikes, for example)."""
+    iso = _iso(language)
+    if iso is None:
+        return None
+    want = _SCRIPTS.get(iso, "LATIN")
+    letters = [c for ln in lines for c in ln.text if c.isalpha()]
+    if len(letters) < 10:
+        return None
+    share = sum(1 for c in letters if _script(c) == want) / len(letters)
+    if share >= 0.5:
+        return None
+    return (
+        f"OCR language {language!r} expects {want.title()} script but only {share:.0%} of the "
+        "recognised letters are; the text may be misread"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,9 +158,46 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _tesseract(image: Image.Image, code: str) -> list[OcrLine]:
+    """Tesseract's words grouped into its own lines, confidence 0..1."""
+    try:
+        import pytesseract
+    except ImportError as exc:
+        raise ImportError(
+            "OCR of this language needs pytesseract: install percolate-reading[ocr]", name=exc.name
+        ) from exc
+    try:
+        data = pytesseract.image_to_data(to_8bit(image), lang=code, output_type=pytesseract.Output.DICT)
+    except pytesseract.TesseractNotFoundError as exc:
+        raise ImportError("OCR of this language needs Tesseract: apt-get install tesseract-ocr") from exc
+    except pytesseract.TesseractError as exc:
+        if "Failed loading language" in str(exc) or "traineddata" in str(exc):
+            raise ImportError(
+                f"OCR in {code!r} needs Tesseract's language data: apt-get install tesseract-ocr-{code}"
+            ) from exc
+        raise RuntimeError(f"tesseract failed: {exc}") from exc
+    grouped: dict[tuple[int, int, int], list[int]] = {}
+    for i, word in enumerate(data["text"]):
+        if str(word).strip() and float(data["conf"][i]) >= 0:
+            grouped.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(i)
+    lines: list[OcrLine] = []
+    for idx in grouped.values():
+        x0 = min(data["left"][i] for i in idx)
+        y0 = min(data["top"][i] for i in idx)
+        x1 = max(data["left"][i] + data["width"][i] for i in idx)
+        y1 = max(data["top"][i] + data["height"][i] for i in idx)
+        text = " ".join(str(data["text"][i]).strip() for i in idx)
+        conf = sum(float(data["conf"][i]) for i in idx) / len(idx) / 100
+        lines.append(OcrLine(text, (float(x0), float(y0), float(x1), float(y1)), round(conf, 4)))
+    return reading_order(lines)
+
+
 def recognize_image(image: Image.Image, language: str | None = None) -> list[OcrLine]:
-    """OCR a decoded Pillow image; lines come back in reading order."""
-    del language  # one multilingual model; see the module docstring
+    """OCR a decoded Pillow image; lines come back in reading order. Languages in scripts
+    the RapidOCR models cannot read go to Tesseract (see the module docstring)."""
+    code = TESSERACT_LANGUAGES.get(_iso(language) or "")
+    if code is not None:
+        return _tesseract(image, code)
     result, _elapsed = _engine()(to_8bit(image))
     lines: list[OcrLine] = []
     for box, text, score in result or ():

@@ -35,8 +35,11 @@ from percolate_reading.parse.providers.pdf_layout import (
     drop_lines_inside,
     drop_margin_lines,
     page_text,
+    resolve_hyphens,
+    text_layer_garbage,
 )
 from percolate_reading.parse.providers.pdf_tables import (
+    band_rows,
     find_band_tables,
     find_page_tables,
     grid_candidate,
@@ -44,7 +47,9 @@ from percolate_reading.parse.providers.pdf_tables import (
 )
 
 # No images in the dict (they are large and unused); keep whitespace so words stay apart.
-WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_MEDIABOX_CLIP
+# Ligatures (U+FB00-FB06: "eﬃcient") are expanded by MuPDF, so search finds "efficient".
+# CLIP drops characters outside the page and outside clip paths (hidden by clipping).
+WORD_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_CLIP
 # Vector paths come in the same pass (table candidates) at no measurable extra cost.
 TEXT_FLAGS = WORD_FLAGS | pymupdf.TEXT_COLLECT_VECTORS
 OCR_DPI = 200
@@ -131,22 +136,23 @@ def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float
 
 
 def _gapped_rows(text: PageText, band: tuple[float, float, float, float]) -> int:
-    """Lines inside `band` that hold column-separated cells: evidence of a table there."""
-    x0, y0, x1, y1 = band
-    return sum(
-        1
-        for block in text.blocks
-        for ln in block.lines
-        if ln.cells and x0 - 1 <= (ln.x0 + ln.x1) / 2 <= x1 + 1 and y0 <= (ln.y0 + ln.y1) / 2 <= y1
-    )
+    """Rows inside `band` made of column-separated cells (one line with wide gaps, or
+    several blocks side by side): evidence of a table there."""
+    lines = [ln for block in text.blocks for ln in block.lines]
+    return sum(1 for _y0, _y1, frags in band_rows(lines, band) if len(frags) >= 2)
 
 
-def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]]] | None:
+def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
+    """Where images are shown on the page (asked only when light text needs a background)."""
+    return [tuple(info["bbox"]) for info in page.get_image_info()]
+
+
+def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None:
     try:
         ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
     except ImportError:
         return None
-    return ocr.recognize, ocr.lines_to_paragraphs
+    return ocr.recognize, ocr.lines_to_paragraphs, ocr.script_warning
 
 
 class _PdfParse:
@@ -163,17 +169,23 @@ class _PdfParse:
         self.no_text_pages: list[int] = []
         self.stamped_pages: list[int] = []  # scans whose text layer is only a stamp
         self.margin_lines_dropped = 0
+        self.hidden_chars = 0
+        self.hidden_pages: list[int] = []
+        self.garbage_ocr: list[int] = []  # pages whose poor text layer was replaced by OCR
+        self.garbage_kept: list[int] = []  # ... kept, OCR being off or unavailable
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
-        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]]] | None = None
+        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None = (
+            None
+        )
         self._ocr_loaded = False
         self.lists = ListState()
 
     def extract(self, pno: int) -> tuple[Any, PageText] | None:
         try:
             page = self.doc.load_page(pno)
-            return page, page_text(page.get_text("dict", flags=TEXT_FLAGS))
+            return page, page_text(page.get_text("dict", flags=TEXT_FLAGS), lambda: _image_boxes(page))
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {pno + 1} could not be read: {exc}")
             self.unreadable.append(pno + 1)
@@ -200,7 +212,8 @@ class _PdfParse:
             # Bands a grid table already covers are that table's own rules.
             bands = [b for b in bands if not any(_overlaps(b, (t.x0, t.y0, t.x1, t.y1)) for t in found)]
             if bands:
-                found += find_band_tables(page, page_no, WORD_FLAGS, bands, text.vectors)
+                lines = [ln for b in text.blocks for ln in b.lines]
+                found += find_band_tables(page, page_no, WORD_FLAGS, bands, text.vectors, lines)
             return found
         except _MUPDF_ERRORS as exc:
             self.result.warnings.append(f"page {page_no}: table detection failed: {exc}")
@@ -223,11 +236,15 @@ class _PdfParse:
         if self._ocr is None:
             skipped.append(page_no)
             return []
-        recognize, to_paragraphs = self._ocr
+        recognize, to_paragraphs, script_warning = self._ocr
         t0 = time.perf_counter()
         try:
             png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
-            paragraphs = to_paragraphs(recognize(png, language=self.options.language))
+            lines = recognize(png, language=self.options.language)
+            mismatch = script_warning(lines, self.options.language)
+            if mismatch:
+                self.result.warnings.append(f"page {page_no}: {mismatch}")
+            paragraphs = to_paragraphs(lines)
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
             skipped.append(page_no)
@@ -251,7 +268,25 @@ class _PdfParse:
                 return True
         return False
 
+    def garbage_layer(self, page: Any, text: PageText) -> bool:
+        """A scan (an image over most of the page) whose text layer is failed OCR."""
+        if not page.get_images(full=False):
+            return False
+        share = text_layer_garbage(" ".join(ln.text for b in text.blocks for ln in b.lines))
+        if share is None:
+            return False
+        page_rect = page.rect
+        area = page_rect.width * page_rect.height
+        for info in page.get_image_info():
+            shown = _fitz.Rect(info["bbox"]) & page_rect
+            if shown.width * shown.height >= 0.5 * area:
+                return True
+        return False
+
     def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        if text.hidden_chars:
+            self.hidden_chars += text.hidden_chars
+            self.hidden_pages.append(page_no)
         if not text.has_text:
             return self.ocr_page(page, page_no)
         self.pages_with_text += 1
@@ -260,6 +295,13 @@ class _PdfParse:
             # OCR reads the rendered page, stamp included; without OCR keep what text there is.
             scanned = self.ocr_page(page, page_no, self.stamped_pages)
             if scanned:
+                return scanned
+        elif self.garbage_layer(page, text):
+            # pymupdf4llm does the same: a scan's own OCR layer that is mostly wrong characters
+            # or letter-spaced words reads worse than our OCR of the page image.
+            scanned = self.ocr_page(page, page_no, self.garbage_kept)
+            if scanned:
+                self.garbage_ocr.append(page_no)
                 return scanned
         tables = self.tables(page, text, page_no)
         drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
@@ -303,6 +345,7 @@ class _PdfParse:
             except _MUPDF_ERRORS as exc:
                 result.warnings.append(f"page {page_no} could not be read: {exc}")
                 self.unreadable.append(page_no)
+        result.blocks = resolve_hyphens(result.blocks)
         result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
         result.timings["pdf_tables"] = self.t_tables
         result.timings["pdf_ocr"] = self.t_ocr
@@ -324,6 +367,22 @@ class _PdfParse:
             shown = "; ".join(repr(t) for t in stats.margin_examples[:3])
             result.warnings.append(
                 f"dropped {self.margin_lines_dropped} repeated header/footer lines ({shown})"
+            )
+        if self.hidden_chars:
+            result.warnings.append(
+                f"dropped {self.hidden_chars} characters of invisible text (transparent or the colour "
+                f"of its background) on page(s) {page_ranges(self.hidden_pages)}"
+            )
+        if self.garbage_ocr:
+            result.warnings.append(
+                f"page(s) {page_ranges(self.garbage_ocr)}: the scan's text layer looks like failed OCR "
+                "(implausible words, letters spaced out); OCR'd again instead"
+            )
+        if self.garbage_kept:
+            why = "disabled" if not self.options.ocr_enabled else "unavailable"
+            result.warnings.append(
+                f"page(s) {page_ranges(self.garbage_kept)}: the scan's text layer looks like failed OCR "
+                f"and was kept as is; OCR {why}"
             )
         if self.no_text_pages:
             why = "disabled" if not self.options.ocr_enabled else "unavailable"

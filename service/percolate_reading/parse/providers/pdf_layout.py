@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Any
 
 from percolate_reading.parse.document import Block, BlockKind, Table
 
 BOLD_FLAG = 16  # MuPDF span flag: TEXT_FONT_BOLD
+MONO_FLAG = 8  # MuPDF span flag: TEXT_FONT_MONOSPACED
+# Subset fonts often lack the fixed-pitch flag; their names still say it.
+_MONO_NAMES = ("Mono", "Courier", "Consol", "Code", "Menlo", "Typewriter")
+MIN_CODE_LINES = 2  # monospace lines in a row that make a code block
 HEADER_BAND = 0.1  # top/bottom fraction of the page height where running headers/footers live
 SAMPLE_PAGES = 60  # pages sampled for font statistics and header/footer detection
 INDENT_STEP = 18.0  # points of indentation per list nesting level
@@ -49,6 +54,7 @@ class Line:
     bold: bool  # every visible character is bold
     # Fragments separated by column-wide gaps, (x0, x1, text): a possible row of an unruled table.
     cells: tuple[tuple[float, float, str], ...] = ()
+    mono: bool = False  # every visible character is in a monospaced font
 
 
 @dataclass(slots=True)
@@ -92,6 +98,8 @@ class PageText:
     height: float
     vectors: list[Vector]
 
+    hidden_chars: int = 0  # characters of invisible text dropped (see `page_text`)
+
     @property
     def has_text(self) -> bool:
         return bool(self.blocks or self.rotated)
@@ -104,6 +112,10 @@ def _clean(text: str) -> str:
     return text if text.isprintable() else text.translate(_CONTROLS)
 
 
+def _is_mono(flags: int, font: str) -> bool:
+    return bool(flags & MONO_FLAG) or any(name in font for name in _MONO_NAMES)
+
+
 def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> Line | None:
     if len(spans) == 1:
         span = spans[0]
@@ -111,11 +123,13 @@ def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> 
         if not text.strip():
             return None
         font = span["font"]
-        bold = bool(span["flags"] & BOLD_FLAG) or "Bold" in font or "Black" in font
-        return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], round(span["size"] * 2) / 2, bold)
+        flags = span["flags"]
+        bold = bool(flags & BOLD_FLAG) or "Bold" in font or "Black" in font
+        size = round(span["size"] * 2) / 2
+        return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold, (), _is_mono(flags, font))
     parts: list[str] = []
     weights: Counter[float] = Counter()
-    bold = True
+    bold = mono = True
     for span in spans:
         t = span["text"]
         parts.append(t)
@@ -124,13 +138,15 @@ def _line_from_spans(spans: Sequence[dict[str, Any]], bbox: Sequence[float]) -> 
             weights[round(span["size"] * 2) / 2] += n
             if bold and not (span["flags"] & BOLD_FLAG or "Bold" in span["font"] or "Black" in span["font"]):
                 bold = False
+            if mono and not _is_mono(span["flags"], span["font"]):
+                mono = False
     if not weights:
         return None
     size = weights.most_common(1)[0][0]
     text = _clean("".join(parts))
     if not text.strip():
         return None
-    return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold)
+    return Line(text, bbox[0], bbox[1], bbox[2], bbox[3], size, bold, (), mono)
 
 
 def _is_marker(text: str) -> bool:
@@ -162,6 +178,7 @@ def _merge_row(a: Line, b: Line) -> Line:
         size,
         a.bold and b.bold,
         cells,
+        a.mono and b.mono,
     )
 
 
@@ -170,15 +187,81 @@ def _same_row(a: Line, b: Line) -> bool:
     return b.x0 >= a.x1 - 1.0 and overlap > 0.5 * min(a.y1 - a.y0, b.y1 - b.y0)
 
 
-def page_text(page_dict: dict[str, Any]) -> PageText:
+Box = tuple[float, float, float, float]
+# Text this close in luminance to what is behind it cannot be seen (white on white).
+MIN_CONTRAST = 0.12
+_LIGHT = 0xD0  # a text colour whose channels are all at least this bright may be unreadable
+
+
+def _luminance(rgb: int) -> float:
+    return (0.2126 * (rgb >> 16) + 0.7152 * ((rgb >> 8) & 255) + 0.0722 * (rgb & 255)) / 255
+
+
+def _is_light(rgb: int) -> bool:
+    return rgb >> 16 >= _LIGHT and (rgb >> 8) & 255 >= _LIGHT and rgb & 255 >= _LIGHT
+
+
+def _background(x: float, y: float, vectors: Sequence[Vector]) -> int | None:
+    """Colour of the last filled path drawn under (x, y) before the text, if any."""
+    for x0, y0, x1, y1, stroked, _is_rect, color in reversed(vectors):
+        if not stroked and x0 <= x <= x1 and y0 <= y <= y1:
+            return int(color)
+    return None
+
+
+class _Visibility:
+    """Decides whether text can be seen. Invisible text (render mode 3, fully transparent)
+    counts only over an image: that is a scan's OCR layer. Light text is compared with the
+    last filled path drawn under it before it (the dict lists blocks in drawing order) or,
+    with none, the white page; light text on an image is assumed visible. Image boxes are
+    asked for only when needed."""
+
+    def __init__(self, image_boxes: Callable[[], Sequence[Box]] | None) -> None:
+        self._image_boxes = image_boxes
+        self._images: Sequence[Box] | None = None
+
+    def _on_image(self, x: float, y: float) -> bool:
+        if self._images is None:
+            self._images = self._image_boxes() if self._image_boxes is not None else ()
+        return any(b[0] <= x <= b[2] and b[1] <= y <= b[3] for b in self._images)
+
+    def visible(self, span: dict[str, Any], vectors: Sequence[Vector]) -> bool:
+        x0, y0, x1, y1 = span["bbox"]
+        x, y = (x0 + x1) / 2, (y0 + y1) / 2
+        if not span.get("alpha", 255):
+            return self._on_image(x, y)
+        color = int(span.get("color", 0))
+        if not _is_light(color):
+            return True
+        bg = _background(x, y, vectors)
+        if bg is not None:
+            return abs(_luminance(color) - _luminance(bg)) >= MIN_CONTRAST
+        return self._on_image(x, y) or 1.0 - _luminance(color) >= MIN_CONTRAST
+
+
+def _visible_spans(
+    spans: list[dict[str, Any]], vectors: Sequence[Vector], seen: _Visibility
+) -> list[dict[str, Any]]:
+    return [s for s in spans if seen.visible(s, vectors)]
+
+
+def _needs_check(span: dict[str, Any]) -> bool:
+    return not span.get("alpha", 255) or int(span.get("color", 0)) >= _LIGHT << 16
+
+
+def page_text(page_dict: dict[str, Any], image_boxes: Callable[[], Sequence[Box]] | None = None) -> PageText:
     """Compact a `get_text("dict")` result: text blocks of non-empty lines, rows merged.
 
     With TEXT_COLLECT_VECTORS the dict also holds vector blocks (type 3): kept as tuples, so
     table candidates come from the same pass instead of a second `get_cdrawings()` walk.
+    Invisible text (render mode 3, transparent, or the colour of its background) is dropped;
+    `image_boxes` says where images lie (light text on a photo stays).
     """
     blocks: list[TextBlock] = []
     rotated: list[Line] = []
     vectors: list[Vector] = []
+    seen = _Visibility(image_boxes)
+    hidden = 0
     for raw in page_dict["blocks"]:
         kind = raw.get("type", 0)
         if kind == 3:
@@ -191,7 +274,24 @@ def page_text(page_dict: dict[str, Any]) -> PageText:
             continue
         lines: list[Line] = []
         for raw_line in raw["lines"]:
-            line = _line_from_spans(raw_line["spans"], raw_line["bbox"])
+            spans = raw_line["spans"]
+            bbox = raw_line["bbox"]
+            if any(_needs_check(s) for s in spans):
+                shown = _visible_spans(spans, vectors, seen)
+                if len(shown) != len(spans):
+                    hidden += sum(len(s["text"].strip()) for s in spans) - sum(
+                        len(s["text"].strip()) for s in shown
+                    )
+                    if not shown:
+                        continue
+                    spans = shown
+                    bbox = (
+                        min(s["bbox"][0] for s in shown),
+                        min(s["bbox"][1] for s in shown),
+                        max(s["bbox"][2] for s in shown),
+                        max(s["bbox"][3] for s in shown),
+                    )
+            line = _line_from_spans(spans, bbox)
             if line is None:
                 continue
             direction = raw_line.get("dir", (1.0, 0.0))
@@ -206,7 +306,47 @@ def page_text(page_dict: dict[str, Any]) -> PageText:
             block = TextBlock(lines)
             block.refit()
             blocks.append(block)
-    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors)
+    return PageText(blocks, rotated, float(page_dict["width"]), float(page_dict["height"]), vectors, hidden)
+
+
+# --- text layer quality -------------------------------------------------------------------
+
+_VOWELS = frozenset("aeiouyAEIOUYàáâäèéêëìíîïòóôöùúûüÀÁÂÄÈÉÊËÌÍÎÏÒÓÔÖÙÚÛÜ")
+_PUNCT = ".,;:!?()[]\"'\u00ab\u00bb\u201c\u201d\u2018\u2019-"
+GARBAGE_MIN_CHARS = 200  # below this a page's text is too short to judge
+GARBAGE_BAD_SHARE = 0.35  # share of implausible tokens that marks a failed OCR layer
+
+
+def _implausible(token: str) -> bool:
+    """A token no language writes: letters mixed with digits or symbols inside a word
+    ("C4éT", "py6nen"), Latin words without vowels, case flipping mid-word ("wOrD")."""
+    core = token.strip(_PUNCT)
+    if len(core) < 2:
+        return False
+    letters = sum(1 for c in core if c.isalpha())
+    if letters == 0:
+        return False  # numbers, dates, codes: fine
+    if letters < len(core) and not core.replace("-", "").replace("'", "").replace("\u2019", "").isalpha():
+        others = len(core) - letters
+        if not (core[:1].isdigit() and core[-letters:].isalpha()):  # 3rd, 10km
+            return others >= 1 and letters >= 1
+    latin = all(c.isascii() or c in _VOWELS for c in core if c.isalpha())
+    if latin and len(core) >= 4 and not any(c in _VOWELS for c in core) and not core.isupper():
+        return True
+    upper_inside = sum(1 for c in core[1:] if c.isupper())
+    return 0 < upper_inside < len(core) - 1 and any(c.islower() for c in core[1:])
+
+
+def text_layer_garbage(text: str) -> float | None:
+    """Share of implausible tokens when a page's text looks like a failed OCR layer (letters
+    spaced out one by one, or words no language has), else None."""
+    tokens = text.split()
+    if sum(len(t) for t in tokens) < GARBAGE_MIN_CHARS:
+        return None
+    singles = sum(1 for t in tokens if len(t) == 1 and t.isalpha())
+    bad = singles + sum(1 for t in tokens if _implausible(t))
+    share = bad / len(tokens)
+    return share if share >= GARBAGE_BAD_SHARE else None
 
 
 # --- document statistics: body size, heading tiers, running headers/footers -------------
@@ -457,6 +597,33 @@ def list_marker(text: str) -> tuple[str, bool, str] | None:
     return None
 
 
+# Marks a hyphen at a line end before a lower-case word: "extra-|ordinary" (hyphenation) or
+# "dual-|encoder" (a compound). Which one is decided once the whole document's words are
+# known (`resolve_hyphens`); a Unicode noncharacter (not whitespace), never in real text.
+LINE_HYPHEN = "\ufdd0"
+_JOINT = re.compile(r"(\w+)\ufdd0(\w+)")
+_WORDS = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# Halves that only ever form closed words ("how-ever", "some-thing", "with-out"): joined
+# even when both halves are words of the document.
+_CLOSED_LEFT = frozenset(
+    _words(
+        "a an the be by in on at to up of for how what when where who why with out over under "
+        "some any every no not can may there here him her it its my your our their other after "
+        "before down through never all which this that these those thus there where be re un non "
+        "pre dis"
+    )
+)
+_CLOSED_RIGHT = frozenset(
+    _words("ever thing things out self selves one body where ward wards wise less ness ment")
+)
+
+
 def join_line(text: str, nxt: str) -> str:
     """Append a line to running text, undoing end-of-line hyphenation."""
     nxt = nxt.strip()
@@ -465,10 +632,49 @@ def join_line(text: str, nxt: str) -> str:
     if text.endswith("\xad"):
         return text[:-1] + nxt
     if text.endswith("-") and len(text) > 1 and text[-2].isalnum():
-        # "extra-" + "ordinary": a word split by hyphenation; "COVID-" + "19" or
-        # "state-of-the-" + "Art": a real hyphen at the line end, kept, without a space.
-        return text[:-1] + nxt if nxt[:1].islower() else text + nxt
+        # "extra-" + "ordinary": a word split by hyphenation, or "dual-" + "encoder": a
+        # compound (marked, decided later); "COVID-" + "19" or "state-of-the-" + "Art": a
+        # real hyphen at the line end, kept, without a space.
+        return text[:-1] + LINE_HYPHEN + nxt if nxt[:1].islower() else text + nxt
     return f"{text} {nxt}"
+
+
+def _keeps_hyphen(left: str, right: str, words: frozenset[str] | set[str]) -> bool:
+    """Whether "left-" at a line end + "right" is a hyphenated compound, from the document's
+    own words: the hyphenated form or the closed form written elsewhere decides; else a
+    compound when both halves are words there."""
+    lo, ro = left.lower(), right.lower()
+    if f"{lo}-{ro}" in words:
+        return True
+    if lo + ro in words:
+        return False
+    if lo in _CLOSED_LEFT or ro in _CLOSED_RIGHT or len(lo) < 2 or len(ro) < 3:
+        return False
+    return lo in words and ro in words
+
+
+def resolve_hyphens(blocks: list[Block]) -> list[Block]:
+    """Settle every line-end hyphen `join_line` marked: kept in compounds ("dual-encoder"),
+    removed in words split by hyphenation ("extraordinary")."""
+    marked = [i for i, b in enumerate(blocks) if LINE_HYPHEN in b.text]
+    if not marked:
+        return blocks
+    corpus = "\n".join(b.text for b in blocks if b.text)
+    # The marked joints themselves are not evidence: their halves are left out.
+    words = set(_WORDS.findall(_JOINT.sub(" ", corpus).lower()))
+    for w in [w for w in words if "-" in w]:
+        words.update(w.split("-"))
+
+    def settle(m: re.Match[str]) -> str:
+        left, right = m.group(1), m.group(2)
+        return f"{left}-{right}" if _keeps_hyphen(left, right, words) else left + right
+
+    out = list(blocks)
+    for i in marked:
+        b = out[i]
+        text = _JOINT.sub(settle, b.text).replace(LINE_HYPHEN, "")
+        out[i] = replace(b, text=text)
+    return out
 
 
 @dataclass(slots=True)
@@ -534,12 +740,38 @@ def _starts_item(unit: _Unit | None, marker: tuple[str, bool, str], same_para: b
     return unit.text.rstrip().endswith(_SENTENCE_END)
 
 
+# A dot leader: four or more dots (". . . ." too) between an entry and its page number.
+_LEADER = re.compile(r"(?:\.\s?){4,}|(?:\u2026\s?){2,}")
+
+
+def leader_entry(text: str) -> str | None:
+    """ "Introduction ........ 3" -> "Introduction ... 3" (a table-of-contents entry), else None."""
+    if "...." not in text and ". . . ." not in text and "\u2026\u2026" not in text:
+        return None
+    m = _LEADER.search(text)
+    if m is None:
+        return None
+    title, target = text[: m.start()].strip(), text[m.end() :].strip()
+    if not target or len(target) > 12 or " " in target or not any(c.isalpha() for c in title):
+        return None
+    return f"{title} ... {target}"
+
+
 def text_blocks(block: TextBlock, stats: DocStats, lists: ListState, page_no: int) -> list[Block]:
-    """One text block's lines as headings, list items and paragraphs."""
+    """One text block's lines as headings, list items and paragraphs; table-of-contents
+    entries (dot leaders) are list items of their own."""
     out: list[Block] = []
     unit: _Unit | None = None
     for line in block.lines:
         text = line.text.strip()
+        entry = leader_entry(text)
+        if entry is not None:
+            if unit is not None:
+                out.append(_finish(unit, stats, page_no))
+                unit = None
+            lists.base_x = None
+            out.append(Block(BlockKind.LIST_ITEM, text=entry, page=page_no))
+            continue
         level = stats.heading_level(line.size, line.bold, text, 1)
         marker = None if level else list_marker(text)
         same_para = False
@@ -599,6 +831,19 @@ def _continues(prev: TextBlock, cur: TextBlock) -> bool:
     )
 
 
+def _code_continues(prev: TextBlock, cur: TextBlock) -> bool:
+    """Whether `cur` continues a listing in `prev`: monospaced lines right below, indented
+    freely (MuPDF makes a new block at each change of indentation)."""
+    last, first = prev.lines[-1], cur.lines[0]
+    gap = cur.y0 - prev.y1
+    return (
+        last.mono
+        and first.mono
+        and -2.0 <= gap < 1.2 * max(last.size, 1.0)
+        and min(prev.x1, cur.x1) > max(prev.x0, cur.x0) - 40 * last.size
+    )
+
+
 def _columns(rows: Sequence[Line]) -> list[tuple[float, float]]:
     """Column x-intervals: the union of overlapping cell extents over all rows."""
     spans = sorted((c[0], c[1]) for row in rows for c in row.cells)
@@ -612,8 +857,9 @@ def _columns(rows: Sequence[Line]) -> list[tuple[float, float]]:
 
 
 def text_table(rows: Sequence[Line], page_no: int) -> TableItem | None:
-    """An unruled table from consecutive rows of gap-separated cells, if they align."""
-    if len(rows) < MIN_TEXT_TABLE_ROWS:
+    """An unruled table from consecutive rows of gap-separated cells, if they align (a table
+    of contents, with dot leaders, is not a table)."""
+    if len(rows) < MIN_TEXT_TABLE_ROWS or any(leader_entry(r.text.strip()) for r in rows):
         return None
     columns = _columns(rows)
     if not 2 <= len(columns) <= 30:
@@ -692,15 +938,130 @@ def split_text_tables(items: Sequence[Item], page_no: int) -> list[Item]:
     return out
 
 
+def code_text(lines: Sequence[Line]) -> str:
+    """Monospaced lines as code: indentation from each line's x (one column = one character
+    width) plus its own leading spaces; blank lines where the gap between lines says so."""
+    widths = sorted((ln.x1 - ln.x0) / len(ln.text) for ln in lines if len(ln.text) >= 4)
+    char_w = widths[len(widths) // 2] if widths else 0.6 * lines[0].size
+    char_w = max(char_w, 0.3 * lines[0].size)
+    base = min(ln.x0 for ln in lines)
+    cols = [round((ln.x0 - base) / char_w) + len(ln.text) - len(ln.text.lstrip(" ")) for ln in lines]
+    shift = min(cols)
+    pitch = min((b.y0 - a.y0 for a, b in pairwise(lines) if b.y0 > a.y0), default=0.0)
+    out: list[str] = []
+    for i, (ln, col) in enumerate(zip(lines, cols, strict=True)):
+        if i and pitch > 0:
+            out.extend([""] * min(max(round((ln.y0 - lines[i - 1].y0) / pitch) - 1, 0), 2))
+        out.append(" " * (col - shift) + ln.text.strip(" ").rstrip())
+    return "\n".join(out)
+
+
+_CODE_SYMBOLS = frozenset("{}[]()<>=;:#/\\_$@|&*+%^~`'\"")
+
+
+def looks_like_code(lines: Sequence[Line]) -> bool:
+    """Monospaced lines with the structure of code, not typewritten prose: symbols that prose
+    rarely uses, or short lines at several indentations."""
+    if len(lines) < MIN_CODE_LINES:
+        return False
+    chars = "".join(ln.text for ln in lines)
+    visible = sum(1 for c in chars if not c.isspace())
+    symbols = sum(1 for c in chars if c in _CODE_SYMBOLS)
+    if visible and symbols >= 0.04 * visible:
+        return True
+    starts = {(round(ln.x0), len(ln.text) - len(ln.text.lstrip(" "))) for ln in lines}
+    return len(starts) >= 2 and visible / len(lines) < 40
+
+
+def _split_code(block: TextBlock) -> list[TextBlock | list[Line]]:
+    """A text block cut into runs of code (lists of monospaced lines) and other text."""
+    if not any(ln.mono for ln in block.lines):
+        return [block]
+    out: list[TextBlock | list[Line]] = []
+    text: list[Line] = []
+    code: list[Line] = []
+
+    def flush_code() -> None:
+        if looks_like_code(code):
+            if text:
+                part = TextBlock(list(text))
+                part.refit()
+                out.append(part)
+                text.clear()
+            out.append(list(code))
+        else:
+            text.extend(code)
+        code.clear()
+
+    for line in block.lines:
+        if line.mono:
+            code.append(line)
+        else:
+            flush_code()
+            text.append(line)
+    flush_code()
+    if text:
+        part = TextBlock(text)
+        part.refit()
+        out.append(part)
+    return out
+
+
+def _margin_split(
+    page: PageText, stats: DocStats
+) -> tuple[list[TextBlock], list[TextBlock], list[TextBlock]]:
+    """(top band, body, bottom band): blocks in a band whose text is all smaller than body text."""
+    if stats.body_size <= 0:
+        return [], page.blocks, []
+    small = stats.body_size - 0.25
+    top: list[TextBlock] = []
+    body: list[TextBlock] = []
+    bottom: list[TextBlock] = []
+    for block in page.blocks:
+        if block.y0 >= page.height * (1 - HEADER_BAND) and all(ln.size < small for ln in block.lines):
+            bottom.append(block)
+        elif block.y1 <= page.height * HEADER_BAND and all(ln.size < small for ln in block.lines):
+            top.append(block)
+        else:
+            body.append(block)
+    return top, body, bottom
+
+
+def _join_heading_runs(blocks: list[Block]) -> list[Block]:
+    """A heading MuPDF cut into two blocks ("Sustainability" / "goals and targets"): the
+    part that starts in lower case continues the heading before it."""
+    out: list[Block] = []
+    for b in blocks:
+        last = out[-1] if out else None
+        if (
+            b.kind is BlockKind.HEADING
+            and last is not None
+            and last.kind is BlockKind.HEADING
+            and last.level == b.level
+            and b.text[:1].islower()
+        ):
+            out[-1] = replace(last, text=f"{last.text} {b.text}")
+        else:
+            out.append(b)
+    return out
+
+
 def build_blocks(
     page: PageText, tables: Sequence[TableItem], stats: DocStats, lists: ListState, page_no: int
 ) -> list[Block]:
-    """Everything on one page in reading order (the caller adds the PAGE_BREAK)."""
-    items: list[Item] = [*page.blocks, *tables]
-    merged: list[Item] = []
-    for item in split_text_tables(reading_order(items), page_no):
+    """Everything on one page in reading order (the caller adds the PAGE_BREAK). Small print
+    in the top and bottom bands (running heads, footers, footnotes) stays out of the body's
+    flow: before and after it, never a table."""
+    top, body, bottom = _margin_split(page, stats)
+    items: list[Item] = [*body, *tables]
+    merged: list[Item] = list(_by_rows(top))
+    for item in [*split_text_tables(reading_order(items), page_no), *_by_rows(bottom)]:
         prev = merged[-1] if merged else None
-        if isinstance(item, TextBlock) and isinstance(prev, TextBlock) and _continues(prev, item):
+        if (
+            isinstance(item, TextBlock)
+            and isinstance(prev, TextBlock)
+            and (_continues(prev, item) or _code_continues(prev, item))
+        ):
             prev.lines.extend(item.lines)
             prev.refit()
         else:
@@ -710,8 +1071,19 @@ def build_blocks(
         if isinstance(item, TableItem):
             lists.base_x = None
             out.append(Block(BlockKind.TABLE, table=item.table, page=page_no))
-        else:
-            out.extend(text_blocks(item, stats, lists, page_no))
+            continue
+        for part in _split_code(item):
+            if isinstance(part, TextBlock):
+                out.extend(text_blocks(part, stats, lists, page_no))
+                continue
+            lists.base_x = None
+            code = code_text(part)
+            last = out[-1] if out else None
+            if last is not None and last.kind is BlockKind.CODE:  # one listing split by a blank line
+                out[-1] = replace(last, text=f"{last.text}\n\n{code}")
+            else:
+                out.append(Block(BlockKind.CODE, text=code, page=page_no))
+    out = _join_heading_runs(out)
     if page.rotated:
         text = " ".join(ln.text.strip() for ln in page.rotated)
         out.append(Block(BlockKind.PARAGRAPH, text=_SPACES.sub(" ", text).strip(), page=page_no))

@@ -8,12 +8,13 @@ text pass already collected (TEXT_COLLECT_VECTORS), so the check itself costs no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Any
 
 from percolate_reading.parse.document import Table
-from percolate_reading.parse.providers.pdf_layout import TableItem, Vector
+from percolate_reading.parse.providers.pdf_layout import Line, TableItem, Vector, leader_entry
 
 MIN_RULES = 3  # a 2x2 grid has three horizontal and three vertical rules
 _THIN = 4.0  # a rectangle thinner than this is a drawn rule
@@ -222,19 +223,121 @@ def inner_rules(vectors: Sequence[Vector], band: Box) -> list[float]:
 
 
 def find_band_tables(
-    page: Any, page_no: int, text_flags: int, bands: Sequence[Box], vectors: Sequence[Vector]
+    page: Any,
+    page_no: int,
+    text_flags: int,
+    bands: Sequence[Box],
+    vectors: Sequence[Vector],
+    lines: Sequence[Line] = (),
 ) -> list[TableItem]:
-    """Tables inside horizontal-rule bands, their columns and rows found from the text; the
-    lines above the first inner rule are the header."""
+    """Tables inside horizontal-rule bands; the lines above the first inner rule are the
+    header. Built from the page's own lines when their cells align (`band_table`), else
+    from MuPDF's text-strategy finder."""
     words: Sequence[Sequence[Any]] | None = None
     items: list[TableItem] = []
     for band in bands:
+        inner = inner_rules(vectors, band)
+        own = band_table(lines, band, inner[0] if inner else None, page_no)
+        if own is not None:
+            items.append(own)
+            continue
         x0, y0, x1, y1 = band
         found = _find(page, strategy="text", clip=(x0 - 1, y0 - 1, x1 + 1, y1 + 1))
         if not found.tables:
             continue
         if words is None:
             words = page.get_text("words", flags=text_flags)
-        inner = inner_rules(vectors, band)
         items.extend(_items(found, words, page_no, inner[0] if inner else None))
     return items
+
+
+def _column_of(x0: float, x1: float, columns: Sequence[tuple[float, float]]) -> int:
+    """The column a fragment belongs to: the one holding its centre, else the one it overlaps
+    most (a header over a wider column), else the nearest."""
+    mid = (x0 + x1) / 2
+    for i, (lo, hi) in enumerate(columns):
+        if lo - 2 <= mid <= hi + 2:
+            return i
+    overlaps = [min(x1, hi) - max(x0, lo) for lo, hi in columns]
+    best = max(range(len(columns)), key=lambda i: overlaps[i])
+    if overlaps[best] > 0:
+        return best
+    return min(range(len(columns)), key=lambda i: min(abs(mid - columns[i][0]), abs(mid - columns[i][1])))
+
+
+Fragment = tuple[float, float, str]
+
+
+def band_rows(lines: Sequence[Line], band: Box) -> list[tuple[float, float, list[Fragment]]]:
+    """The lines inside a band grouped into visual rows, (y0, y1, fragments left to right):
+    MuPDF often makes each cell of a row its own block, so rows are rebuilt here."""
+    x0, y0, x1, y1 = band
+    inside = sorted(
+        (ln for ln in lines if x0 - 1 <= (ln.x0 + ln.x1) / 2 <= x1 + 1 and y0 <= (ln.y0 + ln.y1) / 2 <= y1),
+        key=lambda ln: (ln.y0 + ln.y1) / 2,
+    )
+    rows: list[tuple[float, float, list[Fragment]]] = []
+    for ln in inside:
+        frags = list(ln.cells) or [(ln.x0, ln.x1, ln.text.strip())]
+        mid = (ln.y0 + ln.y1) / 2
+        if rows and rows[-1][0] <= mid <= rows[-1][1]:
+            ry0, ry1, fr = rows[-1]
+            rows[-1] = (min(ry0, ln.y0), max(ry1, ln.y1), fr + frags)
+        else:
+            rows.append((ln.y0, ln.y1, frags))
+    return [(ry0, ry1, sorted(fr)) for ry0, ry1, fr in rows]
+
+
+def _split_across(frag: Fragment, columns: Sequence[tuple[float, float]]) -> list[Fragment]:
+    """A fragment MuPDF joined across column gaps ("(k) (k) (k)"): cut into words placed by
+    their character offsets (close enough when the gaps are wide)."""
+    x0, x1, text = frag
+    crossed = sum(1 for lo, hi in columns if min(x1, hi) - max(x0, lo) > 0)
+    if crossed < 2 or " " not in text or not text:
+        return [frag]
+    scale = (x1 - x0) / len(text)
+    out: list[Fragment] = []
+    for m in re.finditer(r"\S+", text):
+        out.append((x0 + m.start() * scale, x0 + m.end() * scale, m.group()))
+    return out
+
+
+def band_table(
+    lines: Sequence[Line], band: Box, header_bottom: float | None, page_no: int
+) -> TableItem | None:
+    """A booktabs table from the text rows between its rules: one row per body row, columns
+    from the body's fragments, every row above the header rule merged into one header row.
+    None when the body does not show at least two aligned columns."""
+    rows = band_rows(lines, band)
+    split = header_bottom if header_bottom is not None else band[1]
+    head = [fr for ry0, ry1, fr in rows if (ry0 + ry1) / 2 < split]
+    body = [fr for ry0, ry1, fr in rows if (ry0 + ry1) / 2 >= split]
+    if len(body) < 2 or any(leader_entry(" ".join(f[2] for f in fr)) for fr in body):
+        return None
+    columns: list[tuple[float, float]] = []
+    for lo, hi, _ in sorted(f for fr in body if len(fr) >= 2 for f in fr):
+        if columns and lo <= columns[-1][1] + 2.0:
+            columns[-1] = (columns[-1][0], max(columns[-1][1], hi))
+        else:
+            columns.append((lo, hi))
+    if not 2 <= len(columns) <= 30 or sum(1 for fr in body if len(fr) >= 2) < max(2, len(body) // 2):
+        return None
+
+    def cells_of(frags: Sequence[Fragment]) -> list[str]:
+        cells = [""] * len(columns)
+        for frag in frags:
+            for fx0, fx1, text in _split_across(frag, columns):
+                c = _column_of(fx0, fx1, columns)
+                cells[c] = f"{cells[c]} {text}".strip()
+        return cells
+
+    grid: list[Sequence[str]] = [cells_of(fr) for fr in body]
+    if head:
+        grid.insert(0, cells_of([f for fr in head for f in fr]))
+    table = table_from_rows(grid, None, page_no)
+    if table is None:
+        return None
+    if not head:
+        table = Table(rows=table.rows, header_rows=0, page=page_no)
+    top = min(r[0] for r in rows)
+    return TableItem(table, band[0], top, band[2], max(r[1] for r in rows))

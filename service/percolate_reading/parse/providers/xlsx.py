@@ -6,9 +6,12 @@ ranges. openpyxl is not needed on this path.
 
 Choices, so results are predictable:
 - Values are the cached results Excel stored with each formula (`<v>`); a formula saved without
-  a cached value (some generators skip calculation) reads as an empty cell.
-- Merged cells: the top-left value is propagated to every cell of the range, so a header
-  spanning two columns labels both, and a row label spanning rows labels each row.
+  a cached value (some generators skip calculation) reads as an empty cell, with a warning
+  naming the cells.
+- Merged cells: the value appears once per row, in the range's first column: a banner across
+  ten columns is written once, a row label spanning rows labels each row.
+- Sub-tables: blank rows, then blank columns inside each band, split a sheet into separate
+  tables; a lone text cell above a table is that table's title.
 - Dates/datetimes/times become ISO 8601 strings; numbers lose float noise (1.0 -> "1",
   0.1+0.2 -> "0.3"; Excel keeps 15 significant digits); booleans are TRUE/FALSE.
 - Leading and trailing empty rows/columns are trimmed; empty sheets are skipped with a warning.
@@ -64,6 +67,16 @@ _SCAN_OVERLAP = 64
 _CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})\d{1,7}"')
 _ROW_REF = re.compile(rb'<(?:\w+:)?row\s[^>]*?\br="(\d{1,7})"')
 _DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
+# A cell whose formula has no cached result: `<f>..</f>` (or `<f .../>`) then nothing or `<v/>`.
+_UNCACHED_FORMULA = re.compile(
+    rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3}\d{1,7})"[^>]*>\s*'
+    rb"<(?:\w+:)?f\b[^>]*?(?:/>|>[^<]*</(?:\w+:)?f>)\s*"
+    rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>"
+)
+_SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\s([^>]*)/?>")
+_REL_TAG = re.compile(rb"<(?:\w+:)?Relationship\s([^>]*)/?>")
+_ATTR = re.compile(rb'([\w:]+)="([^"]*)"')
+MAX_LISTED_CELLS = 5
 
 # Cell kinds for header detection.
 _EMPTY, _STR, _NUM, _DATE, _BOOL = "", "s", "n", "d", "b"
@@ -176,8 +189,9 @@ def _scan_chunks(zf: zipfile.ZipFile, member: str) -> Iterator[bytes]:
             tail = chunk[-_SCAN_OVERLAP:]
 
 
-def _sheet_area(zf: zipfile.ZipFile, member: str, source_name: str) -> int:
-    """Upper bound of the dense cell area calamine will allocate for one sheet."""
+def _sheet_area(zf: zipfile.ZipFile, member: str, source_name: str, uncached: list[str] | None = None) -> int:
+    """Upper bound of the dense cell area calamine will allocate for one sheet; cells holding
+    a formula without a cached value are added to `uncached`."""
     max_row = 0
     cols: set[bytes] = set()
     first = True
@@ -188,11 +202,37 @@ def _sheet_area(zf: zipfile.ZipFile, member: str, source_name: str) -> int:
             )
         first = False
         cols.update(_CELL_REF.findall(chunk))
+        if uncached is not None and (b"<f" in chunk or b":f" in chunk):
+            for ref in _UNCACHED_FORMULA.findall(chunk):
+                if ref.decode() not in uncached:  # overlapping chunks may see a cell twice
+                    uncached.append(ref.decode())
         rows = _ROW_REF.findall(chunk)
         if rows:
             max_row = max(max_row, max(int(r) for r in rows))
     max_col = max((_column_index(c) for c in cols), default=0)
     return max_row * max_col
+
+
+def sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
+    """Worksheet member (xl/worksheets/sheet1.xml) -> sheet name, from the workbook's own
+    parts (regex only: these parts are not trusted to an XML parser before calamine)."""
+    try:
+        book = zf.read("xl/workbook.xml")
+        rels = zf.read("xl/_rels/workbook.xml.rels")
+    except KeyError:
+        return {}
+    targets: dict[bytes, str] = {}
+    for tag in _REL_TAG.findall(rels):
+        attrs = dict(_ATTR.findall(tag))
+        target = attrs.get(b"Target", b"").decode(errors="replace").lstrip("/")
+        targets[attrs.get(b"Id", b"")] = target if target.startswith("xl/") else f"xl/{target}"
+    names: dict[str, str] = {}
+    for tag in _SHEET_TAG.findall(book):
+        attrs = dict(_ATTR.findall(tag))
+        rid = next((v for k, v in attrs.items() if k.endswith(b":id")), b"")
+        if rid in targets:
+            names[targets[rid]] = attrs.get(b"name", b"").decode(errors="replace")
+    return names
 
 
 def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _Sheet | None:
@@ -243,15 +283,73 @@ def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _
         value, kind = texts[mr0][mc0], kinds[mr0][mc0]
         if mc1 > mc0:
             merged_rows.add(mr0 - r0)
-        for r in range(mr0, min(mr1, r1) + 1):
-            for c in range(mc0, min(mc1, c1) + 1):
-                texts[r][c] = value
-                kinds[r][c] = kind
+        for r in range(mr0 + 1, min(mr1, r1) + 1):  # once per row, in the first column
+            texts[r][mc0] = value
+            kinds[r][mc0] = kind
 
     out_rows = tuple(tuple(texts[r][c0 : c1 + 1]) for r in range(r0, r1 + 1))
     out_kinds = tuple(tuple(kinds[r][c0 : c1 + 1]) for r in range(r0, r1 + 1))
     non_empty = sum(1 for r in out_kinds for k in r if k)
     return _Sheet(name, out_rows, out_kinds, frozenset(merged_rows), non_empty)
+
+
+def _segments(filled: list[bool]) -> list[tuple[int, int]]:
+    """[start, end) runs of True."""
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for i, f in enumerate([*filled, False]):
+        if f and start < 0:
+            start = i
+        elif not f and start >= 0:
+            runs.append((start, i))
+            start = -1
+    return runs
+
+
+def split_blocks(sheet: _Sheet) -> list[_Sheet]:
+    """Sub-tables of a sheet: bands between blank rows, each cut at its blank columns."""
+    rows, kinds = sheet.rows, sheet.kinds
+    parts: list[_Sheet] = []
+    for ra, rb in _segments([any(k) for k in kinds]):
+        band = kinds[ra:rb]
+        for ca, cb in _segments([any(r[j] for r in band) for j in range(len(band[0]))]):
+            sub_kinds = tuple(r[ca:cb] for r in band)
+            parts.append(
+                _Sheet(
+                    sheet.name,
+                    tuple(r[ca:cb] for r in rows[ra:rb]),
+                    sub_kinds,
+                    frozenset(i - ra for i in sheet.merged_rows if ra <= i < rb),
+                    sum(1 for r in sub_kinds for k in r if k),
+                )
+            )
+    return parts
+
+
+def _lone_text(part: _Sheet) -> str | None:
+    filled = [
+        (t, k) for r, kr in zip(part.rows, part.kinds, strict=True) for t, k in zip(r, kr, strict=True) if k
+    ]
+    return filled[0][0] if len(filled) == 1 and filled[0][1] == _STR else None
+
+
+def sheet_tables(sheet: _Sheet) -> list[Table]:
+    """The sheet's tables in order; a lone text cell above a sub-table is its title."""
+    tables: list[Table] = []
+    pending: str | None = None
+    parts = split_blocks(sheet)
+    for i, part in enumerate(parts):
+        lone = _lone_text(part)
+        if lone is not None and i + 1 < len(parts) and part.rows and len(parts[i + 1].rows) >= 2:
+            pending = lone if pending is None else f"{pending} {lone}"
+            continue
+        title, body = split_title(part)
+        header_rows = detect_header_rows(body.rows, body.kinds, 0 in body.merged_rows)
+        if pending is not None:
+            title = pending if title is None else f"{pending} {title}"
+            pending = None
+        tables.append(Table(rows=body.rows, header_rows=header_rows, sheet=sheet.name, title=title))
+    return tables
 
 
 def split_title(sheet: _Sheet) -> tuple[str | None, _Sheet]:
@@ -355,7 +453,9 @@ class XlsxProvider:
         try:
             with zipfile.ZipFile(path) as zf:
                 members = _check_zip(zf, source_name, self.max_uncompressed_bytes, self.max_compression_ratio)
-                area = sum(_sheet_area(zf, m, source_name) for m in members)
+                uncached: dict[str, list[str]] = {m: [] for m in members}
+                area = sum(_sheet_area(zf, m, source_name, uncached[m]) for m in members)
+                member_names = sheet_members(zf) if any(uncached.values()) else {}
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
             # NotImplementedError: a compression method zipfile lacks (also outside XLSX's spec).
             raise CorruptDocumentError(f"{source_name}: not a readable XLSX zip ({exc})") from exc
@@ -403,15 +503,22 @@ class XlsxProvider:
         doc.timings["read"] = t2 - t1
 
         for s in sheets:
-            title, body = split_title(s)
-            header_rows = detect_header_rows(body.rows, body.kinds, 0 in body.merged_rows)
             doc.blocks.append(Block(kind=BlockKind.HEADING, text=s.name, level=2, sheet=s.name))
-            table = Table(rows=body.rows, header_rows=header_rows, sheet=s.name, title=title)
-            doc.blocks.append(Block(kind=BlockKind.TABLE, table=table, sheet=s.name))
+            for table in sheet_tables(s):
+                doc.blocks.append(Block(kind=BlockKind.TABLE, table=table, sheet=s.name))
         doc.timings["tables"] = time.perf_counter() - t2
 
+        for member, refs in uncached.items():
+            if refs:
+                shown = ", ".join(refs[:MAX_LISTED_CELLS]) + (", ..." if len(refs) > MAX_LISTED_CELLS else "")
+                doc.warnings.append(
+                    f"sheet {member_names.get(member, member)!r}: {len(refs)} formula cell(s) saved without "
+                    f"a computed value ({shown}) read as empty; recalculate and save the workbook in a "
+                    "spreadsheet application to include them"
+                )
         doc.metadata.update(
             sheet_count=len(names),
+            sheet_names=names,
             sheets=names,
             tables=[s.name for s in sheets],
             hidden_sheets=hidden,

@@ -1,8 +1,10 @@
 """ParsedDocument -> retrieval chunks (`chunks.jsonl`).
 
-A chunk never spans two sections: a heading (or a new sheet) closes the current chunk, and
-the chunk carries the heading path that leads to it. Inside a section, blocks are packed up
-to `max_chars`; consecutive chunks of one section share up to `overlap_chars` of text.
+A heading (or a new sheet) closes the current chunk, and the chunk carries the heading path
+that leads to it; only sections smaller than `min_chars` (a heading and a line, common on
+design-heavy pages) share a chunk with a neighbour, under the path both have in common.
+Inside a section, blocks are packed up to `max_chars`; consecutive chunks of one section
+share up to `overlap_chars` of text.
 Long paragraphs are cut at sentence, then word boundaries; tables are cut between rows, each
 part repeating the header row, so no chunk holds half a row unless a single row is itself
 too long. Chunk text is the same Markdown `structured.md` shows for those blocks.
@@ -19,6 +21,7 @@ from percolate_reading.config import Settings
 from percolate_reading.parse.document import Block, BlockKind, ParsedDocument, Table
 from percolate_reading.parse.render.markdown import (
     ListState,
+    code_fence,
     escape_paragraph,
     heading_line,
     page_of,
@@ -36,9 +39,10 @@ _PARA = "\n\n"
 class ChunkOptions:
     max_chars: int = 2000
     overlap_chars: int = 200
+    min_chars: int = 200  # smaller chunks join a neighbour when both fit in max_chars (0: never)
 
     def __post_init__(self) -> None:
-        if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars:
+        if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars or self.min_chars < 0:
             raise ValueError(f"invalid chunk options: {self}")
 
     @classmethod
@@ -152,7 +156,43 @@ class _Chunker:
 
     def result(self) -> list[_Chunk]:
         self.flush()
-        return self.done
+        return _merge_small(self.done, self.options.max_chars, self.options.min_chars)
+
+
+def _mergeable(a: _Chunk, b: _Chunk, max_chars: int, min_chars: int) -> bool:
+    if not a.units or not b.units or min(a.length, b.length) >= min_chars:
+        return False
+    if {u.sheet for u in a.units} != {u.sheet for u in b.units}:
+        return False
+    first = next((u for u in b.units if u.kind != "overlap"), None)
+    if first is None or (first.group is not None and first.group == a.units[-1].group):
+        return False
+    return (
+        a.length
+        + len(first.joiner)
+        + sum(len(u.joiner) + len(u.text) for u in b.units if u.kind != "overlap")
+        <= max_chars
+    )
+
+
+def _merge_small(chunks: list[_Chunk], max_chars: int, min_chars: int) -> list[_Chunk]:
+    """Chunks shorter than `min_chars` joined with a neighbour when both fit one chunk."""
+    out: list[_Chunk] = []
+    for chunk in chunks:
+        last = out[-1] if out else None
+        if last is None or not _mergeable(last, chunk, max_chars, min_chars):
+            out.append(chunk)
+            continue
+        common: list[str] = []
+        for x, y in zip(last.heading_path, chunk.heading_path, strict=False):
+            if x != y:
+                break
+            common.append(x)
+        last.heading_path = common
+        for unit in chunk.units:
+            if unit.kind != "overlap":  # text `last` already holds
+                last.append(unit)
+    return out
 
 
 def _split_text(text: str, max_chars: int) -> list[str]:
@@ -187,6 +227,29 @@ def _split_text(text: str, max_chars: int) -> list[str]:
 def _text_units(text: str, joiner: str, max_chars: int, **where: Any) -> list[_Unit]:
     pieces = _split_text(text, max_chars)
     return [_Unit(p, joiner if i == 0 else " ", **where) for i, p in enumerate(pieces)]
+
+
+def _split_code(text: str, max_chars: int) -> list[str]:
+    """Code cut between lines into pieces that fit a chunk once fenced; a line longer than a
+    chunk is cut."""
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.rstrip().split("\n"):
+        while len(line) > max_chars:
+            line_part, line = line[:max_chars], line[max_chars:]
+            if current:
+                pieces.append("\n".join(current))
+                current, size = [], 0
+            pieces.append(line_part)
+        if current and size + 1 + len(line) > max_chars:
+            pieces.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        pieces.append("\n".join(current))
+    return pieces
 
 
 def _table_units(table: Table, max_chars: int, **where: Any) -> list[_Unit]:
@@ -276,6 +339,11 @@ class _BlockWalk:
             return _text_units(self.lists.line(block), joiner, self.max_chars, **where)
         if kind is BlockKind.TABLE and block.table is not None and block.table.rows:
             return _table_units(block.table, self.max_chars, **where)
+        if kind is BlockKind.CODE and block.text.strip():
+            return [
+                _Unit(code_fence(part), _PARA, **where)
+                for part in _split_code(block.text, self.max_chars - 8)
+            ]
         if kind is BlockKind.TRANSCRIPT_SEGMENT:
             joiner = "\n" if self.previous_kind is BlockKind.TRANSCRIPT_SEGMENT else _PARA
             return _text_units(

@@ -57,6 +57,13 @@ def transcript_line(block: Block) -> str:
     return f"[{start} - {end}] {speaker}{_one_line(block.text)}"
 
 
+def code_fence(text: str) -> str:
+    """A fenced code block; the fence is longer than any backtick run inside the code."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{no_comments(text.rstrip())}\n{fence}"
+
+
 def escape_paragraph(text: str) -> str:
     """Paragraph text that stays a paragraph: a line that would start a heading, list, quote,
     rule or HTML comment (a forged `<!-- page N -->` marker) gets its first mark escaped."""
@@ -208,6 +215,8 @@ def render_block(block: Block) -> str:
         return table_markdown(block.table) if block.table is not None and block.table.rows else ""
     if block.kind is BlockKind.TRANSCRIPT_SEGMENT:
         return transcript_line(block)
+    if block.kind is BlockKind.CODE:
+        return code_fence(block.text) if block.text.strip() else ""
     if block.kind is BlockKind.LIST_ITEM:
         state = ListState()
         return state.line(block)
