@@ -38,7 +38,7 @@ def parse_file(
     path = Path(path).absolute()
     name = source_name or path.name
     t0 = time.perf_counter()
-    doc_type = detect_type(path)
+    doc_type = detect_type(path, name)
     t1 = time.perf_counter()
     if limits is None:
         doc = run_provider(doc_type, path, name, options, settings)

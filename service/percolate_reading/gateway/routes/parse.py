@@ -32,6 +32,8 @@ from percolate_reading.gateway.upload import (
     sniff_type,
 )
 from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobRecord
+from percolate_reading.parse.detect import CONTAINER_SNIFF_BYTES, needs_container_sniff
+from percolate_reading.parse.document import MEDIA_TYPES
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -43,12 +45,7 @@ CALLBACK_CHECK_S = 5.0
 OPTION_FIELDS = frozenset({"password", "language", "ocr_enabled"})
 KNOWN_FIELDS = frozenset({"callback_url", "priority", "tier"}) | OPTION_FIELDS
 
-CONTENT_TYPES = {
-    "pdf": "application/pdf",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "audio": "application/octet-stream",
-    "image": "application/octet-stream",
-}
+CONTENT_TYPES = {t.value: media for t, media in MEDIA_TYPES.items()}
 
 PARSE_OPENAPI: dict[str, Any] = {
     "requestBody": {
@@ -176,6 +173,9 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         )
         await upload.open_file()
         head = await upload.read_head()
+        if needs_container_sniff(head):
+            # Zip/OLE: the parts that say which Office/OpenDocument/EPUB/Outlook file it is.
+            head = await upload.read_head(CONTAINER_SNIFF_BYTES)
     except UploadError as exc:
         raise ApiError(exc.status, exc.code, exc.message) from None
     except ClientDisconnect:
@@ -188,9 +188,14 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
             await check_callback(deps, checked_callback)
     if not head:
         raise ApiError(400, "empty", "the file is empty")
-    doc_type = sniff_type(head)
+    doc_type = sniff_type(head, upload.raw_file_name)
     if doc_type is None:
-        raise ApiError(415, "unsupported_type", "the content is not a PDF, XLSX, audio or image file")
+        raise ApiError(
+            415,
+            "unsupported_type",
+            "the content is not a supported document: PDF, Office (DOCX/PPTX/XLSX/XLS, DOC/PPT), "
+            "OpenDocument, EPUB, RTF, HTML, CSV/TSV, text, Markdown, e-mail (EML/MSG), image or audio",
+        )
 
     job_id = new_job_id()
     name = sanitize_file_name(upload.raw_file_name)
@@ -201,7 +206,10 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         started = time.perf_counter()
         try:
             size = await deps.store.put_stream(
-                bucket, key, upload.file_chunks(), CONTENT_TYPES[doc_type.value]
+                bucket,
+                key,
+                upload.file_chunks(),
+                CONTENT_TYPES.get(doc_type.value, "application/octet-stream"),
             )
         except BaseException:
             if upload.error is not None:

@@ -22,6 +22,7 @@ from percolate_reading.parse.render.markdown import (
     escape_paragraph,
     heading_line,
     page_of,
+    render_block,
     sheet_heading,
     sheet_of,
     table_lines,
@@ -269,6 +270,15 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
                 transcript_line(block), joiner, max_chars, start=block.start, end=block.end, **where
             ):
                 chunker.add(unit)
+        elif kind is BlockKind.TITLE and block.text.strip():
+            text = " ".join(block.text.split())
+            chunker.heading(1, text, render_block(block), page, sheet)
+        elif kind not in (BlockKind.PAGE_BREAK, BlockKind.PAGE_HEADER, BlockKind.PAGE_FOOTER):
+            rendered = render_block(block)
+            if rendered:
+                joiner = "\n" if kind is BlockKind.EMAIL_HEADER and previous_kind is kind else _PARA
+                for unit in _text_units(rendered, joiner, max_chars, **where):
+                    chunker.add(unit)
         if kind is not BlockKind.PAGE_BREAK:
             previous_kind = kind
     doc_key = str(doc.metadata.get("sha256") or hashlib.sha256(doc.text().encode("utf-8")).hexdigest())
