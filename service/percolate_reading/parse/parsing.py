@@ -60,11 +60,19 @@ def run_provider(
     source_name: str,
     options: ParseOptions,
     settings: Settings | None = None,
+    depth: int = 0,
 ) -> ParsedDocument:
-    """Load the provider for `doc_type` and parse. Module-level so the sandbox can pickle it."""
+    """Load the provider for `doc_type` and parse. Module-level so the sandbox can pickle it.
+
+    `depth` > 0 parses a document found inside another (an e-mail attachment): providers of
+    containers get it (`parse_nested`) to bound the nesting."""
     provider = get_provider(doc_type, settings)
+    nested = getattr(provider, "parse_nested", None)
     try:
-        doc = provider.parse(path, source_name, options)
+        if depth and nested is not None:
+            doc: ParsedDocument = nested(path, source_name, options, depth)
+        else:
+            doc = provider.parse(path, source_name, options)
     except ImportError as exc:
         # Providers may import heavy optional packages lazily, inside parse().
         raise missing_dependency_error(doc_type, exc) from exc

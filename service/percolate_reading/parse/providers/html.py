@@ -30,7 +30,8 @@ from percolate_reading.parse.document import Block, BlockKind, DocumentType, Par
 from percolate_reading.parse.providers.base import ParseOptions
 
 DEFAULT_MAX_HTML_BYTES = 64 * 1024 * 1024
-_MAX_DEPTH = 400  # deeper nesting is flattened (libxml2 itself stops at 256 without huge_tree)
+# Deeper nesting is read as flat text: the walker recurses (Python's stack), libxml2 does not.
+_MAX_DEPTH = 200
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.IGNORECASE)
 _WS = re.compile(r"\s+")
 _DROP = frozenset(
@@ -377,8 +378,11 @@ def html_blocks(text: str) -> tuple[list[Block], dict[str, Any]]:
     text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
     if not text.strip():
         return [], {}
+    # huge_tree: libxml2 otherwise silently drops everything nested deeper than 256 elements;
+    # the byte cap bounds the tree instead.
+    parser = lxml_html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True, no_network=True)
     try:
-        root = lxml_html.document_fromstring(text)
+        root = lxml_html.document_fromstring(text, parser=parser)
     except Exception as exc:  # lxml raises ParserError/ValueError on documents with no elements
         raise CorruptDocumentError(f"the HTML cannot be parsed ({exc})") from exc
     title_el = root.find(".//title")
@@ -393,11 +397,15 @@ def html_blocks(text: str) -> tuple[list[Block], dict[str, Any]]:
     if title and not any(b.kind is BlockKind.HEADING and b.level == 1 and b.text == title for b in blocks):
         blocks.insert(0, Block(kind=BlockKind.TITLE, text=title))
     lang = root.get("lang")
+    # libxml2 stops building the tree past 2048 levels of nesting (a resource limit that
+    # protects the parser): what lies deeper is lost, and the reader is told.
+    truncated = any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log)
     return blocks, {
         "title": title or None,
         "figures": walker.figures,
         "dropped_elements": walker.dropped,
         "lang": lang,
+        "truncated_at_depth": 2048 if truncated else None,
     }
 
 
@@ -425,6 +433,8 @@ class HtmlProvider:
             reader="lxml.html", encoding=encoding, **{k: v for k, v in facts.items() if v is not None}
         )
         doc.timings.update(decode=t1 - t0, structure=time.perf_counter() - t1)
+        if facts.get("truncated_at_depth"):
+            doc.warnings.append("elements nested deeper than 2048 levels were dropped (parser limit)")
         if not blocks:
             doc.warnings.append("the page has no text content")
         return doc

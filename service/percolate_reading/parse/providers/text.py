@@ -70,14 +70,22 @@ class TextProvider:
     max_bytes: int = DEFAULT_MAX_TEXT_BYTES
     doc_type = DocumentType.TEXT
 
+    @staticmethod
+    def paragraphs(text: str) -> list[Block]:
+        """Runs of lines between blank lines, as paragraphs (line breaks inside kept)."""
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        out: list[Block] = []
+        for para in _BLANK_LINES.split(text):
+            para = "\n".join(line.rstrip() for line in para.strip("\n").split("\n")).strip()
+            if para:
+                out.append(Block(kind=BlockKind.PARAGRAPH, text=para))
+        return out
+
     def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
         t0 = time.perf_counter()
         text, encoding = _read(path, source_name, self.max_bytes)
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.TEXT)
-        for para in _BLANK_LINES.split(text):
-            para = "\n".join(line.rstrip() for line in para.strip("\n").split("\n")).strip()
-            if para:
-                doc.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=para))
+        doc.blocks = self.paragraphs(text)
         doc.metadata.update(reader="text", encoding=encoding, lines=text.count("\n") + 1)
         doc.timings["read"] = time.perf_counter() - t0
         if not doc.blocks:
