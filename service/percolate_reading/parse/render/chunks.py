@@ -33,14 +33,26 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PARA = "\n\n"
 
 
+CHUNK_STRATEGIES = ("heading", "page", "fixed")
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkOptions:
+    """`strategy`: "heading" (a heading closes a chunk: chunks never span sections), "page"
+    (a new page closes one too), "fixed" (pack to size across headings; the heading path is
+    still tracked)."""
+
     max_chars: int = 2000
     overlap_chars: int = 200
+    strategy: str = "heading"
 
     def __post_init__(self) -> None:
         if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars:
             raise ValueError(f"invalid chunk options: {self}")
+        if self.strategy not in CHUNK_STRATEGIES:
+            raise ValueError(
+                f"invalid chunk strategy {self.strategy!r}; one of {', '.join(CHUNK_STRATEGIES)}"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChunkOptions:
@@ -59,6 +71,7 @@ class _Unit:
     end: float | None = None
     kind: str = "text"  # text | heading | table | overlap
     group: int | None = None  # parts of one split table: never packed into one chunk
+    etype: str | None = None  # the element type (elements.jsonl) this unit comes from
 
 
 @dataclass(slots=True)
@@ -93,6 +106,7 @@ class _Chunk:
 class _Chunker:
     def __init__(self, options: ChunkOptions) -> None:
         self.options = options
+        self.fixed = options.strategy == "fixed"
         self.done: list[_Chunk] = []
         self.stack: list[tuple[int, str]] = []
         self.current = _Chunk(heading_path=[])
@@ -103,14 +117,17 @@ class _Chunker:
             self.done.append(self.current)
         self.current = _Chunk(heading_path=[t for _, t in self.stack])
 
-    def heading(self, level: int, text: str, line: str, page: int | None, sheet: str | None) -> None:
-        if self.current.has_content:
+    def heading(
+        self, level: int, text: str, line: str, page: int | None, sheet: str | None, etype: str = "heading"
+    ) -> None:
+        if self.current.has_content and not self.fixed:
             self.flush()
         while self.stack and self.stack[-1][0] >= level:
             self.stack.pop()
         self.stack.append((level, text))
-        self.current.heading_path = [t for _, t in self.stack]
-        self.add(_Unit(line, _PARA, page=page, sheet=sheet, kind="heading"))
+        if not self.current.has_content or not self.fixed:
+            self.current.heading_path = [t for _, t in self.stack]
+        self.add(_Unit(line, _PARA, page=page, sheet=sheet, kind="heading", etype=etype))
 
     def new_sheet(self) -> None:
         self.flush()
@@ -223,8 +240,11 @@ def _table_units(table: Table, max_chars: int, **where: Any) -> list[_Unit]:
     return units
 
 
-def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, Any]]:
-    """The document's chunks in order, as JSON-ready dicts."""
+def build_chunks(
+    doc: ParsedDocument, options: ChunkOptions, job_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The document's chunks in order, as JSON-ready dicts (with the document's facts, so a
+    vector store needs no join)."""
     chunker = _Chunker(options)
     max_chars = options.max_chars
     lists = ListState()
@@ -240,9 +260,18 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
             chunker.new_sheet()
             if block.kind is not BlockKind.HEADING:
                 chunker.heading(2, f"Sheet: {sheet}", sheet_heading(sheet), None, sheet)
-        page = page_of(block) or page
-        where: dict[str, Any] = {"page": page, "sheet": sheet}
+        block_page = page_of(block)
+        if (
+            options.strategy == "page"
+            and block_page is not None
+            and page is not None
+            and block_page != page
+            and chunker.current.has_content
+        ):
+            chunker.flush()
+        page = block_page or page
         kind = block.kind
+        where: dict[str, Any] = {"page": page, "sheet": sheet, "etype": _ETYPES.get(kind)}
         if kind is BlockKind.HEADING:
             if block.text.strip():
                 text = " ".join(block.text.split())
@@ -272,7 +301,7 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
                 chunker.add(unit)
         elif kind is BlockKind.TITLE and block.text.strip():
             text = " ".join(block.text.split())
-            chunker.heading(1, text, render_block(block), page, sheet)
+            chunker.heading(1, text, render_block(block), page, sheet, etype="title")
         elif kind not in (BlockKind.PAGE_BREAK, BlockKind.PAGE_HEADER, BlockKind.PAGE_FOOTER):
             rendered = render_block(block)
             if rendered:
@@ -282,7 +311,57 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
         if kind is not BlockKind.PAGE_BREAK:
             previous_kind = kind
     doc_key = str(doc.metadata.get("sha256") or hashlib.sha256(doc.text().encode("utf-8")).hexdigest())
-    return [_chunk_dict(doc_key, i, c) for i, c in enumerate(chunker.result())]
+    facts = {
+        "source_name": doc.source_name,
+        "job_id": job_id,
+        "doc_type": doc.doc_type.value,
+        "content_sha256": doc.metadata.get("sha256"),
+    }
+    slides = doc.doc_type.value in ("pptx", "odp", "ppt")
+    chunks = [_chunk_dict(doc_key, i, c) for i, c in enumerate(chunker.result())]
+    for chunk in chunks:
+        chunk.update(facts)
+        chunk["slides"] = chunk["pages"] if slides else None
+    return chunks
+
+
+_ETYPES = {
+    BlockKind.PARAGRAPH: "paragraph",
+    BlockKind.LIST_ITEM: "list_item",
+    BlockKind.TABLE: "table",
+    BlockKind.TRANSCRIPT_SEGMENT: "transcript_segment",
+    BlockKind.FIGURE: "figure",
+    BlockKind.CODE: "code",
+    BlockKind.FORMULA: "formula",
+    BlockKind.EMAIL_HEADER: "email_header",
+}
+
+
+def langchain_documents(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chunks in the shape LangChain's `Document(**d)` (and LlamaIndex's `Document(text=...,
+    metadata=...)`) take: `page_content` + flat `metadata` of scalars, which every vector store
+    accepts (lists are joined: heading path with " > ", element types with ",")."""
+    out: list[dict[str, Any]] = []
+    for c in chunks:
+        pages = c.get("pages") or [None, None]
+        span = c.get("time_span") or [None, None]
+        meta = {
+            "chunk_id": c["id"],
+            "chunk_index": c["index"],
+            "source": c.get("source_name"),
+            "job_id": c.get("job_id"),
+            "doc_type": c.get("doc_type"),
+            "content_sha256": c.get("content_sha256"),
+            "heading_path": " > ".join(c.get("heading_path") or []),
+            "element_types": ",".join(c.get("element_types") or []),
+            "page_start": pages[0],
+            "page_end": pages[1],
+            "sheet": c.get("sheet"),
+            "time_start": span[0],
+            "time_end": span[1],
+        }
+        out.append({"page_content": c["text"], "metadata": {k: v for k, v in meta.items() if v is not None}})
+    return out
 
 
 def _chunk_dict(doc_key: str, index: int, chunk: _Chunk) -> dict[str, Any]:
@@ -301,4 +380,5 @@ def _chunk_dict(doc_key: str, index: int, chunk: _Chunk) -> dict[str, Any]:
         "sheet": sheets[0] if sheets else None,
         "time_span": [min(starts), max(ends or starts)] if starts else None,
         "char_count": len(text),
+        "element_types": list(dict.fromkeys(u.etype for u in chunk.units if u.etype and u.kind != "overlap")),
     }
