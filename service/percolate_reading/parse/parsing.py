@@ -14,7 +14,7 @@ from pathlib import Path
 
 from percolate_reading.config import Settings
 from percolate_reading.parse.detect import detect_type
-from percolate_reading.parse.document import DocumentType, ParsedDocument
+from percolate_reading.parse.document import Block, DocumentType, ParsedDocument
 from percolate_reading.parse.providers import get_provider, missing_dependency_error
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
@@ -46,6 +46,8 @@ def parse_file(
         doc = run_in_sandbox(
             run_provider, doc_type, path, name, options, settings, limits=limits, cancel=cancel
         )
+    if options.page_range is not None:
+        _keep_page_range(doc, options.page_range)
     t2 = time.perf_counter()
     size, digest = file_digest(path)
     t3 = time.perf_counter()
@@ -79,6 +81,23 @@ def run_provider(
     # In the sandbox this is the child's own peak; in-process, the whole process's.
     doc.metadata["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return doc
+
+
+def _keep_page_range(doc: ParsedDocument, page_range: tuple[int, int | None]) -> None:
+    """Drop blocks outside the requested pages (slides, frames); say so when there are none."""
+    first, last = page_range
+    if not any(b.page is not None or (b.table is not None and b.table.page is not None) for b in doc.blocks):
+        doc.warnings.append("the page range was ignored: this document has no pages")
+        return
+
+    def inside(block: Block) -> bool:
+        page = (
+            block.page if block.page is not None else (block.table.page if block.table is not None else None)
+        )
+        return page is None or (page >= first and (last is None or page <= last))
+
+    doc.blocks = [b for b in doc.blocks if inside(b)]
+    doc.metadata["page_range"] = [first, last]
 
 
 def file_digest(path: Path) -> tuple[int, str]:

@@ -178,6 +178,12 @@ def check_message(msg: JobMessage, subject: str, buckets: Buckets) -> tuple[str,
 
 
 def parse_options(settings: Settings, options: dict[str, str]) -> ParseOptions:
+    from percolate_reading.parse.request import OptionError, RequestOptions
+
+    try:
+        request = RequestOptions.from_fields(options)
+    except OptionError as exc:  # the gateway checks these; a message from elsewhere may not
+        raise JobRejectedError(f"invalid parse option: {exc}") from None
     overrides: dict[str, object] = {}
     if options.get("password"):
         overrides["password"] = options["password"]
@@ -185,7 +191,8 @@ def parse_options(settings: Settings, options: dict[str, str]) -> ParseOptions:
         overrides["language"] = options["language"]
     if "ocr_enabled" in options:
         overrides["ocr_enabled"] = settings.ocr_enabled and options["ocr_enabled"].lower() in ("true", "1")
-    return ParseOptions.from_settings(settings, **overrides)
+    base = ParseOptions.from_settings(settings, **overrides)
+    return request.parse_options(base)
 
 
 def artifact_key(tenant_id: str, job_id: str, name: str) -> str:
@@ -238,7 +245,7 @@ def _parse_and_render(
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     from percolate_reading.parse.parsing import parse_file
     from percolate_reading.parse.render.artifacts import render_artifacts
-    from percolate_reading.parse.render.chunks import ChunkOptions
+    from percolate_reading.parse.request import RequestOptions
     from percolate_reading.parse.sandbox import SandboxLimits
 
     doc = parse_file(
@@ -248,7 +255,8 @@ def _parse_and_render(
         msg.file_name,
         settings,
     )
-    artifacts = render_artifacts(doc, ChunkOptions.from_settings(settings))
+    request = RequestOptions.from_fields(msg.options)
+    artifacts = render_artifacts(doc, request.chunk_options(settings), request.outputs, job_id=msg.job_id)
     return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
 

@@ -34,6 +34,8 @@ from percolate_reading.gateway.upload import (
 from percolate_reading.infra.jobs.models import JobErrorInfo, JobMessage, JobRecord
 from percolate_reading.parse.detect import CONTAINER_SNIFF_BYTES, needs_container_sniff
 from percolate_reading.parse.document import MEDIA_TYPES
+from percolate_reading.parse.render.elements import elements_schema
+from percolate_reading.parse.request import REQUEST_FIELDS, OptionError, RequestOptions
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -42,7 +44,7 @@ router = APIRouter(tags=["jobs"])
 BODY_OVERHEAD_BYTES = 64 * 1024
 MAX_CALLBACK_URL_CHARS = 2048
 CALLBACK_CHECK_S = 5.0
-OPTION_FIELDS = frozenset({"password", "language", "ocr_enabled"})
+OPTION_FIELDS = frozenset({"password", "language", "ocr_enabled", *REQUEST_FIELDS})
 KNOWN_FIELDS = frozenset({"callback_url", "priority", "tier"}) | OPTION_FIELDS
 
 CONTENT_TYPES = {t.value: media for t, media in MEDIA_TYPES.items()}
@@ -77,6 +79,56 @@ PARSE_OPENAPI: dict[str, Any] = {
         **error_responses(400, 401, 408, 413, 415, 422, 429, 503),
     },
 }
+
+
+def _request_field_schemas() -> dict[str, Any]:
+    from percolate_reading.parse.render.artifacts import OUTPUTS
+    from percolate_reading.parse.render.chunks import CHUNK_STRATEGIES
+    from percolate_reading.parse.request import FIELD_HELP, LANGUAGES_PATTERN, OCR_MODES, TABLE_MODES
+
+    alternatives = "|".join(OUTPUTS)
+    return {
+        "outputs": {
+            "type": "string",
+            "description": FIELD_HELP["outputs"],
+            "pattern": f"^ *({alternatives}) *(, *({alternatives}) *)*$",
+        },
+        "pages": {
+            "type": "string",
+            "description": FIELD_HELP["pages"],
+            "pattern": r"^ *[0-9]{1,6} *(- *[0-9]{0,6})? *$",
+        },
+        "ocr": {"type": "string", "enum": list(OCR_MODES), "description": FIELD_HELP["ocr"]},
+        "ocr_languages": {
+            "type": "string",
+            "description": FIELD_HELP["ocr_languages"],
+            "pattern": LANGUAGES_PATTERN,
+        },
+        "table_mode": {"type": "string", "enum": list(TABLE_MODES), "description": FIELD_HELP["table_mode"]},
+        "chunk_strategy": {
+            "type": "string",
+            "enum": list(CHUNK_STRATEGIES),
+            "description": FIELD_HELP["chunk_strategy"],
+        },
+        "chunk_size": {"type": "string", "pattern": r"^[0-9]{1,6}$", "description": FIELD_HELP["chunk_size"]},
+        "chunk_overlap": {
+            "type": "string",
+            "pattern": r"^[0-9]{1,6}$",
+            "description": FIELD_HELP["chunk_overlap"],
+        },
+    }
+
+
+# The per-request option fields, described once in parse/request.py.
+PARSE_OPENAPI["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"].update(
+    _request_field_schemas()
+)
+
+
+@router.get("/v1/schemas/elements.json", tags=["schemas"], summary="JSON Schema of elements.jsonl lines")
+async def get_elements_schema() -> JSONResponse:
+    """The versioned JSON Schema each line of a job's `elements.jsonl` artifact validates against."""
+    return JSONResponse(elements_schema(), media_type="application/schema+json")
 
 
 def new_job_id() -> str:
@@ -118,6 +170,12 @@ def parse_fields(fields: dict[str, str]) -> tuple[str | None, int, Tier | None, 
         except ValueError:
             raise ApiError(400, "bad_request", f"tier must be one of {[t.value for t in Tier]}") from None
     options = {k: v for k, v in fields.items() if k in OPTION_FIELDS and v != ""}
+    try:
+        # Checked here (400 with the reason), carried as text, parsed again by the worker.
+        request = RequestOptions.from_fields(options)
+    except OptionError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
+    options = {k: v for k, v in options.items() if k not in REQUEST_FIELDS} | request.to_fields()
     if "ocr_enabled" in options:
         if options["ocr_enabled"].lower() not in ("true", "false", "1", "0"):
             raise ApiError(400, "bad_request", "ocr_enabled must be true or false")
