@@ -90,10 +90,18 @@ def test_detection_errors_come_before_any_child(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(EmptyDocumentError):
         parse_file(empty, OPTIONS, LIMITS)
+    binary = tmp_path / "notes.pdf"
+    binary.write_bytes(b"\x00\x01\x02\x03\xfe\xfd\xfc\xfb" * 8)
+    with pytest.raises(UnsupportedTypeError, match="unknown binary data"):
+        parse_file(binary, OPTIONS, LIMITS)
+
+
+def test_text_named_pdf_is_parsed_as_text(tmp_path: Path) -> None:
     text = tmp_path / "notes.pdf"
     text.write_text("just words")
-    with pytest.raises(UnsupportedTypeError, match="plain text"):
-        parse_file(text, OPTIONS, LIMITS)
+    doc = parse_file(text, OPTIONS, LIMITS)
+    assert doc.doc_type is DocumentType.TEXT
+    assert doc.text() == "just words"
 
 
 def test_wrong_extension_is_parsed_by_content(tmp_path: Path) -> None:

@@ -29,8 +29,9 @@ from percolate_reading.config import Settings, load_settings
 from percolate_reading.errors import PercolateError, WorkerCrashedError
 from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
-from percolate_reading.parse.render.artifacts import METADATA_JSON, render_artifacts
+from percolate_reading.parse.render.artifacts import DEFAULT_OUTPUTS, METADATA_JSON, render_artifacts
 from percolate_reading.parse.render.chunks import ChunkOptions
+from percolate_reading.parse.request import FIELD_HELP, REQUEST_FIELDS, OptionError, RequestOptions
 from percolate_reading.parse.sandbox import SandboxLimits
 
 SUMMARY_FILE = "summary.json"
@@ -51,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per file")
     parser.add_argument("--memory-mb", type=int, default=None, help="memory limit per file (MB)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    # The per-request options the HTTP API takes, validated by the same code.
+    for name in REQUEST_FIELDS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=f"opt_{name}", default=None, help=FIELD_HELP[name]
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,7 @@ def process(
     chunks: ChunkOptions,
     settings: Settings,
     cancel: threading.Event,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
 ) -> Outcome:
     t0 = time.perf_counter()
     try:
@@ -158,7 +165,7 @@ def process(
         doc = parse_file(
             job.source, options, limits, source_name=job.source.name, settings=settings, cancel=cancel
         )
-        artifacts = render_artifacts(doc, chunks)
+        artifacts = render_artifacts(doc, chunks, outputs)
         write_artifacts(out / job.out_name, artifacts)
     except PercolateError as exc:
         return Outcome(job, False, time.perf_counter() - t0, error_code=exc.code, error=exc.message)
@@ -196,9 +203,17 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         err.print(f"[red]invalid settings:[/red] {exc}")
         return 2
-    options = ParseOptions.from_settings(settings, password=args.password)
+    fields = {
+        name: value for name in REQUEST_FIELDS if (value := getattr(args, f"opt_{name}", None)) is not None
+    }
+    try:
+        request = RequestOptions.from_fields(fields)
+        chunk_options = request.chunk_options(settings)
+    except OptionError as exc:
+        err.print(f"[red]invalid option:[/red] {exc}")
+        return 2
+    options = request.parse_options(ParseOptions.from_settings(settings, password=args.password))
     limits = SandboxLimits.from_settings(settings)
-    chunk_options = ChunkOptions.from_settings(settings)
     jobs_n = max(1, args.jobs or os.cpu_count() or 1)
 
     out_console = Console()
@@ -246,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
     with progress, ThreadPoolExecutor(max_workers=jobs_n, thread_name_prefix="parse") as pool:
         task = progress.add_task("", total=len(jobs))
         futures: dict[Future[Outcome], Job] = {
-            pool.submit(process, job, out, options, limits, chunk_options, settings, cancel): job
+            pool.submit(
+                process, job, out, options, limits, chunk_options, settings, cancel, request.outputs
+            ): job
             for job in jobs
         }
         try:

@@ -31,6 +31,10 @@ class JobOptions(BaseModel):
     ocr_enabled: bool | None = None  # False turns OCR off for this job (never on if the worker's is off)
     # The password waits beside the upload (contract/secrets.py), not here: set by the gateway.
     password_staged: bool = False
+    # The per-request options (outputs, pages, ocr, ocr_languages, table_mode, chunk_*), as
+    # the canonical text fields of parse/request.py's RequestOptions: checked by the gateway,
+    # parsed again by the worker.
+    request: dict[str, str] = Field(default_factory=dict)
 
 
 # Fields that version-1 messages from older gateways carry and nothing reads (a pool's

@@ -29,23 +29,23 @@ from percolate_reading.gateway.routing import Route, TierNotAllowedError, route_
 from percolate_reading.gateway.upload import MultipartUpload, UploadError, sanitize_file_name
 from percolate_reading.infra.queue.jetstream import publish_job
 from percolate_reading.logs import job_context
+from percolate_reading.parse.document import MEDIA_TYPES
+from percolate_reading.parse.request import REQUEST_FIELDS, OptionError, RequestOptions
 
 log = logging.getLogger(__name__)
 
 MAX_CALLBACK_URL_CHARS = 2048
 CALLBACK_CHECK_S = 5.0
 # Options a form may set: password_staged is the gateway's own marker, never the client's.
-OPTION_FIELDS = frozenset(JobOptions.model_fields) - {"password_staged"}
+# `request` is the gateway's too: its fields arrive one by one (REQUEST_FIELDS).
+OPTION_FIELDS = frozenset(JobOptions.model_fields) - {"password_staged", "request"} | frozenset(
+    REQUEST_FIELDS
+)
 KNOWN_FIELDS = frozenset({"callback_url", "tier"}) | OPTION_FIELDS
 # Form fields are text: the spellings of a boolean the form accepts.
 BOOLEAN_SPELLINGS = {"true": True, "1": True, "false": False, "0": False}
 
-CONTENT_TYPES = {
-    "pdf": "application/pdf",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "audio": "application/octet-stream",
-    "image": "application/octet-stream",
-}
+CONTENT_TYPES = {t.value: media for t, media in MEDIA_TYPES.items()}
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -123,7 +123,14 @@ def read_form(fields: Mapping[str, str]) -> JobRequest:
                 "invalid_language",
                 "language must be an ISO 639-1 code the speech model knows (en, de, ...)",
             )
-    options = JobOptions(password=fields.get("password") or None, language=language, ocr_enabled=ocr)
+    try:
+        # Checked here (400 with the reason), carried as canonical text, parsed by the worker.
+        request = RequestOptions.from_fields(dict(fields)).to_fields()
+    except OptionError as exc:
+        raise Refused(400, "bad_request", str(exc)) from None
+    options = JobOptions(
+        password=fields.get("password") or None, language=language, ocr_enabled=ocr, request=request
+    )
     return JobRequest(callback, tier, options)
 
 

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from percolate_reading.parse.detect import sniff_head
 from percolate_reading.parse.document import DocumentType
 
 FILE_FIELD = "file"
@@ -80,33 +81,14 @@ def sanitize_file_name(raw: str | None) -> str:
     return name
 
 
-_AUDIO_BRANDS = frozenset(
-    {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"mp41", b"mp42", b"isom", b"iso2", b"iso4", b"iso5", b"dash"}
-)
-
-
-def sniff_type(head: bytes) -> DocumentType | None:
+def sniff_type(head: bytes, name_hint: str | None = None) -> DocumentType | None:
     """The document type the first bytes of a file announce, or None if we do not parse it.
 
-    Only magic numbers decide; the name and the client's Content-Type are never trusted. The
-    same rules as `percolate_reading.parse.detect` (which needs a whole file, for zips); the worker
-    re-checks the whole file, so a zip that is not a workbook fails there with its reason.
+    Magic numbers decide (`percolate_reading.parse.detect.sniff_head`); the name only picks
+    among plain text, Markdown and CSV, and the client's Content-Type is never trusted. Zip and
+    OLE containers need CONTAINER_SNIFF_BYTES of head. The worker re-checks the whole file.
     """
-    if b"%PDF" in head[:1024]:
-        return DocumentType.PDF
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
-        return DocumentType.XLSX
-    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")):
-        return DocumentType.IMAGE
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return DocumentType.AUDIO
-    if head.startswith((b"fLaC", b"ID3", b"OggS")):
-        return DocumentType.AUDIO
-    if head[4:8] == b"ftyp" and head[8:12] in _AUDIO_BRANDS:
-        return DocumentType.AUDIO
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        return DocumentType.AUDIO  # MPEG audio frame sync (mp3 without an ID3 tag, ADTS AAC)
-    return None
+    return sniff_head(head, name_hint)
 
 
 def multipart_boundary(content_type: str | None) -> bytes:

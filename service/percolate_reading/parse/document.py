@@ -17,6 +17,45 @@ class DocumentType(StrEnum):
     XLSX = "xlsx"
     AUDIO = "audio"
     IMAGE = "image"
+    DOCX = "docx"
+    PPTX = "pptx"
+    HTML = "html"
+    CSV = "csv"  # CSV and TSV: the delimiter is sniffed
+    TEXT = "text"
+    MARKDOWN = "markdown"
+    EML = "eml"
+    MSG = "msg"
+    XLS = "xls"
+    ODS = "ods"
+    ODT = "odt"
+    ODP = "odp"
+    EPUB = "epub"
+    RTF = "rtf"
+    DOC = "doc"  # legacy binaries: through LibreOffice when it is installed
+    PPT = "ppt"
+
+
+# What the object store records as Content-Type for a staged upload of each type.
+MEDIA_TYPES: dict[DocumentType, str] = {
+    DocumentType.PDF: "application/pdf",
+    DocumentType.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    DocumentType.DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    DocumentType.PPTX: "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    DocumentType.HTML: "text/html",
+    DocumentType.CSV: "text/csv",
+    DocumentType.TEXT: "text/plain",
+    DocumentType.MARKDOWN: "text/markdown",
+    DocumentType.EML: "message/rfc822",
+    DocumentType.MSG: "application/vnd.ms-outlook",
+    DocumentType.XLS: "application/vnd.ms-excel",
+    DocumentType.ODS: "application/vnd.oasis.opendocument.spreadsheet",
+    DocumentType.ODT: "application/vnd.oasis.opendocument.text",
+    DocumentType.ODP: "application/vnd.oasis.opendocument.presentation",
+    DocumentType.EPUB: "application/epub+zip",
+    DocumentType.RTF: "application/rtf",
+    DocumentType.DOC: "application/msword",
+    DocumentType.PPT: "application/vnd.ms-powerpoint",
+}
 
 
 class BlockKind(StrEnum):
@@ -26,7 +65,17 @@ class BlockKind(StrEnum):
     TABLE = "table"
     PAGE_BREAK = "page_break"
     TRANSCRIPT_SEGMENT = "transcript_segment"
+    TITLE = "title"
+    FIGURE = "figure"
     CODE = "code"
+    FORMULA = "formula"
+    PAGE_HEADER = "page_header"
+    PAGE_FOOTER = "page_footer"
+    EMAIL_HEADER = "email_header"
+
+
+# A rectangle in page coordinates: (x0, y0, x1, y1), origin top left (PDF points, image pixels).
+BBox = tuple[float, float, float, float]
 
 
 def _field_values(obj: Any) -> tuple[Any, ...]:
@@ -45,6 +94,9 @@ class Table:
     page: int | None = None  # 1-based page for PDFs
     sheet: str | None = None  # sheet name for spreadsheets
     title: str | None = None
+    # Merged cells as (row, col, row_span, col_span) of their top-left cell; `rows` holds the
+    # value in every cell the merge covers, so readers that ignore spans still see labels.
+    spans: tuple[tuple[int, int, int, int], ...] = ()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (Table, _field_values(self))
@@ -67,8 +119,16 @@ class Block:
     - LIST_ITEM: `text`, `level` = nesting depth (0 = top), `ordered`, optional `marker`
     - TABLE: `table`
     - PAGE_BREAK: `page` = the page that starts here (1-based)
-    - TRANSCRIPT_SEGMENT: `text`, `start`/`end` in seconds, optional `speaker`
-    - CODE: `text` = the code's lines (indentation kept), rendered as a fenced block
+    - TRANSCRIPT_SEGMENT: `text`, `start`/`end` in seconds, optional `speaker`, `language`
+    - TITLE: `text` (the document's title)
+    - FIGURE: `caption` (may be empty), optional `text` (alt text / OCR), `label` (image name)
+    - CODE: `text` = the code's lines (indentation kept), rendered as a fenced block; optional `language`
+    - FORMULA: `text` (LaTeX or the source's linear form)
+    - PAGE_HEADER / PAGE_FOOTER: `text`, running heads and feet kept apart from the body
+    - EMAIL_HEADER: `label` = header name (From, To, ...), `text` = its value
+
+    Every kind may carry `bbox` (page coordinates) where the source has geometry; slides are
+    numbered in `page` (the document type says whether a page is a slide).
     """
 
     kind: BlockKind
@@ -82,6 +142,10 @@ class Block:
     start: float | None = None
     end: float | None = None
     speaker: str | None = None
+    bbox: BBox | None = None
+    caption: str | None = None
+    label: str | None = None
+    language: str | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (Block, _field_values(self))
@@ -99,6 +163,8 @@ class ParsedDocument:
     metadata: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Documents inside this one (e-mail attachments), each parsed on its own.
+    children: list[ParsedDocument] = field(default_factory=list)
 
     @property
     def tables(self) -> list[Table]:

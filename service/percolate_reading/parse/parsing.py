@@ -10,6 +10,8 @@ import hashlib
 import resource
 import threading
 import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +19,22 @@ from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.errors import PercolateError
 from percolate_reading.parse.detect import detect_type
-from percolate_reading.parse.document import DocumentType, ParsedDocument
+from percolate_reading.parse.document import Block, DocumentType, ParsedDocument
 from percolate_reading.parse.providers import get_provider, missing_dependency_error
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.render.chunks import ChunkOptions
 from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 
 _HASH_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RenderRequest:
+    """What to render in the child: chunking, the artifacts asked for, the job id for chunks."""
+
+    chunk_options: ChunkOptions
+    outputs: tuple[str, ...] | None = None
+    job_id: str | None = None
 
 
 def parse_file(
@@ -43,7 +54,7 @@ def parse_file(
     name = source_name or path.name
     t0 = time.perf_counter()
     with tracing.span("detect"):
-        doc_type = detect_type(path)
+        doc_type = detect_type(path, name)
     t1 = time.perf_counter()
     try:
         with tracing.span(
@@ -57,6 +68,8 @@ def parse_file(
                 )
     except PercolateError as exc:
         raise with_upload_name(exc, path, name) from exc.__cause__
+    if options.page_range is not None:
+        _keep_page_range(doc, options.page_range)
     t2 = time.perf_counter()
     with tracing.span("hash"):
         size, digest = file_digest(path)
@@ -74,24 +87,26 @@ def parse_and_render(
     source_name: str | None = None,
     settings: Settings | None = None,
     cancel: threading.Event | None = None,
+    outputs: Collection[str] | None = None,
+    job_id: str | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Parse and render the artifacts in one sandboxed child: the parent receives only the
     rendered bytes and a metadata summary, never the document (a workbook of millions of
     cells would otherwise be rebuilt and rendered in the worker, outside every limit).
+    `outputs`: the artifacts asked for (None: the default set); `job_id` goes into the chunks.
     Returns ({artifact path: bytes}, metadata with "timings")."""
     path = Path(path).absolute()
     name = source_name or path.name
     t0 = time.perf_counter()
     with tracing.span("detect"):
-        doc_type = detect_type(path)
+        doc_type = detect_type(path, name)
+    render = RenderRequest(chunk_options, tuple(outputs) if outputs is not None else None, job_id)
     detect_s = time.perf_counter() - t0
     attributes = {"percolate.doc_type": doc_type.value, "percolate.sandboxed": limits is not None}
     try:
         with tracing.span("provider", attributes):  # parse, hash and render, in the child
             if limits is None:
-                artifacts, metadata = _provider_and_render(
-                    doc_type, path, name, options, settings, chunk_options
-                )
+                artifacts, metadata = _provider_and_render(doc_type, path, name, options, settings, render)
             else:
                 artifacts, metadata = run_in_sandbox(
                     _provider_and_render,
@@ -100,7 +115,7 @@ def parse_and_render(
                     name,
                     options,
                     settings,
-                    chunk_options,
+                    render,
                     limits=limits,
                     cancel=cancel,
                 )
@@ -117,18 +132,21 @@ def _provider_and_render(
     source_name: str,
     options: ParseOptions,
     settings: Settings | None,
-    chunk_options: ChunkOptions,
+    render: RenderRequest,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    from percolate_reading.parse.render.artifacts import render_artifacts
+    from percolate_reading.parse.render.artifacts import DEFAULT_OUTPUTS, render_artifacts
 
     t0 = time.perf_counter()
     doc = run_provider(doc_type, path, source_name, options, settings)
+    if options.page_range is not None:
+        _keep_page_range(doc, options.page_range)
     t1 = time.perf_counter()
     size, digest = file_digest(path)
     t2 = time.perf_counter()
     doc.metadata.update({"doc_type": doc_type.value, "file_size": size, "sha256": digest})
     doc.timings.update({"parse_s": t1 - t0, "hash_s": t2 - t1})
-    artifacts = render_artifacts(doc, chunk_options)
+    outputs = render.outputs if render.outputs is not None else DEFAULT_OUTPUTS
+    artifacts = render_artifacts(doc, render.chunk_options, outputs, job_id=render.job_id)
     doc.timings["render_s"] = time.perf_counter() - t2
     return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
 
@@ -153,17 +171,42 @@ def run_provider(
     source_name: str,
     options: ParseOptions,
     settings: Settings | None = None,
+    depth: int = 0,
 ) -> ParsedDocument:
-    """Load the provider for `doc_type` and parse. Module-level so the sandbox can pickle it."""
+    """Load the provider for `doc_type` and parse. Module-level so the sandbox can pickle it.
+
+    `depth` > 0 parses a document found inside another (an e-mail attachment): providers of
+    containers get it (`parse_nested`) to bound the nesting."""
     provider = get_provider(doc_type, settings)
+    nested = getattr(provider, "parse_nested", None)
     try:
-        doc = provider.parse(path, source_name, options)
+        if depth and nested is not None:
+            doc: ParsedDocument = nested(path, source_name, options, depth)
+        else:
+            doc = provider.parse(path, source_name, options)
     except ImportError as exc:
         # Providers may import heavy optional packages lazily, inside parse().
         raise missing_dependency_error(doc_type, exc) from exc
     # In the sandbox this is the child's own peak; in-process, the whole process's.
     doc.metadata["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return doc
+
+
+def _keep_page_range(doc: ParsedDocument, page_range: tuple[int, int | None]) -> None:
+    """Drop blocks outside the requested pages (slides, frames); say so when there are none."""
+    first, last = page_range
+    if not any(b.page is not None or (b.table is not None and b.table.page is not None) for b in doc.blocks):
+        doc.warnings.append("the page range was ignored: this document has no pages")
+        return
+
+    def inside(block: Block) -> bool:
+        page = (
+            block.page if block.page is not None else (block.table.page if block.table is not None else None)
+        )
+        return page is None or (page >= first and (last is None or page <= last))
+
+    doc.blocks = [b for b in doc.blocks if inside(b)]
+    doc.metadata["page_range"] = [first, last]
 
 
 def file_digest(path: Path) -> tuple[int, str]:

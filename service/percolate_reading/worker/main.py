@@ -122,6 +122,10 @@ async def start_worker(
         settings.nats_queue_group,
         settings.worker_concurrency,
     )
+    from percolate_reading.parse.providers.legacy import soffice_path
+
+    soffice = soffice_path()  # optional: legacy DOC/PPT are refused with a clear reason without it
+    log.info("LibreOffice for legacy DOC/PPT: %s", soffice or "not installed (DOC/PPT: unsupported_type)")
     return Worker(settings, nc, runner, stack)
 
 

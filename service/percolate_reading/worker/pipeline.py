@@ -50,6 +50,7 @@ from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.webhooks import WebhookSender, job_event, webhook_id
 from percolate_reading.metrics import Metrics
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.request import OptionError, RequestOptions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -176,6 +177,14 @@ def check_message(msg: JobMessage, subject: str, buckets: Buckets) -> tuple[str,
     return bucket, key
 
 
+def job_request(options: JobOptions) -> RequestOptions:
+    """The per-request options (outputs, pages, OCR mode, chunking...) the job carries."""
+    try:
+        return RequestOptions.from_fields(dict(options.request))
+    except OptionError as exc:  # the gateway checks these; a message from elsewhere may not
+        raise JobRejectedError(f"invalid parse option: {exc}") from None
+
+
 def parse_options(settings: Settings, options: JobOptions) -> ParseOptions:
     """The worker's settings with what the job asked for (a job may turn OCR off, not on)."""
     overrides: dict[str, object] = {}
@@ -185,7 +194,7 @@ def parse_options(settings: Settings, options: JobOptions) -> ParseOptions:
         overrides["language"] = options.language
     if options.ocr_enabled is not None:
         overrides["ocr_enabled"] = settings.ocr_enabled and options.ocr_enabled
-    return ParseOptions.from_settings(settings, **overrides)
+    return job_request(options).parse_options(ParseOptions.from_settings(settings, **overrides))
 
 
 def nak_delay(settings: Settings, deliveries: int) -> float:
@@ -235,17 +244,19 @@ def _parse_and_render(
     path: Path, msg: JobMessage, settings: Settings
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     from percolate_reading.parse.parsing import parse_and_render
-    from percolate_reading.parse.render.chunks import ChunkOptions
     from percolate_reading.parse.sandbox import SandboxLimits
 
     # Rendering runs in the sandboxed child too: only the artifacts' bytes come back.
+    request = job_request(msg.options)
     return parse_and_render(
         path,
         parse_options(settings, msg.options),
         SandboxLimits.from_settings(settings),
-        ChunkOptions.from_settings(settings),
+        request.chunk_options(settings),
         msg.file_name,
         settings,
+        outputs=request.outputs,
+        job_id=msg.job_id,
     )
 
 

@@ -72,6 +72,8 @@ def test_parse_folder_with_a_broken_file(inputs: Path, tmp_path: Path) -> None:
     report = out / "report"
     assert sorted(p.relative_to(report).as_posix() for p in report.rglob("*") if p.is_file()) == [
         "chunks.jsonl",
+        "chunks.langchain.jsonl",
+        "elements.jsonl",
         "metadata.json",
         "structured.md",
         "tables/1.csv",

@@ -160,7 +160,7 @@ def test_submit_refused_file_exits_1(serve: tuple[Serve, int, Path], tmp_path: P
     proc, port, _ = serve
     proc.wait_for_line("serving on")
     bad = tmp_path / "notes.pdf"
-    bad.write_text("plain text pretending to be a PDF")
+    bad.write_bytes(b"\x00\x01\x02\x03\xfe\xfd\xfc\xfb" * 8)  # no document type at all
     result = subprocess.run(
         [
             sys.executable,

@@ -158,8 +158,21 @@ def test_pixel_cap_setting(tmp_path: Path) -> None:
         ImageProvider(max_pixels=100_000).parse(path, "note.png", OPTIONS)
 
 
-def test_gif_is_unsupported(tmp_path: Path) -> None:
-    path = tmp_path / "anim.gif"
-    Image.new("P", (20, 20)).save(path)
-    with pytest.raises(UnsupportedTypeError, match="GIF"):
-        ImageProvider().parse(path, "anim.gif", OPTIONS)
+def test_other_pillow_formats_are_unsupported(tmp_path: Path) -> None:
+    path = tmp_path / "old.pcx"
+    Image.new("P", (20, 20)).save(path, format="PCX")
+    with pytest.raises(UnsupportedTypeError, match="PCX"):
+        ImageProvider().parse(path, "old.pcx", OPTIONS)
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("WEBP", "RGB"), ("BMP", "RGB"), ("GIF", "P")])
+def test_webp_bmp_gif_are_read(tmp_path: Path, fmt: str, mode: str) -> None:
+    path = tmp_path / f"note.{fmt.lower()}"
+    image = _page([PARA1])
+    (image.convert(mode) if mode != "RGB" else image).save(
+        path, format=fmt, **({"lossless": True} if fmt == "WEBP" else {})
+    )
+    doc = ImageProvider().parse(path, path.name, OPTIONS)
+    assert doc.metadata["format"] == fmt
+    words = _words(doc.text())
+    assert sum(w in words for w in _words(" ".join(PARA1))) >= 5

@@ -37,7 +37,14 @@ def _pdf() -> ParsedDocument:
 
 def test_artifact_set_and_contents() -> None:
     arts = render_artifacts(_pdf(), ChunkOptions(max_chars=1000, overlap_chars=100))
-    assert sorted(arts) == ["chunks.jsonl", "metadata.json", "structured.md", "tables/1.csv"]
+    assert sorted(arts) == [
+        "chunks.jsonl",
+        "chunks.langchain.jsonl",
+        "elements.jsonl",
+        "metadata.json",
+        "structured.md",
+        "tables/1.csv",
+    ]
     assert arts["structured.md"].decode() == (
         "<!-- page 1 -->\n\n# Report\n\nSales grew.\n\n"
         "<!-- page 2 -->\n\n| Q | Sales |\n|---|---|\n| Q1 | 10 |\n"
@@ -74,7 +81,9 @@ def test_artifact_set_and_contents() -> None:
     assert "pymupdf" in meta["packages"]
     assert "openpyxl" in meta["packages"]
     assert meta["chunk_count"] == 1
-    assert meta["chunk_options"] == {"max_chars": 1000, "overlap_chars": 100}
+    assert meta["chunk_options"] == {"max_chars": 1000, "overlap_chars": 100, "strategy": "heading"}
+    assert meta["element_count"] == 3
+    assert meta["outputs"] == ["chunks", "elements", "markdown", "tables"]
     assert meta["block_counts"] == {"heading": 1, "paragraph": 1, "table": 1, "page_break": 2}
     assert meta["document"] == {"title": "R"}
 

@@ -28,6 +28,8 @@ from percolate_reading.gateway.upload import (
     sniff_type,
 )
 from percolate_reading.gateway.urls import public_url
+from percolate_reading.parse.detect import CONTAINER_SNIFF_BYTES, needs_container_sniff
+from percolate_reading.parse.render.elements import elements_schema
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -64,6 +66,56 @@ PARSE_OPENAPI: dict[str, Any] = {
         **error_responses(400, 401, 408, 409, 413, 415, 422, 429, 503),
     },
 }
+
+
+def _request_field_schemas() -> dict[str, Any]:
+    from percolate_reading.parse.render.artifacts import OUTPUTS
+    from percolate_reading.parse.render.chunks import CHUNK_STRATEGIES
+    from percolate_reading.parse.request import FIELD_HELP, LANGUAGES_PATTERN, OCR_MODES, TABLE_MODES
+
+    alternatives = "|".join(OUTPUTS)
+    return {
+        "outputs": {
+            "type": "string",
+            "description": FIELD_HELP["outputs"],
+            "pattern": f"^ *({alternatives}) *(, *({alternatives}) *)*$",
+        },
+        "pages": {
+            "type": "string",
+            "description": FIELD_HELP["pages"],
+            "pattern": r"^ *[0-9]{1,6} *(- *[0-9]{0,6})? *$",
+        },
+        "ocr": {"type": "string", "enum": list(OCR_MODES), "description": FIELD_HELP["ocr"]},
+        "ocr_languages": {
+            "type": "string",
+            "description": FIELD_HELP["ocr_languages"],
+            "pattern": LANGUAGES_PATTERN,
+        },
+        "table_mode": {"type": "string", "enum": list(TABLE_MODES), "description": FIELD_HELP["table_mode"]},
+        "chunk_strategy": {
+            "type": "string",
+            "enum": list(CHUNK_STRATEGIES),
+            "description": FIELD_HELP["chunk_strategy"],
+        },
+        "chunk_size": {"type": "string", "pattern": r"^[0-9]{1,6}$", "description": FIELD_HELP["chunk_size"]},
+        "chunk_overlap": {
+            "type": "string",
+            "pattern": r"^[0-9]{1,6}$",
+            "description": FIELD_HELP["chunk_overlap"],
+        },
+    }
+
+
+# The per-request option fields, described once in parse/request.py.
+PARSE_OPENAPI["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"].update(
+    _request_field_schemas()
+)
+
+
+@router.get("/v1/schemas/elements.json", tags=["schemas"], summary="JSON Schema of elements.jsonl lines")
+async def get_elements_schema() -> JSONResponse:
+    """The versioned JSON Schema each line of a job's `elements.jsonl` artifact validates against."""
+    return JSONResponse(elements_schema())
 
 
 def _deps(request: Request) -> GatewayDeps:
@@ -114,6 +166,9 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         )
         await upload.open_file()
         head = await upload.read_head()
+        if needs_container_sniff(head):
+            # Zip/OLE: the parts that say which Office/OpenDocument/EPUB/Outlook file it is.
+            head = await upload.read_head(CONTAINER_SNIFF_BYTES)
         # Fields sent before the file (the usual order) are checked before any byte is stored.
         checked_callback = None
         if upload.fields:
@@ -128,9 +183,14 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
         raise ApiError(400, "client_disconnected", "the client closed the connection mid-upload") from None
     if not head:
         raise ApiError(400, "empty", "the file is empty")
-    doc_type = sniff_type(head)
+    doc_type = sniff_type(head, upload.raw_file_name)
     if doc_type is None:
-        raise ApiError(415, "unsupported_type", "the content is not a PDF, XLSX, audio or image file")
+        raise ApiError(
+            415,
+            "unsupported_type",
+            "the content is not a supported document: PDF, Office (DOCX/PPTX/XLSX/XLS, DOC/PPT), "
+            "OpenDocument, EPUB, RTF, HTML, CSV/TSV, text, Markdown, e-mail (EML/MSG), image or audio",
+        )
 
     result = await submission.submit(deps, tenant, upload, doc_type.value, checked_callback=checked_callback)
     if isinstance(result, submission.Refused):

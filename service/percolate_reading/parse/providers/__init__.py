@@ -27,6 +27,22 @@ PROVIDERS: dict[DocumentType, ProviderSpec] = {
     DocumentType.XLSX: ProviderSpec("percolate_reading.parse.providers.xlsx", "XlsxProvider", None),
     DocumentType.AUDIO: ProviderSpec("percolate_reading.parse.providers.audio", "AudioProvider", "audio"),
     DocumentType.IMAGE: ProviderSpec("percolate_reading.parse.providers.image", "ImageProvider", "ocr"),
+    DocumentType.DOCX: ProviderSpec("percolate_reading.parse.providers.docx", "DocxProvider", None),
+    DocumentType.PPTX: ProviderSpec("percolate_reading.parse.providers.pptx", "PptxProvider", None),
+    DocumentType.HTML: ProviderSpec("percolate_reading.parse.providers.html", "HtmlProvider", None),
+    DocumentType.CSV: ProviderSpec("percolate_reading.parse.providers.text", "CsvProvider", None),
+    DocumentType.TEXT: ProviderSpec("percolate_reading.parse.providers.text", "TextProvider", None),
+    DocumentType.MARKDOWN: ProviderSpec("percolate_reading.parse.providers.text", "MarkdownProvider", None),
+    DocumentType.EML: ProviderSpec("percolate_reading.parse.providers.email", "EmlProvider", None),
+    DocumentType.MSG: ProviderSpec("percolate_reading.parse.providers.email", "MsgProvider", None),
+    DocumentType.XLS: ProviderSpec("percolate_reading.parse.providers.spreadsheet", "XlsProvider", None),
+    DocumentType.ODS: ProviderSpec("percolate_reading.parse.providers.spreadsheet", "OdsProvider", None),
+    DocumentType.ODT: ProviderSpec("percolate_reading.parse.providers.odf", "OdtProvider", None),
+    DocumentType.ODP: ProviderSpec("percolate_reading.parse.providers.odf", "OdpProvider", None),
+    DocumentType.EPUB: ProviderSpec("percolate_reading.parse.providers.epub", "EpubProvider", None),
+    DocumentType.RTF: ProviderSpec("percolate_reading.parse.providers.rtf", "RtfProvider", None),
+    DocumentType.DOC: ProviderSpec("percolate_reading.parse.providers.legacy", "DocProvider", None),
+    DocumentType.PPT: ProviderSpec("percolate_reading.parse.providers.legacy", "PptProvider", None),
 }
 
 

@@ -27,6 +27,12 @@ class ParseOptions:
     whisper_model: str = "base"
     whisper_compute_type: str = "int8"
     language: str | None = None  # force a transcription/OCR language; None = detect
+    # Per-request knobs (parse/request.py validates them). Providers may use `page_range` to
+    # skip work; parse_file keeps only the blocks in range either way.
+    page_range: tuple[int, int | None] | None = None  # 1-based, inclusive; None end = to the last
+    ocr_mode: str = "auto"  # off | auto | force
+    ocr_languages: tuple[str, ...] = ()
+    table_mode: str = "accurate"  # fast | accurate
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> ParseOptions:

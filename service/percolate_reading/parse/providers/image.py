@@ -1,7 +1,8 @@
-"""Image provider: PNG/JPEG/TIFF -> OCR -> paragraphs.
+"""Image provider: PNG/JPEG/TIFF/WebP/BMP/GIF -> OCR -> paragraphs.
 
 A multi-page TIFF gets a PAGE_BREAK before each frame, and its paragraphs carry the frame's
-1-based page number, so renderers cite pages as they do for PDFs.
+1-based page number, so renderers cite pages as they do for PDFs. Animated GIF/WebP frames
+are moments of one picture, not pages: only the first is read.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from percolate_reading.parse.document import Block, BlockKind, DocumentType, Par
 from percolate_reading.parse.providers import ocr
 from percolate_reading.parse.providers.base import ParseOptions
 
-SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "MPO"})  # MPO: multi-picture JPEG
+# MPO: multi-picture JPEG; DIB: a BMP without its file header (inside ICO/clipboard data).
+SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "TIFF", "MPO", "WEBP", "BMP", "DIB", "GIF"})
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 NO_TEXT_WARNING = "no text found in the image"
 OCR_DISABLED_WARNING = "OCR is disabled; no text extracted from the image"
@@ -50,7 +52,8 @@ class ImageProvider:
                 with Image.open(path) as img:
                     if img.format not in SUPPORTED_FORMATS:
                         raise UnsupportedTypeError(
-                            f"{source_name}: {img.format} images are not supported (PNG, JPEG, TIFF)"
+                            f"{source_name}: {img.format} images are not supported "
+                            "(PNG, JPEG, TIFF, WebP, BMP, GIF)"
                         )
                     frames = int(getattr(img, "n_frames", 1))
                     if frames > options.max_pages:

@@ -25,6 +25,7 @@ from percolate_reading.parse.render.markdown import (
     escape_paragraph,
     heading_line,
     page_of,
+    render_block,
     sheet_heading,
     sheet_of,
     table_lines,
@@ -35,15 +36,27 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PARA = "\n\n"
 
 
+CHUNK_STRATEGIES = ("heading", "page", "fixed")
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkOptions:
+    """`strategy`: "heading" (a heading closes a chunk: chunks never span sections), "page"
+    (a new page closes one too), "fixed" (pack to size across headings; the heading path is
+    still tracked)."""
+
     max_chars: int = 2000
     overlap_chars: int = 200
     min_chars: int = 200  # smaller chunks join a neighbour when both fit in max_chars (0: never)
+    strategy: str = "heading"
 
     def __post_init__(self) -> None:
         if self.max_chars < 20 or not 0 <= self.overlap_chars < self.max_chars or self.min_chars < 0:
             raise ValueError(f"invalid chunk options: {self}")
+        if self.strategy not in CHUNK_STRATEGIES:
+            raise ValueError(
+                f"invalid chunk strategy {self.strategy!r}; one of {', '.join(CHUNK_STRATEGIES)}"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChunkOptions:
@@ -62,6 +75,7 @@ class _Unit:
     end: float | None = None
     kind: str = "text"  # text | heading | table | overlap
     group: int | None = None  # parts of one split table: never packed into one chunk
+    etype: str | None = None  # the element type (elements.jsonl) this unit comes from
 
 
 @dataclass(slots=True)
@@ -96,6 +110,7 @@ class _Chunk:
 class _Chunker:
     def __init__(self, options: ChunkOptions) -> None:
         self.options = options
+        self.fixed = options.strategy == "fixed"
         self.done: list[_Chunk] = []
         self.stack: list[tuple[int, str]] = []
         self.current = _Chunk(heading_path=[])
@@ -106,14 +121,17 @@ class _Chunker:
             self.done.append(self.current)
         self.current = _Chunk(heading_path=[t for _, t in self.stack])
 
-    def heading(self, level: int, text: str, line: str, page: int | None, sheet: str | None) -> None:
-        if self.current.has_content:
+    def heading(
+        self, level: int, text: str, line: str, page: int | None, sheet: str | None, etype: str = "heading"
+    ) -> None:
+        if self.current.has_content and not self.fixed:
             self.flush()
         while self.stack and self.stack[-1][0] >= level:
             self.stack.pop()
         self.stack.append((level, text))
-        self.current.heading_path = [t for _, t in self.stack]
-        self.add(_Unit(line, _PARA, page=page, sheet=sheet, kind="heading"))
+        if not self.current.has_content or not self.fixed:
+            self.current.heading_path = [t for _, t in self.stack]
+        self.add(_Unit(line, _PARA, page=page, sheet=sheet, kind="heading", etype=etype))
 
     def new_sheet(self) -> None:
         self.flush()
@@ -285,8 +303,11 @@ def _table_units(table: Table, max_chars: int, **where: Any) -> list[_Unit]:
     return units
 
 
-def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, Any]]:
-    """The document's chunks in order, as JSON-ready dicts."""
+def build_chunks(
+    doc: ParsedDocument, options: ChunkOptions, job_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The document's chunks in order, as JSON-ready dicts (with the document's facts, so a
+    vector store needs no join)."""
     chunker = _Chunker(options)
     walk = _BlockWalk(options.max_chars)
     for block in doc.blocks:
@@ -297,18 +318,81 @@ def build_chunks(doc: ParsedDocument, options: ChunkOptions) -> list[dict[str, A
             chunker.new_sheet()
             if block.kind is not BlockKind.HEADING:
                 chunker.heading(2, f"Sheet: {block_sheet}", sheet_heading(block_sheet), None, block_sheet)
-        walk.page = page_of(block) or walk.page
-        if block.kind is BlockKind.HEADING:
+        block_page = page_of(block)
+        if (
+            options.strategy == "page"
+            and block_page is not None
+            and walk.page is not None
+            and block_page != walk.page
+            and chunker.current.has_content
+        ):
+            chunker.flush()
+        walk.page = block_page or walk.page
+        if block.kind in (BlockKind.HEADING, BlockKind.TITLE):
             if block.text.strip():
                 text = " ".join(block.text.split())
-                chunker.heading(min(max(block.level, 1), 6), text, heading_line(block), walk.page, walk.sheet)
+                if block.kind is BlockKind.TITLE:
+                    chunker.heading(1, text, render_block(block), walk.page, walk.sheet, etype="title")
+                else:
+                    level = min(max(block.level, 1), 6)
+                    chunker.heading(level, text, heading_line(block), walk.page, walk.sheet)
         else:
             for unit in walk.units(block):
                 chunker.add(unit)
         if block.kind is not BlockKind.PAGE_BREAK:
             walk.previous_kind = block.kind
     doc_key = str(doc.metadata.get("sha256") or hashlib.sha256(doc.text().encode("utf-8")).hexdigest())
-    return [_chunk_dict(doc_key, i, c) for i, c in enumerate(chunker.result())]
+    facts = {
+        "source_name": doc.source_name,
+        "job_id": job_id,
+        "doc_type": doc.doc_type.value,
+        "content_sha256": doc.metadata.get("sha256"),
+    }
+    slides = doc.doc_type.value in ("pptx", "odp", "ppt")
+    chunks = [_chunk_dict(doc_key, i, c) for i, c in enumerate(chunker.result())]
+    for chunk in chunks:
+        chunk.update(facts)
+        chunk["slides"] = chunk["pages"] if slides else None
+    return chunks
+
+
+_ETYPES = {
+    BlockKind.PARAGRAPH: "paragraph",
+    BlockKind.LIST_ITEM: "list_item",
+    BlockKind.TABLE: "table",
+    BlockKind.TRANSCRIPT_SEGMENT: "transcript_segment",
+    BlockKind.FIGURE: "figure",
+    BlockKind.CODE: "code",
+    BlockKind.FORMULA: "formula",
+    BlockKind.EMAIL_HEADER: "email_header",
+}
+
+
+def langchain_documents(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chunks in the shape LangChain's `Document(**d)` (and LlamaIndex's `Document(text=...,
+    metadata=...)`) take: `page_content` + flat `metadata` of scalars, which every vector store
+    accepts (lists are joined: heading path with " > ", element types with ",")."""
+    out: list[dict[str, Any]] = []
+    for c in chunks:
+        pages = c.get("pages") or [None, None]
+        span = c.get("time_span") or [None, None]
+        meta = {
+            "chunk_id": c["id"],
+            "chunk_index": c["index"],
+            "source": c.get("source_name"),
+            "job_id": c.get("job_id"),
+            "doc_type": c.get("doc_type"),
+            "content_sha256": c.get("content_sha256"),
+            "heading_path": " > ".join(c.get("heading_path") or []),
+            "element_types": ",".join(c.get("element_types") or []),
+            "page_start": pages[0],
+            "page_end": pages[1],
+            "sheet": c.get("sheet"),
+            "time_start": span[0],
+            "time_end": span[1],
+        }
+        out.append({"page_content": c["text"], "metadata": {k: v for k, v in meta.items() if v is not None}})
+    return out
 
 
 class _BlockWalk:
@@ -323,8 +407,8 @@ class _BlockWalk:
         self.list_ordered = False
 
     def units(self, block: Block) -> list[_Unit]:
-        where: dict[str, Any] = {"page": self.page, "sheet": self.sheet}
         kind = block.kind
+        where: dict[str, Any] = {"page": self.page, "sheet": self.sheet, "etype": _ETYPES.get(kind)}
         if kind is BlockKind.PARAGRAPH:
             return _text_units(escape_paragraph(block.text), _PARA, self.max_chars, **where)
         if kind is BlockKind.LIST_ITEM:
@@ -349,7 +433,13 @@ class _BlockWalk:
             return _text_units(
                 transcript_line(block), joiner, self.max_chars, start=block.start, end=block.end, **where
             )
-        return []
+        if kind in (BlockKind.PAGE_BREAK, BlockKind.PAGE_HEADER, BlockKind.PAGE_FOOTER):
+            return []  # running heads and feet stay out of the body's chunks
+        rendered = render_block(block)  # figures, formulas, e-mail headers, ...
+        if not rendered:
+            return []
+        joiner = "\n" if kind is BlockKind.EMAIL_HEADER and self.previous_kind is kind else _PARA
+        return _text_units(rendered, joiner, self.max_chars, **where)
 
 
 def _chunk_dict(doc_key: str, index: int, chunk: _Chunk) -> dict[str, Any]:
@@ -368,4 +458,5 @@ def _chunk_dict(doc_key: str, index: int, chunk: _Chunk) -> dict[str, Any]:
         "sheet": sheets[0] if sheets else None,
         "time_span": [min(starts), max(ends or starts)] if starts else None,
         "char_count": len(text),
+        "element_types": list(dict.fromkeys(u.etype for u in chunk.units if u.etype and u.kind != "overlap")),
     }

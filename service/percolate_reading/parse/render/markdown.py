@@ -220,6 +220,31 @@ def render_block(block: Block) -> str:
     if block.kind is BlockKind.LIST_ITEM:
         state = ListState()
         return state.line(block)
+    return _render_extra(block)
+
+
+def _render_extra(block: Block) -> str:
+    """The kinds beyond the original six. Page headers/footers are boilerplate: not rendered
+    (elements.jsonl keeps them, marked)."""
+    kind = block.kind
+    if kind is BlockKind.TITLE:
+        return f"# {_one_line(block.text)}" if block.text.strip() else ""
+    if kind is BlockKind.CODE:
+        fence = "```"
+        while fence in block.text:
+            fence += "`"
+        return f"{fence}{block.language or ''}\n{block.text}\n{fence}"
+    if kind is BlockKind.FORMULA:
+        return f"$$\n{no_comments(block.text.strip())}\n$$" if block.text.strip() else ""
+    if kind is BlockKind.FIGURE:
+        caption = _one_line(block.caption or "")
+        alt = _one_line(block.text or "")
+        line = f"*Figure: {caption}*" if caption else ""
+        if alt and alt != caption:
+            line = f"{line}\n\n{escape_paragraph(alt)}" if line else escape_paragraph(alt)
+        return line
+    if kind is BlockKind.EMAIL_HEADER:
+        return f"**{_one_line(block.label or '')}:** {_one_line(block.text)}" if block.text.strip() else ""
     return ""
 
 

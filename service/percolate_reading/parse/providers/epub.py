@@ -1,0 +1,98 @@
+"""EPUB provider: the package document's spine, each XHTML chapter read by the HTML reader.
+
+META-INF/container.xml names the package (OPF); its manifest maps ids to files and its
+spine gives the reading order (linear="no" items, e.g. covers and pop-ups, come last, as
+readers show them). Metadata: title, creator, language. DRM-protected books (an
+encryption.xml that covers content documents) are refused as encrypted.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from percolate_reading.config import Settings
+from percolate_reading.errors import CorruptDocumentError, EncryptedDocumentError
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local, resolve_target
+from percolate_reading.parse.providers.html import decode_html, html_blocks
+
+_XHTML_TYPES = frozenset({"application/xhtml+xml", "text/html", "application/x-dtbook+xml"})
+
+
+@dataclass(frozen=True)
+class EpubProvider:
+    limits: ZipLimits = field(default_factory=ZipLimits)
+    doc_type = DocumentType.EPUB
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EpubProvider:
+        return cls(limits=ZipLimits.from_settings(settings))
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        t0 = time.perf_counter()
+        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.EPUB)
+        with SafeZip(path, source_name, self.limits) as zf:
+            if not zf.has("META-INF/container.xml"):
+                raise CorruptDocumentError(f"{source_name}: no META-INF/container.xml; not an EPUB")
+            container = zf.xml("META-INF/container.xml")
+            rootfile = next(
+                (el.get("full-path") for el in container.iter() if local(el.tag) == "rootfile"), None
+            )
+            if not rootfile or not zf.has(rootfile):
+                raise CorruptDocumentError(f"{source_name}: the EPUB names no readable package document")
+            opf = zf.xml(rootfile)
+            manifest: dict[str, tuple[str, str]] = {}
+            meta: dict[str, str] = {}
+            spine: list[tuple[str, bool]] = []
+            for el in opf.iter():
+                tag = local(el.tag)
+                if tag == "item" and el.get("id") and el.get("href"):
+                    href = resolve_target(rootfile, unquote(el.get("href") or ""))
+                    manifest[el.get("id") or ""] = (href, el.get("media-type") or "")
+                elif tag == "itemref" and el.get("idref"):
+                    spine.append((el.get("idref") or "", el.get("linear") != "no"))
+                elif (
+                    tag in ("title", "creator", "language", "publisher", "date")
+                    and el.text
+                    and tag not in meta
+                ):
+                    meta[tag] = el.text.strip()
+            if zf.has("META-INF/encryption.xml"):
+                enc = zf.xml("META-INF/encryption.xml")
+                refs = {
+                    resolve_target("", unquote(r.get("URI") or ""))
+                    for r in enc.iter()
+                    if local(r.tag) == "CipherReference"
+                }
+                if any(href in refs for href, mt in manifest.values() if mt in _XHTML_TYPES):
+                    raise EncryptedDocumentError(f"{source_name}: the book's chapters are encrypted (DRM)")
+            ordered = [i for i, linear in spine if linear] + [i for i, linear in spine if not linear]
+            if ordered and len(ordered) > options.max_pages:
+                ordered = ordered[: options.max_pages]
+                doc.warnings.append(f"only the first {options.max_pages} spine items were read")
+            if meta.get("title"):
+                doc.blocks.append(Block(kind=BlockKind.TITLE, text=meta["title"]))
+            chapters = 0
+            for idref in ordered:
+                item = manifest.get(idref)
+                if item is None or item[1] not in _XHTML_TYPES or not zf.has(item[0]):
+                    continue
+                text, _encoding = decode_html(zf.read(item[0]))
+                try:
+                    blocks, _facts = html_blocks(text)
+                except CorruptDocumentError:
+                    doc.warnings.append(f"chapter {item[0]} could not be parsed; skipped")
+                    continue
+                chapters += 1
+                doc.blocks.extend(b for b in blocks if b.kind is not BlockKind.TITLE)
+        doc.metadata.update(
+            reader="lxml (EPUB spine)", chapters=chapters, **{f"book_{k}": v for k, v in meta.items()}
+        )
+        doc.timings["read"] = time.perf_counter() - t0
+        if not chapters:
+            doc.warnings.append("the book has no readable chapters")
+        return doc

@@ -1,0 +1,304 @@
+"""Plain text, Markdown and CSV/TSV providers.
+
+- Text: decoded by BOM, then UTF-8, else windows-1252 (UTF-16 without BOM recognised by its
+  zero bytes); paragraphs are runs of lines between blank lines.
+- Markdown: CommonMark plus tables (markdown-it-py), mapped onto the same blocks: headings,
+  paragraphs, nested lists, fenced/indented code with its language, pipe tables, images
+  as figures. Front matter (`---` YAML block at the top) is kept as a code block.
+- CSV/TSV: the delimiter and quoting are sniffed from the first 64 KiB (`,` `;` tab `|`);
+  one table, the header row and a title row found the way the XLSX provider finds them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from percolate_reading.config import Settings
+from percolate_reading.errors import DocumentTooLargeError
+from percolate_reading.parse.detect import utf16_without_bom
+from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
+from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.xlsx import (
+    DEFAULT_MAX_CELLS,
+    _Sheet,
+    detect_header_rows,
+    split_title,
+)
+
+DEFAULT_MAX_TEXT_BYTES = 256 * 1024 * 1024
+_NUMBER = re.compile(r"^[-+]?(?:\d{1,3}(?:[,\s]\d{3})+|\d+)?(?:[.,]\d+)?(?:[eE][-+]?\d+)?%?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?$")
+_BLANK_LINES = re.compile(r"\n\s*\n")
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a text file: BOM, UTF-16 by its zeros, UTF-8, else windows-1252."""
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, errors="replace"), codec
+    utf16 = utf16_without_bom(data)
+    if utf16 is not None:
+        return data[: len(data) // 2 * 2].decode(utf16, errors="replace"), utf16
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace"), "cp1252"
+
+
+def _read(path: Path, source_name: str, max_bytes: int) -> tuple[str, str]:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DocumentTooLargeError(f"{source_name}: {size} bytes of text, over the {max_bytes} byte limit")
+    text, encoding = decode_text(path.read_bytes())
+    return text.replace("\r\n", "\n").replace("\r", "\n"), encoding
+
+
+@dataclass(frozen=True)
+class TextProvider:
+    max_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    doc_type = DocumentType.TEXT
+
+    @staticmethod
+    def paragraphs(text: str) -> list[Block]:
+        """Runs of lines between blank lines, as paragraphs (line breaks inside kept)."""
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        out: list[Block] = []
+        for para in _BLANK_LINES.split(text):
+            para = "\n".join(line.rstrip() for line in para.strip("\n").split("\n")).strip()
+            if para:
+                out.append(Block(kind=BlockKind.PARAGRAPH, text=para))
+        return out
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        t0 = time.perf_counter()
+        text, encoding = _read(path, source_name, self.max_bytes)
+        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.TEXT)
+        doc.blocks = self.paragraphs(text)
+        doc.metadata.update(reader="text", encoding=encoding, lines=text.count("\n") + 1)
+        doc.timings["read"] = time.perf_counter() - t0
+        if not doc.blocks:
+            doc.warnings.append("the file has no text")
+        return doc
+
+
+# --- Markdown ----------------------------------------------------------------------------
+
+
+def _inline_text(token: Any) -> str:
+    parts: list[str] = []
+    for child in token.children or ():
+        if child.type in ("text", "code_inline", "html_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append("\n")
+        elif child.type == "image":
+            parts.append(child.content or "")
+    return "".join(parts)
+
+
+def markdown_blocks(text: str) -> tuple[list[Block], int]:
+    """Blocks of a Markdown document, and the number of images seen."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark").enable("table")
+    front = re.match(r"^---\n(.*?)\n(?:---|\.\.\.)\n", text, re.DOTALL)
+    blocks: list[Block] = []
+    if front:
+        blocks.append(Block(kind=BlockKind.CODE, text=front.group(1), language="yaml", label="front matter"))
+        text = text[front.end() :]
+    tokens = md.parse(text)
+    list_stack: list[bool] = []
+    images = 0
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        ttype = tok.type
+        if ttype == "heading_open":
+            content = _inline_text(tokens[i + 1]).strip()
+            if content:
+                blocks.append(Block(kind=BlockKind.HEADING, text=content, level=int(tok.tag[1])))
+            i += 3
+            continue
+        if ttype in ("bullet_list_open", "ordered_list_open"):
+            list_stack.append(ttype == "ordered_list_open")
+        elif ttype in ("bullet_list_close", "ordered_list_close"):
+            list_stack.pop()
+        elif ttype == "paragraph_open":
+            inline = tokens[i + 1]
+            content = _inline_text(inline).strip()
+            pics = [c for c in inline.children or () if c.type == "image"]
+            if pics and not "".join(c.content for c in inline.children or () if c.type == "text").strip():
+                for pic in pics:
+                    images += 1
+                    blocks.append(
+                        Block(
+                            kind=BlockKind.FIGURE,
+                            text=pic.content,
+                            caption=str(pic.attrs.get("title") or ""),
+                            label=str(pic.attrs.get("src") or "") or None,
+                        )
+                    )
+            elif content:
+                if list_stack and tokens[i - 1].type == "list_item_open":
+                    marker = tokens[i - 1].info
+                    blocks.append(
+                        Block(
+                            kind=BlockKind.LIST_ITEM,
+                            text=content,
+                            level=len(list_stack) - 1,
+                            ordered=list_stack[-1],
+                            marker=f"{marker}." if marker and list_stack[-1] else None,
+                        )
+                    )
+                else:
+                    blocks.append(Block(kind=BlockKind.PARAGRAPH, text=content))
+            i += 3
+            continue
+        elif ttype in ("fence", "code_block"):
+            code = tok.content.rstrip("\n")
+            if code.strip():
+                lang = tok.info.split()[0] if tok.info.strip() else None
+                blocks.append(Block(kind=BlockKind.CODE, text=code, language=lang))
+        elif ttype == "html_block" and tok.content.strip():
+            blocks.append(Block(kind=BlockKind.CODE, text=tok.content.rstrip("\n"), language="html"))
+        elif ttype == "table_open":
+            rows: list[tuple[str, ...]] = []
+            header = 0
+            in_head = False
+            j = i + 1
+            current: list[str] = []
+            while j < len(tokens) and tokens[j].type != "table_close":
+                t = tokens[j]
+                if t.type == "thead_open":
+                    in_head = True
+                elif t.type == "thead_close":
+                    in_head = False
+                elif t.type == "tr_open":
+                    current = []
+                elif t.type == "tr_close":
+                    rows.append(tuple(current))
+                    header += in_head
+                elif t.type == "inline":
+                    current.append(_inline_text(t).strip())
+                j += 1
+            if rows:
+                width = max(len(r) for r in rows)
+                rows = [r + ("",) * (width - len(r)) for r in rows]
+                blocks.append(Block(kind=BlockKind.TABLE, table=Table(rows=tuple(rows), header_rows=header)))
+            i = j + 1
+            continue
+        i += 1
+    return blocks, images
+
+
+@dataclass(frozen=True)
+class MarkdownProvider:
+    max_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    doc_type = DocumentType.MARKDOWN
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        t0 = time.perf_counter()
+        text, encoding = _read(path, source_name, self.max_bytes)
+        blocks, images = markdown_blocks(text)
+        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.MARKDOWN, blocks=blocks)
+        doc.metadata.update(reader="markdown-it-py (CommonMark + tables)", encoding=encoding, figures=images)
+        doc.timings["read"] = time.perf_counter() - t0
+        if not blocks:
+            doc.warnings.append("the file has no text")
+        return doc
+
+
+# --- CSV / TSV ---------------------------------------------------------------------------
+
+
+def sniff_dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+    lines = sample.split("\n")
+    if len(lines) > 2:
+        sample = "\n".join(lines[:-1])  # the last line may be cut by the sample size
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        # One column, or an irregular sample: the most frequent delimiter, standard quoting.
+        counts = {d: sample.count(d) for d in ",;\t|"}
+        best = max(counts, key=lambda d: counts[d])
+
+        class Fallback(csv.excel):
+            delimiter = best if counts[best] else ","
+
+        return Fallback
+
+
+def _kind(value: str) -> str:
+    if not value:
+        return ""
+    if _NUMBER.match(value.strip()) and any(ch.isdigit() for ch in value):
+        return "n"
+    if _DATE.match(value.strip()):
+        return "d"
+    return "s"
+
+
+@dataclass(frozen=True)
+class CsvProvider:
+    max_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    max_cells: int = DEFAULT_MAX_CELLS
+    doc_type = DocumentType.CSV
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CsvProvider:
+        return cls(max_cells=settings.xlsx_max_cells)
+
+    def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
+        t0 = time.perf_counter()
+        text, encoding = _read(path, source_name, self.max_bytes)
+        dialect = sniff_dialect(text[: 64 * 1024])
+        rows: list[list[str]] = []
+        cells = 0
+        csv.field_size_limit(max(self.max_bytes, 1 << 20))
+        try:
+            for row in csv.reader(text.split("\n"), dialect):
+                cells += len(row)
+                if cells > self.max_cells:
+                    raise DocumentTooLargeError(
+                        f"{source_name}: more than {self.max_cells} cells, over the cell cap"
+                    )
+                rows.append(row)
+        except csv.Error:
+            # Unbalanced quotes: read it without quoting rather than refuse a near-CSV.
+            rows = [line.split(dialect.delimiter) for line in text.split("\n")]
+        while rows and not any(c.strip() for c in rows[-1]):
+            rows.pop()
+        while rows and not any(c.strip() for c in rows[0]):
+            rows.pop(0)
+        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.CSV)
+        delimiter = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}.get(
+            dialect.delimiter, dialect.delimiter
+        )
+        doc.metadata.update(reader="csv (sniffed dialect)", encoding=encoding, delimiter=delimiter)
+        if rows:
+            width = max(len(r) for r in rows)
+            grid = tuple(tuple(c.strip() for c in r) + ("",) * (width - len(r)) for r in rows)
+            kinds = tuple(tuple(_kind(c) for c in r) for r in grid)
+            sheet = _Sheet("", grid, kinds, frozenset(), sum(1 for r in kinds for k in r if k))
+            title, body = split_title(sheet)
+            header = detect_header_rows(body.rows, body.kinds, False)
+            doc.blocks.append(
+                Block(kind=BlockKind.TABLE, table=Table(rows=body.rows, header_rows=header, title=title))
+            )
+            doc.metadata.update(rows=len(body.rows), columns=width)
+        else:
+            doc.warnings.append("the file has no rows")
+        doc.timings["read"] = time.perf_counter() - t0
+        return doc
