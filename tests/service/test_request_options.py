@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from percolate_reading.cli.main import main
 from percolate_reading.config import load_settings
-from percolate_reading.gateway.api_errors import ApiError
-from percolate_reading.gateway.routes.parse import parse_fields, router
+from percolate_reading.contract.jobs import JobOptions
+from percolate_reading.gateway.routes.parse import router
+from percolate_reading.gateway.submission import Refused, read_form
 from percolate_reading.parse.document import BlockKind
 from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
@@ -39,8 +40,8 @@ from percolate_reading.worker.pipeline import JobRejectedError, parse_options
 def test_invalid_options_are_refused_with_the_field_named(fields: dict[str, str], message: str) -> None:
     with pytest.raises(OptionError, match=message):
         RequestOptions.from_fields(fields)
-    with pytest.raises(ApiError) as info:
-        parse_fields(fields)
+    with pytest.raises(Refused) as info:
+        read_form(fields)
     assert info.value.status == 400
     assert message in info.value.message
 
@@ -69,13 +70,13 @@ def test_options_round_trip_and_apply() -> None:
     chunks = request.chunk_options(load_settings())
     assert (chunks.max_chars, chunks.overlap_chars, chunks.strategy) == (500, 50, "page")
     # What the gateway forwards is what the worker reads back.
-    _cb, _prio, _tier, forwarded = parse_fields(fields)
+    forwarded = read_form(fields).options
     assert parse_options(load_settings(), forwarded).page_range == (2, None)
 
 
 def test_worker_rejects_a_message_with_bad_options() -> None:
     with pytest.raises(JobRejectedError, match="invalid parse option"):
-        parse_options(load_settings(), {"ocr": "maybe"})
+        parse_options(load_settings(), JobOptions(request={"ocr": "maybe"}))
 
 
 def _deck(tmp_path: Path) -> Path:
@@ -124,7 +125,7 @@ def test_gateway_serves_the_schema_and_documents_the_options() -> None:
     app = FastAPI()
     app.include_router(router)
     client = TestClient(app)
-    resp = client.get("/v1/schemas/elements.json")
+    resp = client.get("/schemas/elements.json")
     assert resp.status_code == 200
     assert resp.json()["$id"].endswith("/elements/1.0")
     form = app.openapi()["paths"]["/v1/parse"]["post"]["requestBody"]["content"]["multipart/form-data"]

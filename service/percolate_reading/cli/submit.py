@@ -56,7 +56,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     options.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
     options.add_argument("--tier", choices=[t.value for t in Tier], help="force a worker tier")
     options.add_argument("--callback-url", help="webhook URL notified when each job finishes")
-    options.add_argument("--priority", type=int, choices=range(10), metavar="0-9", help="job priority")
     options.add_argument(
         "--option",
         action="append",
@@ -98,7 +97,6 @@ def form_options(args: argparse.Namespace) -> dict[str, Any]:
         "language": args.language,
         "tier": args.tier,
         "callback_url": args.callback_url,
-        "priority": args.priority,
     }
     if args.no_ocr:
         options["ocr"] = False

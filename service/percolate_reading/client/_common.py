@@ -110,14 +110,15 @@ def job_id(job: JobRef) -> str:
 
 
 def form_fields(options: dict[str, Any]) -> dict[str, str]:
-    """Keyword options -> multipart form fields. `ocr=False` is `ocr_enabled=false`; booleans
+    """Keyword options -> multipart form fields. `ocr=False`/`True` is `ocr_enabled` (a text
+    `ocr` is the OCR mode: off, auto, force); booleans
     are `true`/`false`; lists are comma-separated; None drops the field. Options the client
     does not know yet are passed through, so a newer gateway's options work."""
     fields: dict[str, str] = {}
     for name, value in options.items():
         if value is None:
             continue
-        if name == "ocr":
+        if name == "ocr" and isinstance(value, bool):
             name = "ocr_enabled"
         if isinstance(value, bool):
             fields[name] = "true" if value else "false"

@@ -101,8 +101,9 @@ class AsyncClient:
     async def parse(self, source: Source, *, file_name: str | None = None, **options: Any) -> Job:
         """Upload a document (a path, bytes or a binary file) and return its queued job.
 
-        Options are the form fields of POST /v1/parse: `password`, `language`, `ocr` (bool),
-        `tier`, `callback_url`, `priority`, and any the gateway adds."""
+        Options are the form fields of POST /v1/parse: `password`, `language`, `ocr` (bool: on
+        or off; text: the OCR mode), `tier`, `callback_url`, the per-request options (`outputs`,
+        `pages`, `chunk_strategy`, ...), and any the gateway adds."""
         upload = Upload.of(source, file_name)
         accepted = await self._json("POST", "/v1/parse", upload=upload, data=form_fields(options))
         return await self.job(accepted["job_id"])

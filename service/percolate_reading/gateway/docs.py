@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from percolate_reading.gateway.api_errors import ERROR_SCHEMA, ApiError
+from percolate_reading.parse.request import FIELD_HELP
 
 BEARER_SCHEME = "bearerAuth"
 ERROR_COMPONENT = "Error"
@@ -203,14 +204,27 @@ PARAMETERS: dict[tuple[str, str, str], tuple[str, Any]] = {
 }
 
 # multipart form fields of POST /v1/parse -> (description, example)
+REQUEST_FIELD_EXAMPLES = {
+    "outputs": "markdown,elements,chunks",
+    "pages": "2-5",
+    "ocr": "auto",
+    "ocr_languages": "en,de",
+    "table_mode": "accurate",
+    "chunk_strategy": "heading",
+    "chunk_size": "2000",
+    "chunk_overlap": "200",
+}
 FORM_FIELDS: dict[str, tuple[str, Any]] = {
-    "file": ("The document: PDF, XLSX, audio (WAV, MP3, FLAC, OGG...) or image (PNG, JPEG, TIFF).", ""),
+    "file": (
+        "The document: PDF, Office (DOCX, PPTX, XLSX, XLS; DOC and PPT where LibreOffice is installed), "
+        "OpenDocument, EPUB, RTF, HTML, CSV/TSV, text, Markdown, e-mail (EML, MSG), images or audio.",
+        "",
+    ),
     "callback_url": (
         "An http(s) URL that receives a signed Standard Webhooks POST when the job finishes. "
         "Private and loopback addresses are refused unless the operator allows them.",
         "https://example.com/hooks/percolate",
     ),
-    "priority": ("0 (default) to 9.", 0),
     "tier": (
         "Force a worker pool (default: chosen from the type and size). Must be enabled for the tenant.",
         "small",
@@ -218,6 +232,8 @@ FORM_FIELDS: dict[str, tuple[str, Any]] = {
     "password": ("Password of an encrypted PDF.", "s3cret"),
     "language": ("Language hint for OCR and speech (ISO 639-1, e.g. `en`, `de`).", "en"),
     "ocr_enabled": ("`false` skips OCR of images and scanned pages.", "true"),
+    # The per-request options: described once in parse/request.py (FIELD_HELP).
+    **{name: (FIELD_HELP[name], example) for name, example in REQUEST_FIELD_EXAMPLES.items()},
 }
 
 # component schema -> property -> (description, example)

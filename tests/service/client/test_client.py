@@ -63,7 +63,7 @@ def test_parse_wait_download_a_document(client: Client, tmp_path: Path) -> None:
 
 def test_parse_bytes_and_file_objects_with_options(client: Client) -> None:
     pdf = make_pdf("Bytes uploaded from memory")
-    job = client.wait(client.parse(pdf, file_name="memory.pdf", ocr=False, priority=3, tier=Tier.SMALL), 300)
+    job = client.wait(client.parse(pdf, file_name="memory.pdf", ocr=False, tier=Tier.SMALL), 300)
     assert job.succeeded, job.error
     assert job.file_name == "memory.pdf"
     assert job.tier is Tier.SMALL

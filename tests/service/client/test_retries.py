@@ -161,8 +161,9 @@ def test_async_client_retries_too() -> None:
 
 def test_form_fields() -> None:
     assert form_fields(
-        {"ocr": False, "language": "de", "priority": 3, "password": None, "pages": [1, 2], "tier": "gpu"}
-    ) == {"ocr_enabled": "false", "language": "de", "priority": "3", "pages": "1,2", "tier": "gpu"}
+        {"ocr": False, "language": "de", "password": None, "outputs": ["markdown", "chunks"], "tier": "gpu"}
+    ) == {"ocr_enabled": "false", "language": "de", "outputs": "markdown,chunks", "tier": "gpu"}
+    assert form_fields({"ocr": "force", "pages": "2-5"}) == {"ocr": "force", "pages": "2-5"}
 
 
 def test_retry_after_parsing() -> None:

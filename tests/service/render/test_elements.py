@@ -150,8 +150,10 @@ def test_chunk_strategies() -> None:
             Block(K.PARAGRAPH, text="three", page=2),
         ],
     )
-    by_heading = build_chunks(doc, ChunkOptions(strategy="heading"))
+    # min_chars=0: sections this small would otherwise share a chunk (the default merges them).
+    by_heading = build_chunks(doc, ChunkOptions(strategy="heading", min_chars=0))
     assert [c["heading_path"] for c in by_heading] == [["A"], ["B"]]
+    assert len(build_chunks(doc, ChunkOptions(strategy="heading"))) == 1
     by_page = build_chunks(doc, ChunkOptions(strategy="page"))
     assert [c["pages"] for c in by_page] == [[1, 1], [2, 2], [2, 2]]
     fixed = build_chunks(doc, ChunkOptions(strategy="fixed"))

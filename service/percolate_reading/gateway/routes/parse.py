@@ -112,7 +112,8 @@ PARSE_OPENAPI["requestBody"]["content"]["multipart/form-data"]["schema"]["proper
 )
 
 
-@router.get("/v1/schemas/elements.json", tags=["schemas"], summary="JSON Schema of elements.jsonl lines")
+# Public like /openapi.json: a schema of the artifacts, no tenant data.
+@router.get("/schemas/elements.json", tags=["schemas"], summary="JSON Schema of elements.jsonl lines")
 async def get_elements_schema() -> JSONResponse:
     """The versioned JSON Schema each line of a job's `elements.jsonl` artifact validates against."""
     return JSONResponse(elements_schema())

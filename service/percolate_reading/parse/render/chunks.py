@@ -174,7 +174,9 @@ class _Chunker:
 
     def result(self) -> list[_Chunk]:
         self.flush()
-        return _merge_small(self.done, self.options.max_chars, self.options.min_chars)
+        # By page, a page is a chunk however small: no merging across the boundary asked for.
+        min_chars = 0 if self.options.strategy == "page" else self.options.min_chars
+        return _merge_small(self.done, self.options.max_chars, min_chars)
 
 
 def _mergeable(a: _Chunk, b: _Chunk, max_chars: int, min_chars: int) -> bool:

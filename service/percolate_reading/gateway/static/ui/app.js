@@ -74,12 +74,12 @@ function currentOptions() {
   const language = $("#opt-language").value.trim();
   const password = $("#opt-password").value;
   const tier = $("#opt-tier").value;
-  const priority = $("#opt-priority").value;
+  const pages = $("#opt-pages").value.trim();
   const callback = $("#opt-callback").value.trim();
   if (language) fields.language = language;
   if (password) fields.password = password;
   if (tier) fields.tier = tier;
-  if (priority && priority !== "0") fields.priority = priority;
+  if (pages) fields.pages = pages;
   if (callback) fields.callback_url = callback;
   if (!$("#opt-ocr").checked) fields.ocr_enabled = "false";
   return fields;
