@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     nak_backoff_s: str = Field(
         "2,10,30", description="Comma-separated nak delays (s) for transient failures, by delivery."
     )
+    dependency_outage_budget_s: float = Field(
+        1200.0,
+        ge=0,
+        description="How long a worker holds jobs through an S3/job-store outage (pulling paused, "
+        "probing) before they fall back to nak and dead letter; outages spend time, not deliveries.",
+    )
+    outage_probe_s: float = Field(
+        2.0, gt=0, description="Probe interval of S3 and the job store in an outage."
+    )
     worker_fetch_timeout_s: float = Field(2.0, gt=0, description="Long-poll time of one worker fetch.")
 
     # --- worker ------------------------------------------------------------------------

@@ -42,7 +42,10 @@ async def until_messages(env: Env, stream: str, count: int, wait_s: float = 60.0
 
 
 async def test_final_delivery_waits_for_the_dead_letter_copy(env: Env) -> None:
-    settings = env.settings.model_copy(update={"nats_max_deliver": 2, "nats_ack_wait": 1.5})
+    settings = env.settings.model_copy(
+        # No outage hold: the store never comes back, the dead-letter path is under test.
+        update={"nats_max_deliver": 2, "nats_ack_wait": 1.5, "dependency_outage_budget_s": 0.0}
+    )
     await ensure_pool_consumers(
         env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
     )

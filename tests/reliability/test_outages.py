@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from percolate_reading.infra.storage import open_object_store
@@ -191,22 +192,79 @@ async def test_s3_gone_while_a_job_waits_then_back(
             refused = await client.post("/v1/parse", files={"file": ("x.pdf", make_pdf("refused"))})
             assert refused.status_code == 503, refused.text
             worker = await start_worker(settings, store=store)
-            # The worker cannot download it: the job goes back to the queue with the reason.
+            # The worker cannot download it: it holds the job (no delivery spent), stops
+            # pulling and says why it is not ready.
             async with asyncio.timeout(60):
-                while True:
-                    job = (await client.get(f"/v1/jobs/{job_id}")).json()
-                    if job["status"] == "queued" and job.get("error"):
-                        break
+                while worker.ready()[0]:  # noqa: ASYNC110 (a probe, no event to wait on)
                     await asyncio.sleep(0.2)
-            assert job["error"]["code"] == "storage_unavailable"
-            assert job["error"]["permanent"] is False
+            assert "outage" in worker.ready()[1]
+            job = (await client.get(f"/v1/jobs/{job_id}")).json()
+            assert job["status"] in ("queued", "running")
             own_s3.start()
             final = await wait_all_finished(client, [job_id], wait_s=120)
             assert final == {job_id: "succeeded"}
             done = (await client.get(f"/v1/jobs/{job_id}")).json()
-            assert done["attempts"] >= 2
             assert done["error"] is None
             assert "structured.md" in done["artifacts"]
+            assert worker.ready()[0]
+    finally:
+        if worker is not None:
+            await worker.drain(timeout_s=5)
+        await store.close()
+        gw.stop()
+        own_s3.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("outage_s", [25.0, 120.0])
+async def test_s3_outage_spends_no_deliveries(
+    tmp_path: Path,
+    fresh_nats_server: NatsServer,
+    tenants_file: Path,  # noqa: F811
+    tenants: Tenants,  # noqa: F811
+    outage_s: float,
+) -> None:
+    """Finding 1: a ~20 s S3 outage failed every waiting job (3 deliveries spent in ~12 s).
+    Default max_deliver (3) and nak backoff: jobs queued and in flight all succeed."""
+    own_s3 = SeaweedS3(tmp_path / "own-seaweed")
+    own_s3.start()
+    settings = make_settings(
+        tmp_path, fresh_nats_server, own_s3, tenants_file, nats_ack_wait=5.0, outage_probe_s=1.0
+    )
+    assert settings.nats_max_deliver == 3
+    gw = LiveGateway(settings)
+    gw.start()
+    worker: Worker | None = None
+    store = await open_object_store(settings)
+    try:
+        async with httpx.AsyncClient(
+            base_url=gw.url, headers={"Authorization": f"Bearer {tenants.acme_key}"}, timeout=30
+        ) as client:
+            ids = []
+            for i in range(10):
+                r = await client.post("/v1/parse", files={"file": (f"j{i}.pdf", make_pdf(f"outage job {i}"))})
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["job_id"])
+            worker = await start_worker(settings, store=store)
+            # Some in flight, the rest queued, then S3 goes away for longer than 3 deliveries lasted.
+            async with asyncio.timeout(60):
+                while True:
+                    statuses = [(await client.get(f"/v1/jobs/{j}")).json()["status"] for j in ids]
+                    if "running" in statuses:
+                        break
+                    await asyncio.sleep(0.1)
+            own_s3.stop()
+            await asyncio.sleep(outage_s)
+            assert not worker.ready()[0]
+            own_s3.start()
+            final = await wait_all_finished(client, ids, wait_s=240)
+            assert final == dict.fromkeys(ids, "succeeded")
+            nc = await nats.connect(settings.nats_url)
+            try:
+                dlq = await nc.jetstream().stream_info("JOBS_DLQ")
+            finally:
+                await nc.close()
+            assert dlq.state.messages == 0
     finally:
         if worker is not None:
             await worker.drain(timeout_s=5)

@@ -49,6 +49,11 @@ class Worker:
             return False, "nats not connected"
         if not self.runner.alive:
             return False, "pull loop not running"
+        if not self.runner.outage.is_open:
+            return (
+                False,
+                f"dependency outage for {self.runner.outage.down_for():.0f}s: {self.runner.outage.reason}",
+            )
         return True, "ready"
 
     async def drain(self, timeout_s: float | None = None) -> None:

@@ -457,13 +457,17 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
     except InvalidTransitionError:
         return None  # already succeeded, failed or cancelled
     svc.metrics.observe_job_end(final.tier.value, final.status.value, final.created_at, final.finished_at)
-    tenant = svc.tenants(msg.tenant_id)
+    await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
+    return final
+
+
+async def clean_up_failed(svc: Services, msg: JobMessage) -> None:
+    """After a job's failure is recorded and its message settled: its staged password and
+    any artifacts a delivery wrote before failing go (best effort, logged)."""
     with contextlib.suppress(PercolateError):
-        buckets = buckets_for(svc.settings, msg, tenant)
+        buckets = buckets_for(svc.settings, msg, svc.tenants(msg.tenant_id))
         await drop_staged_password(svc, msg, buckets.files)
         await drop_partial_artifacts(svc, msg, buckets.artifacts)
-    await notify(svc, final, tenant, msg.callback_url)
-    return final
 
 
 async def drop_partial_artifacts(svc: Services, msg: JobMessage, bucket: str) -> None:

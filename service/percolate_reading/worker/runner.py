@@ -47,8 +47,10 @@ from percolate_reading.errors import PercolateError
 from percolate_reading.infra.queue.jetstream import publish_dead_letter
 from percolate_reading.infra.queue.topology import ensure_pool_consumers
 from percolate_reading.logs import job_context
+from percolate_reading.worker.outage import OutageGate, is_outage
 from percolate_reading.worker.pipeline import (
     Services,
+    clean_up_failed,
     error_info,
     nak_delay,
     process,
@@ -64,6 +66,7 @@ _GIVE_UP_BACKOFF_S = 0.5
 _GIVE_UP_BACKOFF_MAX_S = 15.0
 _TERM_ATTEMPTS = 5
 LOOP_RESTART_S = 1.0
+_MAX_HOLDS = 5  # outage holds of one delivery before it takes the transient-failure path
 
 
 class PullRunner:
@@ -83,6 +86,14 @@ class PullRunner:
         self.last_loop_at = 0.0
         self.processed = 0
         self.loop_crashes = 0
+        self.outage = OutageGate(
+            self._probe_dependencies, self.settings.outage_probe_s, self.settings.dependency_outage_budget_s
+        )
+
+    async def _probe_dependencies(self) -> None:
+        """S3 and the job store (NATS KV) both answer."""
+        await self.svc.store.ping()
+        await self.svc.jobs.get("outage-probe")
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -148,6 +159,7 @@ class PullRunner:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+        await self.outage.close()
 
     # --- loop --------------------------------------------------------------------------------
 
@@ -160,6 +172,11 @@ class PullRunner:
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+                continue
+            if not self.outage.is_open:
+                # No new jobs while S3 or the job store is down: they would only be held too.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.outage.wait_open(), 1.0)
                 continue
             msgs = await self._fetch(self._sub, free, f"fetch from {self.durable}")
             for msg in msgs:
@@ -234,17 +251,25 @@ class PullRunner:
             info = JobErrorInfo(code="invalid_message", message=f"not a job message: {exc}", permanent=True)
             await self._give_up(msg, None, info, deliveries)
             return
-        try:
-            outcome = await process(self.svc, job, msg.subject)
-        except asyncio.CancelledError:
-            # Drain ran out of time: hand the job back for immediate redelivery.
-            await asyncio.shield(self._return(msg, job))
-            raise
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
+        holds = 0
+        while True:
+            try:
+                outcome = await process(self.svc, job, msg.subject)
+                break
+            except asyncio.CancelledError:
+                # Drain ran out of time: hand the job back for immediate redelivery.
+                await asyncio.shield(self._return(msg, job))
                 raise
-            await self._on_error(msg, job, exc, deliveries)
-            return
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    raise
+                # Bounded per delivery: a store that answers probes but keeps failing this
+                # job is not an outage any more.
+                holds += 1
+                if is_outage(exc) and holds <= _MAX_HOLDS and await self._hold_through_outage(msg, job, exc):
+                    continue  # the dependencies answer again: same delivery, once more
+                await self._on_error(msg, job, exc, deliveries)
+                return
         try:
             await msg.ack_sync(timeout=_ACK_TIMEOUT_S)
         except Exception as exc:
@@ -252,6 +277,19 @@ class PullRunner:
             log.warning("ack of job %s failed: %s", job.job_id, exc)
         metrics.nats_messages_processed_total.labels(outcome).inc()
         log.info("job %s (%s): %s", job.job_id, job.tenant_id, outcome)
+
+    async def _hold_through_outage(self, msg: Msg, job: JobMessage, exc: Exception) -> bool:
+        """Hold the job (the heartbeat keeps it ours) until S3 and the job store answer;
+        False once the outage outlasts the budget. A drain meanwhile hands it back."""
+        if self.outage.budget_s <= 0:
+            return False  # holding disabled: the transient-failure path as before
+        self.outage.report(exc)
+        log.info("job %s held through a dependency outage: %s", job.job_id, exc)
+        try:
+            return await self.outage.wait_recovered()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._return(msg, job))
+            raise
 
     async def _return(self, msg: Msg, job: JobMessage) -> None:
         await requeue(
@@ -283,6 +321,8 @@ class PullRunner:
             await acknowledge("term", msg.term(), msg)
             outcome = "rejected" if info.code == "rejected" else "failed"
             metrics.nats_messages_processed_total.labels(outcome).inc()
+            if outcome == "failed":
+                await clean_up_failed(self.svc, job)
             return
         if not last:
             delay = nak_delay(self.settings, deliveries)
@@ -343,6 +383,8 @@ class PullRunner:
         outcome = "rejected" if info.code in ("rejected", "invalid_message") else "dead_lettered"
         metrics.nats_messages_processed_total.labels(outcome).inc()
         self._count_dead_letter(msg.subject, info.code)
+        if job is not None and outcome == "dead_lettered":
+            await clean_up_failed(self.svc, job)
 
     async def _term_confirmed(self, msg: Msg) -> None:
         """Term once connected. A term sent while disconnected would sit in the client's

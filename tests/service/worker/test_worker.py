@@ -224,7 +224,7 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
     # long enough that it is drained before the job comes back: the retry must reach the
     # second worker, not use up the deliveries on the broken one.
     bad_store = await broken_s3_store(env)
-    slow_retry = env.settings.model_copy(update={"nak_backoff_s": "5"})
+    slow_retry = env.settings.model_copy(update={"nak_backoff_s": "5", "dependency_outage_budget_s": 0.0})
     first = await start_worker(slow_retry, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["Second time lucky."]))
@@ -278,7 +278,8 @@ async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
     from percolate_reading.contract.topology import ConsumerLimits
     from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
-    settings = env.settings.model_copy(update={"nats_max_deliver": 2})
+    # No outage hold: the store never comes back, the dead-letter path is under test.
+    settings = env.settings.model_copy(update={"nats_max_deliver": 2, "dependency_outage_budget_s": 0.0})
     await ensure_pool_consumers(
         env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
     )
@@ -291,7 +292,10 @@ async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
         assert record.attempts == 2
         assert record.error is not None
         assert "gave up after 2 deliveries" in record.error.message
-        dlq = await env.js.stream_info(DLQ_STREAM_NAME)
+        # The status is recorded first, the dead-letter copy right after it.
+        async with asyncio.timeout(30):
+            while (dlq := await env.js.stream_info(DLQ_STREAM_NAME)).state.messages == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
         assert dlq.state.messages == 1
         copy = await env.js.get_msg(DLQ_STREAM_NAME, dlq.state.last_seq)
         assert copy.subject == "dlq.parse.small"
@@ -331,7 +335,9 @@ async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
     from percolate_reading.contract.topology import ConsumerLimits
     from percolate_reading.infra.queue.topology import ensure_pool_consumers
 
-    settings = env.settings.model_copy(update={"nats_max_deliver": 2, "nak_backoff_s": "0.2"})
+    settings = env.settings.model_copy(
+        update={"nats_max_deliver": 2, "nak_backoff_s": "0.2", "dependency_outage_budget_s": 0.0}
+    )
     await ensure_pool_consumers(
         env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
     )
