@@ -262,6 +262,13 @@ function renderMarkdown(source) {
       root.append(el("pre", {}, el("code", { text: code.join("\n") })));
       continue;
     }
+    const comment = /^<!--\s*(.*?)\s*-->$/.exec(line.trim());
+    if (comment) {
+      // Page markers (`<!-- page 2 -->`) become a quiet divider; nothing else is read as HTML.
+      root.append(el("div", { class: "marker", text: comment[1] }));
+      i++;
+      continue;
+    }
     const heading = /^(#{1,6})\s+(.*)$/.exec(line);
     if (heading) {
       root.append(el(`h${Math.min(6, heading[1].length + 2)}`, {}, inline(heading[2])));
@@ -292,7 +299,7 @@ function renderMarkdown(source) {
       continue;
     }
     const para = [];
-    for (; i < lines.length && lines[i].trim() && !/^(#|```|\s*\|)/.test(lines[i]); i++) para.push(lines[i]);
+    for (; i < lines.length && lines[i].trim() && !/^(#|```|\s*\||<!--)/.test(lines[i]); i++) para.push(lines[i]);
     if (!para.length) { para.push(line); i++; }
     root.append(el("p", {}, inline(para.join(" "))));
   }
