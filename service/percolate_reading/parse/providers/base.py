@@ -26,7 +26,8 @@ class ParseOptions:
     device: Device = Device.CPU
     whisper_model: str = "base"
     whisper_compute_type: str = "int8"
-    language: str | None = None  # force a transcription/OCR language; None = detect
+    # Force a transcription/OCR language; None = detect; "multi" = per segment (mixed audio).
+    language: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> ParseOptions:
