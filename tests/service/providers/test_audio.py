@@ -7,6 +7,7 @@ tests/fixtures/speech.wav was made once with
 
 from __future__ import annotations
 
+import dataclasses
 import wave
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_transcribes_the_sentence(provider: AudioProvider) -> None:
     assert missing_words("quick fox over lazy dog", transcript) == [], transcript
     heard = words(transcript)
     assert heard.index("quick") < heard.index("fox") < heard.index("lazy") < heard.index("dog")
+    assert doc.metadata["segment_languages"] == ["en"] * len(segments)
     previous_end = 0.0
     for seg in segments:
         assert seg.start is not None
@@ -151,3 +153,34 @@ def test_device_selection() -> None:
     else:
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device(Device.CUDA)
+
+
+# Made once with espeak-ng (-s 130): "The weather report for today. It will be sunny in the
+# morning and cloudy in the evening." (en-us), 0.7 s of silence, "Guten Morgen. Heute ist das
+# Wetter schön, und am Abend regnet es in Berlin." (de); Opus in Ogg, 40 kB.
+MIXED = SPEECH.with_name("speech-en-de.ogg")
+
+
+def test_a_recording_that_switches_language(provider: AudioProvider) -> None:
+    doc = provider.parse(MIXED, "speech-en-de.ogg", dataclasses.replace(OPTIONS, language="multi"))
+    segments = [b for b in doc.blocks if b.kind is BlockKind.TRANSCRIPT_SEGMENT]
+    text = " ".join(s.text for s in segments).lower()
+    for word in ("weather", "sunny", "morning", "evening"):
+        assert word in text
+    # The German half is transcribed, not dropped or replaced by repeated English.
+    german = segments[-1].text.lower()
+    assert "morgen" in german
+    assert "berlin" in german
+    assert "weather" not in german
+    languages = doc.metadata["segment_languages"]
+    assert len(languages) == len(segments)
+    assert languages[0] == "en"
+    assert languages[-1] != "en"
+    assert doc.metadata["language"] in doc.metadata["languages"]
+    assert any("switches language" in w for w in doc.warnings)
+
+
+def test_a_given_language_is_used_for_every_segment(provider: AudioProvider) -> None:
+    doc = provider.parse(SPEECH, "speech.wav", dataclasses.replace(OPTIONS, language="en"))
+    assert set(doc.metadata["segment_languages"]) == {"en"}
+    assert doc.warnings == []

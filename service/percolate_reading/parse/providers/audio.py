@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16_000  # what Whisper expects
 DEFAULT_MAX_DURATION_S = 2 * 3600.0
 NO_SPEECH_WARNING = "no speech detected"
+MULTILINGUAL = ("multi", "multilingual")  # `language` values for mixed-language recordings
 
 
 def _require_faster_whisper() -> Any:
@@ -121,6 +122,17 @@ def decode_audio(
     return pcm
 
 
+def segment_language(
+    model: Any, pcm: npt.NDArray[np.float32], start: float, end: float, fallback: str
+) -> str:
+    """The language spoken in one segment, detected on its own audio."""
+    clip = pcm[int(start * SAMPLE_RATE) : max(int(end * SAMPLE_RATE), int(start * SAMPLE_RATE) + 1)]
+    if clip.size < SAMPLE_RATE // 2:  # too short to tell
+        return fallback
+    language, _probability, _all = model.detect_language(audio=clip)
+    return str(language)
+
+
 @dataclass(frozen=True)
 class AudioProvider:
     """faster-whisper transcription with VAD; one model per process, chosen by the options."""
@@ -150,28 +162,49 @@ class AudioProvider:
         t2 = time.perf_counter()
         doc.timings["load_model"] = t2 - t1
 
-        segments, info = model.transcribe(pcm, language=options.language, vad_filter=True, beam_size=5)
+        # language="multi": a recording that switches language (English, then German). Each
+        # window is language-detected and none is conditioned on the previous one's text
+        # (which made Whisper repeat English text). Opt-in: on single-language speech it reads
+        # worse with the base model (the test clip: 0 -> 33% word errors).
+        multilingual = (options.language or "").lower() in MULTILINGUAL
+        segments, info = model.transcribe(
+            pcm,
+            language=None if multilingual else options.language,
+            vad_filter=True,
+            beam_size=5,
+            multilingual=multilingual,
+            condition_on_previous_text=not multilingual,
+        )
+        languages: list[str] = []
         # `segments` is lazy: iterating it is the transcription.
         for seg in segments:
             text = seg.text.strip()
             if text:
-                doc.blocks.append(
-                    Block(
-                        kind=BlockKind.TRANSCRIPT_SEGMENT,
-                        text=text,
-                        start=round(float(seg.start), 3),
-                        end=round(float(seg.end), 3),
-                    )
+                start, end = round(float(seg.start), 3), round(float(seg.end), 3)
+                doc.blocks.append(Block(kind=BlockKind.TRANSCRIPT_SEGMENT, text=text, start=start, end=end))
+                languages.append(
+                    segment_language(model, pcm, start, end, info.language) if multilingual else info.language
                 )
         doc.timings["transcribe"] = time.perf_counter() - t2
+        spoken: dict[str, float] = {}
+        for block, lang in zip(doc.blocks, languages, strict=True):
+            spoken[lang] = spoken.get(lang, 0.0) + (block.end or 0.0) - (block.start or 0.0)
+        if len(spoken) > 1:
+            doc.warnings.append(
+                "the recording switches language ("
+                + ", ".join(f"{k}: {v:.0f} s" for k, v in sorted(spoken.items(), key=lambda kv: -kv[1]))
+                + "); each segment's language is in segment_languages"
+            )
 
         if not doc.blocks:
             doc.warnings.append(NO_SPEECH_WARNING)
         doc.metadata.update(
             duration_s=round(pcm.size / SAMPLE_RATE, 3),
             speech_duration_s=round(float(info.duration_after_vad), 3),
-            language=info.language,
+            language=max(spoken, key=lambda k: spoken[k]) if spoken else info.language,
             language_probability=round(float(info.language_probability), 4),
+            languages=sorted(spoken, key=lambda k: -spoken[k]),
+            segment_languages=languages,
             model=options.whisper_model,
             model_path=str(model_dir),
             device=device,

@@ -26,7 +26,8 @@ class ParseOptions:
     device: Device = Device.CPU
     whisper_model: str = "base"
     whisper_compute_type: str = "int8"
-    language: str | None = None  # force a transcription/OCR language; None = detect
+    # Force a transcription/OCR language; None = detect; "multi" = per segment (mixed audio).
+    language: str | None = None
     # Per-request knobs (parse/request.py validates them). Providers may use `page_range` to
     # skip work; parse_file keeps only the blocks in range either way.
     page_range: tuple[int, int | None] | None = None  # 1-based, inclusive; None end = to the last
