@@ -124,7 +124,7 @@ def test_gateway_serves_the_schema_and_documents_the_options() -> None:
     app = FastAPI()
     app.include_router(router)
     client = TestClient(app)
-    resp = client.get("/v1/schemas/elements.json")
+    resp = client.get("/schemas/elements.json")
     assert resp.status_code == 200
     assert resp.json()["$id"].endswith("/elements/1.0")
     form = app.openapi()["paths"]["/v1/parse"]["post"]["requestBody"]["content"]["multipart/form-data"]
