@@ -112,10 +112,11 @@ PARSE_OPENAPI["requestBody"]["content"]["multipart/form-data"]["schema"]["proper
 )
 
 
-# Public like /openapi.json: a schema of the artifacts, no tenant data.
 @router.get("/schemas/elements.json", tags=["schemas"], summary="JSON Schema of elements.jsonl lines")
 async def get_elements_schema() -> JSONResponse:
-    """The versioned JSON Schema each line of a job's `elements.jsonl` artifact validates against."""
+    """The versioned JSON Schema each line of a job's `elements.jsonl` artifact validates against.
+
+    Public, like /openapi.json: it describes the API, not a tenant's data."""
     return JSONResponse(elements_schema())
 
 
