@@ -331,6 +331,7 @@ def test_builder_step_builds_a_wheel_from_exactly_the_copied_files(df: Dockerfil
                 ],
             )
         else:
+            (context / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, context / src)
     wheels = tmp_path / "wheels"
     result = subprocess.run(
