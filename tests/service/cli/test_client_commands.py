@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.harness.documents import SPEECH_WAV, make_pdf
 from tests.service.cli.test_serve import clean_env
-from tests.service.gateway.harness import SPEECH_WAV, make_pdf
 from tests.service.live_serve import LiveServe, live_serve
 
 pytestmark = pytest.mark.integration

@@ -27,9 +27,9 @@ from percolate_reading.client import (
     verify_webhook,
 )
 from percolate_reading.client.models import SCHEMA_NAMES
-from tests.service.gateway.harness import make_pdf
+from tests.harness.documents import make_pdf
+from tests.harness.webhooks import WebhookReceiver
 from tests.service.live_serve import WEBHOOK_SECRET, LiveServe, live_serve
-from tests.service.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 _ = live_serve  # the module's shared serve

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.gateway.harness import REPO
+from tests.harness.documents import REPO
 from tests.service.live_serve import LiveServe, live_serve
 
 pytestmark = pytest.mark.integration
