@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube.controlplane import SKIP_MESSAGE, ControlPlane, assets_dir, keda_crds_dir, kubectl_path
+from tests.kube.controlplane import (
+    ROOT,
+    SKIP_MESSAGE,
+    ControlPlane,
+    assets_dir,
+    keda_crds_dir,
+    kubectl_path,
+)
 
 
 def _unavailable(message: str) -> None:
@@ -56,3 +63,12 @@ def keda(controller_manager: ControlPlane) -> ControlPlane:
         _unavailable(f"no keda binary in {controller_manager.assets}")
     controller_manager.start_keda(crds)
     return controller_manager
+
+
+@pytest.fixture(scope="session")
+def crds(control_plane: ControlPlane) -> ControlPlane:
+    """Our CRDs applied and Established, and the operator's tenant namespace."""
+    control_plane.kubectl_run("apply", "--server-side", "-k", str(ROOT / "crds"))
+    control_plane.wait_established("parsepools.percolate.dev", "tenants.percolate.dev")
+    control_plane.kubectl_run("create", "namespace", "percolate", check=False)
+    return control_plane

@@ -137,8 +137,9 @@ current-context: envtest
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = (self.logs / f"{name}.log").open("wb")
+        env = {**os.environ, **(env or {})}
         self._procs[name] = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
+            args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         log.close()
 
@@ -222,10 +223,7 @@ current-context: envtest
         if not (self.assets / "keda").is_file():
             raise RuntimeError(f"no keda binary in {self.assets}")
         self.kubectl_run("apply", "--server-side", "-f", str(crds))
-        self.kubectl_run(
-            "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/scaledobjects.keda.sh", "crd/triggerauthentications.keda.sh",
-        )  # fmt: skip
+        self.wait_established("scaledobjects.keda.sh", "triggerauthentications.keda.sh")
         self.kubectl_run("create", "namespace", "keda")
         certs = self.state / "keda-certs"
         certs.mkdir()
@@ -252,6 +250,15 @@ current-context: envtest
         )  # fmt: skip
         time.sleep(0.5)
         self._check_alive("keda")
+
+    def wait_established(self, *crds: str, timeout_s: float = 60.0) -> None:
+        # `kubectl wait` errors out while a new CRD has no .status.conditions yet: try again.
+        deadline = time.monotonic() + timeout_s
+        args = ["wait", "--for=condition=Established", "--timeout=30s", *(f"crd/{c}" for c in crds)]
+        while self.kubectl_run(*args, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                self.kubectl_run(*args)  # raises with kubectl's message
+            time.sleep(0.2)
 
     def kubectl_run(
         self, *args: str, kubeconfig: Path | None = None, check: bool = True, input_text: str | None = None
@@ -286,7 +293,7 @@ current-context: envtest
 
 def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:  # noqa: S310 -- loopback
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False

@@ -14,17 +14,6 @@ pytestmark = pytest.mark.kube
 INVALID = sorted(INVALID_DIR.glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def crds(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl_run("apply", "--server-side", "-k", str(ROOT / "crds"))
-    control_plane.kubectl_run(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/parsepools.percolate.dev", "crd/tenants.percolate.dev",
-    )  # fmt: skip
-    control_plane.kubectl_run("create", "namespace", "percolate", check=False)
-    return control_plane
-
-
 def test_crds_are_established(crds: ControlPlane) -> None:
     for name in ("parsepools.percolate.dev", "tenants.percolate.dev"):
         crd = json.loads(crds.kubectl_run("get", "crd", name, "-o", "json").stdout)
@@ -44,9 +33,7 @@ def test_invalid_examples_are_rejected_by_the_api_server(crds: ControlPlane, pat
 
 
 def test_examples_are_accepted_and_defaulted(crds: ControlPlane) -> None:
-    done = crds.kubectl_run(
-        "apply", "--dry-run=server", "-k", str(ROOT / "k8s" / "examples"), "-o", "json"
-    )
+    done = crds.kubectl_run("apply", "--dry-run=server", "-k", str(ROOT / "k8s" / "examples"), "-o", "json")
     items = json.loads(done.stdout)["items"]
     kinds = sorted(i["kind"] for i in items)
     assert kinds == ["ParsePool"] * 3 + ["Tenant"] * 2
@@ -66,7 +53,8 @@ metadata: {name: servicemonitors.monitoring.coreos.com}
 spec:
   group: monitoring.coreos.com
   scope: Namespaced
-  names: {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
+  names:
+    {plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor, listKind: ServiceMonitorList}
   versions:
     - name: v1
       served: true
@@ -78,9 +66,7 @@ spec:
 
 def test_dev_overlay_applies_server_side(crds: ControlPlane) -> None:
     crds.kubectl_run("apply", "--server-side", "-f", "-", input_text=SERVICE_MONITOR_CRD_STAND_IN)
-    crds.kubectl_run(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com"
-    )
+    crds.wait_established("servicemonitors.monitoring.coreos.com")
     done = crds.kubectl_run("apply", "--server-side", "-k", str(ROOT / "k8s" / "overlays" / "dev"))
     assert "serverside-applied" in done.stdout
     deployments = json.loads(crds.kubectl_run("get", "deployments", "-n", "percolate", "-o", "json").stdout)

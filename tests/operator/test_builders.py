@@ -45,7 +45,15 @@ def test_deployment_is_a_valid_kubernetes_deployment(path: Path) -> None:
     assert pod["terminationGracePeriodSeconds"] > spec.drain_timeout_seconds
     assert pod["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
     assert pod["containers"][0]["ports"][0]["containerPort"] == 9090
-    assert "livenessProbe" not in pod["containers"][0]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "metrics"}
+    # Hardened like the gateway: no API token, read-only root with a writable scratch volume.
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+    (volume,) = pod["volumes"]
+    assert volume["name"] == "scratch"
+    assert "emptyDir" in volume
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     assert deployment["metadata"]["ownerReferences"] == [OWNER]
 
@@ -140,7 +148,43 @@ def test_scaled_object_matches_keda_schema(path: Path) -> None:
         "activationLagThreshold": str(spec.scaling.activation_lag_threshold),
         "useHttps": "false",
     }
-    assert spec.replicas.min <= so["fallback"]["replicas"] <= spec.replicas.max
+    if spec.replicas.min == 0:
+        # Fallback acts through the HPA, which does nothing at zero, and hides trigger errors.
+        assert "fallback" not in so
+    else:
+        assert spec.replicas.min <= so["fallback"]["replicas"] <= spec.replicas.max
+
+
+def test_fallback_only_for_pools_that_never_reach_zero() -> None:
+    at_zero = models.parse_pool_spec({"tier": "small", "replicas": {"min": 0, "max": 3}})
+    kept_up = models.parse_pool_spec({"tier": "small", "replicas": {"min": 2, "max": 3}})
+    assert "fallback" not in builders.build_scaled_object("p", "ns", at_zero, SETTINGS)["spec"]
+    fallback = builders.build_scaled_object("p", "ns", kept_up, SETTINGS)["spec"]["fallback"]
+    assert fallback == {"failureThreshold": 3, "replicas": 2}
+
+
+def _scaled(status: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": {}, "status": status}
+
+
+def test_scaling_condition_reports_keda_health() -> None:
+    ok = {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"}
+    assert builders.scaling_condition(None, [])["reason"] == "Pending"
+    assert builders.scaling_condition(_scaled({"conditions": [ok]}), [])["reason"] == "Idle"
+    active = {"type": "Active", "status": "True"}
+    assert builders.scaling_condition(_scaled({"conditions": [ok, active]}), [])["reason"] == "Active"
+    failing = _scaled(
+        {
+            "conditions": [ok],
+            "health": {"s0-nats-jetstream-JOBS": {"numberOfFailures": 4, "status": "Failing"}},
+        }
+    )
+    cond = builders.scaling_condition(failing, [])
+    assert (cond["status"], cond["reason"]) == ("False", "ScalerFailing")
+    assert "4 failed" in cond["message"]
+    broken = {"type": "Ready", "status": "False", "reason": "TriggerError", "message": "dial tcp: refused"}
+    cond = builders.scaling_condition(_scaled({"conditions": [broken]}), [])
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "TriggerError", "dial tcp: refused")
 
 
 def test_consumer_and_stream_configs_are_nats_configs() -> None:
@@ -253,3 +297,28 @@ def test_drift_check_ignores_server_defaults_but_not_edits() -> None:
     assert builders.is_subset(desired, actual)
     actual["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
     assert not builders.is_subset(desired, actual)
+
+
+def test_drift_check_compares_quantities_as_amounts() -> None:
+    # The API server stores "0.5" as 500m and "1024Mi" as 1Gi: not drift (it was, forever).
+    spec = models.parse_pool_spec(
+        {"tier": "small", "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}}}
+    )
+    desired = builders.build_deployment("p", "ns", spec, SETTINGS)
+    actual = copy.deepcopy(desired)
+    resources = actual["spec"]["template"]["spec"]["containers"][0]["resources"]
+    resources["requests"] = {"cpu": "500m", "memory": "1Gi"}
+    assert builders.is_subset(desired, actual)
+    resources["requests"] = {"cpu": "600m", "memory": "1Gi"}
+    assert not builders.is_subset(desired, actual)
+    # Only resource amounts are compared that way: an env value "0.5" is not "500m".
+    assert not builders.is_subset({"env": [{"value": "0.5"}]}, {"env": [{"value": "500m"}]})
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [("0.5", "500m", True), ("1024Mi", "1Gi", True), ("1", "1000m", True), ("2Gi", "2G", False),
+     ("1e3", "1k", True), ("100m", "0.1", True), ("1Ki", "1024", True), ("x", "x", True), ("x", "y", False)],
+)  # fmt: skip
+def test_quantities_equal(a: str, b: str, equal: bool) -> None:
+    assert builders.quantities_equal(a, b) is equal
