@@ -123,7 +123,7 @@ class KmockBackend:
 
 class RealBackend:
     name = "real kube-apiserver"
-    poll_s = 1.0  # each poll lists every object through kubectl
+    poll_s = 2.0  # each poll lists every object through kubectl
 
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
@@ -197,7 +197,8 @@ async def run(args: argparse.Namespace, nats: NatsServer, backend: Any) -> dict[
     )
     proc = psutil.Process(operator.pid)
     try:
-        await asyncio.to_thread(wait_for_port, health_port, 60.0, operator)
+        # Generous: on a loaded machine the imports alone can take a minute.
+        await asyncio.to_thread(wait_for_port, health_port, 180.0, operator)
         idle_rss = _rss_mb(proc)
         peak_rss = idle_rss
         start = time.monotonic()
