@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from percolate_operator import builders
-from percolate_operator.jetstream import JetStreamAdmin
+from percolate_operator.clients.jetstream import JetStreamAdmin
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
 from percolate_reading.contract import topology

@@ -127,6 +127,31 @@ def _cel_walk(schema: dict[str, Any], value: Any, old: Any, path: str, errors: l
             _cel_walk(schema["items"], item, None, f"{path}[{i}]", errors)
 
 
+def default_errors(schema: dict[str, Any]) -> list[str]:
+    """Every schema `default`, as written, checked against the CEL rules of its node and below.
+
+    The API server does this when the CRD is created (before any nested defaulting), so a
+    `default: {}` under a rule reading `self.min` makes it reject the whole CRD.
+    """
+    errors: list[str] = []
+
+    def visit(schema: dict[str, Any], path: str) -> None:
+        if "default" in schema:
+            try:
+                _cel_walk(schema, schema["default"], None, f"{path} (default)", errors)
+            except Exception as exc:  # celpy raises CELEvalError for missing keys etc.
+                errors.append(f"{path} (default): {exc}")
+        for name, sub in (schema.get("properties") or {}).items():
+            visit(sub, f"{path}.{name}")
+        if isinstance(schema.get("items"), dict):
+            visit(schema["items"], f"{path}[]")
+        if isinstance(schema.get("additionalProperties"), dict):
+            visit(schema["additionalProperties"], f"{path}{{}}")
+
+    visit(schema, "")
+    return errors
+
+
 def python_errors(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
     """The operator's own checks of a (defaulted) object, as error strings."""
     kind = obj["kind"]

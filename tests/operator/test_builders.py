@@ -15,7 +15,7 @@ from percolate_operator import builders, models
 from percolate_operator.settings import OperatorSettings
 from percolate_reading.config import Settings
 from percolate_reading.contract import topology
-from percolate_reading.contract.subjects import Tier
+from percolate_reading.contract.subjects import CONSUMER_OWNER_KEY, Tier
 from percolate_reading.contract.tenancy import TenantRecord, hash_api_key
 from percolate_reading.contract.topology import TopologyLimits
 from tests.operator.crd_schema import EXAMPLES_DIR, load_yaml
@@ -47,7 +47,15 @@ def test_deployment_is_a_valid_kubernetes_deployment(path: Path) -> None:
     assert pod["terminationGracePeriodSeconds"] > spec.drain_timeout_seconds
     assert pod["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
     assert pod["containers"][0]["ports"][0]["containerPort"] == 9090
-    assert "livenessProbe" not in pod["containers"][0]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "metrics"}
+    # Hardened like the gateway: no API token, read-only root with a writable scratch volume.
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+    (volume,) = pod["volumes"]
+    assert volume["name"] == "scratch"
+    assert "emptyDir" in volume
     assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
     assert deployment["metadata"]["ownerReferences"] == [OWNER]
 
@@ -148,7 +156,43 @@ def test_scaled_object_matches_keda_schema(path: Path) -> None:
         "activationLagThreshold": str(spec.scaling.activation_lag_threshold),
         "useHttps": "false",
     }
-    assert spec.replicas.min <= so["fallback"]["replicas"] <= spec.replicas.max
+    if spec.replicas.min == 0:
+        # Fallback acts through the HPA, which does nothing at zero, and hides trigger errors.
+        assert "fallback" not in so
+    else:
+        assert spec.replicas.min <= so["fallback"]["replicas"] <= spec.replicas.max
+
+
+def test_fallback_only_for_pools_that_never_reach_zero() -> None:
+    at_zero = models.parse_pool_spec({"tier": "small", "replicas": {"min": 0, "max": 3}})
+    kept_up = models.parse_pool_spec({"tier": "small", "replicas": {"min": 2, "max": 3}})
+    assert "fallback" not in builders.build_scaled_object("p", "ns", at_zero, SETTINGS)["spec"]
+    fallback = builders.build_scaled_object("p", "ns", kept_up, SETTINGS)["spec"]["fallback"]
+    assert fallback == {"failureThreshold": 3, "replicas": 2}
+
+
+def _scaled(status: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": {}, "status": status}
+
+
+def test_scaling_condition_reports_keda_health() -> None:
+    ok = {"type": "Ready", "status": "True", "reason": "ScaledObjectReady"}
+    assert builders.scaling_condition(None, [])["reason"] == "Pending"
+    assert builders.scaling_condition(_scaled({"conditions": [ok]}), [])["reason"] == "Idle"
+    active = {"type": "Active", "status": "True"}
+    assert builders.scaling_condition(_scaled({"conditions": [ok, active]}), [])["reason"] == "Active"
+    failing = _scaled(
+        {
+            "conditions": [ok],
+            "health": {"s0-nats-jetstream-JOBS": {"numberOfFailures": 4, "status": "Failing"}},
+        }
+    )
+    cond = builders.scaling_condition(failing, [])
+    assert (cond["status"], cond["reason"]) == ("False", "ScalerFailing")
+    assert "4 failed" in cond["message"]
+    broken = {"type": "Ready", "status": "False", "reason": "TriggerError", "message": "dial tcp: refused"}
+    cond = builders.scaling_condition(_scaled({"conditions": [broken]}), [])
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "TriggerError", "dial tcp: refused")
 
 
 def test_consumer_config_is_the_contract_pool_consumer() -> None:
@@ -160,7 +204,7 @@ def test_consumer_config_is_the_contract_pool_consumer() -> None:
     assert consumer.max_deliver == 3
     assert consumer.max_ack_pending == 100
     assert consumer.as_dict()["ack_wait"] == 90 * 10**9  # nanoseconds on the wire
-    assert consumer.metadata == {builders.CONSUMER_OWNER_KEY: "percolate/acme-gpu"}
+    assert consumer.metadata == {CONSUMER_OWNER_KEY: "percolate/acme-gpu"}
 
 
 def test_topology_limits_follow_the_operator_settings() -> None:
@@ -180,7 +224,7 @@ def test_consumer_drift_detects_changed_fields() -> None:
     assert topology.consumer_drift(actual, desired) == []
     changed = dataclasses.replace(actual, ack_wait=30.0, max_deliver=9)
     assert topology.consumer_drift(changed, desired) == ["ack_wait", "max_deliver"]
-    foreign = dataclasses.replace(actual, metadata={builders.CONSUMER_OWNER_KEY: "other/pool"})
+    foreign = dataclasses.replace(actual, metadata={CONSUMER_OWNER_KEY: "other/pool"})
     assert topology.consumer_drift(foreign, desired) == ["metadata"]
 
 
@@ -262,3 +306,28 @@ def test_drift_check_ignores_server_defaults_but_not_edits() -> None:
     assert builders.is_subset(desired, actual)
     actual["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
     assert not builders.is_subset(desired, actual)
+
+
+def test_drift_check_compares_quantities_as_amounts() -> None:
+    # The API server stores "0.5" as 500m and "1024Mi" as 1Gi: not drift (it was, forever).
+    spec = models.parse_pool_spec(
+        {"tier": "small", "resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"}}}
+    )
+    desired = builders.build_deployment("p", "ns", spec, SETTINGS)
+    actual = copy.deepcopy(desired)
+    resources = actual["spec"]["template"]["spec"]["containers"][0]["resources"]
+    resources["requests"] = {"cpu": "500m", "memory": "1Gi"}
+    assert builders.is_subset(desired, actual)
+    resources["requests"] = {"cpu": "600m", "memory": "1Gi"}
+    assert not builders.is_subset(desired, actual)
+    # Only resource amounts are compared that way: an env value "0.5" is not "500m".
+    assert not builders.is_subset({"env": [{"value": "0.5"}]}, {"env": [{"value": "500m"}]})
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [("0.5", "500m", True), ("1024Mi", "1Gi", True), ("1", "1000m", True), ("2Gi", "2G", False),
+     ("1e3", "1k", True), ("100m", "0.1", True), ("1Ki", "1024", True), ("x", "x", True), ("x", "y", False)],
+)  # fmt: skip
+def test_quantities_equal(a: str, b: str, equal: bool) -> None:
+    assert builders.quantities_equal(a, b) is equal

@@ -18,6 +18,7 @@ from tests.operator.crd_schema import (
     api_server_errors,
     apply_defaults,
     crd_schema,
+    default_errors,
     load_crd,
     load_yaml,
     python_errors,
@@ -204,3 +205,19 @@ def test_dedicated_pool_schema_is_the_parsepool_spec() -> None:
     assert set(pool["properties"]) == {f.alias for f in models.PoolSettings.model_fields.values()}
     tenant_props = crd_schema("Tenant")["properties"]["spec"]["properties"]
     assert set(tenant_props) == {f.alias for f in models.TenantSpec.model_fields.values()}
+
+
+@pytest.mark.parametrize("kind", ["ParsePool", "Tenant"])
+def test_every_default_passes_the_cel_rules_as_written(kind: str) -> None:
+    # What the API server checks on `kubectl apply` of the CRD (finding: `default: {}` under
+    # `self.min <= self.max` got both CRDs rejected).
+    assert default_errors(crd_schema(kind)) == []
+
+
+def test_default_check_catches_an_empty_default_under_a_rule() -> None:
+    schema = copy.deepcopy(crd_schema("ParsePool"))
+    schema["properties"]["spec"]["properties"]["replicas"]["default"] = {}
+    errors = default_errors(schema)
+    assert len(errors) == 1
+    assert errors[0].startswith(".spec.replicas (default)")
+    assert "min" in errors[0]

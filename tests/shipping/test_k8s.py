@@ -173,7 +173,16 @@ def _make_build(name: str, docs: list[dict[str, Any]]) -> Build:
 
 @pytest.fixture(scope="module", params=OVERLAYS)
 def build(request: pytest.FixtureRequest) -> Build:
-    return _make_build(request.param, kustomize(K8S / "overlays" / request.param))
+    # The overlay plus the examples a user applies on top of it (no overlay includes them).
+    overlay = kustomize(K8S / "overlays" / request.param)
+    return _make_build(request.param, overlay + kustomize(K8S / "examples"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlays_carry_no_example_custom_resources(overlay: str) -> None:
+    kinds = {d["kind"] for d in kustomize(K8S / "overlays" / overlay)}
+    assert "CustomResourceDefinition" in kinds
+    assert not kinds & {"ParsePool", "Tenant"}, "example pools/tenants belong in k8s/examples only"
 
 
 @pytest.fixture

@@ -203,8 +203,9 @@ class JetStreamAdmin:
         except _UNREACHABLE as exc:
             raise NatsUnavailable(f"deleting consumer {name}: {exc!r}") from exc
 
-    async def consumer_pending(self, stream: str, name: str) -> int | None:
-        """Jobs waiting for the pool (undelivered), or None when the consumer is missing."""
+    async def consumer_pending(self, stream: str, name: str) -> tuple[int, int] | None:
+        """(waiting, in flight) jobs of the pool's consumer: undelivered, and delivered but not
+        yet acknowledged (KEDA scales on their sum); None when the consumer is missing."""
         js = await self._context()
         try:
             info = await js.consumer_info(stream, name)
@@ -212,7 +213,7 @@ class JetStreamAdmin:
             return None
         except _UNREACHABLE as exc:
             raise NatsUnavailable(f"reading consumer {name}: {exc!r}") from exc
-        return int(info.num_pending or 0)
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def consumer_config(self, stream: str, name: str) -> dict[str, Any] | None:
         js = await self._context()
