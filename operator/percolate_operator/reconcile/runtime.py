@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from percolate_operator.clients.jetstream import JetStreamAdmin
-from percolate_operator.clients.kube import KubeClient, load_config
+from percolate_operator.clients.kube import KubeClient, KubeError, load_config
 from percolate_operator.clients.storage import BucketAdmin
 from percolate_operator.settings import OperatorSettings
 
@@ -27,9 +27,13 @@ class Runtime:
         return self._kube
 
     def open_kube(self) -> None:
-        self._kube = KubeClient(
-            load_config(self.settings.k8s_server), field_manager=self.settings.field_manager
-        )
+        try:
+            config = load_config(self.settings.k8s_server)
+        except KubeError as exc:
+            # Permanent, like the login: without a configuration nothing can ever work, so the
+            # process exits non-zero (Kubernetes shows the crash) instead of retrying unseen.
+            raise kopf.PermanentError(f"no API server: {exc}") from exc
+        self._kube = KubeClient(config, field_manager=self.settings.field_manager)
 
     async def close(self) -> None:
         await self.buckets.close()
