@@ -45,7 +45,9 @@ KNOWN_FIELDS = frozenset({"callback_url", "tier"}) | OPTION_FIELDS
 # Form fields are text: the spellings of a boolean the form accepts.
 BOOLEAN_SPELLINGS = {"true": True, "1": True, "false": False, "0": False}
 
+# Audio and image uploads have no one media type of their own: stored as octet-stream.
 CONTENT_TYPES = {t.value: media for t, media in MEDIA_TYPES.items()}
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -175,7 +177,9 @@ async def stage(
     started = time.perf_counter()
     try:
         with tracing.span("s3.put", {"s3.bucket": bucket, "s3.key": key}):
-            size = await deps.store.put_stream(bucket, key, upload.file_chunks(), CONTENT_TYPES[doc_type])
+            size = await deps.store.put_stream(
+                bucket, key, upload.file_chunks(), CONTENT_TYPES.get(doc_type, DEFAULT_CONTENT_TYPE)
+            )
     except BaseException:
         # The upload's own client error is what went wrong, whatever the store made of it.
         if upload.error is not None:
