@@ -339,8 +339,8 @@ class PullRunner:
         await self._give_up(msg, job, final, deliveries)
 
     async def _give_up(self, msg: Msg, job: JobMessage | None, info: JobErrorInfo, deliveries: int) -> None:
-        """The last allowed delivery failed: copy the message with the reason to the
-        dead-letter stream, record the failure, and only then term it.
+        """The last allowed delivery failed: record the failure, copy the message with the
+        reason to the dead-letter stream, and only then term it.
 
         JetStream never delivers a message again once max_deliver is reached (a nak is
         ignored), so nothing here may give up: each step is retried with backoff while the
@@ -352,17 +352,15 @@ class PullRunner:
         copied = False
         attempt = 0
         while True:
-            # The copy first: once the status says failed (and the webhook says so), the
-            # dead-letter copy is already there to inspect or replay.
-            if not copied:
-                copied = await self._dead_letter_raw(msg, info.code, info.message, deliveries)
-            if copied and not recorded:
+            if not recorded:
                 assert job is not None
                 try:
                     await record_failure(self.svc, job, info)
                     recorded = True
                 except Exception as exc:
                     log.warning("job %s: cannot record failure yet: %s", job.job_id, exc)
+            if not copied:
+                copied = await self._dead_letter_raw(msg, info.code, info.message, deliveries)
             if recorded and copied:
                 break
             attempt += 1
