@@ -80,7 +80,7 @@ def test_errors_are_typed(client: Client, live_serve: LiveServe) -> None:
         client.job("0" * 32)
     assert (missing.value.status, missing.value.code) == (404, "job_not_found")
     with pytest.raises(ApiResponseError) as refused:
-        client.parse(b"plain text is no document", file_name="notes.txt")
+        client.parse(bytes(range(256)) * 8, file_name="blob.bin")  # no known type
     assert refused.value.status == 415
     with pytest.raises(ApiResponseError) as bad_tier:
         client.parse(make_pdf("x"), tier="enormous")
@@ -114,7 +114,8 @@ def test_listing_pages_filters_and_cancel(client: Client) -> None:
 
 
 def test_wait_times_out(client: Client) -> None:
-    job = client.parse(make_pdf("a document waited on for no time at all"))
+    # Long enough that it cannot be finished by the first look (a one-page PDF can be).
+    job = client.parse(make_pdf("a document waited on for no time at all", pages=300))
     with pytest.raises(WaitTimeoutError):
         client.wait(job, timeout=0)
     client.wait(job, 300)
