@@ -427,7 +427,7 @@ class _BlockWalk:
             return _table_units(block.table, self.max_chars, **where)
         if kind is BlockKind.CODE and block.text.strip():
             return [
-                _Unit(code_fence(part), _PARA, **where)
+                _Unit(code_fence(part, block.language), _PARA, **where)
                 for part in _split_code(block.text, self.max_chars - 8)
             ]
         if kind is BlockKind.TRANSCRIPT_SEGMENT:

@@ -57,11 +57,12 @@ def transcript_line(block: Block) -> str:
     return f"[{start} - {end}] {speaker}{_one_line(block.text)}"
 
 
-def code_fence(text: str) -> str:
-    """A fenced code block; the fence is longer than any backtick run inside the code."""
+def code_fence(text: str, language: str | None = None) -> str:
+    """A fenced code block (with its language's info string when known); the fence is longer
+    than any backtick run inside the code."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}\n{no_comments(text.rstrip())}\n{fence}"
+    return f"{fence}{language or ''}\n{no_comments(text.rstrip())}\n{fence}"
 
 
 def escape_paragraph(text: str) -> str:
@@ -216,7 +217,7 @@ def render_block(block: Block) -> str:
     if block.kind is BlockKind.TRANSCRIPT_SEGMENT:
         return transcript_line(block)
     if block.kind is BlockKind.CODE:
-        return code_fence(block.text) if block.text.strip() else ""
+        return code_fence(block.text, block.language) if block.text.strip() else ""
     if block.kind is BlockKind.LIST_ITEM:
         state = ListState()
         return state.line(block)
