@@ -13,6 +13,7 @@ Everything not recognised is a permanent `UnsupportedTypeError` that says what w
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -513,3 +514,21 @@ def _describe(head: bytes) -> str:
     if head.lstrip().startswith(b"<?xml"):
         return "XML document (not HTML)"
     return f"unknown binary data starting with bytes {head[:8].hex(' ')}"
+
+
+def decode_unicode(data: bytes) -> tuple[str, str] | None:
+    """(text, encoding) when the bytes say which Unicode encoding they are in: a byte-order
+    mark, or UTF-16 by its zero bytes; None otherwise (the caller picks its own fallback)."""
+    for bom, codec in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF32_LE, "utf-32-le"),
+        (codecs.BOM_UTF32_BE, "utf-32-be"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, errors="replace"), codec
+    utf16 = utf16_without_bom(data)
+    if utf16 is not None:
+        return data[: len(data) // 2 * 2].decode(utf16, errors="replace"), utf16
+    return None

@@ -25,7 +25,7 @@ from typing import Any
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import CorruptDocumentError, DocumentTooLargeError
-from percolate_reading.parse.detect import utf16_without_bom
+from percolate_reading.parse.detect import decode_unicode
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
 
@@ -96,18 +96,9 @@ _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 
 def decode_html(data: bytes) -> tuple[str, str]:
     """(text, encoding used) of an HTML document's bytes."""
-    for bom, codec in (
-        (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF32_LE, "utf-32-le"),
-        (codecs.BOM_UTF32_BE, "utf-32-be"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"),
-    ):
-        if data.startswith(bom):
-            return data[len(bom) :].decode(codec, errors="replace"), codec
-    utf16 = utf16_without_bom(data)
-    if utf16 is not None:
-        return data[: len(data) // 2 * 2].decode(utf16, errors="replace"), utf16
+    unicode = decode_unicode(data)
+    if unicode is not None:
+        return unicode
     declared = _META_CHARSET.search(data, 0, 8192)
     if declared:
         name = declared.group(1).decode("ascii", errors="replace").lower()

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
 import re
 import time
@@ -21,7 +20,7 @@ from typing import Any
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import DocumentTooLargeError
-from percolate_reading.parse.detect import utf16_without_bom
+from percolate_reading.parse.detect import decode_unicode
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.xlsx import (
@@ -39,18 +38,9 @@ _BLANK_LINES = re.compile(r"\n\s*\n")
 
 def decode_text(data: bytes) -> tuple[str, str]:
     """(text, encoding) of a text file: BOM, UTF-16 by its zeros, UTF-8, else windows-1252."""
-    for bom, codec in (
-        (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF32_LE, "utf-32-le"),
-        (codecs.BOM_UTF32_BE, "utf-32-be"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"),
-        (codecs.BOM_UTF16_BE, "utf-16-be"),
-    ):
-        if data.startswith(bom):
-            return data[len(bom) :].decode(codec, errors="replace"), codec
-    utf16 = utf16_without_bom(data)
-    if utf16 is not None:
-        return data[: len(data) // 2 * 2].decode(utf16, errors="replace"), utf16
+    unicode = decode_unicode(data)
+    if unicode is not None:
+        return unicode
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
