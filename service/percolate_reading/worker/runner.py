@@ -135,11 +135,13 @@ class PullRunner:
                 await self._loop_task
 
     async def drain(self, timeout_s: float) -> None:
+        # Counted before the pull loop stops: that may wait out a long-poll fetch, during
+        # which jobs go on finishing.
+        log.info("draining %d in-flight job(s) for up to %.1fs", len(self._tasks), timeout_s)
         await self.stop_fetching()
         if self.svc.parse_slots is not None:
             self.svc.parse_slots.close()  # jobs not parsing yet are handed back at once
         if self._tasks:
-            log.info("draining %d in-flight job(s) for up to %.1fs", len(self._tasks), timeout_s)
             _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
             for task in pending:
                 task.cancel()  # the handler naks its message with no delay
