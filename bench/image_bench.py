@@ -4,12 +4,14 @@
     python bench/image_bench.py --no-cold       # warm rebuilds only (fast)
     python bench/image_bench.py --cold cpu      # cold build of the CPU image only
 
-Needs root, buildah, podman, runc, debootstrap (as tests/image). Builds with the image tier's
-private store (~/.cache/percolate-image): the debootstrap-made stand-in for python:3.11-slim,
-buildah --layers --format docker. Per variant:
+Needs root, buildah, podman, runc, mmdebstrap (as tests/image). Builds with the image tier's
+private store (~/.cache/percolate-image, or --store DIR): the mmdebstrap-made stand-in for
+python:3.11-slim, buildah --layers --format docker. Per variant:
 
 - cold: `--no-cache`, every Dockerfile step runs again. The package caches mounted into the
   RUN steps (uv's and pip's) stay warm, so this is a rebuild from nothing minus downloads.
+  For a build from nothing (a fresh machine, as CI), give an empty --store and run with
+  TMPDIR pointing at an empty directory (buildah keeps its cache mounts under $TMPDIR).
 - warm: the same build again, every step from the layer cache.
 - code change: one file of service/ changed: only the project's own install runs again.
 
@@ -95,7 +97,7 @@ def report(rows: list[Row], base_seconds: float) -> str:
         "# Image sizes and build times",
         "",
         f"Measured by `bench/image_bench.py` on {platform.node()} ({platform.machine()}, "
-        f"{platform.python_version()} host), {tools}; base `{BASE_IMAGE}` (debootstrap stand-in for "
+        f"{platform.python_version()} host), {tools}; base `{BASE_IMAGE}` (mmdebstrap stand-in for "
         "python:3.11-slim-bookworm, Debian's apt Python 3.11). Sizes are podman's (uncompressed). "
         "The machine's 2 cores are shared with other sessions: times vary run to run.",
         "",
@@ -116,7 +118,7 @@ def report(rows: list[Row], base_seconds: float) -> str:
         "install step runs again.",
     ]
     if base_seconds:
-        lines.append(f"\nThe stand-in base was made in this run: {base_seconds:.0f} s (debootstrap + apt).")
+        lines.append(f"\nThe stand-in base was made in this run: {base_seconds:.0f} s (mmdebstrap).")
     return "\n".join(lines) + "\n"
 
 
@@ -132,8 +134,9 @@ def main() -> int:
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--store", type=Path, default=None, help="the container store (default: the tier's)")
     args = parser.parse_args()
-    store = Containers()
+    store = Containers() if args.store is None else Containers(root=args.store)
     base_seconds = store.ensure_base()
     names = args.variants.split(",")
     cold = set() if args.no_cold else set(args.cold.split(",") if args.cold else names)

@@ -1,4 +1,4 @@
-"""The image tier: needs root, buildah, podman, runc and debootstrap (Debian packages).
+"""The image tier: needs root, buildah, podman, runc and mmdebstrap (Debian packages).
 
 Without them it skips with a message, except under CI=true, where it fails: CI installs them
 (.ci/run) and must never pass by not running this tier.
