@@ -49,11 +49,9 @@ APT_PACKAGES = (
 
 SUITE = "bookworm"
 # What the stand-in base holds: the official python:3.11-slim's run-time pieces.
-# usr-is-merged: what the official image has; apt would otherwise satisfy init-system-helpers'
-# "usrmerge | usr-is-merged" with usrmerge, which pulls in Perl.
-BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "netbase", "tzdata", "usr-is-merged")
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "netbase", "tzdata")
 # Bump to rebuild the base when the recipe below changes.
-BASE_RECIPE = f"3:mmdebstrap:{SUITE}:{','.join(BASE_PACKAGES)}"
+BASE_RECIPE = f"4:mmdebstrap:{SUITE}:{','.join(BASE_PACKAGES)}"
 BASE_IMAGE = f"localhost/percolate-base:py3.11-{SUITE}-{hashlib.sha256(BASE_RECIPE.encode()).hexdigest()[:8]}"
 
 # compose's S3 service offline (tests/image/compose.offline.yml).
@@ -245,6 +243,9 @@ class Containers:
                 [
                     "mmdebstrap",
                     "--variant=minbase",
+                    # /usr merged by mmdebstrap itself, with usr-is-merged, as in the official
+                    # image (by default bookworm gets usrmerge, which pulls in Perl: +40 MB).
+                    "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
                     f"--include={','.join(BASE_PACKAGES)}",
                     *hooks,
                     SUITE,
