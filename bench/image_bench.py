@@ -3,6 +3,7 @@
     python bench/image_bench.py                 # cpu, cpu-unpruned, audio-ocr; cold + warm
     python bench/image_bench.py --no-cold       # warm rebuilds only (fast)
     python bench/image_bench.py --cold cpu      # cold build of the CPU image only
+    python bench/image_bench.py --fresh /tmp/x --variants audio-ocr,cpu  # from nothing
 
 Needs root, buildah, podman, runc, mmdebstrap (as tests/image). Builds with the image tier's
 private store (~/.cache/percolate-image, or --store DIR): the mmdebstrap-made stand-in for
@@ -10,8 +11,8 @@ python:3.11-slim, buildah --layers --format docker. Per variant:
 
 - cold: `--no-cache`, every Dockerfile step runs again. The package caches mounted into the
   RUN steps (uv's and pip's) stay warm, so this is a rebuild from nothing minus downloads.
-  For a build from nothing (a fresh machine, as CI), give an empty --store and run with
-  TMPDIR pointing at an empty directory (buildah keeps its cache mounts under $TMPDIR).
+  With --fresh DIR: the first build in an empty store with empty download caches (buildah
+  keeps its cache mounts under $TMPDIR, pointed into DIR), i.e. a fresh machine as CI's.
 - warm: the same build again, every step from the layer cache.
 - code change: one file of service/ changed: only the project's own install runs again.
 
@@ -23,6 +24,7 @@ it. Report to stdout and bench/results/image.md.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
@@ -75,10 +77,11 @@ def _context_copy(tmp: Path) -> Path:
     return context
 
 
-def measure(store: Containers, variant: Variant, cold: bool) -> Row:
+def measure(store: Containers, variant: Variant, cold: bool, fresh: bool = False) -> Row:
+    """fresh: the store started empty, so the first build is the cold one (no --no-cache)."""
     with tempfile.TemporaryDirectory() as tmp:
         context = _context_copy(Path(tmp))
-        cold_s = store.build(variant, context, no_cache=True).seconds if cold else None
+        cold_s = store.build(variant, context, no_cache=not fresh).seconds if cold else None
         warm = store.build(variant, context)
         marker = context / "service" / "percolate_reading" / "__init__.py"
         marker.write_text(marker.read_text() + f"\n# image_bench {time.time_ns()}\n")
@@ -90,7 +93,7 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def report(rows: list[Row], base_seconds: float) -> str:
+def report(rows: list[Row], base_seconds: float, fresh: bool = False) -> str:
     baseline = next((r for r in rows if r.variant is UNPRUNED), rows[0])
     tools = subprocess.run(["buildah", "--version"], capture_output=True, text=True).stdout.strip()
     lines = [
@@ -111,11 +114,16 @@ def report(rows: list[Row], base_seconds: float) -> str:
             f"| {row.variant.name} | {args} | {row.size / 1e6:.0f} | {row.size / baseline.size:.2f} | "
             f"{_s(row.cold_s)} | {_s(row.warm_s)} | {_s(row.change_s)} |"
         )
+    cold = (
+        "cold: the first build in a fresh store with empty download caches, as on a fresh machine "
+        "(it reuses the layers of the variants above it, as the image tier does)."
+        if fresh
+        else "cold: `--no-cache` (every step runs; uv's download cache warm)."
+    )
     lines += [
         "",
-        "cold: `--no-cache` (every step runs; uv's download cache warm). warm: every step from the "
-        "layer cache. code change: one file under service/ changed, so only the project's own "
-        "install step runs again.",
+        f"{cold} warm: every step from the layer cache. code change: one file under service/ "
+        "changed, so only the project's own install step runs again.",
     ]
     if base_seconds:
         lines.append(f"\nThe stand-in base was made in this run: {base_seconds:.0f} s (mmdebstrap).")
@@ -135,13 +143,27 @@ def main() -> int:
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--store", type=Path, default=None, help="the container store (default: the tier's)")
+    parser.add_argument(
+        "--fresh",
+        type=Path,
+        default=None,
+        help="a new directory: an empty store and empty download caches there (a fresh machine)",
+    )
     args = parser.parse_args()
-    store = Containers() if args.store is None else Containers(root=args.store)
+    if args.fresh is not None:
+        args.fresh.mkdir(parents=True)
+        # buildah keeps the RUN steps' cache mounts (uv's, pip's downloads) under $TMPDIR.
+        (args.fresh / "tmp").mkdir()
+        os.environ["TMPDIR"] = str(args.fresh / "tmp")
+        store = Containers(root=args.fresh)
+    else:
+        store = Containers() if args.store is None else Containers(root=args.store)
     base_seconds = store.ensure_base()
     names = args.variants.split(",")
     cold = set() if args.no_cold else set(args.cold.split(",") if args.cold else names)
-    rows = [measure(store, VARIANTS[name], cold=name in cold) for name in names]
-    text = report(rows, base_seconds)
+    fresh = args.fresh is not None
+    rows = [measure(store, VARIANTS[name], cold=name in cold, fresh=fresh) for name in names]
+    text = report(rows, base_seconds, fresh)
     print(text)
     args.output.write_text(text)
     return 0
