@@ -75,14 +75,14 @@ class ImageProvider:
                         if not options.ocr_enabled:
                             continue
                         t = time.perf_counter()
-                        lines = ocr.recognize_image(frame, options.language)
+                        lines = ocr.recognize_image(frame, options.language, options.ocr_languages)
                         ocr_s += time.perf_counter() - t
                         confidences.extend(ln.confidence for ln in lines)
-                        mismatch = ocr.script_warning(lines, options.language)
+                        mismatch = ocr.script_warning(lines, options.language, options.ocr_languages)
                         if mismatch and mismatch not in doc.warnings:
                             doc.warnings.append(mismatch)
-                        for text in ocr.lines_to_paragraphs(lines):
-                            doc.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=text, page=page))
+                        for text, box in ocr.paragraph_boxes(lines):  # box: the frame's pixels
+                            doc.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=text, page=page, bbox=box))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise DocumentTooLargeError(f"{source_name}: image too large ({exc})") from exc
         except UnidentifiedImageError as exc:
@@ -94,7 +94,9 @@ class ImageProvider:
         doc.timings["ocr"] = ocr_s
         doc.timings["decode"] = time.perf_counter() - t0 - ocr_s
         doc.metadata.update(
-            ocr_engine=ocr.engine_for(options.language) if options.ocr_enabled else None,
+            ocr_engine=ocr.engine_for(options.language, options.ocr_languages)
+            if options.ocr_enabled
+            else None,
             ocr_lines=len(confidences),
             ocr_mean_confidence=(round(sum(confidences) / len(confidences), 4) if confidences else None),
         )
