@@ -213,9 +213,7 @@ def test_tesseract_codes_join_the_requested_languages() -> None:
 def test_table_mode_fast_skips_the_ruled_table_search(tmp_path: Path) -> None:
     data = fx.ruled_table_pdf()
     accurate = parse(tmp_path, data, **vars_of(request({"table_mode": "accurate"})))
-    assert accurate.tables and [list(r) for r in accurate.tables[0].rows] == [
-        list(r) for r in fx.TABLE_ROWS
-    ]
+    assert accurate.tables and [list(r) for r in accurate.tables[0].rows] == [list(r) for r in fx.TABLE_ROWS]
     assert accurate.metadata["table_pages_checked"] == 1
     fast = parse(tmp_path, data, **vars_of(request({"table_mode": "fast"})))
     assert fast.metadata["table_pages_checked"] == 0 and fast.metadata["table_mode"] == "fast"

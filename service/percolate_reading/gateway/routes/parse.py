@@ -92,6 +92,11 @@ def _request_field_schemas() -> dict[str, Any]:
             "pattern": LANGUAGES_PATTERN,
         },
         "table_mode": {"type": "string", "enum": list(TABLE_MODES), "description": FIELD_HELP["table_mode"]},
+        "include_images": {
+            "type": "string",
+            "enum": ["true", "false"],
+            "description": FIELD_HELP["include_images"],
+        },
         "chunk_strategy": {
             "type": "string",
             "enum": list(CHUNK_STRATEGIES),

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from percolate_reading.errors import CorruptDocumentError
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local, relationships
+from percolate_reading.parse.providers.figures import ImageStore, ooxml_image
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _W = f"{{{W}}}"
@@ -66,6 +68,10 @@ class _Style:
     ilvl: int = 0
 
 
+def _no_picture(_drawing: Any) -> str | None:
+    return None
+
+
 @dataclass(slots=True)
 class _Context:
     styles: dict[str, _Style]
@@ -73,6 +79,8 @@ class _Context:
     blocks: list[Block] = field(default_factory=list)
     figures: int = 0
     formulas: int = 0
+    # A drawing's picture -> its artifact path (include_images), else None.
+    picture: Callable[[Any], str | None] = field(default=lambda drawing: _no_picture(drawing))
 
 
 def _style_chain(styles: dict[str, _Style], style_id: str | None) -> list[_Style]:
@@ -218,7 +226,10 @@ def _paragraph(p: Any, ctx: _Context) -> None:
     for fig in figures:
         ctx.figures += 1
         alt = (fig.get("descr") or fig.get("title") or "").strip()
-        ctx.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, label=fig.get("name") or None, caption=""))
+        image = ctx.picture(fig.getparent())  # docPr's inline/anchor holds the picture
+        ctx.blocks.append(
+            Block(kind=BlockKind.FIGURE, text=alt, label=fig.get("name") or None, caption="", image=image)
+        )
     for m in maths:
         formula = _math_text(m).strip()
         if formula:
@@ -234,9 +245,7 @@ def _paragraph(p: Any, ctx: _Context) -> None:
         elif lname == "caption" and ctx.blocks and ctx.blocks[-1].kind is BlockKind.FIGURE:
             last = ctx.blocks[-1]
             if not last.caption:
-                ctx.blocks[-1] = Block(
-                    kind=BlockKind.FIGURE, text=last.text, label=last.label, caption=stripped
-                )
+                ctx.blocks[-1] = replace(last, caption=stripped)
             else:
                 ctx.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=stripped))
         elif num_id is not None and num_id != "0":
@@ -428,6 +437,10 @@ class DocxProvider:
             if not zf.has(main):
                 raise CorruptDocumentError(f"{source_name}: no word/document.xml; not a Word document")
             ctx = _Context(styles=_read_styles(zf), ordered=_read_numbering(zf))
+            store = ImageStore(options.include_images)
+            if store.enabled:
+                rels = relationships(zf, main)
+                ctx.picture = lambda drawing: ooxml_image(store, zf, rels, drawing)
             root = zf.xml(main)
             t1 = time.perf_counter()
             body = root.find(f"{_W}body")
@@ -435,12 +448,15 @@ class DocxProvider:
                 raise CorruptDocumentError(f"{source_name}: the document has no body")
             headers = _headers_footers(zf, main)
             _body(body, ctx)
+            ctx.picture = _no_picture  # notes' drawings name their own parts' relationships
             footnotes = _notes(zf, "word/footnotes.xml", "footnote", ctx)
             endnotes = _notes(zf, "word/endnotes.xml", "endnote", ctx)
             props = _core_properties(zf)
         doc.blocks = [b for b in headers if b.kind is BlockKind.PAGE_HEADER] + ctx.blocks
         doc.blocks += [b for b in headers if b.kind is BlockKind.PAGE_FOOTER]
         doc.timings.update(read=t1 - t0, structure=time.perf_counter() - t1)
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.metadata.update(
             reader="lxml (WordprocessingML)",
             figures=ctx.figures,

@@ -24,6 +24,7 @@ from percolate_reading.errors import (
 )
 from percolate_reading.parse.document import BBox, Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.figures import ImageStore
 from percolate_reading.parse.providers.mupdf import pymupdf
 from percolate_reading.parse.providers.pdf_layout import (
     SAMPLE_PAGES,
@@ -214,6 +215,18 @@ class _LinePool:
         return box
 
 
+def place_figures(blocks: list[Block], figures: list[Block]) -> list[Block]:
+    """Figures into the page's reading order: before the first block that starts below them."""
+    if not figures:
+        return blocks
+    out = list(blocks)
+    for figure in sorted(figures, key=lambda b: b.bbox[1] if b.bbox else 0.0):
+        top = figure.bbox[1] if figure.bbox else 0.0
+        at = next((i for i, b in enumerate(out) if b.bbox is not None and b.bbox[1] > top), len(out))
+        out.insert(at, figure)
+    return out
+
+
 def _union_all(boxes: Iterable[BBox | None]) -> BBox | None:
     found = [b for b in boxes if b is not None]
     if not found:
@@ -283,6 +296,8 @@ class _PdfParse:
         self._ocr: Any | None = None
         self._ocr_loaded = False
         self.lists = ListState()
+        self.images = ImageStore(options.include_images)
+        self.image_paths: dict[int, str | None] = {}  # xref -> artifact path (shown on many pages)
 
     @property
     def force_ocr(self) -> bool:
@@ -429,6 +444,42 @@ class _PdfParse:
         return None
 
     def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        blocks = self.page_content(page, text, stats, page_no)
+        if not self.images.enabled:
+            return blocks
+        return place_figures(blocks, self.figures(page, page_no))
+
+    def figures(self, page: Any, page_no: int) -> list[Block]:
+        """FIGURE blocks for the pictures shown on the page, their bytes in the image store.
+        A picture over most of the page is the page itself (a scan), not a figure."""
+        area = page.rect.width * page.rect.height
+        out: list[Block] = []
+        for info in page.get_image_info(xrefs=True):
+            xref = info.get("xref") or 0
+            shown = _fitz.Rect(info["bbox"]) & page.rect
+            if xref <= 0 or shown.is_empty or shown.width * shown.height >= SCAN_MIN_IMAGE_COVER * area:
+                continue
+            if xref not in self.image_paths:
+                self.image_paths[xref] = self.extract_image(xref, page_no)
+            path = self.image_paths[xref]
+            if path is not None:
+                box = _round_box((shown.x0, shown.y0, shown.x1, shown.y1))
+                out.append(Block(BlockKind.FIGURE, caption="", page=page_no, bbox=box, image=path))
+        return out
+
+    def extract_image(self, xref: int, page_no: int) -> str | None:
+        try:
+            found = self.doc.extract_image(xref)
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {page_no}: an image could not be extracted: {exc}")
+            return None
+        if not found:
+            return None
+        return self.images.add(
+            found["image"], found.get("ext") or "bin", found.get("width"), found.get("height")
+        )
+
+    def page_content(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
         if text.hidden_chars:
             self.hidden_chars += text.hidden_chars
             self.hidden_pages.append(page_no)
@@ -557,6 +608,7 @@ class _PdfParse:
             title=(info.get("title") or "").strip() or None,
             author=(info.get("author") or "").strip() or None,
             pages_ocr=self.pages_ocr,
+            images_extracted=len(self.images.images),
             ocr_engine=self._ocr.engine_for(self.options.language, self.options.ocr_languages)
             if self.pages_ocr and self._ocr is not None
             else None,
@@ -582,6 +634,8 @@ class _PdfParse:
         self.check_content()
         result.warnings.extend(self.cleaning_warnings(stats))
         result.warnings.extend(self.ocr_warnings())
+        result.warnings.extend(self.images.warnings())
+        result.images = self.images.images
         self.record_metadata(stats)
         return result
 

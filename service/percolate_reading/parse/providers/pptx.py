@@ -13,7 +13,9 @@ Hidden slides are skipped with a warning.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from percolate_reading.parse.document import BBox, Block, BlockKind, DocumentTyp
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local, relationships
 from percolate_reading.parse.providers.docx import main_part
+from percolate_reading.parse.providers.figures import ImageStore, ooxml_image
 
 P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
@@ -179,8 +182,16 @@ def _inherited_box(sp: Any, boxes: dict[tuple[str, str], BBox]) -> BBox | None:
     )
 
 
+def _no_picture(_shape: Any) -> str | None:
+    return None
+
+
 def _slide_blocks(
-    root: Any, slide: int, first_title: bool, boxes: dict[tuple[str, str], BBox]
+    root: Any,
+    slide: int,
+    first_title: bool,
+    boxes: dict[tuple[str, str], BBox],
+    picture: Callable[[Any], str | None] = _no_picture,
 ) -> tuple[list[Block], str | None]:
     tree = root.find(f"{P}cSld/{P}spTree")
     if tree is None:
@@ -217,7 +228,12 @@ def _slide_blocks(
             pr = next(shape.iter(f"{P}cNvPr"), None)
             alt = (pr.get("descr") or pr.get("title") or "").strip() if pr is not None else ""
             name = pr.get("name") if pr is not None else None
-            blocks = [Block(kind=BlockKind.FIGURE, text=alt, label=name, caption="", page=slide, bbox=box)]
+            image = picture(shape)
+            blocks = [
+                Block(
+                    kind=BlockKind.FIGURE, text=alt, label=name, caption="", page=slide, bbox=box, image=image
+                )
+            ]
         if blocks:
             key = (box[1], box[0]) if box is not None else (float("inf"), float("inf"))
             placed.append((key, blocks))
@@ -257,6 +273,7 @@ class PptxProvider:
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.PPTX)
         hidden: list[int] = []
         titles: list[str | None] = []
+        store = ImageStore(options.include_images)
         with SafeZip(path, source_name, self.limits) as zf:
             main = main_part(zf, "ppt/presentation.xml")
             if not zf.has(main):
@@ -279,11 +296,17 @@ class PptxProvider:
                     continue
                 doc.blocks.append(Block(kind=BlockKind.PAGE_BREAK, page=number))
                 boxes = _layout_boxes(zf, part)
-                blocks, title = _slide_blocks(root, number, first_title=number == 1, boxes=boxes)
+                picture = _no_picture
+                if store.enabled:
+                    slide_rels = relationships(zf, part)
+                    picture = functools.partial(ooxml_image, store, zf, slide_rels)
+                blocks, title = _slide_blocks(root, number, number == 1, boxes, picture)
                 titles.append(title)
                 doc.blocks.extend(blocks)
                 doc.blocks.extend(_notes(zf, part, number))
         doc.timings["read"] = time.perf_counter() - t0
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.metadata.update(
             reader="lxml (PresentationML)",
             slide_count=len(slide_parts),

@@ -193,6 +193,7 @@ def build_elements(doc: ParsedDocument) -> list[dict[str, Any]]:
         elif block.kind is BlockKind.FIGURE:
             element["caption"] = block.caption or None
             element["image"] = block.label
+            element["artifact"] = block.image  # images/<n>.<ext> when the picture was extracted
         elif block.kind is BlockKind.CODE:
             element["language"] = block.language
         elif block.kind is BlockKind.TRANSCRIPT_SEGMENT:

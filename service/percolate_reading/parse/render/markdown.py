@@ -243,10 +243,17 @@ def _render_extra(block: Block) -> str:
         line = f"*Figure: {caption}*" if caption else ""
         if alt and alt != caption:
             line = f"{line}\n\n{escape_paragraph(alt)}" if line else escape_paragraph(alt)
+        if block.image:  # the extracted picture, stored next to structured.md
+            link = f"![{_link_text(alt or caption)}]({block.image})"
+            line = f"{link}\n\n{line}" if line else link
         return line
     if kind is BlockKind.EMAIL_HEADER:
         return f"**{_one_line(block.label or '')}:** {_one_line(block.text)}" if block.text.strip() else ""
     return ""
+
+
+def _link_text(text: str) -> str:
+    return _one_line(text).replace("[", "\\[").replace("]", "\\]")
 
 
 def _one_line(text: str) -> str:
