@@ -9,8 +9,8 @@ from pathlib import Path
 
 import docx
 import jsonschema
-import pymupdf
 import pptx
+import pymupdf
 import pytest
 from PIL import Image
 
@@ -68,7 +68,8 @@ def test_docx_pictures_are_stored_and_linked(tmp_path: Path) -> None:
     doc = parse(path, DocumentType.DOCX)
     assert figures(doc) == ["images/1.png", "images/2.png", "images/1.png"]
     artifacts = artifacts_of(doc)
-    assert artifacts["images/1.png"] == RED and artifacts["images/2.png"] == BLUE
+    assert artifacts["images/1.png"] == RED
+    assert artifacts["images/2.png"] == BLUE
     md = artifacts[STRUCTURED_MD].decode()
     assert md.index("Before the chart.") < md.index("(images/1.png)") < md.index("Between the charts.")
     assert md.index("Between the charts.") < md.index("(images/2.png)")
@@ -79,7 +80,8 @@ def test_docx_pictures_are_stored_and_linked(tmp_path: Path) -> None:
     assert json.loads(artifacts[METADATA_JSON])["images"] == ["images/1.png", "images/2.png"]
 
     plain = parse(path, DocumentType.DOCX, include=False)
-    assert figures(plain) == [None, None, None] and not plain.images
+    assert figures(plain) == [None, None, None]
+    assert not plain.images
     assert not any(name.startswith("images/") for name in artifacts_of(plain))
 
 
@@ -95,7 +97,8 @@ def test_pptx_pictures_carry_their_slide_and_box(tmp_path: Path) -> None:
     doc = parse(path, DocumentType.PPTX)
     shown = [b for b in doc.blocks if b.kind is BlockKind.FIGURE]
     assert [(b.page, b.image) for b in shown] == [(1, "images/1.png"), (2, "images/2.png")]
-    assert shown[0].bbox is not None and shown[0].bbox[:2] == pytest.approx((100, 150), abs=1)
+    assert shown[0].bbox is not None
+    assert shown[0].bbox[:2] == pytest.approx((100, 150), abs=1)
     assert doc.images == {"images/1.png": RED, "images/2.png": BLUE}
 
 
@@ -121,7 +124,8 @@ def test_pdf_pictures_are_extracted_in_reading_order(tmp_path: Path) -> None:
     assert figure.bbox == pytest.approx((56, 120, 296, 280), abs=1)
     (data,) = doc.images.values()
     with Image.open(io.BytesIO(data)) as img:
-        assert img.size == (120, 80) and img.getpixel((5, 5))[:3] == (200, 20, 20)
+        assert img.size == (120, 80)
+        assert img.getpixel((5, 5))[:3] == (200, 20, 20)
     assert doc.metadata["images_extracted"] == 1
     assert not parse(path, DocumentType.PDF, include=False).images
 
@@ -136,7 +140,8 @@ def test_the_store_keeps_to_its_limits() -> None:
     assert store.add(b"e" * 10, "gif") is None  # over the count
     assert len(store.images) == 2
     warnings = " ".join(store.warnings())
-    assert "1 image(s) over" in warnings and "2 image(s) not extracted" in warnings
+    assert "1 image(s) over" in warnings
+    assert "2 image(s) not extracted" in warnings
     assert ImageStore(False).add(b"x" * 10, "png") is None
 
 

@@ -79,22 +79,28 @@ def positioned_pdf() -> bytes:
 def test_text_layer_elements_carry_their_boxes(tmp_path: Path) -> None:
     doc = parse(tmp_path, positioned_pdf())
     heading, para, table = content(doc)
-    assert heading.kind is BlockKind.HEADING and heading.bbox is not None
+    assert heading.kind is BlockKind.HEADING
+    assert heading.bbox is not None
     x0, y0, x1, y1 = heading.bbox
     # insert_text's point is the baseline start: the glyphs sit just above it.
-    assert abs(x0 - HEADING_AT[0]) < 2 and y0 < HEADING_AT[1] < y1 + 6 and 22 < y1 - y0 < 1.5 * 22
+    assert abs(x0 - HEADING_AT[0]) < 2
+    assert y0 < HEADING_AT[1] < y1 + 6
+    assert 22 < y1 - y0 < 1.5 * 22
     assert x1 == pytest.approx(HEADING_AT[0] + fx.text_width("Quarterly Results", 22, fx.BOLD), abs=3)
     assert para.bbox is not None
     px0, py0, px1, py1 = para.bbox
-    assert abs(px0 - PARAGRAPH_AT[0]) < 2 and px1 <= PARAGRAPH_AT[0] + 240 + 1
+    assert abs(px0 - PARAGRAPH_AT[0]) < 2
+    assert px1 <= PARAGRAPH_AT[0] + 240 + 1
     n_lines = len(fx.wrap(fx.INTRO, 240))
-    assert py0 < PARAGRAPH_AT[1] and py1 == pytest.approx(
-        PARAGRAPH_AT[1] + (n_lines - 1) * fx.BODY * 1.3, abs=fx.BODY
-    )
-    assert table.kind is BlockKind.TABLE and table.bbox is not None
+    assert py0 < PARAGRAPH_AT[1]
+    assert py1 == pytest.approx(PARAGRAPH_AT[1] + (n_lines - 1) * fx.BODY * 1.3, abs=fx.BODY)
+    assert table.kind is BlockKind.TABLE
+    assert table.bbox is not None
     tx0, ty0, tx1, ty1 = table.bbox
-    assert abs(tx0 - TABLE_AT[0]) < 3 and abs(ty0 - TABLE_AT[1]) < 3
-    assert abs(tx1 - (TABLE_AT[0] + 380)) < 3 and abs(ty1 - (TABLE_AT[1] + 20 * len(fx.TABLE_ROWS))) < 3
+    assert abs(tx0 - TABLE_AT[0]) < 3
+    assert abs(ty0 - TABLE_AT[1]) < 3
+    assert abs(tx1 - (TABLE_AT[0] + 380)) < 3
+    assert abs(ty1 - (TABLE_AT[1] + 20 * len(fx.TABLE_ROWS))) < 3
 
     artifacts = render_artifacts(doc, ChunkOptions(), ("elements",))
     elements = [json.loads(line) for line in artifacts[ELEMENTS_JSONL].splitlines()]
@@ -107,7 +113,8 @@ def test_every_element_of_a_real_layout_has_a_box(tmp_path: Path) -> None:
     for block in content(doc):
         assert block.bbox is not None, block
         x0, y0, x1, y1 = block.bbox
-        assert 0 <= x0 < x1 <= fx.PAGE_W and 0 <= y0 < y1 <= fx.PAGE_H
+        assert 0 <= x0 < x1 <= fx.PAGE_W
+        assert 0 <= y0 < y1 <= fx.PAGE_H
     boxes = [b.bbox for b in content(doc) if b.bbox is not None]
     # Reading order is top to bottom in one column: boxes descend the page.
     assert [b[1] for b in boxes] == sorted(b[1] for b in boxes)
@@ -132,12 +139,16 @@ def scan_strip_pdf(lines: tuple[str, ...], at: pymupdf.Rect | None = None) -> by
 def test_ocr_paragraphs_carry_boxes_in_points(tmp_path: Path) -> None:
     doc = parse(tmp_path, scan_strip_pdf(("SCANNED INVOICE TOTAL",), SCAN_AT))
     (para,) = content(doc)
-    assert "INVOICE" in para.text and para.bbox is not None
+    assert "INVOICE" in para.text
+    assert para.bbox is not None
     # The picture's text starts 20 px in and 20 px down of 1100 x 128 px, shown 330 pt wide.
     scale = 330 / 1100
     x0, y0, x1, y1 = para.bbox
-    assert abs(x0 - (SCAN_AT.x0 + 20 * scale)) < 4 and abs(y0 - (SCAN_AT.y0 + 20 * scale)) < 6
-    assert SCAN_AT.x0 < x1 <= SCAN_AT.x1 and y1 < SCAN_AT.y1 and y1 - y0 > 40 * scale * 0.7
+    assert abs(x0 - (SCAN_AT.x0 + 20 * scale)) < 4
+    assert abs(y0 - (SCAN_AT.y0 + 20 * scale)) < 6
+    assert SCAN_AT.x0 < x1 <= SCAN_AT.x1
+    assert y1 < SCAN_AT.y1
+    assert y1 - y0 > 40 * scale * 0.7
 
 
 # --- ocr=force and ocr_languages --------------------------------------------------------------
@@ -161,19 +172,23 @@ def text_and_screenshot_pdf() -> bytes:
 def test_ocr_force_reads_pictures_on_pages_with_text(tmp_path: Path) -> None:
     data = text_and_screenshot_pdf()
     auto = parse(tmp_path, data)
-    assert "QUARTERLY" not in auto.text() and auto.metadata["pages_ocr"] == 0
+    assert "QUARTERLY" not in auto.text()
+    assert auto.metadata["pages_ocr"] == 0
     forced = parse(tmp_path, data, **vars_of(request({"ocr": "force"})))
     assert forced.metadata["ocr_engine"].startswith("rapidocr")
     text = forced.text().upper()
-    assert "QUARTERLY" in text and "FIGURES" in text
+    assert "QUARTERLY" in text
+    assert "FIGURES" in text
     assert "WIDGETS" in text  # the page's own text, read from the rendering
-    assert forced.metadata["pages_ocr"] == 1 and forced.metadata["ocr_mode"] == "force"
+    assert forced.metadata["pages_ocr"] == 1
+    assert forced.metadata["ocr_mode"] == "force"
     assert all(b.bbox is not None for b in content(forced))
 
 
 def test_ocr_force_without_ocr_keeps_the_text_layer(tmp_path: Path) -> None:
     doc = parse(tmp_path, fx.structured_pdf(), ocr_mode="force", ocr_enabled=False)
-    assert "Widgets are small devices" in doc.text() and doc.metadata["pages_ocr"] == 0
+    assert "Widgets are small devices" in doc.text()
+    assert doc.metadata["pages_ocr"] == 0
 
 
 def vars_of(options: ParseOptions) -> dict[str, object]:
@@ -190,7 +205,9 @@ def test_ocr_languages_choose_the_script(tmp_path: Path) -> None:
     data = scan_strip_pdf(RUSSIAN)
     russian = parse(tmp_path, data, **vars_of(request({"ocr_languages": "ru"})))
     text = " ".join(russian.text().split())
-    assert "Итого" in text and "рублей" in text and "117" in text
+    assert "Итого" in text
+    assert "рублей" in text
+    assert "117" in text
     assert not any("expects" in w for w in russian.warnings)
     assert russian.metadata["ocr_engine"] == "tesseract"
     # Two languages: one Tesseract run reads both scripts.
@@ -201,7 +218,8 @@ def test_ocr_languages_choose_the_script(tmp_path: Path) -> None:
 def test_tesseract_codes_join_the_requested_languages() -> None:
     from percolate_reading.parse.providers.ocr import engine_for, tesseract_codes
 
-    assert tesseract_codes("en") is None and tesseract_codes(None, ("de", "fr")) is None
+    assert tesseract_codes("en") is None
+    assert tesseract_codes(None, ("de", "fr")) is None
     assert tesseract_codes("en", ("en", "ru")) == "eng+rus"
     assert tesseract_codes(None, ("el",)) == "ell"
     assert engine_for(None, ("en", "ru")) == "tesseract"
@@ -213,10 +231,12 @@ def test_tesseract_codes_join_the_requested_languages() -> None:
 def test_table_mode_fast_skips_the_ruled_table_search(tmp_path: Path) -> None:
     data = fx.ruled_table_pdf()
     accurate = parse(tmp_path, data, **vars_of(request({"table_mode": "accurate"})))
-    assert accurate.tables and [list(r) for r in accurate.tables[0].rows] == [list(r) for r in fx.TABLE_ROWS]
+    assert accurate.tables
+    assert [list(r) for r in accurate.tables[0].rows] == [list(r) for r in fx.TABLE_ROWS]
     assert accurate.metadata["table_pages_checked"] == 1
     fast = parse(tmp_path, data, **vars_of(request({"table_mode": "fast"})))
-    assert fast.metadata["table_pages_checked"] == 0 and fast.metadata["table_mode"] == "fast"
+    assert fast.metadata["table_pages_checked"] == 0
+    assert fast.metadata["table_mode"] == "fast"
     assert fast.timings["pdf_tables"] == 0
     # Nothing is lost: every cell's text is still in the output.
     assert all(cell in fast.text() for row in fx.TABLE_ROWS for cell in row)
@@ -231,8 +251,13 @@ def test_image_paragraphs_carry_pixel_boxes(tmp_path: Path) -> None:
     path.write_bytes(picture(("INVOICE NUMBER 4711", "", "TOTAL DUE 99 EURO")))
     doc = ImageProvider().parse(path, "scan.png", RequestOptions().parse_options(ParseOptions()))
     first, last = content(doc)
-    assert "4711" in first.text and "TOTAL" in last.text
-    assert first.bbox is not None and last.bbox is not None
+    assert "4711" in first.text
+    assert "TOTAL" in last.text
+    assert first.bbox is not None
+    assert last.bbox is not None
     # picture() draws line i at (20, 20 + 88 i) px in a 40 px font.
-    assert abs(first.bbox[0] - 20) < 8 and abs(first.bbox[1] - 20) < 12 and first.bbox[3] < 20 + 88
-    assert abs(last.bbox[0] - 20) < 8 and abs(last.bbox[1] - (20 + 2 * 88)) < 12
+    assert abs(first.bbox[0] - 20) < 8
+    assert abs(first.bbox[1] - 20) < 12
+    assert first.bbox[3] < 20 + 88
+    assert abs(last.bbox[0] - 20) < 8
+    assert abs(last.bbox[1] - (20 + 2 * 88)) < 12
