@@ -153,21 +153,37 @@ def _placeholder_key(sp: Any) -> tuple[str, str] | None:
     return None
 
 
-def _layout_boxes(zf: SafeZip, part: str, depth: int = 0) -> dict[tuple[str, str], BBox]:
-    """Placeholder boxes a slide inherits: from its layout, which inherits from its master."""
+# Placeholders inherit along slide -> layout -> master only (a master's relationships
+# list every layout: following them would read the whole deck's layouts for each slide).
+_INHERITS_FROM = {"slide": "slideLayout", "slideLayout": "slideMaster"}
+
+
+def _layout_boxes(
+    zf: SafeZip, part: str, kind: str = "slide", cache: dict[str, dict[tuple[str, str], BBox]] | None = None
+) -> dict[tuple[str, str], BBox]:
+    """Placeholder boxes a slide inherits: from its layout, which inherits from its master.
+    `cache` keeps each layout's and master's boxes for the parse (slides share a few)."""
+    cache = {} if cache is None else cache
+    parent_kind = _INHERITS_FROM.get(kind)
     out: dict[tuple[str, str], BBox] = {}
-    if depth > 2:
-        return out
-    for kind, target, _mode in relationships(zf, part).values():
-        if kind in ("slideLayout", "slideMaster") and zf.has(target):
-            out.update(_layout_boxes(zf, target, depth + 1))
-            tree = zf.xml(target).find(f"{P}cSld/{P}spTree")
-            for sp in _shapes(tree) if tree is not None else ():
-                key = _placeholder_key(sp)
-                box = _bbox(sp)
-                if key is not None and box is not None:
-                    out[key] = box
-                    out[(key[0], "*")] = box
+    for rel_kind, target, _mode in relationships(zf, part).values():
+        if rel_kind == parent_kind and zf.has(target):
+            if target not in cache:
+                cache[target] = {**_layout_boxes(zf, target, rel_kind, cache), **_own_boxes(zf, target)}
+            out.update(cache[target])
+    return out
+
+
+def _own_boxes(zf: SafeZip, part: str) -> dict[tuple[str, str], BBox]:
+    """The placeholder boxes a layout or master defines itself."""
+    out: dict[tuple[str, str], BBox] = {}
+    tree = zf.xml(part).find(f"{P}cSld/{P}spTree")
+    for sp in _shapes(tree) if tree is not None else ():
+        key = _placeholder_key(sp)
+        box = _bbox(sp)
+        if key is not None and box is not None:
+            out[key] = box
+            out[(key[0], "*")] = box
     return out
 
 
@@ -274,6 +290,7 @@ class PptxProvider:
         hidden: list[int] = []
         titles: list[str | None] = []
         store = ImageStore(options.include_images)
+        layouts: dict[str, dict[tuple[str, str], BBox]] = {}
         with SafeZip(path, source_name, self.limits) as zf:
             main = main_part(zf, "ppt/presentation.xml")
             if not zf.has(main):
@@ -295,7 +312,7 @@ class PptxProvider:
                     hidden.append(number)
                     continue
                 doc.blocks.append(Block(kind=BlockKind.PAGE_BREAK, page=number))
-                boxes = _layout_boxes(zf, part)
+                boxes = _layout_boxes(zf, part, cache=layouts)
                 picture = _no_picture
                 if store.enabled:
                     slide_rels = relationships(zf, part)
