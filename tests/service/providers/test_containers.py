@@ -326,3 +326,20 @@ def test_legacy_without_libreoffice_is_unsupported(tmp_path: Path, monkeypatch: 
             parse_file(path, OPTS, None)
     finally:
         legacy.soffice_path.cache_clear()
+
+
+def test_eml_encoded_words_in_headers_and_filenames_are_decoded(tmp_path: Path) -> None:
+    msg = EmailMessage()
+    msg["From"] = "Jürgen Groß <jg@example.com>"
+    msg["Subject"] = "Bericht über Größen \u2013 März"
+    msg.set_content("Die Zahlen für März.")
+    msg.add_attachment(b"col\n1\n", maintype="text", subtype="csv", filename="Übersicht März.csv")
+    raw = msg.as_bytes()
+    assert b"=?utf-8?" in raw  # the headers travel as RFC 2047 encoded words
+    path = tmp_path / "mail.eml"
+    path.write_bytes(raw)
+    doc = parse_file(path, ParseOptions(), None)
+    assert doc.metadata["headers"]["Subject"] == "Bericht über Größen \u2013 März"
+    assert doc.metadata["headers"]["From"] == "Jürgen Groß <jg@example.com>"
+    assert "Die Zahlen für März." in doc.text()
+    assert [c.source_name for c in doc.children] == ["Übersicht März.csv"]
