@@ -18,7 +18,6 @@ MAX_COMPLEXITY = 20
 
 PENDING = {
     # issues 14/15 (PDF, XLSX providers)
-    "service/percolate_reading/parse/providers/pdf.py::_PdfParse.run",
     "service/percolate_reading/parse/providers/pdf_layout.py::text_blocks",
     "service/percolate_reading/parse/providers/pdf_tables.py::rule_bands",
     "service/percolate_reading/parse/providers/xlsx.py::_read_sheet",
@@ -45,9 +44,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/pptx.py::_slide_blocks",
     "service/percolate_reading/parse/providers/rtf.py::rtf_blocks",
     "service/percolate_reading/parse/providers/text.py::markdown_blocks",
-    "service/percolate_reading/parse/render/elements.py::table_html",
-    "service/percolate_reading/parse/render/elements.py::build_elements",
-    "service/percolate_reading/parse/request.py::RequestOptions.from_fields",
     # issue 16 (CLI)
     "service/percolate_reading/cli/submit.py::run.body",
     # issue 11 (operator split into builders/, clients/, reconcile/)

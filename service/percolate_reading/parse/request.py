@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from percolate_reading.config import Settings
@@ -89,59 +90,13 @@ class RequestOptions:
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> RequestOptions:
         """Validate text fields (unknown names are the caller's business)."""
-        values: dict[str, object] = {}
         # Exact spellings (no case folding, no trimming) except where the field's own syntax
         # allows blanks: the OpenAPI schema says the same, and a client learns one form.
         raw = {k: v for k, v in fields.items() if k in REQUEST_FIELDS and v is not None and v != ""}
-        if "outputs" in raw:
-            outputs = tuple(dict.fromkeys(o.strip(" ") for o in raw["outputs"].split(",")))
-            bad = [o for o in outputs if o not in OUTPUTS]
-            if bad or not outputs:
-                raise OptionError(
-                    f"outputs: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(OUTPUTS)}"
-                )
-            values["outputs"] = outputs
-        if "pages" in raw:
-            m = _PAGES.fullmatch(raw["pages"])
-            if m is None:
-                raise OptionError("pages: use a 1-based page or range such as 3, 2-5 or 4-")
-            first = int(m.group(1))
-            last = int(m.group(3)) if m.group(3) else (None if m.group(2) else first)
-            if first < 1 or (last is not None and last < first):
-                raise OptionError("pages: the range must start at 1 or later and not end before it starts")
-            values["page_range"] = (first, last)
-        if "ocr" in raw:
-            mode = raw["ocr"]
-            if mode not in OCR_MODES:
-                raise OptionError(f"ocr: one of {', '.join(OCR_MODES)}")
-            values["ocr_mode"] = mode
-        if "ocr_languages" in raw:
-            langs = tuple(x.strip(" ") for x in raw["ocr_languages"].split(","))
-            if not _LANGS.fullmatch(raw["ocr_languages"]):
-                raise OptionError("ocr_languages: up to 8 comma-separated language codes such as en,de,pt-BR")
-            values["ocr_languages"] = langs
-        if "table_mode" in raw:
-            table_mode = raw["table_mode"]
-            if table_mode not in TABLE_MODES:
-                raise OptionError(f"table_mode: one of {', '.join(TABLE_MODES)}")
-            values["table_mode"] = table_mode
-        if "include_images" in raw:
-            if raw["include_images"] not in _BOOLEANS:
-                raise OptionError("include_images: true or false")
-            values["include_images"] = _BOOLEANS[raw["include_images"]]
-        if "chunk_strategy" in raw:
-            strategy = raw["chunk_strategy"]
-            if strategy not in CHUNK_STRATEGIES:
-                raise OptionError(f"chunk_strategy: one of {', '.join(CHUNK_STRATEGIES)}")
-            values["chunk_strategy"] = strategy
-        for name, low, high in (("chunk_size", 20, 100_000), ("chunk_overlap", 0, 99_999)):
-            if name in raw:
-                if not _DIGITS.fullmatch(raw[name]):
-                    raise OptionError(f"{name}: an integer")
-                number = int(raw[name])
-                if not low <= number <= high:
-                    raise OptionError(f"{name}: between {low} and {high}")
-                values[name] = number
+        values: dict[str, object] = {}
+        for name, value in raw.items():
+            attribute, parsed = _FIELD_READERS[name](name, value)
+            values[attribute] = parsed
         options = cls(**values)  # type: ignore[arg-type]
         size, overlap = options.chunk_size, options.chunk_overlap
         if size is not None and overlap is not None and overlap >= size:
@@ -194,3 +149,73 @@ class RequestOptions:
         return ChunkOptions(
             max_chars=size, overlap_chars=overlap, strategy=self.chunk_strategy or base.strategy
         )
+
+
+# --- one reader per field: (name, text) -> (RequestOptions attribute, value) ----------------
+
+
+def _read_outputs(name: str, value: str) -> tuple[str, object]:
+    outputs = tuple(dict.fromkeys(o.strip(" ") for o in value.split(",")))
+    bad = [o for o in outputs if o not in OUTPUTS]
+    if bad or not outputs:
+        raise OptionError(
+            f"outputs: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(OUTPUTS)}"
+        )
+    return "outputs", outputs
+
+
+def _read_pages(name: str, value: str) -> tuple[str, object]:
+    m = _PAGES.fullmatch(value)
+    if m is None:
+        raise OptionError("pages: use a 1-based page or range such as 3, 2-5 or 4-")
+    first = int(m.group(1))
+    last = int(m.group(3)) if m.group(3) else (None if m.group(2) else first)
+    if first < 1 or (last is not None and last < first):
+        raise OptionError("pages: the range must start at 1 or later and not end before it starts")
+    return "page_range", (first, last)
+
+
+def _read_languages(name: str, value: str) -> tuple[str, object]:
+    if not _LANGS.fullmatch(value):
+        raise OptionError("ocr_languages: up to 8 comma-separated language codes such as en,de,pt-BR")
+    return "ocr_languages", tuple(x.strip(" ") for x in value.split(","))
+
+
+def _choice(attribute: str, choices: tuple[str, ...]) -> Callable[[str, str], tuple[str, object]]:
+    def read(name: str, value: str) -> tuple[str, object]:
+        if value not in choices:
+            raise OptionError(f"{name}: one of {', '.join(choices)}")
+        return attribute, value
+
+    return read
+
+
+def _read_boolean(name: str, value: str) -> tuple[str, object]:
+    if value not in _BOOLEANS:
+        raise OptionError(f"{name}: true or false")
+    return name, _BOOLEANS[value]
+
+
+def _integer(low: int, high: int) -> Callable[[str, str], tuple[str, object]]:
+    def read(name: str, value: str) -> tuple[str, object]:
+        if not _DIGITS.fullmatch(value):
+            raise OptionError(f"{name}: an integer")
+        number = int(value)
+        if not low <= number <= high:
+            raise OptionError(f"{name}: between {low} and {high}")
+        return name, number
+
+    return read
+
+
+_FIELD_READERS: dict[str, Callable[[str, str], tuple[str, object]]] = {
+    "outputs": _read_outputs,
+    "pages": _read_pages,
+    "ocr": _choice("ocr_mode", OCR_MODES),
+    "ocr_languages": _read_languages,
+    "table_mode": _choice("table_mode", TABLE_MODES),
+    "include_images": _read_boolean,
+    "chunk_strategy": _choice("chunk_strategy", CHUNK_STRATEGIES),
+    "chunk_size": _integer(20, 100_000),
+    "chunk_overlap": _integer(0, 99_999),
+}
