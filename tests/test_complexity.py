@@ -34,14 +34,11 @@ PENDING = {
     # issue 15 (formats, elements, per-request options)
     "service/percolate_reading/parse/providers/docx.py::_paragraph",
     "service/percolate_reading/parse/providers/docx.py::_table",
-    "service/percolate_reading/parse/providers/email.py::MsgProvider.parse_nested",
     "service/percolate_reading/parse/providers/epub.py::EpubProvider.parse",
     "service/percolate_reading/parse/providers/html.py::html_table",
     "service/percolate_reading/parse/providers/html.py::HtmlWalker.walk",
     "service/percolate_reading/parse/providers/odf.py::odf_table",
     "service/percolate_reading/parse/providers/odf.py::_OdfProvider._slides",
-    "service/percolate_reading/parse/providers/pptx.py::_table",
-    "service/percolate_reading/parse/providers/pptx.py::_slide_blocks",
     "service/percolate_reading/parse/providers/rtf.py::rtf_blocks",
     "service/percolate_reading/parse/providers/text.py::markdown_blocks",
     # issue 16 (CLI)

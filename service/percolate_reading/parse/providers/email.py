@@ -280,6 +280,42 @@ def _msg_text(value: Any) -> str | None:
     return str(value)
 
 
+def _msg_headers(msg: Any) -> dict[str, str]:
+    """The shown headers of an Outlook message, whitespace collapsed, empty ones left out."""
+    headers = {
+        name: _msg_text(getattr(msg, attribute, None)) or ""
+        for name, attribute in (
+            ("From", "sender"),
+            ("To", "to"),
+            ("Cc", "cc"),
+            ("Bcc", "bcc"),
+            ("Date", "date"),
+            ("Subject", "subject"),
+            ("Message-ID", "messageId"),
+        )
+    }
+    return {k: " ".join(v.split()) for k, v in headers.items() if v and v.strip()}
+
+
+def _msg_attachments(msg: Any, source_name: str) -> list[_Attachment]:
+    """Attached files as bytes; embedded Outlook messages exported as .msg files of their own."""
+    attachments: list[_Attachment] = []
+    raw_attachments = list(getattr(msg, "attachments", []) or [])
+    if len(raw_attachments) > MAX_PARTS:
+        raise DocumentTooLargeError(f"{source_name}: more than {MAX_PARTS} attachments")
+    for att in raw_attachments:
+        data = getattr(att, "data", None)
+        name = _msg_text(getattr(att, "longFilename", None) or getattr(att, "shortFilename", None))
+        if isinstance(data, bytes):
+            mimetype = str(getattr(att, "mimetype", "") or "")
+            attachments.append(_Attachment(name or "attachment", data, mimetype))
+        elif data is not None and hasattr(data, "exportBytes"):
+            attachments.append(
+                _Attachment((name or "message") + ".msg", data.exportBytes(), "application/vnd.ms-outlook")
+            )
+    return attachments
+
+
 @dataclass(frozen=True)
 class MsgProvider:
     settings: Settings | None = None
@@ -302,39 +338,13 @@ class MsgProvider:
         except Exception as exc:  # extract-msg raises a zoo of its own and olefile's errors
             raise CorruptDocumentError(f"{source_name}: not a readable Outlook message ({exc})") from exc
         try:
-            headers = {
-                "From": _msg_text(getattr(msg, "sender", None)) or "",
-                "To": _msg_text(getattr(msg, "to", None)) or "",
-                "Cc": _msg_text(getattr(msg, "cc", None)) or "",
-                "Bcc": _msg_text(getattr(msg, "bcc", None)) or "",
-                "Date": _msg_text(getattr(msg, "date", None)) or "",
-                "Subject": _msg_text(getattr(msg, "subject", None)) or "",
-                "Message-ID": _msg_text(getattr(msg, "messageId", None)) or "",
-            }
-            headers = {k: " ".join(v.split()) for k, v in headers.items() if v and v.strip()}
+            headers = _msg_headers(msg)
             plain = _msg_text(getattr(msg, "body", None))
             try:
                 html = _msg_text(getattr(msg, "htmlBody", None))
             except Exception:  # an RTF-only body that cannot be de-encapsulated
                 html = None
-            attachments: list[_Attachment] = []
-            raw_attachments = list(getattr(msg, "attachments", []) or [])
-            if len(raw_attachments) > MAX_PARTS:
-                raise DocumentTooLargeError(f"{source_name}: more than {MAX_PARTS} attachments")
-            for att in raw_attachments:
-                data = getattr(att, "data", None)
-                name = _msg_text(getattr(att, "longFilename", None) or getattr(att, "shortFilename", None))
-                if isinstance(data, bytes):
-                    attachments.append(
-                        _Attachment(name or "attachment", data, str(getattr(att, "mimetype", "") or ""))
-                    )
-                elif data is not None and hasattr(data, "exportBytes"):
-                    # An embedded Outlook message: parsed as an MSG of its own.
-                    attachments.append(
-                        _Attachment(
-                            (name or "message") + ".msg", data.exportBytes(), "application/vnd.ms-outlook"
-                        )
-                    )
+            attachments = _msg_attachments(msg, source_name)
         finally:
             msg.close()
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.MSG)

@@ -106,23 +106,34 @@ def _text_blocks(body: Any, slide: int, box: BBox | None) -> list[Block]:
     return out
 
 
+def _table_cell(tc: Any, r: int, c: int, row: list[str], grid: list[list[str]]) -> str:
+    """A cell's text; a cell a merge covers repeats the merged value (see Table)."""
+    if tc.get("hMerge") == "1" and row:
+        return row[-1]
+    if tc.get("vMerge") == "1" and r > 0 and c < len(grid[r - 1]):
+        return grid[r - 1][c]
+    return "\n".join(t for p in tc.iter(f"{A}p") if (t := _para_text(p).strip()))
+
+
+def _cell_span(tc: Any, r: int, c: int) -> tuple[int, int, int, int] | None:
+    """(row, col, row span, col span) of a merge's top-left cell, else None."""
+    if tc.get("hMerge") == "1" or tc.get("vMerge") == "1":
+        return None
+    row_span = int(tc.get("rowSpan", "1") or 1)
+    col_span = int(tc.get("gridSpan", "1") or 1)
+    return (r, c, row_span, col_span) if row_span > 1 or col_span > 1 else None
+
+
 def _table(tbl: Any, slide: int) -> Table:
     grid: list[list[str]] = []
     spans: list[tuple[int, int, int, int]] = []
     for r, tr in enumerate(tbl.iter(f"{A}tr")):
         row: list[str] = []
         for c, tc in enumerate(tr.iter(f"{A}tc")):
-            text = "\n".join(t for p in tc.iter(f"{A}p") if (t := _para_text(p).strip()))
-            hmerge, vmerge = tc.get("hMerge") == "1", tc.get("vMerge") == "1"
-            if hmerge and row:
-                text = row[-1]
-            elif vmerge and r > 0 and c < len(grid[r - 1]):
-                text = grid[r - 1][c]
-            row.append(text)
-            row_span = int(tc.get("rowSpan", "1") or 1)
-            col_span = int(tc.get("gridSpan", "1") or 1)
-            if not (hmerge or vmerge) and (row_span > 1 or col_span > 1):
-                spans.append((r, c, row_span, col_span))
+            row.append(_table_cell(tc, r, c, row, grid))
+            span = _cell_span(tc, r, c)
+            if span is not None:
+                spans.append(span)
         grid.append(row)
     width = max((len(r) for r in grid), default=0)
     rows = tuple(tuple(r + [""] * (width - len(r))) for r in grid)
@@ -202,6 +213,84 @@ def _no_picture(_shape: Any) -> str | None:
     return None
 
 
+def _title_text(body: Any) -> str:
+    return " ".join(t for p in body.iter(f"{A}p") if (t := _para_text(p).strip()))
+
+
+def _frame_blocks(shape: Any, slide: int, box: BBox | None) -> list[Block]:
+    """A graphic frame's table (charts and diagrams carry no text we read)."""
+    tbl = next(shape.iter(f"{A}tbl"), None)
+    if tbl is None:
+        return []
+    table = _table(tbl, slide)
+    return [Block(kind=BlockKind.TABLE, table=table, page=slide, bbox=box)] if table.rows else []
+
+
+def _picture_blocks(
+    shape: Any, slide: int, box: BBox | None, picture: Callable[[Any], str | None]
+) -> list[Block]:
+    pr = next(shape.iter(f"{P}cNvPr"), None)
+    alt = (pr.get("descr") or pr.get("title") or "").strip() if pr is not None else ""
+    name = pr.get("name") if pr is not None else None
+    return [
+        Block(
+            kind=BlockKind.FIGURE,
+            text=alt,
+            label=name,
+            caption="",
+            page=slide,
+            bbox=box,
+            image=picture(shape),
+        )
+    ]
+
+
+@dataclass
+class _SlideReader:
+    """One slide's shapes into blocks: titles first, then the rest top to bottom, left to right."""
+
+    slide: int
+    first_title: bool
+    boxes: dict[tuple[str, str], BBox]
+    picture: Callable[[Any], str | None]
+    titled: list[Block] = field(default_factory=list)
+    placed: list[tuple[tuple[float, float], list[Block]]] = field(default_factory=list)
+    title_text: str | None = None
+
+    def title(self, body: Any, box: BBox | None) -> None:
+        text = _title_text(body)
+        if text:
+            self.title_text = self.title_text or text
+            kind = BlockKind.TITLE if self.first_title and not self.titled else BlockKind.HEADING
+            self.titled.append(Block(kind=kind, text=text, level=2, page=self.slide, bbox=box))
+
+    def shape(self, shape: Any) -> None:
+        ph = _placeholder_type(shape)
+        if ph in _SKIP_PLACEHOLDERS:
+            return
+        tag = local(shape.tag)
+        box = _bbox(shape) or _inherited_box(shape, self.boxes)
+        blocks: list[Block] = []
+        if tag == "sp":
+            body = shape.find(f"{P}txBody")
+            if body is not None and ph in _TITLE_TYPES:
+                self.title(body, box)
+            elif body is not None:
+                blocks = _text_blocks(body, self.slide, box)
+        elif tag == "graphicFrame":
+            blocks = _frame_blocks(shape, self.slide, box)
+        elif tag == "pic":
+            blocks = _picture_blocks(shape, self.slide, box, self.picture)
+        if blocks:
+            key = (box[1], box[0]) if box is not None else (float("inf"), float("inf"))
+            self.placed.append((key, blocks))
+
+    def blocks(self) -> list[Block]:
+        # Stable sort: shapes without geometry keep their document order, after the placed ones.
+        self.placed.sort(key=lambda item: item[0])
+        return self.titled + [b for _, bs in self.placed for b in bs]
+
+
 def _slide_blocks(
     root: Any,
     slide: int,
@@ -212,51 +301,10 @@ def _slide_blocks(
     tree = root.find(f"{P}cSld/{P}spTree")
     if tree is None:
         return [], None
-    titled: list[Block] = []
-    placed: list[tuple[tuple[float, float], list[Block]]] = []
-    title_text: str | None = None
+    reader = _SlideReader(slide, first_title, boxes, picture)
     for shape in _shapes(tree):
-        tag = local(shape.tag)
-        box = _bbox(shape) or _inherited_box(shape, boxes)
-        ph = _placeholder_type(shape)
-        if ph in _SKIP_PLACEHOLDERS:
-            continue
-        blocks: list[Block] = []
-        if tag == "sp":
-            body = shape.find(f"{P}txBody")
-            if body is None:
-                continue
-            if ph in _TITLE_TYPES:
-                text = " ".join(t for p in body.iter(f"{A}p") if (t := _para_text(p).strip()))
-                if text:
-                    title_text = title_text or text
-                    kind = BlockKind.TITLE if first_title and not titled else BlockKind.HEADING
-                    titled.append(Block(kind=kind, text=text, level=2, page=slide, bbox=box))
-                continue
-            blocks = _text_blocks(body, slide, box)
-        elif tag == "graphicFrame":
-            tbl = next(shape.iter(f"{A}tbl"), None)
-            if tbl is not None:
-                table = _table(tbl, slide)
-                if table.rows:
-                    blocks = [Block(kind=BlockKind.TABLE, table=table, page=slide, bbox=box)]
-        elif tag == "pic":
-            pr = next(shape.iter(f"{P}cNvPr"), None)
-            alt = (pr.get("descr") or pr.get("title") or "").strip() if pr is not None else ""
-            name = pr.get("name") if pr is not None else None
-            image = picture(shape)
-            blocks = [
-                Block(
-                    kind=BlockKind.FIGURE, text=alt, label=name, caption="", page=slide, bbox=box, image=image
-                )
-            ]
-        if blocks:
-            key = (box[1], box[0]) if box is not None else (float("inf"), float("inf"))
-            placed.append((key, blocks))
-    # Stable sort: shapes without geometry keep their document order, after the placed ones.
-    placed.sort(key=lambda item: item[0])
-    out = titled + [b for _, bs in placed for b in bs]
-    return out, title_text
+        reader.shape(shape)
+    return reader.blocks(), reader.title_text
 
 
 def _notes(zf: SafeZip, slide_part: str, slide: int) -> list[Block]:
