@@ -35,8 +35,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/epub.py::EpubProvider.parse",
     "service/percolate_reading/parse/providers/html.py::html_table",
     "service/percolate_reading/parse/providers/html.py::HtmlWalker.walk",
-    "service/percolate_reading/parse/providers/odf.py::odf_table",
-    "service/percolate_reading/parse/providers/odf.py::_OdfProvider._slides",
     "service/percolate_reading/parse/providers/rtf.py::rtf_blocks",
     "service/percolate_reading/parse/providers/text.py::markdown_blocks",
     # issue 16 (CLI)
