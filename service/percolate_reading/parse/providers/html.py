@@ -162,6 +162,39 @@ def _is_layout_table(table: Any) -> bool:
     return False
 
 
+def _is_header_row(tr: Any, cells: list[Any]) -> bool:
+    """Only <th> cells, or a row of <thead>."""
+    if cells and all(td.tag == "th" for td in cells):
+        return True
+    return tr.getparent() is not None and tr.getparent().tag == "thead"
+
+
+def _cell_value(td: Any) -> str:
+    return "\n".join(line for line in (_WS.sub(" ", s).strip() for s in _cell_lines(td)) if line)
+
+
+def _place_cells(
+    cells: list[Any],
+    r: int,
+    n_rows: int,
+    grid: dict[tuple[int, int], str],
+    spans: list[tuple[int, int, int, int]],
+) -> int:
+    """Put one row's cells on the grid, past cells that rows above span into; its width."""
+    c = 0
+    for td in cells:
+        while (r, c) in grid:
+            c += 1
+        text = _cell_value(td)
+        colspan = _span(td.get("colspan"), 1000)
+        rowspan = min(_span(td.get("rowspan"), 10000), n_rows - r)
+        grid.update(((r + dr, c + dc), text) for dr in range(rowspan) for dc in range(colspan))
+        if colspan > 1 or rowspan > 1:
+            spans.append((r, c, rowspan, colspan))
+        c += colspan
+    return c
+
+
 def html_table(table: Any) -> Table | None:
     """A data table as a Table: rows from thead/tbody/tfoot in order, spans placed on a grid."""
     rows_el = [tr for tr in table.iter("tr") if _owner_table(tr) is table]
@@ -171,28 +204,10 @@ def html_table(table: Any) -> Table | None:
     counting = True
     width = 0
     for r, tr in enumerate(rows_el):
-        c = 0
         cells = [td for td in tr if td.tag in ("td", "th")]
-        if (counting and cells and all(td.tag == "th" for td in cells)) or (
-            counting and tr.getparent() is not None and tr.getparent().tag == "thead"
-        ):
-            header_rows += 1
-        else:
-            counting = False
-        for td in cells:
-            while (r, c) in grid:
-                c += 1
-            text = "\n".join(line for line in (_WS.sub(" ", s).strip() for s in _cell_lines(td)) if line)
-            colspan = _span(td.get("colspan"), 1000)
-            rowspan = _span(td.get("rowspan"), 10000)
-            rowspan = min(rowspan, len(rows_el) - r)
-            for dr in range(rowspan):
-                for dc in range(colspan):
-                    grid[(r + dr, c + dc)] = text
-            if colspan > 1 or rowspan > 1:
-                spans.append((r, c, rowspan, colspan))
-            c += colspan
-            width = max(width, c)
+        counting = counting and _is_header_row(tr, cells)
+        header_rows += counting
+        width = max(width, _place_cells(cells, r, len(rows_el), grid, spans))
     if not rows_el or width == 0:
         return None
     rows = tuple(tuple(grid.get((r, c), "") for c in range(width)) for r in range(len(rows_el)))
