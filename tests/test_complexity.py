@@ -32,7 +32,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/pdf_tables.py::band_table",
     "service/percolate_reading/parse/providers/xlsx.py::XlsxProvider.parse",
     # issue 15 (formats, elements, per-request options)
-    "service/percolate_reading/parse/providers/html.py::HtmlWalker.walk",
     "service/percolate_reading/parse/providers/rtf.py::rtf_blocks",
     "service/percolate_reading/parse/providers/text.py::markdown_blocks",
     # issue 16 (CLI)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,83 +280,26 @@ class HtmlWalker:
     def walk(self, el: Any, depth: int = 0) -> None:
         tag = el.tag if isinstance(el.tag, str) else ""
         if not tag:  # comments, processing instructions
-            if el.tail:
-                self.inline.append(el.tail)
-            return
-        if _is_dropped(el):
+            pass
+        elif _is_dropped(el):
             self.dropped += 1
-            if el.tail:
-                self.inline.append(el.tail)
-            return
-        if depth > _MAX_DEPTH:
+        elif depth > _MAX_DEPTH:
             self.inline.append(" " + _text(el) + " ")
-        elif tag in _HEADINGS:
-            self.flush()
-            text = _text(el)
-            if text:
-                self.blocks.append(Block(kind=BlockKind.HEADING, text=text, level=_HEADINGS[tag]))
+        else:
+            self.element(el, tag, depth)
+        if el.tail:
+            self.inline.append(el.tail)
+
+    def element(self, el: Any, tag: str, depth: int) -> None:
+        """One element by its tag: headings, data tables and the tags in _TAG_STEPS have a
+        step of their own; other block tags end the running paragraph; inline tags add to it."""
+        step = _TAG_STEPS.get(tag)
+        if tag in _HEADINGS:
+            self.heading(el, tag)
         elif tag == "table" and not _is_layout_table(el):
-            self.flush()
-            table = html_table(el)
-            if table is not None and any(any(c for c in r) for r in table.rows):
-                self.blocks.append(Block(kind=BlockKind.TABLE, table=table))
-        elif tag == "pre":
-            self.flush()
-            code = "".join(el.itertext()).strip("\n")
-            if code.strip():
-                lang = next(
-                    (
-                        c.split("-", 1)[1]
-                        for e in (el, *el.iter("code"))
-                        for c in _classes(e).split()
-                        if c.startswith(("language-", "lang-"))
-                    ),
-                    None,
-                )
-                self.blocks.append(Block(kind=BlockKind.CODE, text=code, language=lang))
-        elif tag in ("ul", "ol"):
-            self.flush()
-            self.list_depth += 1
-            self.list_ordered.append(tag == "ol")
-            self._children(el, depth)
-            self.flush()
-            self.list_depth -= 1
-            self.list_ordered.pop()
-        elif tag == "li":
-            self.flush()
-            self.in_li = True
-            self._children(el, depth)
-            self.flush()
-            self.in_li = False
-        elif tag == "figure":
-            self.flush()
-            caption_el = el.find(".//figcaption")
-            caption = _text(caption_el) if caption_el is not None else ""
-            images = list(el.iter("img"))
-            alt = " ".join(a for img in images if (a := (img.get("alt") or "").strip()))
-            if images or caption:
-                self.figures += 1
-                label = images[0].get("src") if images else None
-                self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption=caption, label=label))
-            for child in el:
-                if child.tag not in ("img", "figcaption", "picture"):
-                    self.walk(child, depth + 1)
-        elif tag == "img":
-            alt = (el.get("alt") or "").strip()
-            if alt:
-                self.flush()
-                self.figures += 1
-                self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption="", label=el.get("src")))
-        elif tag == "math":
-            tex = next((a for a in el.iter("annotation") if "tex" in (a.get("encoding") or "").lower()), None)
-            formula = (tex.text or "").strip() if tex is not None else _text(el)
-            if formula:
-                self.flush()
-                self.blocks.append(Block(kind=BlockKind.FORMULA, text=formula))
-        elif tag == "br":
-            self.inline.append("\n")
-        elif tag == "hr":
-            self.flush()
+            self.table(el)
+        elif step is not None:
+            step(self, el, depth)
         elif tag in _BLOCK or tag == "table":
             self.flush()
             if el.text:
@@ -366,14 +310,106 @@ class HtmlWalker:
             if el.text:
                 self.inline.append(el.text)
             self._children(el, depth, skip_text=True)
-        if el.tail:
-            self.inline.append(el.tail)
+
+    def heading(self, el: Any, tag: str) -> None:
+        self.flush()
+        text = _text(el)
+        if text:
+            self.blocks.append(Block(kind=BlockKind.HEADING, text=text, level=_HEADINGS[tag]))
+
+    def table(self, el: Any) -> None:
+        self.flush()
+        table = html_table(el)
+        if table is not None and any(any(c for c in r) for r in table.rows):
+            self.blocks.append(Block(kind=BlockKind.TABLE, table=table))
+
+    def pre(self, el: Any, depth: int) -> None:
+        self.flush()
+        code = "".join(el.itertext()).strip("\n")
+        if code.strip():
+            self.blocks.append(Block(kind=BlockKind.CODE, text=code, language=_code_language(el)))
+
+    def list_block(self, el: Any, depth: int) -> None:
+        self.flush()
+        self.list_depth += 1
+        self.list_ordered.append(el.tag == "ol")
+        self._children(el, depth)
+        self.flush()
+        self.list_depth -= 1
+        self.list_ordered.pop()
+
+    def list_item(self, el: Any, depth: int) -> None:
+        self.flush()
+        self.in_li = True
+        self._children(el, depth)
+        self.flush()
+        self.in_li = False
+
+    def figure(self, el: Any, depth: int) -> None:
+        self.flush()
+        caption_el = el.find(".//figcaption")
+        caption = _text(caption_el) if caption_el is not None else ""
+        images = list(el.iter("img"))
+        alt = " ".join(a for img in images if (a := (img.get("alt") or "").strip()))
+        if images or caption:
+            self.figures += 1
+            label = images[0].get("src") if images else None
+            self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption=caption, label=label))
+        for child in el:
+            if child.tag not in ("img", "figcaption", "picture"):
+                self.walk(child, depth + 1)
+
+    def image(self, el: Any, depth: int) -> None:
+        alt = (el.get("alt") or "").strip()
+        if alt:
+            self.flush()
+            self.figures += 1
+            self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption="", label=el.get("src")))
+
+    def math(self, el: Any, depth: int) -> None:
+        tex = next((a for a in el.iter("annotation") if "tex" in (a.get("encoding") or "").lower()), None)
+        formula = (tex.text or "").strip() if tex is not None else _text(el)
+        if formula:
+            self.flush()
+            self.blocks.append(Block(kind=BlockKind.FORMULA, text=formula))
+
+    def line_break(self, el: Any, depth: int) -> None:
+        self.inline.append("\n")
+
+    def rule(self, el: Any, depth: int) -> None:
+        self.flush()
 
     def _children(self, el: Any, depth: int, skip_text: bool = False) -> None:
         if not skip_text and el.text:
             self.inline.append(el.text)
         for child in el:
             self.walk(child, depth + 1)
+
+
+_TAG_STEPS: dict[str, Callable[[HtmlWalker, Any, int], None]] = {
+    "pre": HtmlWalker.pre,
+    "ul": HtmlWalker.list_block,
+    "ol": HtmlWalker.list_block,
+    "li": HtmlWalker.list_item,
+    "figure": HtmlWalker.figure,
+    "img": HtmlWalker.image,
+    "math": HtmlWalker.math,
+    "br": HtmlWalker.line_break,
+    "hr": HtmlWalker.rule,
+}
+
+
+def _code_language(pre: Any) -> str | None:
+    """From a language-xxx or lang-xxx class on the <pre> or a <code> inside it."""
+    return next(
+        (
+            c.split("-", 1)[1]
+            for e in (pre, *pre.iter("code"))
+            for c in _classes(e).split()
+            if c.startswith(("language-", "lang-"))
+        ),
+        None,
+    )
 
 
 def html_blocks(text: str) -> tuple[list[Block], dict[str, Any]]:
