@@ -33,7 +33,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/xlsx.py::XlsxProvider.parse",
     # issue 15 (formats, elements, per-request options)
     "service/percolate_reading/parse/providers/rtf.py::rtf_blocks",
-    "service/percolate_reading/parse/providers/text.py::markdown_blocks",
     # issue 16 (CLI)
     "service/percolate_reading/cli/submit.py::run.body",
     # issue 11 (operator split into builders/, clients/, reconcile/)
