@@ -32,7 +32,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/pdf_tables.py::band_table",
     "service/percolate_reading/parse/providers/xlsx.py::XlsxProvider.parse",
     # issue 15 (formats, elements, per-request options)
-    "service/percolate_reading/parse/providers/rtf.py::rtf_blocks",
     # issue 16 (CLI)
     "service/percolate_reading/cli/submit.py::run.body",
     # issue 11 (operator split into builders/, clients/, reconcile/)
