@@ -27,6 +27,7 @@ from rich.table import Table
 
 from percolate_reading.cli.request_options import add_request_args, flag_message, request_fields
 from percolate_reading.config import Settings, load_settings
+from percolate_reading.contract.languages import normalize_language
 from percolate_reading.errors import PercolateError, WorkerCrashedError
 from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
@@ -49,6 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--jobs", "-j", type=int, default=None, help="parses in parallel (default: CPU cores)"
     )
     parser.add_argument("--password", default=None, help="password for encrypted PDFs")
+    parser.add_argument("--language", default=None, help="language hint for OCR and speech (e.g. en, de)")
     parser.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per file")
     parser.add_argument("--memory-mb", type=int, default=None, help="memory limit per file (MB)")
@@ -226,7 +228,14 @@ def make_plan(args: argparse.Namespace) -> Plan:
         chunks = request.chunk_options(settings)
     except OptionError as exc:
         raise Stop(flag_message(str(exc)), label="invalid option:") from None
-    options = request.parse_options(ParseOptions.from_settings(settings, password=args.password))
+    language = None
+    if args.language:
+        language = normalize_language(args.language)
+        if language is None:
+            message = "--language: an ISO 639-1 code the speech model knows (en, de, ...)"
+            raise Stop(message, label="invalid option:")
+    base = ParseOptions.from_settings(settings, password=args.password, language=language)
+    options = request.parse_options(base)
     workers = max(1, args.jobs or os.cpu_count() or 1)
     return Plan(settings, options, SandboxLimits.from_settings(settings), chunks, request.outputs, workers)
 
