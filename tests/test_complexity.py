@@ -21,9 +21,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/pdf_layout.py::text_blocks",
     "service/percolate_reading/parse/providers/pdf_tables.py::rule_bands",
     "service/percolate_reading/parse/providers/xlsx.py::_read_sheet",
-    # issue 16 (CLI and client)
-    "service/percolate_reading/cli/parse.py::run",
-    "service/percolate_reading/cli/submit.py::run",
     # Merged in the same round as this test, from the issues that wrote them; each still to be
     # split (issue 12 stays open until this list is empty).
     # issue 14 (parse quality)
@@ -31,9 +28,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/pdf_layout.py::_implausible",
     "service/percolate_reading/parse/providers/pdf_tables.py::band_table",
     "service/percolate_reading/parse/providers/xlsx.py::XlsxProvider.parse",
-    # issue 15 (formats, elements, per-request options)
-    # issue 16 (CLI)
-    "service/percolate_reading/cli/submit.py::run.body",
     # issue 11 (operator split into builders/, clients/, reconcile/)
     "operator/percolate_operator/handlers.py::reconcile_tenant",
 }
