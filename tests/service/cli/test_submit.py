@@ -47,6 +47,7 @@ FLAG_VALUES = {
     "ocr": "force",
     "ocr_languages": "en,de",
     "table_mode": "fast",
+    "include_images": "true",
     "chunk_strategy": "fixed",
     "chunk_size": "800",
     "chunk_overlap": "80",
