@@ -21,7 +21,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/pdf.py::_PdfParse.run",
     "service/percolate_reading/parse/providers/pdf_layout.py::text_blocks",
     "service/percolate_reading/parse/providers/pdf_tables.py::rule_bands",
-    "service/percolate_reading/parse/providers/xlsx.py::_read_sheet",
     # issue 16 (CLI and client)
     "service/percolate_reading/cli/parse.py::run",
     "service/percolate_reading/cli/submit.py::run",
@@ -31,7 +30,6 @@ PENDING = {
     "service/percolate_reading/parse/providers/image.py::ImageProvider.parse",
     "service/percolate_reading/parse/providers/pdf_layout.py::_implausible",
     "service/percolate_reading/parse/providers/pdf_tables.py::band_table",
-    "service/percolate_reading/parse/providers/xlsx.py::XlsxProvider.parse",
     # issue 15 (formats, elements, per-request options)
     "service/percolate_reading/parse/providers/docx.py::_paragraph",
     "service/percolate_reading/parse/providers/docx.py::_table",
