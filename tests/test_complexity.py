@@ -27,7 +27,6 @@ PENDING = {
     # Merged in the same round as this test, from the issues that wrote them; each still to be
     # split (issue 12 stays open until this list is empty).
     # issue 14 (parse quality)
-    "service/percolate_reading/parse/providers/image.py::ImageProvider.parse",
     "service/percolate_reading/parse/providers/pdf_layout.py::_implausible",
     "service/percolate_reading/parse/providers/pdf_tables.py::band_table",
     # issue 15 (formats, elements, per-request options)
