@@ -92,6 +92,16 @@ def test_ruling_lines_decide_columns_and_keep_wrapped_cells_whole() -> None:
         ("West", "9", "no"),
     )
 
+    # The last row wraps too: its second line belongs to the table, not to the text below.
+    gray[ys[-1] : ys[-1] + 2, :] = 255
+    gray[ys[-1] + 40 : ys[-1] + 42, xs[0] : xs[-1] + 1] = 0
+    for x in xs:
+        gray[ys[0] : ys[-1] + 41, x : x + 2] = 0
+    lines += [box("Wales", 60, 312, 170), box("Totals were checked twice by the office.", 60, 420, 700)]
+    (found,) = find_tables(lines, gray)
+    assert found.table.rows[-1] == ("West Wales", "9", "no")
+    assert "Totals" not in str(found.table.rows)
+
 
 def _draw_table(rows: list[list[str]], ruled: bool) -> Image.Image:
     font = ImageFont.load_default(size=30)

@@ -6,7 +6,8 @@ up from row to row. Steps:
 
 1. Visual rows: boxes whose vertical centres are within half a box height of each other.
 2. Table runs: consecutive rows of two or more boxes separated by at least half a line height
-   (a lone narrow box, such as a label in the first column, may sit inside a run).
+   (a lone narrow box, such as a label in the first column or the second line of a wrapped
+   cell, may sit inside a run or right under its last row).
 3. Columns: vertical ruling lines inside the run (dark pixel columns spanning most of its
    height) where the raster shows them, else vertical whitespace that no box of the run
    crosses. Two columns of long boxes are prose columns, not a table.
@@ -91,10 +92,13 @@ def table_runs(rows: list[list[_Box]], line_h: float) -> list[list[list[_Box]]]:
         if _is_cell_row(row, line_h):
             current.append(row)
             continue
-        inside = current and i + 1 < len(rows) and _is_cell_row(rows[i + 1], line_h)
-        if inside and len(row) == 1 and _narrow(row[0], current):
-            current.append(row)
-            continue
+        if current and len(row) == 1 and _narrow(row[0], current):
+            inside = i + 1 < len(rows) and _is_cell_row(rows[i + 1], line_h)
+            # The second line of a wrapped cell in the last row sits right under it.
+            wrapped = row[0].line.bbox[1] - max(b.line.bbox[3] for b in current[-1]) < 0.5 * line_h
+            if inside or wrapped:
+                current.append(row)
+                continue
         if current:
             runs.append(current)
         current = []
