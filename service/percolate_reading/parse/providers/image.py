@@ -123,7 +123,7 @@ class _OcrRun:
         mismatch = ocr.script_warning(lines, self.options.language)
         if mismatch and mismatch not in warnings:
             warnings.append(mismatch)
-        return ocr_tables.page_blocks(lines, ocr_tables.grayscale(frame), page)
+        return ocr_tables.page_blocks(lines, frame, page)  # decoded to gray only for a table
 
     def metadata(self) -> dict[str, object]:
         c = self.confidences

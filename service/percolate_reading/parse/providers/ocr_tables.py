@@ -26,19 +26,18 @@ import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from percolate_reading.parse.document import Block, BlockKind, Table
 from percolate_reading.parse.providers.ocr import OcrLine, lines_to_paragraphs
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 MIN_ROWS = 3
 MIN_CELL_GAP = 0.5  # line heights between two cells of one row (words are ~0.3 apart)
 PROSE_BOX_WIDTH = 6.0  # line heights: columns of boxes this wide on average are prose
 RULE_COVER = 0.8  # share of the run's height (or width) a ruling line spans
 DARK = 128
+# What find_tables reads ruling lines from: a grayscale array, a Pillow image, encoded bytes.
+Raster = Any
 
 
 @dataclass(frozen=True)
@@ -222,32 +221,38 @@ def _table(run: list[list[_Box]], gray: Any | None, line_h: float, page: int | N
     return OcrTable(table=table, top=span[1], lines=frozenset(b.index for b in boxes))
 
 
-def find_tables(lines: Sequence[OcrLine], gray: Any | None = None, page: int | None = None) -> list[OcrTable]:
-    """Tables among a page's OCR lines, top to bottom; `gray` (a 2-D uint8 array of the same
-    raster) lets ruling lines decide columns and rows."""
+def find_tables(lines: Sequence[OcrLine], raster: Raster = None, page: int | None = None) -> list[OcrTable]:
+    """Tables among a page's OCR lines, top to bottom. `raster` (the OCR'd image: a 2-D uint8
+    array, a Pillow image or encoded bytes) lets ruling lines decide columns and rows; it is
+    decoded only when the boxes show a table."""
     if len(lines) < 2 * MIN_ROWS:
         return []
     line_h = statistics.median(ln.height for ln in lines) or 1.0
-    rows = visual_rows(lines)
-    found = (_table(run, gray, line_h, page) for run in table_runs(rows, line_h))
+    runs = table_runs(visual_rows(lines), line_h)
+    if not runs:
+        return []
+    gray = None if raster is None else grayscale(raster)
+    found = (_table(run, gray, line_h, page) for run in runs)
     return [t for t in found if t is not None]
 
 
-def grayscale(image: Image.Image | bytes) -> Any:
+def grayscale(image: Raster) -> Any:
     """A 2-D uint8 numpy array of an image (or encoded image bytes)."""
     import numpy as np
     from PIL import Image
 
+    if image is None or isinstance(image, np.ndarray):
+        return image
     if isinstance(image, bytes):
         with Image.open(io.BytesIO(image)) as img:
             return np.asarray(img.convert("L"))
     return np.asarray(image.convert("L"))
 
 
-def page_blocks(lines: Sequence[OcrLine], gray: Any | None = None, page: int | None = None) -> list[Block]:
+def page_blocks(lines: Sequence[OcrLine], raster: Raster = None, page: int | None = None) -> list[Block]:
     """A page's OCR lines (in reading order) as paragraph and table blocks, tables placed
     where they stand: the text above a table comes before it."""
-    tables = find_tables(lines, gray, page)
+    tables = find_tables(lines, raster, page)
     used = frozenset().union(*(t.lines for t in tables)) if tables else frozenset()
     rest = [(i, ln) for i, ln in enumerate(lines) if i not in used]
     blocks: list[Block] = []
@@ -264,4 +269,4 @@ def page_blocks(lines: Sequence[OcrLine], gray: Any | None = None, page: int | N
 
 def png_page_blocks(lines: Sequence[OcrLine], png: bytes, page: int | None = None) -> list[Block]:
     """page_blocks for a page rendered to PNG (the PDF provider's OCR path)."""
-    return page_blocks(lines, grayscale(png), page)
+    return page_blocks(lines, png, page)
