@@ -147,12 +147,13 @@ def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
     return [tuple(info["bbox"]) for info in page.get_image_info()]
 
 
-def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None:
+def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[Block]], Callable[..., str | None]] | None:
     try:
         ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
+        ocr_tables = importlib.import_module("percolate_reading.parse.providers.ocr_tables")
     except ImportError:
         return None
-    return ocr.recognize, ocr.lines_to_paragraphs, ocr.script_warning
+    return ocr.recognize, ocr_tables.png_page_blocks, ocr.script_warning
 
 
 class _PdfParse:
@@ -176,7 +177,7 @@ class _PdfParse:
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
-        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None = (
+        self._ocr: tuple[Callable[..., Any], Callable[..., list[Block]], Callable[..., str | None]] | None = (
             None
         )
         self._ocr_loaded = False
@@ -236,7 +237,7 @@ class _PdfParse:
         if self._ocr is None:
             skipped.append(page_no)
             return []
-        recognize, to_paragraphs, script_warning = self._ocr
+        recognize, to_blocks, script_warning = self._ocr
         t0 = time.perf_counter()
         try:
             png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
@@ -244,7 +245,7 @@ class _PdfParse:
             mismatch = script_warning(lines, self.options.language)
             if mismatch:
                 self.result.warnings.append(f"page {page_no}: {mismatch}")
-            paragraphs = to_paragraphs(lines)
+            blocks = to_blocks(lines, png, page_no)  # paragraphs and tables (ocr_tables)
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
             skipped.append(page_no)
@@ -255,7 +256,7 @@ class _PdfParse:
         finally:
             self.t_ocr += time.perf_counter() - t0
         self.pages_ocr += 1
-        return [Block(BlockKind.PARAGRAPH, text=p, page=page_no) for p in paragraphs if p.strip()]
+        return blocks
 
     def mostly_scan(self, page: Any, text: PageText) -> bool:
         chars = sum(len(ln.text.strip()) for b in text.blocks for ln in b.lines)
