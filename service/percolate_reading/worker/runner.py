@@ -47,8 +47,9 @@ from percolate_reading.contract.subjects import (
     stranded_consumer_name,
     tenant_of_subject,
 )
-from percolate_reading.contract.topology import ConsumerLimits
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.errors import PercolateError
+from percolate_reading.infra.jobs.quota_ledger import QuotaLedger
 from percolate_reading.infra.queue.jetstream import publish_dead_letter
 from percolate_reading.infra.queue.topology import ensure_pool_consumers
 from percolate_reading.logs import job_context
@@ -86,6 +87,7 @@ class PullRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._task_tenants: dict[asyncio.Task[None], str] = {}
         self.fair: FairLane | None = None
+        self.quota: QuotaLedger | None = None
         self._fair_sub: Any = None
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -109,6 +111,7 @@ class PullRunner:
     async def start(self) -> None:
         limits = ConsumerLimits.from_settings(self.settings)
         await ensure_pool_consumers(self.js, self.subject, self.durable, limits)
+        self.quota = await QuotaLedger.open(self.js, TopologyLimits.from_settings(self.settings))
         self._sub = await self.js.pull_subscribe_bind(self.durable, stream=STREAM_NAME)
         durables = [self.durable]
         if self.settings.worker_fair_tenants and tenant_of_subject(self.subject) is None:
@@ -308,6 +311,7 @@ class PullRunner:
                     continue  # the dependencies answer again: same delivery, once more
                 await self._on_error(msg, job, exc, deliveries)
                 return
+        await self._release_quota(job)
         try:
             await msg.ack_sync(timeout=_ACK_TIMEOUT_S)
         except Exception as exc:
@@ -315,6 +319,16 @@ class PullRunner:
             log.warning("ack of job %s failed: %s", job.job_id, exc)
         metrics.nats_messages_processed_total.labels(outcome).inc()
         log.info("job %s (%s): %s", job.job_id, job.tenant_id, outcome)
+
+    async def _release_quota(self, job: JobMessage) -> None:
+        """The job ended: free its slot of the tenant's active-job quota. Best effort: a
+        gateway drops the leases of ended jobs when the tenant reaches its limit."""
+        if self.quota is None:
+            return
+        try:
+            await self.quota.release(job.tenant_id, job.job_id)
+        except Exception as exc:
+            log.warning("quota lease of job %s not released: %s", job.job_id, exc)
 
     async def _hold_through_outage(self, msg: Msg, job: JobMessage, exc: Exception) -> bool:
         """Hold the job (the heartbeat keeps it ours) until S3 and the job store answer;
@@ -356,6 +370,7 @@ class PullRunner:
                 # Last delivery and no status: the dead-letter copy is the only record left.
                 await self._give_up(msg, job, info, deliveries)
                 return
+            await self._release_quota(job)
             await acknowledge("term", msg.term(), msg)
             outcome = "rejected" if info.code == "rejected" else "failed"
             metrics.nats_messages_processed_total.labels(outcome).inc()
@@ -415,6 +430,8 @@ class PullRunner:
                     delay,
                 )
             await asyncio.sleep(delay)
+        if job is not None:
+            await self._release_quota(job)
         await self._term_confirmed(msg)
         outcome = "rejected" if info.code in ("rejected", "invalid_message") else "dead_lettered"
         metrics.nats_messages_processed_total.labels(outcome).inc()
@@ -531,6 +548,8 @@ class PullRunner:
                 deliveries=deliveries,
             )
         await self.js.delete_msg(stream, seq)
+        if job is not None:
+            await self._release_quota(job)
         log.warning(
             "settled stranded message %s/%d (job %s): %s",
             stream,
