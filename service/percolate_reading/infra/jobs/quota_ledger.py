@@ -1,11 +1,12 @@
 """The active-job quota, shared by every gateway replica: one JetStream KV entry per tenant.
 
-The entry holds the tenant's leases, `{job_id: deadline}`. A gateway takes a lease before it
-stages an upload and writes the entry with compare-and-set on its revision, so replicas that
-race for the last slot cannot both win: exactly `limit` leases exist at most. A lease
-starts short (`reserve_ttl_s`: a gateway that dies mid-upload gives its slot back by itself),
-is extended to the queue's message lifetime once JetStream holds the job, and is removed by
-the worker that records the job's final status (or by the gateway when the upload fails).
+The bucket (`QUOTAS`) is part of the contract's topology. The entry holds the tenant's
+leases, `{job_id: deadline}`. A gateway takes a lease before it stages an upload and writes
+the entry with compare-and-set on its revision, so replicas that race for the last slot
+cannot both win: exactly `limit` leases exist at most. A lease starts short (`reserve_ttl_s`:
+a gateway that dies mid-upload gives its slot back by itself), is extended to the queue's
+message lifetime once JetStream holds the job, and is removed by the worker that records the
+job's final status (or by the gateway when the upload fails).
 
 Nothing depends on every release arriving: when a tenant is at its limit, the gateway checks
 the job records behind the leases and drops those whose job has ended (a worker that died
@@ -24,33 +25,21 @@ from collections.abc import Awaitable, Callable
 
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from percolate_reading.contract import topology
 from percolate_reading.contract.jobs import JobRecord
 from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.errors import QueueError
 
 log = logging.getLogger(__name__)
 
-QUOTA_BUCKET = "QUOTAS"
 _CAS_ATTEMPTS = 50
 # How often one replica re-checks the job records of a tenant at its limit.
 RECONCILE_EVERY_S = 1.0
 
 Leases = dict[str, float]
 RecordLookup = Callable[[str], Awaitable[JobRecord | None]]
-
-
-def quota_bucket(limits: TopologyLimits) -> KeyValueConfig:
-    """One key per tenant; one revision kept (compare-and-set needs only the latest)."""
-    return KeyValueConfig(
-        bucket=QUOTA_BUCKET,
-        description="percolate-reading active-job leases per tenant",
-        history=1,
-        storage=StorageType.FILE,
-        replicas=limits.replicas,
-    )
 
 
 def _decode(raw: bytes | None) -> Leases:
@@ -80,7 +69,9 @@ class QuotaLedger:
     ) -> QuotaLedger:
         from percolate_reading.infra.queue.topology import ensure_bucket
 
-        kv = await ensure_bucket(js, quota_bucket(limits), update=False)
+        # Part of the contract's topology (every process creates it alike); ensured here too so
+        # a ledger opened before the rest of the topology works.
+        kv = await ensure_bucket(js, topology.quotas_bucket(limits), update=False)
         return cls(kv, reserve_ttl_s=reserve_ttl_s, active_ttl_s=limits.max_age_s)
 
     async def reserve(
