@@ -17,17 +17,6 @@ PACKAGES = (ROOT / "service" / "percolate_reading", ROOT / "operator" / "percola
 MAX_COMPLEXITY = 20
 
 PENDING = {
-    # issues 14/15 (PDF, XLSX providers)
-    "service/percolate_reading/parse/providers/pdf_layout.py::text_blocks",
-    "service/percolate_reading/parse/providers/pdf_tables.py::rule_bands",
-    "service/percolate_reading/parse/providers/xlsx.py::_read_sheet",
-    # Merged in the same round as this test, from the issues that wrote them; each still to be
-    # split (issue 12 stays open until this list is empty).
-    # issue 14 (parse quality)
-    "service/percolate_reading/parse/providers/image.py::ImageProvider.parse",
-    "service/percolate_reading/parse/providers/pdf_layout.py::_implausible",
-    "service/percolate_reading/parse/providers/pdf_tables.py::band_table",
-    "service/percolate_reading/parse/providers/xlsx.py::XlsxProvider.parse",
     # issue 11 (operator split into builders/, clients/, reconcile/)
     "operator/percolate_operator/handlers.py::reconcile_tenant",
 }

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Jobs a worker holds beyond its parse slots: they download, store artifacts "
         "and report while other jobs parse (a job waiting for a slot is returned at once on SIGTERM).",
     )
+    worker_fair_tenants: bool = Field(
+        True,
+        description="In a shared pool, give each free slot to the waiting tenant with the fewest "
+        "jobs on this worker (its oldest job moves to the pool's fair lane) instead of strict "
+        "arrival order, so one tenant's burst does not queue the others' jobs behind it.",
+    )
     context_rebuild_interval_s: float = Field(
         0.25,
         ge=0,

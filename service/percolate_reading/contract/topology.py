@@ -12,6 +12,7 @@ streams as the operator would.
     JOBS_STRANDED   the server's MAX_DELIVERIES advisories for JOBS (work queue)
     KV JOBS_STATUS  job records and the tenant list index
     KV TENANTS      tenant records, written by the operator
+    KV QUOTAS       active-job leases per tenant (gateways take them, workers release them)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from percolate_reading.config import Settings
 
 JOBS_STATUS_BUCKET = "JOBS_STATUS"
+QUOTAS_BUCKET = "QUOTAS"
 # Revisions kept per tenant: enough to see what the operator changed recently.
 TENANTS_HISTORY = 5
 # Settling one stranded job takes a few requests; a worker that dies meanwhile leaves the
@@ -200,8 +202,19 @@ def tenants_bucket(limits: TopologyLimits) -> KeyValueConfig:
     )
 
 
+def quotas_bucket(limits: TopologyLimits) -> KeyValueConfig:
+    """One entry per tenant, written with compare-and-set: only the latest revision counts."""
+    return KeyValueConfig(
+        bucket=QUOTAS_BUCKET,
+        description="percolate-reading active-job leases per tenant",
+        history=1,
+        storage=StorageType.FILE,
+        replicas=limits.replicas,
+    )
+
+
 def buckets(limits: TopologyLimits) -> tuple[KeyValueConfig, ...]:
-    return (status_bucket(limits), tenants_bucket(limits))
+    return (status_bucket(limits), tenants_bucket(limits), quotas_bucket(limits))
 
 
 def bucket_stream_name(bucket: str) -> str:

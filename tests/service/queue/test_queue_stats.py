@@ -26,7 +26,13 @@ from percolate_reading.contract.subjects import (
 from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.gateway.queue_stats import collect_forever, refresh_queue_stats
 from percolate_reading.infra.queue.jetstream import connect, publish_dead_letter, publish_job
-from percolate_reading.infra.queue.stats import dead_letter_stats, pool_name, pool_stats
+from percolate_reading.infra.queue.stats import (
+    PoolQueueStats,
+    dead_letter_stats,
+    pool_name,
+    pool_stats,
+    with_fair_lanes,
+)
 from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.metrics import Metrics
 from tests.servers import NatsServer
@@ -83,6 +89,23 @@ def test_pool_name_prefers_the_operator_owner() -> None:
     assert (
         pool_stats(ConsumerInfo(name="x", stream_name="JOBS", config=other, created=now), None, now) is None
     )
+
+
+def test_a_fair_lane_counts_with_its_pool() -> None:
+    pool = PoolQueueStats("small-pool", "small", "", depth=40, in_flight=2, waiting_pulls=1, oldest_age_s=9.0)
+    dedicated = PoolQueueStats(
+        "acme", "small", "acme", depth=3, in_flight=1, waiting_pulls=0, oldest_age_s=1.0
+    )
+    lane = PoolQueueStats(
+        "parse-workers-small--fair", "small", "", depth=0, in_flight=1, waiting_pulls=0, oldest_age_s=30.0
+    )
+    merged = with_fair_lanes([pool, dedicated], [lane])
+    assert merged == [
+        PoolQueueStats("small-pool", "small", "", depth=40, in_flight=3, waiting_pulls=1, oldest_age_s=30.0),
+        dedicated,
+    ]
+    # A lane whose pool is gone is still visible.
+    assert with_fair_lanes([dedicated], [lane]) == [dedicated, lane]
 
 
 def test_dead_letter_stats_sum_per_tier_and_tenant() -> None:

@@ -151,11 +151,14 @@ def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
     return [tuple(info["bbox"]) for info in page.get_image_info()]
 
 
-def _load_ocr() -> Any | None:
+def _load_ocr() -> tuple[Any, Any] | None:
+    """The OCR engine module and ocr_tables (paragraphs and tables from the OCR lines)."""
     try:
-        return importlib.import_module("percolate_reading.parse.providers.ocr")
+        ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
+        ocr_tables = importlib.import_module("percolate_reading.parse.providers.ocr_tables")
     except ImportError:
         return None
+    return ocr, ocr_tables
 
 
 def _key(text: str) -> str:
@@ -293,7 +296,7 @@ class _PdfParse:
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
-        self._ocr: Any | None = None
+        self._ocr: tuple[Any, Any] | None = None
         self._ocr_loaded = False
         self.lists = ListState()
         self.images = ImageStore(options.include_images)
@@ -346,7 +349,7 @@ class _PdfParse:
         finally:
             self.t_tables += time.perf_counter() - t0
 
-    def ocr_engine(self) -> Any | None:
+    def ocr_engine(self) -> tuple[Any, Any] | None:
         if not self._ocr_loaded:
             self._ocr = _load_ocr()
             self._ocr_loaded = True
@@ -368,7 +371,7 @@ class _PdfParse:
             return []
         t0 = time.perf_counter()
         try:
-            paragraphs = self._recognize(engine, page, page_no)
+            blocks = self._recognize(engine, page, page_no)
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
             skipped.append(page_no)
@@ -379,21 +382,19 @@ class _PdfParse:
         finally:
             self.t_ocr += time.perf_counter() - t0
         self.pages_ocr += 1
-        return [
-            Block(BlockKind.PARAGRAPH, text=text, page=page_no, bbox=_points(box))
-            for text, box in paragraphs
-            if text.strip()
-        ]
+        return [replace(b, bbox=_points(b.bbox)) if b.bbox is not None else b for b in blocks]
 
-    def _recognize(self, engine: Any, page: Any, page_no: int) -> list[tuple[str, BBox]]:
+    def _recognize(self, engine: tuple[Any, Any], page: Any, page_no: int) -> list[Block]:
+        """Paragraphs and tables of the rendered page (boxes in its pixels)."""
+        ocr, ocr_tables = engine
         language, languages = self.options.language, self.options.ocr_languages
         png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
-        lines = engine.recognize(png, language=language, languages=languages)
-        mismatch = engine.script_warning(lines, language, languages)
+        lines = ocr.recognize(png, language=language, languages=languages)
+        mismatch = ocr.script_warning(lines, language, languages)
         if mismatch:
             self.result.warnings.append(f"page {page_no}: {mismatch}")
-        paragraphs: list[tuple[str, BBox]] = engine.paragraph_boxes(lines)
-        return paragraphs
+        blocks: list[Block] = ocr_tables.png_page_blocks(lines, png, page_no)
+        return blocks
 
     def mostly_scan(self, page: Any, text: PageText) -> bool:
         chars = sum(len(ln.text.strip()) for b in text.blocks for ln in b.lines)
@@ -609,7 +610,7 @@ class _PdfParse:
             author=(info.get("author") or "").strip() or None,
             pages_ocr=self.pages_ocr,
             images_extracted=len(self.images.images),
-            ocr_engine=self._ocr.engine_for(self.options.language, self.options.ocr_languages)
+            ocr_engine=self._ocr[0].engine_for(self.options.language, self.options.ocr_languages)
             if self.pages_ocr and self._ocr is not None
             else None,
             ocr_mode=self.options.ocr_mode if self.options.ocr_enabled else "off",
