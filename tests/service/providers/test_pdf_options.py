@@ -261,3 +261,31 @@ def test_image_paragraphs_carry_pixel_boxes(tmp_path: Path) -> None:
     assert first.bbox[3] < 20 + 88
     assert abs(last.bbox[0] - 20) < 8
     assert abs(last.bbox[1] - (20 + 2 * 88)) < 12
+
+
+def test_ocr_tables_and_paragraphs_carry_their_boxes() -> None:
+    """OCR'd pages go through ocr_tables: a table's box spans its cells' lines, a paragraph's
+    its own lines (pixels here; the PDF provider converts them to points)."""
+    from percolate_reading.parse.providers.ocr import OcrLine
+    from percolate_reading.parse.providers.ocr_tables import page_blocks
+
+    def line(text: str, x0: float, y0: float, x1: float) -> OcrLine:
+        return OcrLine(text, (x0, y0, x1, y0 + 30), 0.99)
+
+    rows = [
+        ["Region", "Units", "Price"],
+        ["North", "12", "2.50"],
+        ["South", "7", "1.00"],
+        ["West", "9", "12.75"],
+    ]
+    cells = [
+        line(cell, x + 10, 115 + 60 * i, x + 10 + 18 * len(cell))
+        for i, row in enumerate(rows)
+        for cell, x in zip(row, (60, 330, 530), strict=True)
+    ]
+    above = line("The shipments of the quarter are listed below.", 60, 20, 900)
+    para, table = page_blocks([above, *cells])
+    assert para.kind is BlockKind.PARAGRAPH
+    assert para.bbox == (60, 20, 900, 50)
+    assert table.kind is BlockKind.TABLE
+    assert table.bbox == (70, 115, 540 + 18 * len("12.75"), 115 + 60 * 3 + 30)
