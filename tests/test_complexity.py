@@ -50,8 +50,6 @@ PENDING = {
     "service/percolate_reading/parse/request.py::RequestOptions.from_fields",
     # issue 16 (CLI)
     "service/percolate_reading/cli/submit.py::run.body",
-    # issue 11 (operator split into builders/, clients/, reconcile/)
-    "operator/percolate_operator/handlers.py::reconcile_tenant",
 }
 
 
