@@ -20,12 +20,7 @@ from percolate_reading.infra.storage import open_object_store
 from percolate_reading.worker.main import Worker, start_worker
 from tests.harness.documents import make_pdf
 from tests.servers import NatsServer, SeaweedS3
-from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
-    Tenants,
-    make_settings,
-    tenants,
-    tenants_file,
-)
+from tests.service.gateway.conftest import Tenants, make_settings
 from tests.service.gateway.harness import LiveGateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,8 +94,8 @@ async def test_nats_killed_during_a_stream_of_uploads(
     tmp_path: Path,
     fresh_nats_server: NatsServer,
     seaweed_s3: SeaweedS3,
-    tenants_file: Path,  # noqa: F811
-    tenants: Tenants,  # noqa: F811
+    tenants_file: Path,
+    tenants: Tenants,
 ) -> None:
     settings = make_settings(
         tmp_path,
@@ -161,8 +156,8 @@ async def test_nats_killed_during_a_stream_of_uploads(
 async def test_s3_gone_while_a_job_waits_then_back(
     tmp_path: Path,
     fresh_nats_server: NatsServer,
-    tenants_file: Path,  # noqa: F811
-    tenants: Tenants,  # noqa: F811
+    tenants_file: Path,
+    tenants: Tenants,
 ) -> None:
     own_s3 = SeaweedS3(tmp_path / "own-seaweed")
     own_s3.start()
@@ -220,8 +215,8 @@ async def test_s3_gone_while_a_job_waits_then_back(
 async def test_s3_outage_spends_no_deliveries(
     tmp_path: Path,
     fresh_nats_server: NatsServer,
-    tenants_file: Path,  # noqa: F811
-    tenants: Tenants,  # noqa: F811
+    tenants_file: Path,
+    tenants: Tenants,
     outage_s: float,
 ) -> None:
     """Finding 1: a ~20 s S3 outage failed every waiting job (3 deliveries spent in ~12 s).
