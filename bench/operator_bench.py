@@ -44,6 +44,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.support import RESULTS, publish  # noqa: E402
 from tests.kube.controlplane import ROOT, ControlPlane, assets_dir, keda_crds_dir  # noqa: E402
 from tests.operator.cluster import PARSEPOOLS, TENANTS, Api, Cluster, is_ready  # noqa: E402
 from tests.servers import NatsServer, free_port, wait_for_port  # noqa: E402
@@ -337,7 +338,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=30.0, help="drift timer interval (s)")
     parser.add_argument("--limit", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--backends", default="kmock,real", help="comma-separated: kmock, real")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "operator_bench.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "operator_bench.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="operator-bench-") as workdir:
         args.workdir = workdir
@@ -359,9 +360,7 @@ def main() -> int:
             finally:
                 nats.stop()
     report = render(args, results)
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
+    publish(report, args.out)
     return 0
 
 
