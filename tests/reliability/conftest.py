@@ -25,6 +25,20 @@ tenants = gateway_fixtures.tenants
 tenants_file = gateway_fixtures.tenants_file
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc: no psutil needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 @dataclass
 class WorkerProcess:
     """`python -m percolate_reading run` in worker mode, logging to a file."""
@@ -66,6 +80,15 @@ class WorkerProcess:
                 assert self.proc is not None
                 assert self.proc.returncode is None, self.log()
                 await asyncio.sleep(0.1)
+
+    async def wait_parsing(self, wait_s: float = 90.0) -> None:
+        """Until a sandboxed parse runs: a child of the worker's forkserver, so a grandchild
+        of the worker (a job marked running may still be downloading its file)."""
+        assert self.proc is not None
+        async with asyncio.timeout(wait_s):
+            while not any(_children(child) for child in _children(self.proc.pid)):
+                assert self.proc.returncode is None, self.log()
+                await asyncio.sleep(0.02)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

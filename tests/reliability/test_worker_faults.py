@@ -144,6 +144,8 @@ async def test_sigterm_lets_in_flight_job_finish_and_leaves_the_rest_queued(
         PERCOLATE_READING_DRAIN_TIMEOUT_S=str(int(PARSE_WAIT_S)), PERCOLATE_READING_NATS_ACK_WAIT="60"
     )
     running = await start_long_job(env, busy)
+    # Only a job already parsing is waited for; one still downloading is handed back at once.
+    await busy.wait_parsing()
     waiting = await env.submit(make_pdf(["queued behind the busy worker"]))
     await assert_still_running(env, running)
     busy.signal(signal.SIGTERM)
