@@ -37,8 +37,6 @@ PENDING = {
     "service/percolate_reading/parse/render/elements.py::table_html",
     "service/percolate_reading/parse/render/elements.py::build_elements",
     "service/percolate_reading/parse/request.py::RequestOptions.from_fields",
-    # issue 11 (operator split into builders/, clients/, reconcile/)
-    "operator/percolate_operator/handlers.py::reconcile_tenant",
 }
 
 
