@@ -33,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import RESULTS, publish  # noqa: E402
 from tests.image.containers import BASE_IMAGE, CPU, MEDIA, Containers, Variant  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "image.md"
 UNPRUNED = Variant("cpu-unpruned", {"PRUNE": ""})
 VARIANTS = {v.name: v for v in (UNPRUNED, CPU, MEDIA)}
 CONTEXT = (
@@ -131,7 +131,7 @@ def main() -> int:
         "--cold", default=None, help="comma-separated variants to build cold too (default: all)"
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=RESULTS / "image.md")
     args = parser.parse_args()
     store = Containers()
     base_seconds = store.ensure_base()
@@ -139,8 +139,7 @@ def main() -> int:
     cold = set() if args.no_cold else set(args.cold.split(",") if args.cold else names)
     rows = [measure(store, VARIANTS[name], cold=name in cold) for name in names]
     text = report(rows, base_seconds)
-    print(text)
-    args.output.write_text(text)
+    publish(text, args.output)
     return 0
 
 

@@ -14,7 +14,6 @@ from nats.js.api import ConsumerConfig, ConsumerInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from percolate_reading.config import load_settings
-from percolate_reading.contract.jobs import JobMessage
 from percolate_reading.contract.subjects import (
     CONSUMER_OWNER_KEY,
     Tier,
@@ -35,6 +34,7 @@ from percolate_reading.infra.queue.stats import (
 )
 from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.metrics import Metrics
+from tests.harness.jobs import job_message
 from tests.servers import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -47,16 +47,6 @@ def samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], fl
             if s.name == name:
                 out[tuple(sorted(s.labels.items()))] = s.value
     return out
-
-
-def job(job_id: str, tenant: str = "acme") -> JobMessage:
-    return JobMessage(
-        job_id=job_id,
-        tenant_id=tenant,
-        file_name="a.pdf",
-        file_type="pdf",
-        s3_uri=f"s3://percolate-files/{tenant}/{job_id}/a.pdf",
-    )
 
 
 def test_parse_job_subject() -> None:
@@ -142,8 +132,8 @@ async def test_gauges_follow_the_queue(nc: NATS, fresh_nats_server: NatsServer, 
     assert samples(metrics, "queue_oldest_message_age_seconds")[small_labels] == 0.0
 
     for i in range(3):
-        await publish_job(js, job(f"j{i:031d}"), small)
-    await publish_job(js, job("a" * 32), dedicated)
+        await publish_job(js, job_message(f"j{i:031d}"), small)
+    await publish_job(js, job_message("a" * 32), dedicated)
     await asyncio.sleep(1.2)
     await refresh_queue_stats(js, "JOBS", metrics)
     assert samples(metrics, "queue_depth") == {small_labels: 3.0, acme_labels: 1.0}

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import JobMessage, JobRecord, JobStatus
 from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STREAM_NAME, consumer_name, job_subject
-from percolate_reading.contract.topology import TopologyLimits
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.infra.jobs.kv_store import KvJobStore
 from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
@@ -26,7 +26,7 @@ from percolate_reading.infra.queue.jetstream import (
     connect,
     publish_job,
 )
-from percolate_reading.infra.queue.topology import ensure_topology
+from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.infra.storage import open_object_store
 from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.storage.s3 import S3ObjectStore
@@ -116,6 +116,14 @@ class Env:
                 if record is not None and record.status in statuses:
                     return record
                 await asyncio.sleep(0.05)
+
+    async def configure(self, **update: Any) -> Settings:
+        """These settings with `update`, and the pool's consumer brought to them (ack_wait,
+        max_deliver): for a worker started with them."""
+        settings = self.settings.model_copy(update=update)
+        limits = ConsumerLimits.from_settings(settings)
+        await ensure_pool_consumers(self.js, settings.nats_queue_subject, settings.nats_queue_group, limits)
+        return settings
 
     async def start(self, **overrides: Any) -> Worker:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
@@ -252,14 +260,8 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
 
 
 async def test_sandbox_kill_is_counted_by_reason(env: Env) -> None:
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
     # A wall-clock limit no parse can meet: the child is killed; one delivery, then given up.
-    settings = env.settings.model_copy(update={"parse_timeout_s": 0.001, "nats_max_deliver": 1})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(parse_timeout_s=0.001, nats_max_deliver=1)
     worker = await start_worker(settings, nc=env.nc, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["Killed by the clock."]))
@@ -275,14 +277,8 @@ async def test_sandbox_kill_is_counted_by_reason(env: Env) -> None:
 
 
 async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
     # No outage hold: the store never comes back, the dead-letter path is under test.
-    settings = env.settings.model_copy(update={"nats_max_deliver": 2, "dependency_outage_budget_s": 0.0})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_max_deliver=2, dependency_outage_budget_s=0.0)
     bad_store = await broken_s3_store(env)
     worker = await start_worker(settings, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
@@ -332,15 +328,7 @@ class ChunksWriteFails:
 
 async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
     """Finding: a failed job kept part of its artifacts in S3 while its record listed none."""
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
-    settings = env.settings.model_copy(
-        update={"nats_max_deliver": 2, "nak_backoff_s": "0.2", "dependency_outage_budget_s": 0.0}
-    )
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_max_deliver=2, nak_backoff_s="0.2", dependency_outage_budget_s=0.0)
     flaky = ChunksWriteFails(env.store)
     worker = await start_worker(settings, nc=env.nc, store=flaky, jobs=env.jobs)  # type: ignore[arg-type]
     try:
@@ -348,7 +336,14 @@ async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
         record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
         assert record.status is JobStatus.FAILED
         assert record.artifacts == []
-        assert await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/") == []
+        # The clean-up follows the failure record and the message's settlement: allow it a moment.
+        left: list[str] = []
+        for _ in range(100):
+            left = await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/")
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+        assert left == []
     finally:
         await worker.drain()
 
@@ -436,14 +431,8 @@ async def test_sigterm_drains_and_returns_in_flight_job(
 
 
 async def test_in_progress_acks_prevent_redelivery(env: Env) -> None:
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
     # ack_wait far shorter than the parse: only in-progress acks keep the job with this worker.
-    settings = env.settings.model_copy(update={"nats_ack_wait": 0.6, "worker_concurrency": 1})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_ack_wait=0.6, worker_concurrency=1)
     worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["slow one"] * 40, pages=1500))
