@@ -87,18 +87,13 @@ def table_html(table: Table) -> str:
     out = ["<table>"]
     if table.title:
         out.append(f"<caption>{html.escape(table.title)}</caption>")
-    for r in range(len(table.rows)):
-        if r == 0 and table.header_rows:
-            out.append("<thead>")
-        if r == table.header_rows and table.header_rows:
-            out.append("</thead><tbody>")
-        elif r == 0:
-            out.append("<tbody>")
-        out.append(_html_row(table, r, span_at, covered))
-    if table.rows and table.header_rows >= len(table.rows):
-        out.append("</thead>")
-    elif table.rows:
-        out.append("</tbody>")
+    head = min(table.header_rows, len(table.rows))
+    sections = (("thead", range(head)), ("tbody", range(head, len(table.rows))))
+    for tag, rows in sections:
+        if rows:
+            out.append(f"<{tag}>")
+            out.extend(_html_row(table, r, span_at, covered) for r in rows)
+            out.append(f"</{tag}>")
     out.append("</table>")
     return "".join(out)
 
