@@ -33,6 +33,7 @@ from percolate_reading.contract.jobs import (
     StorageStrategy,
 )
 from percolate_reading.contract.keys import (
+    artifact_media_type,
     context_chunks_key,
     is_job_id,
     is_job_object,
@@ -55,12 +56,6 @@ from percolate_reading.parse.request import OptionError, RequestOptions
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONTENT_TYPES = {
-    ".md": "text/markdown; charset=utf-8",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".csv": "text/csv; charset=utf-8",
-}
 _ARTIFACT_WRITES = 8  # parallel puts per job
 
 
@@ -429,7 +424,7 @@ async def write_artifacts(
 
     async def put(name: str, data: bytes) -> None:
         async with gate:
-            content_type = CONTENT_TYPES.get(PurePosixPath(name).suffix, "application/octet-stream")
+            content_type = artifact_media_type(name)
             await store.put_bytes(bucket, object_key(msg.tenant_id, msg.job_id, name), data, content_type)
 
     await asyncio.gather(*(put(n, d) for n, d in artifacts.items()))
