@@ -158,6 +158,28 @@ def test_ods_sheets(tmp_path: Path) -> None:
     assert doc.tables[0].header_rows == 1
 
 
+def test_ods_cell_cap_counts_every_sheet(tmp_path: Path) -> None:
+    """Sheets each under the cap but over it together: the cap is the workbook's."""
+    from percolate_reading.parse.providers.spreadsheet import OdsProvider
+
+    book = OpenDocumentSpreadsheet()
+    for n in range(4):
+        sheet = Table(name=f"S{n}")
+        for r in range(10):
+            tr = TableRow()
+            for c in range(10):
+                cell = TableCell(valuetype="float", value=float(r * c))
+                cell.addElement(P(text=str(r * c)))
+                tr.addElement(cell)
+            sheet.addElement(tr)
+        book.spreadsheet.addElement(sheet)
+    path = tmp_path / "sheets.ods"
+    book.save(str(path))
+    assert len(OdsProvider(max_cells=400).parse(path, "sheets.ods", OPTS).tables) == 4
+    with pytest.raises(DocumentTooLargeError, match="'S3' span 400 cells, over the 399 cell cap"):
+        OdsProvider(max_cells=399).parse(path, "sheets.ods", OPTS)
+
+
 def test_odt_structure(tmp_path: Path) -> None:
     text = OpenDocumentText()
     text.text.addElement(H(outlinelevel=1, text="Field report"))
