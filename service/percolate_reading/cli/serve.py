@@ -230,6 +230,7 @@ async def open_node(settings: Settings, stack: AsyncExitStack, startup: StartupS
             metrics=deps.metrics,
             tenants=deps.registry.get,
             startup=startup,
+            send_webhooks=not workers,  # one webhook sender for the node
         )
         workers.append(worker)
     return deps

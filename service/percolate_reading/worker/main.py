@@ -24,11 +24,13 @@ from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.startup import StartupState, storage_name, until_up
 from percolate_reading.infra.storage.base import ObjectStore
+from percolate_reading.infra.webhook_queue import WebhookOutbox
 from percolate_reading.infra.webhooks import WebhookSender
 from percolate_reading.metrics import Metrics
 from percolate_reading.worker.health import HealthServer
 from percolate_reading.worker.pipeline import Services
 from percolate_reading.worker.runner import PullRunner
+from percolate_reading.worker.webhook_sender import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,16 @@ CONNECT_WAIT_S = 5.0
 class Worker:
     """A running worker: one pull loop on settings.nats_queue_subject / nats_queue_group."""
 
-    def __init__(self, settings: Settings, nc: NATS, runner: PullRunner, stack: AsyncExitStack) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: NATS,
+        runner: PullRunner,
+        stack: AsyncExitStack,
+        webhooks: WebhookDispatcher | None = None,
+    ) -> None:
         self.settings = settings
+        self.webhooks = webhooks
         self.nc = nc
         self.runner = runner
         self.metrics = runner.svc.metrics
@@ -53,6 +63,8 @@ class Worker:
             return False, "nats not connected"
         if not self.runner.alive:
             return False, "pull loop not running"
+        if self.webhooks is not None and not self.webhooks.alive:
+            return False, "webhook sender not running"
         if not self.runner.outage.is_open:
             return (
                 False,
@@ -69,7 +81,11 @@ class Worker:
 
     async def _drain(self, timeout_s: float | None) -> None:
         try:
-            await self.runner.drain(self.settings.drain_timeout_s if timeout_s is None else timeout_s)
+            timeout = self.settings.drain_timeout_s if timeout_s is None else timeout_s
+            await self.runner.drain(timeout)
+            if self.webhooks is not None:
+                # After the jobs: their webhooks are queued; attempts under way may finish.
+                await self.webhooks.drain(min(timeout, self.settings.webhook_timeout_s))
             with contextlib.suppress(Exception):
                 await self.nc.flush(timeout=2)  # push out the last acks/naks
             await self._stack.aclose()
@@ -90,10 +106,12 @@ async def start_worker(
     metrics: Metrics | None = None,
     tenants: Callable[[str], TenantRecord | None] | None = None,
     startup: StartupState | None = None,
+    send_webhooks: bool = True,
 ) -> Worker:
     """Start a worker. Connections and stores passed in stay the caller's (not closed here);
     missing ones are opened from settings and closed by `drain()`. A dependency that does not
-    answer yet is waited for (retried with backoff, logged, `startup.reason` says which)."""
+    answer yet is waited for (retried with backoff, logged, `startup.reason` says which).
+    `send_webhooks`: run a webhook sender in this worker (`serve` runs one for its three)."""
     from percolate_reading.infra.queue.jetstream import connect
     from percolate_reading.infra.queue.topology import ensure_topology
 
@@ -122,13 +140,18 @@ async def start_worker(
         if tenants is None:
             tenants = await _tenant_lookup(settings, js, stack)
         metrics = metrics or Metrics()
-        webhooks = WebhookSender(settings, metrics=metrics)
-        stack.push_async_callback(webhooks.close)
+        outbox = WebhookOutbox(js, metrics, settings.nats_publish_timeout_s)
         svc = Services(
-            settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=webhooks, tenants=tenants
+            settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=outbox, tenants=tenants
         )
         runner = PullRunner(svc, js, subject=settings.nats_queue_subject, durable=settings.nats_queue_group)
         await until_up("the JetStream consumers", runner.start, startup)
+        dispatcher: WebhookDispatcher | None = None
+        if send_webhooks:
+            sender = WebhookSender(settings, metrics=metrics)
+            stack.push_async_callback(sender.close)
+            dispatcher = WebhookDispatcher(settings, js, sender, tenants)
+            await until_up("the webhook consumer", dispatcher.start, startup)
     except BaseException:
         await stack.aclose()
         raise
@@ -142,7 +165,7 @@ async def start_worker(
 
     soffice = soffice_path()  # optional: legacy DOC/PPT are refused with a clear reason without it
     log.info("LibreOffice for legacy DOC/PPT: %s", soffice or "not installed (DOC/PPT: unsupported_type)")
-    return Worker(settings, nc, runner, stack)
+    return Worker(settings, nc, runner, stack, dispatcher)
 
 
 async def _open_store(settings: Settings) -> ObjectStore:
