@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 # One connection attempt while NATS is not up yet (then a retry with backoff).
 CONNECT_WAIT_S = 5.0
 
-# How long the lifespan waits for its dependencies before serving /health and a not-ready
-# /ready while it goes on waiting.
-STARTUP_GRACE_S = 1.0
-
 # What the lifespan calls to build the gateway's dependencies (serve adds its workers).
 DepsOpener = Callable[[AsyncExitStack, StartupState], Awaitable[GatewayDeps]]
 
@@ -174,21 +170,27 @@ class RequestCounter:
 
 
 class StartingGuard:
-    """While the lifespan still waits for NATS or S3, every route but the probes answers 503
-    with Retry-After and why (pure ASGI, like RequestCounter)."""
+    """While the lifespan still waits for NATS or S3, the API (/v1/...) answers 503 with
+    Retry-After and why; probes, docs and the UI's pages need neither (pure ASGI, like
+    RequestCounter)."""
 
-    EXEMPT = frozenset({"/health", "/ready", "/metrics"})
+    GUARDED_PREFIX = "/v1/"
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope["app"].state if scope["type"] == "http" else None
-        if state is None or state.deps is not None or scope["path"] in self.EXEMPT:
+        if scope["type"] != "http" or not scope["path"].startswith(self.GUARDED_PREFIX):
             await self.app(scope, receive, send)
             return
+        state = scope["app"].state
+        # startup is None without a lifespan that opens the dependencies (deps handed in, or
+        # an ASGI transport that runs no lifespan): nothing to wait for.
         startup: StartupState | None = state.startup
-        reason = startup.reason if startup is not None else "starting"
+        if startup is None or state.deps is not None:
+            await self.app(scope, receive, send)
+            return
+        reason = startup.reason
         body = json.dumps(error_body("starting", f"the gateway is not ready: {reason}")).encode()
         await send(
             {
@@ -250,7 +252,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             task = asyncio.create_task(_start(app, stack, startup, opener or default_opener))
             # Up at once, or blocked on a dependency: serve either way (not ready meanwhile).
-            await startup.settled(STARTUP_GRACE_S)
+            await startup.settled()
             if startup.failed is not None:
                 raise startup.failed  # a configuration error: uvicorn exits 1
             try:

@@ -11,7 +11,6 @@ configuration error still ends the process with one line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -58,11 +57,11 @@ class StartupState:
         self.finished.set()
         self.blocked.set()
 
-    async def settled(self, grace_s: float) -> None:
-        """Until start-up finished, is blocked on a dependency, or `grace_s` passed (a
-        connection attempt to a silent host can take seconds; /health should not)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.blocked.wait(), grace_s)
+    async def settled(self) -> None:
+        """Until start-up finished or one dependency did not answer its first attempt (a
+        start with everything up is complete before the process serves, as without waiting;
+        an attempt at a silent host ends within seconds)."""
+        await self.blocked.wait()
 
 
 def is_unreachable(exc: BaseException) -> bool:

@@ -394,6 +394,11 @@ class CircuitBreakers:
         self._probing.add(dest)
         return 0.0
 
+    def release(self, dest: str) -> None:
+        """An attempt that said nothing about the destination (refused by the guard, cut
+        short by a drain): another may probe it."""
+        self._probing.discard(dest)
+
     def succeeded(self, dest: str) -> None:
         self._probing.discard(dest)
         self._circuits.pop(dest, None)

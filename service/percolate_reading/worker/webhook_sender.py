@@ -187,6 +187,7 @@ class WebhookDispatcher:
                         encode_payload(delivery.payload),
                     )
             except asyncio.CancelledError:
+                self.breakers.release(dest)
                 await asyncio.shield(acknowledge("nak", msg.nak(delay=0), msg))  # drain: hand it back
                 raise
             await self._settle(msg, delivery, dest, tried.outcome, tried.error)
@@ -198,6 +199,8 @@ class WebhookDispatcher:
         attempts = delivery.attempts + 1
         if outcome == "delivered":
             self.breakers.succeeded(dest)
+        elif outcome == "refused":
+            self.breakers.release(dest)
         elif outcome == "failed":
             self.breakers.failed(dest)
             if attempts < self.settings.webhook_max_attempts:
