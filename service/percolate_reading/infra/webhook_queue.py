@@ -14,6 +14,7 @@ import logging
 import nats.js.errors
 from nats.js import JetStreamContext
 
+from percolate_reading import tracing
 from percolate_reading.contract.webhook_delivery import WEBHOOKS_STREAM_NAME, WebhookDelivery, webhook_subject
 from percolate_reading.errors import QueueError
 from percolate_reading.infra.queue.jetstream import (
@@ -30,11 +31,13 @@ log = logging.getLogger(__name__)
 async def publish_webhook(
     js: JetStreamContext, delivery: WebhookDelivery, *, ack_timeout_s: float = 5.0
 ) -> int:
+    headers = {MSG_ID_HEADER: delivery.dedup_id()}
+    tracing.inject(headers)  # the sender's attempt joins the job's trace
     return await publish_raw(
         js,
         webhook_subject(delivery.tenant_id),
         delivery.model_dump_json().encode(),
-        headers={MSG_ID_HEADER: delivery.dedup_id()},
+        headers=headers,
         ack_timeout_s=ack_timeout_s,
         stream=WEBHOOKS_STREAM_NAME,
     )

@@ -177,7 +177,10 @@ class WebhookDispatcher:
         return default.get_secret_value() if default is not None else None
 
     async def _deliver(self, msg: Msg, delivery: WebhookDelivery, dest: str) -> None:
-        with job_context(tenant_id=delivery.tenant_id, job_id=delivery.job_id, pool=None):
+        with (
+            tracing.continued(msg.headers),  # the job's trace, carried by the queued message
+            job_context(tenant_id=delivery.tenant_id, job_id=delivery.job_id, pool=None),
+        ):
             try:
                 with tracing.span("webhook", {"percolate.webhook_id": delivery.webhook_id}):
                     tried = await self.sender.attempt(
