@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.loadgen import multipart_body, session, upload  # noqa: E402
 from bench.procstat import cpu_seconds, tree_cpu_seconds  # noqa: E402
+from bench.support import RESULTS, publish, service_env  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 KEY = "pr_e2e-bench-key-0123456789"
@@ -115,27 +116,19 @@ class Receiver:
 def platform_env(
     nats: NatsServer, s3: SeaweedS3, port: int, data_dir: Path, concurrency: int, prefetch: int | None
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERCOLATE_READING_")}
-    env.update(
-        {
-            "PERCOLATE_READING_NATS_URL": nats.url,
-            "PERCOLATE_READING_S3_ENDPOINT": s3.endpoint,
-            "PERCOLATE_READING_S3_ACCESS_KEY": s3.access_key,
-            "PERCOLATE_READING_S3_SECRET_KEY": s3.secret_key,
-            "PERCOLATE_READING_DEV_API_KEY": KEY,
-            "PERCOLATE_READING_MAX_ACTIVE_JOBS": "100000",
-            "PERCOLATE_READING_HOST": "127.0.0.1",
-            "PERCOLATE_READING_PORT": str(port),
-            "PERCOLATE_READING_DATA_DIR": str(data_dir),
-            "PERCOLATE_READING_LOG_LEVEL": "WARNING",
-            "PERCOLATE_READING_WORKER_CONCURRENCY": str(concurrency),
-            **({"PERCOLATE_READING_WORKER_PREFETCH": str(prefetch)} if prefetch is not None else {}),
-            "PERCOLATE_READING_METRICS_PORT": "0",
-            # Completion is signalled by webhooks to a local receiver (no polling load).
-            "PERCOLATE_READING_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
-        }
+    return service_env(
+        nats,
+        s3,
+        port,
+        data_dir,
+        KEY,
+        max_active_jobs="100000",
+        worker_concurrency=str(concurrency),
+        **({"worker_prefetch": str(prefetch)} if prefetch is not None else {}),
+        metrics_port="0",
+        # Completion is signalled by webhooks to a local receiver (no polling load).
+        webhook_allow_hosts="127.0.0.1",
     )
-    return env
 
 
 def spawn(code: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -425,8 +418,4 @@ if __name__ == "__main__":
     parser.add_argument("--prefetch", type=int, default=None, help="worker prefetch (default 8x cores)")
     args = parser.parse_args()
     report = main(args.files, args.concurrency, args.prefetch, args.pages)
-    print(report)
-    out = REPO / "bench" / "results" / ("e2e.md" if args.pages == 2 else f"e2e-{args.pages}pages.md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report + "\n")
-    print(f"written to {out}")
+    publish(report, RESULTS / ("e2e.md" if args.pages == 2 else f"e2e-{args.pages}pages.md"))

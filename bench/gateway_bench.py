@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.loadgen import multipart_body, session, upload  # noqa: E402
+from bench.support import RESULTS, publish, service_env  # noqa: E402
 from tests.servers import NatsServer, SeaweedS3, free_port, wait_for_port  # noqa: E402
 
 from percolate_reading.config import Settings  # noqa: E402
@@ -53,23 +54,9 @@ ROUNDS = 4
 
 
 def gateway_env(nats: NatsServer, s3: SeaweedS3, port: int, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERCOLATE_READING_")}
-    env.update(
-        {
-            "PERCOLATE_READING_NATS_URL": nats.url,
-            "PERCOLATE_READING_S3_ENDPOINT": s3.endpoint,
-            "PERCOLATE_READING_S3_ACCESS_KEY": s3.access_key,
-            "PERCOLATE_READING_S3_SECRET_KEY": s3.secret_key,
-            "PERCOLATE_READING_DEV_API_KEY": KEY,
-            "PERCOLATE_READING_MAX_UPLOAD_BYTES": str(2 * GIB),
-            "PERCOLATE_READING_MAX_ACTIVE_JOBS": "1000000",
-            "PERCOLATE_READING_HOST": "127.0.0.1",
-            "PERCOLATE_READING_PORT": str(port),
-            "PERCOLATE_READING_DATA_DIR": str(data_dir),
-            "PERCOLATE_READING_LOG_LEVEL": "WARNING",
-        }
+    return service_env(
+        nats, s3, port, data_dir, KEY, max_upload_bytes=str(2 * GIB), max_active_jobs="1000000"
     )
-    return env
 
 
 def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -309,8 +296,4 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="smaller counts and a 256 MiB upload")
     args = parser.parse_args()
     report = asyncio.run(main(args.quick))
-    print(report)
-    out = REPO / "bench" / "results" / "gateway.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report + "\n")
-    print(f"written to {out}")
+    publish(report, RESULTS / "gateway.md")

@@ -37,9 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.support import RESULTS, publish  # noqa: E402
 from tests.image.containers import BASE_IMAGE, CPU, MEDIA, Containers, Variant  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "image.md"
 UNPRUNED = Variant("cpu-unpruned", {"PRUNE": ""})
 VARIANTS = {v.name: v for v in (UNPRUNED, CPU, MEDIA)}
 CONTEXT = (
@@ -141,7 +141,7 @@ def main() -> int:
         "--cold", default=None, help="comma-separated variants to build cold too (default: all)"
     )
     parser.add_argument("--no-cold", action="store_true", help="skip the --no-cache builds")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=RESULTS / "image.md")
     parser.add_argument("--store", type=Path, default=None, help="the container store (default: the tier's)")
     parser.add_argument(
         "--fresh",
@@ -164,8 +164,7 @@ def main() -> int:
     fresh = args.fresh is not None
     rows = [measure(store, VARIANTS[name], cold=name in cold, fresh=fresh) for name in names]
     text = report(rows, base_seconds, fresh)
-    print(text)
-    args.output.write_text(text)
+    publish(text, args.output)
     return 0
 
 

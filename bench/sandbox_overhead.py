@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.procstat import tree_cpu_seconds  # noqa: E402
+from bench.support import RESULTS, publish  # noqa: E402
 
 SAMPLE = REPO / "service" / "percolate_reading" / "samples" / "sample-report.pdf"
 
@@ -76,7 +77,4 @@ def main(argv: list[str]) -> str:
 
 if __name__ == "__main__":
     report = main(sys.argv[1:])
-    print(report)
-    out = REPO / "bench" / "results" / "sandbox.md"
-    out.write_text(report + "\n")
-    print(f"written to {out}")
+    publish(report, RESULTS / "sandbox.md")

@@ -41,6 +41,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.support import RESULTS, publish  # noqa: E402
 from tests.harness.documents import make_pdf  # noqa: E402
 from tests.servers import NatsServer, free_port  # noqa: E402
 
@@ -310,14 +311,12 @@ def main() -> int:
     parser.add_argument("--min-interval", type=float, default=3.0, help="seconds between restarts, at least")
     parser.add_argument("--max-interval", type=float, default=12.0, help="seconds between restarts, at most")
     parser.add_argument("--drain-timeout", type=float, default=900.0)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "soak.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         report, tally = asyncio.run(soak(args, Path(tmp)))
     text = markdown(report, tally, args)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    publish(text, args.out)
     ok = report["lost"] == 0 and report["duplicates"] == 0 and report["unique_accepted"] == report["accepted"]
     return 0 if ok else 1
 

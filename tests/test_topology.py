@@ -199,5 +199,5 @@ async def test_the_operators_limits_win_whoever_starts_first(
         if order.index("operator") < first_service:
             assert updates["operator"] == {}, order  # it created them: nothing to correct
         else:
-            # It corrects the three streams the defaults made, once each; buckets agree.
-            assert updates["operator"] == {"JOBS": 1, "JOBS_DLQ": 1, "JOBS_STRANDED": 1}, order
+            # It corrects the four streams the defaults made, once each; buckets agree.
+            assert updates["operator"] == {"JOBS": 1, "JOBS_DLQ": 1, "JOBS_STRANDED": 1, "WEBHOOKS": 1}, order

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from percolate_operator import models
-from percolate_operator.reconcile.common import check_immutable
+from percolate_operator.reconcile.common import Event, check_immutable
 from percolate_operator.reconcile.pool import delete_pool, reconcile_pool
 from percolate_operator.reconcile.runtime import Runtime, connection_info
 from percolate_operator.reconcile.tenant import delete_tenant, reconcile_tenant
@@ -73,12 +73,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Run
     @kopf.on.create(*pools, registry=registry)
     @kopf.on.update(*pools, registry=registry)
     async def pool_changed(*, namespace: str | None, old: Any = None, **kw: Any) -> None:
-        check_immutable(kw["body"], kw["patch"], kw["status"], old, kw["spec"], "ParsePool")
-        await reconcile_pool(rt, namespace=namespace or "default", drift=False, **_reconcile_args(kw))
+        event = Event.from_kopf(kw, drift=False)
+        check_immutable(event, old, "ParsePool")
+        await reconcile_pool(rt, event, namespace or "default")
 
     @kopf.timer(*pools, registry=registry, interval=interval, initial_delay=initial_delay)
     async def pool_drift(*, namespace: str | None, **kw: Any) -> None:
-        await reconcile_pool(rt, namespace=namespace or "default", drift=True, **_reconcile_args(kw))
+        await reconcile_pool(rt, Event.from_kopf(kw, drift=True), namespace or "default")
 
     @kopf.on.delete(*pools, registry=registry)
     async def pool_deleted(
@@ -91,20 +92,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Run
     @kopf.on.create(*tenants, registry=registry)
     @kopf.on.update(*tenants, registry=registry)
     async def tenant_changed(*, old: Any = None, **kw: Any) -> None:
-        check_immutable(kw["body"], kw["patch"], kw["status"], old, kw["spec"], "Tenant")
-        await reconcile_tenant(rt, drift=False, **_reconcile_args(kw))
+        event = Event.from_kopf(kw, drift=False)
+        check_immutable(event, old, "Tenant")
+        await reconcile_tenant(rt, event)
 
     @kopf.timer(*tenants, registry=registry, interval=interval, initial_delay=initial_delay)
     async def tenant_drift(**kw: Any) -> None:
-        await reconcile_tenant(rt, drift=True, **_reconcile_args(kw))
+        await reconcile_tenant(rt, Event.from_kopf(kw, drift=True))
 
     @kopf.on.delete(*tenants, registry=registry)
     async def tenant_deleted(*, name: str, body: kopf.Body, **_: Any) -> None:
         await delete_tenant(rt, name=name, body=body)
 
     return rt
-
-
-def _reconcile_args(kw: dict[str, Any]) -> dict[str, Any]:
-    """The kopf kwargs a reconcile step takes."""
-    return {k: kw[k] for k in ("name", "body", "meta", "spec", "status", "patch")}

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         description="Jobs a worker holds beyond its parse slots: they download, store artifacts "
         "and report while other jobs parse (a job waiting for a slot is returned at once on SIGTERM).",
     )
+    worker_fair_tenants: bool = Field(
+        True,
+        description="In a shared pool, give each free slot to the waiting tenant with the fewest "
+        "jobs on this worker (its oldest job moves to the pool's fair lane) instead of strict "
+        "arrival order, so one tenant's burst does not queue the others' jobs behind it.",
+    )
     context_rebuild_interval_s: float = Field(
         0.25,
         ge=0,
@@ -190,8 +196,24 @@ class Settings(BaseSettings):
     webhook_allow_hosts: str = Field(
         "", description="Comma-separated hosts/CIDRs webhooks may reach despite being private."
     )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="Per-attempt webhook timeout.")
-    webhook_max_attempts: int = Field(5, ge=1, description="Webhook delivery attempts.")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=100, description="Per-attempt webhook timeout (under the WEBHOOKS ack wait, 120 s)."
+    )
+    webhook_max_attempts: int = Field(
+        5, ge=1, description="Webhook delivery attempts; then the webhook is recorded as failed."
+    )
+    webhook_tenant_concurrency: int = Field(
+        4, ge=1, description="Webhook attempts in flight per tenant and worker (the rest wait queued)."
+    )
+    webhook_sender_concurrency: int = Field(
+        32, ge=1, description="Webhook attempts in flight per worker process, all tenants."
+    )
+    webhook_circuit_failures: int = Field(
+        5, ge=1, description="Consecutive failed attempts to one destination that pause it."
+    )
+    webhook_circuit_open_s: float = Field(
+        30.0, gt=0, description="First pause of a failing destination; doubles while it keeps failing."
+    )
     webhook_backoff_s: float = Field(
         1.0, gt=0, description="First webhook retry delay; doubles per attempt, with jitter."
     )

@@ -92,12 +92,16 @@ class Metrics:
         )
         self.jobs_in_flight = Gauge("jobs_in_flight", "Jobs this worker is processing now.", registry=r)
         self.webhook_deliveries_total = Counter(
-            "webhook_deliveries_total", "Webhook deliveries, by outcome.", ["outcome"], registry=r
+            "webhook_deliveries_total",
+            "Webhooks by final outcome (delivered, refused, failed after the attempts, lost: the "
+            "WEBHOOKS stream was full).",
+            ["outcome"],
+            registry=r,
         )
         self.webhook_delivery_duration_seconds = Histogram(
             "webhook_delivery_duration_seconds",
-            "One webhook from its first attempt to its outcome (retries and backoff included), "
-            "by outcome (delivered, failed, refused).",
+            "One webhook from its queueing on WEBHOOKS to its outcome (retries and backoff "
+            "included), by outcome (delivered, failed, refused).",
             ["outcome"],
             buckets=_WEBHOOK_BUCKETS,
             registry=r,

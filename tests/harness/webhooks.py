@@ -48,6 +48,13 @@ class WebhookReceiver:
             self._server.close()
             await self._server.wait_closed()
 
+    async def __aenter__(self) -> WebhookReceiver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
     async def wait_for(self, count: int, wait_s: float = 30.0) -> list[Received]:
         async with asyncio.timeout(wait_s):
             while len(self.received) < count:

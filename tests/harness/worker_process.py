@@ -13,23 +13,28 @@ from percolate_reading.config import ENV_PREFIX
 from tests.servers import NatsServer, SeaweedS3
 
 
-def worker_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str) -> dict[str, str]:
-    """The environment of `python -m percolate_reading run` as a worker on the real servers;
-    `settings` are further fields by name (`nats_ack_wait="3"`)."""
+def process_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `percolate-reading` process on the real servers, with none of the
+    caller's own `PERCOLATE_READING_*` variables; `settings` are further fields by name."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     values = {
-        "worker_mode": "true",
         "nats_url": nats.url,
         "s3_endpoint": s3.endpoint,
         "s3_access_key": s3.access_key,
         "s3_secret_key": s3.secret_key,
         "data_dir": str(data_dir),
-        "metrics_port": "0",
-        "worker_fetch_timeout_s": "0.5",
         **settings,
     }
     env.update({f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()})
     return env
+
+
+def worker_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of `python -m percolate_reading run` as a worker on the real servers;
+    `settings` are further fields by name (`nats_ack_wait="3"`)."""
+    return process_env(
+        nats, s3, data_dir, worker_mode="true", metrics_port="0", worker_fetch_timeout_s="0.5", **settings
+    )
 
 
 async def spawn_worker(env: dict[str, str], log: IO[bytes]) -> asyncio.subprocess.Process:

@@ -114,13 +114,6 @@ class Kube:
         return [e for e in items if e.get("reason") == reason]
 
 
-def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == type_:
-            return dict(cond)
-    return None
-
-
 def wait_for(check: Callable[[], Any], limit_s: float = 60.0, every_s: float = 0.5) -> Any:
     """Poll until `check` returns something truthy (a guard against hangs, not a speed check)."""
     deadline = time.monotonic() + limit_s

@@ -23,7 +23,8 @@ from nats.js.errors import NotFoundError
 from percolate_reading.contract.subjects import STREAM_NAME
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord
 from tests.kube.controlplane import ROOT, ControlPlane
-from tests.kube.operator_process import NS, Kube, OperatorProcess, condition, install_operator_rbac, wait_for
+from tests.kube.operator_process import NS, Kube, OperatorProcess, install_operator_rbac, wait_for
+from tests.operator.cluster import condition
 from tests.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.kube

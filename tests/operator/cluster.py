@@ -229,6 +229,14 @@ class Api:
             out: dict[str, Any] = await resp.json()
             return out
 
+    async def list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of the kind (from the API server's watch cache: `resourceVersion=0`)."""
+        url = self.base + self.path(resource, namespace)
+        async with self.session.get(url, params={"resourceVersion": "0"}) as resp:
+            assert resp.status < 400, await resp.text()
+            items: list[dict[str, Any]] = (await resp.json())["items"]
+            return items
+
     async def patch(self, resource: str, namespace: str | None, name: str, body: dict[str, Any]) -> None:
         url = self.base + self.path(resource, namespace, name)
         headers = {"Content-Type": "application/merge-patch+json"}

@@ -13,13 +13,13 @@ import pytest
 
 from percolate_reading.contract.jobs import JobMessage, JobStatus
 from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STREAM_NAME
-from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
+from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
     DLQ_DELIVERIES_HEADER,
     DLQ_REASON_HEADER,
 )
-from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
+from percolate_reading.infra.queue.topology import ensure_topology
 from percolate_reading.parse.sandbox import SandboxLimits, run_in_sandbox
 from percolate_reading.worker import pipeline
 from percolate_reading.worker.main import start_worker
@@ -42,13 +42,8 @@ async def until_messages(env: Env, stream: str, count: int, wait_s: float = 60.0
 
 
 async def test_final_delivery_waits_for_the_dead_letter_copy(env: Env) -> None:
-    settings = env.settings.model_copy(
-        # No outage hold: the store never comes back, the dead-letter path is under test.
-        update={"nats_max_deliver": 2, "nats_ack_wait": 1.5, "dependency_outage_budget_s": 0.0}
-    )
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    # No outage hold: the store never comes back, the dead-letter path is under test.
+    settings = await env.configure(nats_max_deliver=2, nats_ack_wait=1.5, dependency_outage_budget_s=0.0)
     bad_store = await broken_s3_store(env)  # every delivery fails transiently
     worker = await start_worker(settings, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
@@ -104,10 +99,7 @@ async def test_poison_document_is_dead_lettered_and_does_not_block(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pipeline, "_parse_and_render", _parse_with_poison)
-    settings = env.settings.model_copy(update={"nats_max_deliver": 3, "worker_concurrency": 1})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_max_deliver=3, worker_concurrency=1)
     worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
     try:
         poison = await env.submit(make_pdf(["crashes its parser"]), "poison.pdf")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -33,23 +32,13 @@ from tests.service.gateway.harness import LiveGateway
 pytestmark = pytest.mark.integration
 
 # The gateway tests' fixtures (per-test tenants file, settings, live gateway, object store).
-tenants = gateway_fixtures.tenants
-tenants_file = gateway_fixtures.tenants_file
 settings = gateway_fixtures.settings
 gateway = gateway_fixtures.gateway
 store = gateway_fixtures.store
+worker = gateway_fixtures.worker
 
 SECRET_TEXT = "Beta confidential merger plan XQZW"
 BETA_FILE = "beta-merger-plan.pdf"
-
-
-@pytest.fixture
-async def worker(settings: Settings, gateway: LiveGateway) -> AsyncIterator[Any]:
-    from percolate_reading.worker.main import start_worker
-
-    w = await start_worker(settings)
-    yield w
-    await w.drain()
 
 
 def client(gw: LiveGateway, key: str) -> httpx.AsyncClient:

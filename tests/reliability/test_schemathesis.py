@@ -30,14 +30,11 @@ from percolate_reading.config import Settings
 from percolate_reading.gateway.app import create_app
 from tests.harness.documents import make_pdf
 from tests.servers import NatsServer, SeaweedS3
-from tests.service.gateway import conftest as gateway_fixtures
 from tests.service.gateway.conftest import Tenants, make_settings
 from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
 
-tenants = gateway_fixtures.tenants
-tenants_file = gateway_fixtures.tenants_file
 
 EXAMPLES_PER_OPERATION = 25
 

@@ -14,7 +14,7 @@ import hmac
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,7 @@ from tests.service.gateway.harness import LiveGateway
 
 pytestmark = pytest.mark.integration
 
-tenants = gateway_fixtures.tenants
-tenants_file = gateway_fixtures.tenants_file
+worker = gateway_fixtures.worker
 
 DEV_KEY = "pr_dev-key-for-the-secrets-test-0123456789"
 
@@ -214,15 +213,6 @@ def json_log() -> Iterator[io.StringIO]:
     root.addHandler(handler)
     yield out
     root.removeHandler(handler)
-
-
-@pytest.fixture
-async def worker(settings: Settings, gateway: LiveGateway) -> AsyncIterator[Any]:
-    from percolate_reading.worker.main import start_worker
-
-    w = await start_worker(settings)
-    yield w
-    await w.drain()
 
 
 async def test_keys_never_logged_echoed_or_exported(

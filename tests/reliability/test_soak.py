@@ -14,15 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.reliability.conftest import WorkerProcess
+from tests.reliability.conftest import WorkerProcesses
 from tests.reliability.test_outages import Tally, uploader, wait_all_finished
 from tests.servers import NatsServer, SeaweedS3
-from tests.service.gateway.conftest import (  # noqa: F401 - fixtures, imported to be used here
-    Tenants,
-    make_settings,
-    tenants,
-    tenants_file,
-)
+from tests.service.gateway.conftest import Tenants, make_settings
 from tests.service.gateway.harness import LiveGateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,9 +32,9 @@ async def test_uploads_survive_worker_restarts(
     tmp_path: Path,
     fresh_nats_server: NatsServer,
     seaweed_s3: SeaweedS3,
-    tenants_file: Path,  # noqa: F811
-    tenants: Tenants,  # noqa: F811
-    worker_procs: list[WorkerProcess],
+    tenants_file: Path,
+    tenants: Tenants,
+    worker_procs: WorkerProcesses,
 ) -> None:
     rng = random.Random(6)  # the same schedule on every run
     settings = make_settings(tmp_path, fresh_nats_server, seaweed_s3, tenants_file)
@@ -53,17 +48,11 @@ async def test_uploads_survive_worker_restarts(
         "PERCOLATE_READING_DRAIN_TIMEOUT_S": "2",
     }
 
-    async def new_worker(n: int) -> WorkerProcess:
-        w = WorkerProcess(fresh_nats_server, seaweed_s3, tmp_path / f"w{n}", extra=dict(extra))
-        worker_procs.append(w)
-        await w.start()
-        return w
-
     stop = asyncio.Event()
     tally = Tally()
     kills = Counter[str]()
     try:
-        current = await new_worker(0)
+        current = await worker_procs.start(**extra)
         async with httpx.AsyncClient(
             base_url=gw.url, headers={"Authorization": f"Bearer {tenants.acme_key}"}, timeout=30
         ) as client:
@@ -77,7 +66,7 @@ async def test_uploads_survive_worker_restarts(
                 rc = await current.wait(wait_s=60)
                 assert rc == (0 if how == "SIGTERM" else -signal.SIGKILL), current.log()
                 kills[how] += 1
-                current = await new_worker(r)
+                current = await worker_procs.start(**extra)
             await tally.until(lambda: len(tally.accepted) >= JOBS)
             stop.set()
             await asyncio.gather(*uploads)

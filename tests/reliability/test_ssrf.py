@@ -14,7 +14,7 @@ from percolate_reading.contract.jobs import JobStatus
 from percolate_reading.infra.webhooks import WebhookSender
 from tests.harness.documents import make_pdf
 from tests.harness.webhooks import WebhookReceiver
-from tests.service.worker.test_worker import SECRET, Env, consumer_idle
+from tests.service.worker.test_worker import SECRET, Env, consumer_idle, webhooks_settled
 
 
 async def private_receiver() -> tuple[WebhookReceiver, asyncio.Server, str]:
@@ -78,6 +78,7 @@ async def test_worker_refuses_private_callbacks_and_still_finishes_the_job(env: 
             record = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED)
             assert record.status is JobStatus.SUCCEEDED  # a bad callback never fails the parse
         await consumer_idle(env, env.settings.nats_queue_group)
+        await webhooks_settled(env)
         assert b'webhook_deliveries_total{outcome="refused"} 7.0' in worker.metrics.render()
         assert inner.received == []
     finally:

@@ -84,3 +84,18 @@ def test_limits_read_back_from_the_environment_they_write(monkeypatch: pytest.Mo
     settings = load_settings()
     assert TopologyLimits.from_settings(settings) == limits
     assert ConsumerLimits.from_settings(settings) == consumer
+
+
+def test_artifact_media_types_come_from_the_name() -> None:
+    from percolate_reading.contract.keys import artifact_media_type
+    from percolate_reading.gateway.routes.jobs import served_media_type
+
+    assert artifact_media_type("images/3.PNG") == "image/png"
+    assert artifact_media_type("attachments/1-a.pdf/structured.md").startswith("text/markdown")
+    assert artifact_media_type("tables/1.csv").startswith("text/csv")
+    assert artifact_media_type("images/1.svg") == "application/octet-stream"  # could carry script
+    assert artifact_media_type("README") == "application/octet-stream"
+    # Stored as HTML, served as text: the gateway's origin never renders a document's HTML.
+    assert artifact_media_type("structured.html").startswith("text/html")
+    assert served_media_type("structured.html").startswith("text/plain")
+    assert served_media_type("images/2.jpg") == "image/jpeg"

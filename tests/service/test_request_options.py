@@ -118,7 +118,13 @@ def test_cli_takes_the_same_options(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["elements.jsonl", "metadata.json", "plain.txt"]
     elements = [json.loads(line) for line in (folder / "elements.jsonl").read_text().splitlines()]
     assert [(e["text"], e["slide"]) for e in elements] == [("Three", 3)]
-    assert main(["parse", str(_deck(tmp_path)), "--out", str(out), "--ocr", "never"]) == 2
+    # Refused by the one validator (exit 2, the message names the flag) ...
+    assert main(["parse", str(_deck(tmp_path)), "--out", str(out), "--chunk-size", "5"]) == 2
+    assert main(["parse", str(_deck(tmp_path)), "--out", str(out), "--include-images", "yes"]) == 2
+    # ... or, for a closed set of values, by argparse's choices (its exit status is 2 too).
+    with pytest.raises(SystemExit) as refused:
+        main(["parse", str(_deck(tmp_path)), "--out", str(out), "--ocr", "never"])
+    assert refused.value.code == 2
 
 
 def test_gateway_serves_the_schema_and_documents_the_options() -> None:

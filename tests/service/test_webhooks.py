@@ -14,10 +14,12 @@ import pytest
 from percolate_reading.config import Settings, load_settings
 from percolate_reading.infra.webhooks import (
     AllowList,
+    CircuitBreakers,
     WebhookRefusedError,
     WebhookSender,
     backoff_delay,
     check_url,
+    destination,
     sign,
     verify,
     webhook_id,
@@ -207,3 +209,31 @@ async def test_allow_list_by_cidr_and_host() -> None:
     assert (await check_url("http://internal.example/h", allow, fake_dns)).ip == "10.0.0.7"
     with pytest.raises(WebhookRefusedError):
         await check_url("http://192.168.1.1/h", allow)
+
+
+def test_circuit_opens_after_consecutive_failures_and_closes_on_success() -> None:
+    now = [1000.0]
+    breakers = CircuitBreakers(threshold=3, open_s=10.0, max_open_s=25.0, clock=lambda: now[0])
+    dest = destination("https://Hooks.Example/a?x=1")
+    assert dest == "https://hooks.example:443"
+    assert destination("https://hooks.example:443/b") == dest  # one circuit per host and port
+    for _ in range(2):
+        breakers.failed(dest)
+        assert breakers.wait_s(dest) == 0.0  # under the threshold: still attempted
+    breakers.failed(dest)
+    assert breakers.wait_s(dest) == pytest.approx(10.0)  # open: paused for the cooldown
+    assert breakers.wait_s("https://other.example:443") == 0.0  # other destinations unaffected
+    now[0] += 10.5
+    assert breakers.wait_s(dest) == 0.0  # half open: this caller probes
+    assert breakers.wait_s(dest) > 0  # ... and nobody else meanwhile
+    breakers.failed(dest)  # the probe failed: open again, for twice as long
+    assert breakers.wait_s(dest) == pytest.approx(20.0)
+    now[0] += 21
+    assert breakers.wait_s(dest) == 0.0
+    breakers.failed(dest)
+    assert breakers.wait_s(dest) == pytest.approx(25.0)  # capped
+    now[0] += 26
+    assert breakers.wait_s(dest) == 0.0
+    breakers.succeeded(dest)
+    assert not breakers.is_open(dest)
+    assert breakers.wait_s(dest) == 0.0

@@ -17,7 +17,7 @@ from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, ConsumerInfo
 from nats.js.errors import (
     APIError,
     KeyNotFoundError,
@@ -206,24 +206,24 @@ class JetStreamAdmin:
     async def consumer_pending(self, stream: str, name: str) -> tuple[int, int] | None:
         """(waiting, in flight) jobs of the pool's consumer: undelivered, and delivered but not
         yet acknowledged (KEDA scales on their sum); None when the consumer is missing."""
-        js = await self._context()
-        try:
-            info = await js.consumer_info(stream, name)
-        except NotFoundError:
+        info = await self._consumer_info(stream, name)
+        if info is None:
             return None
-        except _UNREACHABLE as exc:
-            raise NatsUnavailable(f"reading consumer {name}: {exc!r}") from exc
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
 
     async def consumer_config(self, stream: str, name: str) -> dict[str, Any] | None:
+        info = await self._consumer_info(stream, name)
+        return None if info is None else _plain(info.config)
+
+    async def _consumer_info(self, stream: str, name: str) -> ConsumerInfo | None:
         js = await self._context()
         try:
-            info = await js.consumer_info(stream, name)
+            info: ConsumerInfo = await js.consumer_info(stream, name)
         except NotFoundError:
             return None
         except _UNREACHABLE as exc:
             raise NatsUnavailable(f"reading consumer {name}: {exc!r}") from exc
-        return _plain(info.config)
+        return info
 
     # --- tenant registry -----------------------------------------------------------------
 

@@ -164,29 +164,33 @@ class KubeClient:
             delay *= 2
         raise AssertionError("unreachable")
 
-    async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def _call_unless_missing(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """`_call`, with None where the object is not there (404)."""
         try:
-            obj = await self._call(
-                f"get {kind.resource.__name__} {namespace}/{name}",
-                lambda: self._client.get(kind.resource, name, namespace=namespace),
-            )
+            return await self._call(what, call)
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
-        return _as_dict(obj)
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
+        obj = await self._call_unless_missing(
+            f"get {kind.resource.__name__} {namespace}/{name}",
+            lambda: self._client.get(kind.resource, name, namespace=namespace),
+        )
+        return None if obj is None else _as_dict(obj)
 
     async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
-        try:
-            await self._call(
-                f"delete {kind.resource.__name__} {namespace}/{name}",
-                lambda: self._client.delete(kind.resource, name, namespace=namespace),
-            )
-        except KubeError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        """True if the object was there to delete."""
+
+        async def delete() -> bool:
+            await self._client.delete(kind.resource, name, namespace=namespace)
+            return True
+
+        deleted = await self._call_unless_missing(
+            f"delete {kind.resource.__name__} {namespace}/{name}", delete
+        )
+        return deleted is not None
 
     async def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]

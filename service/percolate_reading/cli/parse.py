@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -22,16 +21,19 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from percolate_reading.cli.request_options import add_request_args, flag_message, request_fields
 from percolate_reading.config import Settings, load_settings
+from percolate_reading.contract.languages import normalize_language
 from percolate_reading.errors import PercolateError, WorkerCrashedError
 from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.render.artifacts import DEFAULT_OUTPUTS, METADATA_JSON, render_artifacts
 from percolate_reading.parse.render.chunks import ChunkOptions
-from percolate_reading.parse.request import FIELD_HELP, REQUEST_FIELDS, OptionError, RequestOptions
+from percolate_reading.parse.request import OptionError, RequestOptions
 from percolate_reading.parse.sandbox import SandboxLimits
 
 SUMMARY_FILE = "summary.json"
@@ -48,15 +50,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--jobs", "-j", type=int, default=None, help="parses in parallel (default: CPU cores)"
     )
     parser.add_argument("--password", default=None, help="password for encrypted PDFs")
+    parser.add_argument("--language", default=None, help="language hint for OCR and speech (e.g. en, de)")
     parser.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per file")
     parser.add_argument("--memory-mb", type=int, default=None, help="memory limit per file (MB)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     # The per-request options the HTTP API takes, validated by the same code.
-    for name in REQUEST_FIELDS:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=f"opt_{name}", default=None, help=FIELD_HELP[name]
-        )
+    add_request_args(parser)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +189,29 @@ def summary_table(outcomes: Sequence[Outcome], out: Path) -> Table:
     return table
 
 
-def run(args: argparse.Namespace) -> int:
+class Stop(Exception):
+    """The run cannot start: one line on stderr, exit `code`. `label` is a red prefix."""
+
+    def __init__(self, message: str, code: int = 2, label: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.label = label
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How every file is parsed: one settings object and the request's options."""
+
+    settings: Settings
+    options: ParseOptions
+    limits: SandboxLimits
+    chunks: ChunkOptions
+    outputs: tuple[str, ...]
+    workers: int
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
     overrides: dict[str, object] = {}
     if args.timeout is not None:
         overrides["parse_timeout_s"] = args.timeout
@@ -197,52 +219,48 @@ def run(args: argparse.Namespace) -> int:
         overrides["parse_memory_mb"] = args.memory_mb
     if args.no_ocr:
         overrides["ocr_enabled"] = False
-    err = Console(stderr=True)
     try:
         settings = load_settings(**overrides)
     except ValidationError as exc:
-        err.print(f"[red]invalid settings:[/red] {exc}")
-        return 2
-    fields = {
-        name: value for name in REQUEST_FIELDS if (value := getattr(args, f"opt_{name}", None)) is not None
-    }
+        raise Stop(str(exc), label="invalid settings:") from None
     try:
-        request = RequestOptions.from_fields(fields)
-        chunk_options = request.chunk_options(settings)
+        request = RequestOptions.from_fields(request_fields(args))
+        chunks = request.chunk_options(settings)
     except OptionError as exc:
-        err.print(f"[red]invalid option:[/red] {exc}")
-        return 2
-    options = request.parse_options(ParseOptions.from_settings(settings, password=args.password))
-    limits = SandboxLimits.from_settings(settings)
-    jobs_n = max(1, args.jobs or os.cpu_count() or 1)
+        raise Stop(flag_message(str(exc)), label="invalid option:") from None
+    language = None
+    if args.language:
+        language = normalize_language(args.language)
+        if language is None:
+            message = "--language: an ISO 639-1 code the speech model knows (en, de, ...)"
+            raise Stop(message, label="invalid option:")
+    base = ParseOptions.from_settings(settings, password=args.password, language=language)
+    options = request.parse_options(base)
+    workers = max(1, args.jobs or os.cpu_count() or 1)
+    return Plan(settings, options, SandboxLimits.from_settings(settings), chunks, request.outputs, workers)
 
-    out_console = Console()
-    if not out_console.is_terminal:
-        # Piped or captured: do not fold the summary (and its failure reasons) at 80 columns.
-        out_console = Console(width=200)
+
+def find_files(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(files to parse, inputs that do not exist); Stop when there is nothing to do."""
     inputs = [*args.inputs, *([SAMPLES_DIR] if args.samples else [])]
     if not inputs:
-        err.print("nothing to parse: name files or folders, or pass --samples")
-        return 2
+        raise Stop("nothing to parse: name files or folders, or pass --samples")
     files, missing = expand_inputs(inputs)
     out: Path = args.out
     if out.exists() and not out.is_dir():
-        print(f"parse: --out {out} is a file, not a folder", file=sys.stderr)
-        return 2
+        raise Stop(f"parse: --out {out} is a file, not a folder")
     if not files and not missing:
         names = ", ".join(str(i) for i in inputs)
-        print(f"parse: no files to parse in {names} (hidden files are skipped)", file=sys.stderr)
-        return 1
+        raise Stop(f"parse: no files to parse in {names} (hidden files are skipped)", code=1)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"parse: cannot create --out {out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    jobs = assign_output_names(files)
-    outcomes: list[Outcome] = [
-        Outcome(Job(m, ""), False, 0.0, error_code="not_found", error="no such file or folder")
-        for m in missing
-    ]
+        raise Stop(f"parse: cannot create --out {out}: {exc.strerror or exc}") from None
+    return files, missing
+
+
+def parse_all(jobs: list[Job], out: Path, plan: Plan, err: Console) -> tuple[dict[Job, Outcome], bool]:
+    """Parse every job, `plan.workers` at a time: (outcome per job finished, interrupted?)."""
     by_job: dict[Job, Outcome] = {}
     progress = Progress(
         TextColumn("[bold]parse"),
@@ -257,12 +275,11 @@ def run(args: argparse.Namespace) -> int:
     # Children run in their own process groups (Ctrl-C does not reach them): on interrupt,
     # this event makes every parse in flight kill its child, so the pool drains at once.
     cancel = threading.Event()
-    interrupted = False
-    with progress, ThreadPoolExecutor(max_workers=jobs_n, thread_name_prefix="parse") as pool:
+    with progress, ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="parse") as pool:
         task = progress.add_task("", total=len(jobs))
         futures: dict[Future[Outcome], Job] = {
             pool.submit(
-                process, job, out, options, limits, chunk_options, settings, cancel, request.outputs
+                process, job, out, plan.options, plan.limits, plan.chunks, plan.settings, cancel, plan.outputs
             ): job
             for job in jobs
         }
@@ -272,24 +289,49 @@ def run(args: argparse.Namespace) -> int:
                 by_job[outcome.job] = outcome
                 progress.update(task, advance=1, description=outcome.job.source.name)
         except KeyboardInterrupt:
-            interrupted = True
             cancel.set()
             pool.shutdown(wait=True, cancel_futures=True)
-            for fut, job in futures.items():
-                if fut.done() and not fut.cancelled():
-                    by_job[job] = fut.result()
+            done = [(fut, job) for fut, job in futures.items() if fut.done() and not fut.cancelled()]
+            by_job.update((job, fut.result()) for fut, job in done)
+            return by_job, True
+    return by_job, False
+
+
+def report(args: argparse.Namespace, outcomes: list[Outcome], out: Path) -> None:
+    """summary.json in `out`, and the table (or the JSON) on stdout."""
+    summary_text = json.dumps([o.as_json() for o in outcomes], indent=2, ensure_ascii=False) + "\n"
+    (out / SUMMARY_FILE).write_text(summary_text, "utf-8")
+    if args.json:
+        print(summary_text, end="")
+        return
+    console = Console()
+    if not console.is_terminal:
+        # Piped or captured: do not fold the summary (and its failure reasons) at 80 columns.
+        console = Console(width=200)
+    console.print(summary_table(outcomes, out))
+
+
+def run(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    try:
+        plan = make_plan(args)
+        files, missing = find_files(args)
+    except Stop as stop:
+        label = f"[red]{stop.label}[/red] " if stop.label else ""
+        err.print(label + escape(stop.message), highlight=False, soft_wrap=True)
+        return stop.code
+    out: Path = args.out
+    jobs = assign_output_names(files)
+    by_job, interrupted = parse_all(jobs, out, plan, err)
+    outcomes = [
+        Outcome(Job(m, ""), False, 0.0, error_code="not_found", error="no such file or folder")
+        for m in missing
+    ]
     outcomes.extend(
         by_job.get(j) or Outcome(j, False, 0.0, error_code="interrupted", error="not parsed: interrupted")
         for j in jobs
     )  # report in input order, not completion order
-
-    summary = [o.as_json() for o in outcomes]
-    summary_text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-    (out / SUMMARY_FILE).write_text(summary_text, "utf-8")
-    if args.json:
-        print(summary_text, end="")
-    else:
-        out_console.print(summary_table(outcomes, out))
+    report(args, outcomes, out)
     if interrupted:
         err.print("interrupted")
         return 130

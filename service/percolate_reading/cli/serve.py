@@ -22,7 +22,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -31,7 +31,11 @@ from percolate_reading.config import Settings, load_settings
 from percolate_reading.contract.subjects import Tier, consumer_name, job_subject
 from percolate_reading.contract.tenancy import generate_api_key
 from percolate_reading.errors import ConfigError
+from percolate_reading.infra.startup import StartupState
 from percolate_reading.logs import setup_logging
+
+if TYPE_CHECKING:
+    from percolate_reading.gateway.deps import GatewayDeps
 
 log = logging.getLogger("percolate_reading.serve")
 
@@ -200,44 +204,57 @@ def announce(settings: Settings, api_key: str, key_saved: bool) -> None:
         )
 
 
+async def open_node(settings: Settings, stack: AsyncExitStack, startup: StartupState) -> GatewayDeps:
+    """The gateway's dependencies (waited for while NATS or S3 is not up) and one worker per
+    shared tier sharing them; the workers drain before the connections close."""
+    from percolate_reading.gateway.app import open_deps
+    from percolate_reading.worker.main import Worker, start_worker
+
+    deps = await open_deps(settings, stack, single_node=True, startup=startup)
+    assert deps.nc is not None
+    workers: list[Worker] = []
+
+    async def drain_workers() -> None:
+        # Finish or return in-flight jobs before the connections they need go away.
+        await asyncio.gather(*(w.drain() for w in workers), return_exceptions=True)
+
+    stack.push_async_callback(drain_workers)
+    # One worker per shared tier, so whatever the router picks is consumed here; they share
+    # the connection, stores, metrics and tenant registry with the gateway.
+    for tier in Tier:
+        worker = await start_worker(
+            tier_settings(settings, tier),
+            nc=deps.nc,
+            store=deps.store,
+            jobs=deps.jobs,
+            metrics=deps.metrics,
+            tenants=deps.registry.get,
+            startup=startup,
+            send_webhooks=not workers,  # one webhook sender for the node
+        )
+        workers.append(worker)
+    return deps
+
+
 async def serve(settings: Settings, api_key: str, sock: socket.socket, key_saved: bool = False) -> int:
-    from percolate_reading.gateway.app import create_app, open_deps
+    from percolate_reading.gateway.app import create_app
     from percolate_reading.gateway.server import GatewayServer, install_signal_handlers, uvicorn_config
-    from percolate_reading.worker.main import start_worker
 
-    async with AsyncExitStack() as stack:
-        deps = await open_deps(settings, stack, single_node=True)
-        nc, store, jobs, metrics, registry = deps.nc, deps.store, deps.jobs, deps.metrics, deps.registry
-        assert nc is not None
+    async def opener(stack: AsyncExitStack, startup: StartupState) -> GatewayDeps:
+        return await open_node(settings, stack, startup)
 
-        # One worker per shared tier, so whatever the router picks is consumed here; they share
-        # the connection, stores, metrics and tenant registry with the gateway.
-        workers = []
-        for tier in Tier:
-            worker = await start_worker(
-                tier_settings(settings, tier),
-                nc=nc,
-                store=store,
-                jobs=jobs,
-                metrics=metrics,
-                tenants=registry.get,
-            )
-            workers.append(worker)
-
-        try:
-            server = GatewayServer(uvicorn_config(settings, create_app(settings, deps)))
-            install_signal_handlers(server, asyncio.get_running_loop())
-            serve_task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started and not serve_task.done():  # noqa: ASYNC110 (uvicorn has no event)
-                await asyncio.sleep(0.05)
-            if server.started:
-                announce(settings, api_key, key_saved)
-            await serve_task
-            log.info("gateway stopped; draining the workers")
-        finally:
-            # Finish or return in-flight jobs before the connections they need go away.
-            await asyncio.gather(*(w.drain() for w in workers), return_exceptions=True)
-        return 0 if server.started else 1
+    # The lifespan opens everything (waiting for NATS/S3 with /ready 503) and, at shutdown,
+    # drains the workers before closing the connections.
+    server = GatewayServer(uvicorn_config(settings, create_app(settings, opener=opener)))
+    install_signal_handlers(server, asyncio.get_running_loop())
+    serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not serve_task.done():  # noqa: ASYNC110 (uvicorn has no event)
+        await asyncio.sleep(0.05)
+    if server.started:
+        announce(settings, api_key, key_saved)
+    await serve_task
+    log.info("gateway and workers stopped")
+    return 0 if server.started else 1
 
 
 def run(args: argparse.Namespace) -> int:

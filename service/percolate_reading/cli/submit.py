@@ -1,10 +1,12 @@
 """`percolate-reading submit FILE...`: upload to a gateway, wait for the jobs, download artifacts.
 
 Built on `percolate_reading.client`: uploads stream from disk and are retried on 503/429
-after Retry-After. Every option of POST /v1/parse has a flag (`--option NAME=VALUE` passes
-any other form field). With `--wait` it follows every job to its end; with `--out DIR` it
-downloads each job's artifacts into `DIR/<file stem>/` and writes `DIR/summary.json`, as
-`parse` does. Ctrl-C while waiting leaves the jobs running and prints how to resume.
+after Retry-After. Every option of POST /v1/parse has a flag (`--pages`, `--outputs`, `--ocr`,
+`--password`, `--tier`, ...), checked here by the gateway's own validator before anything is
+sent; `--option NAME=VALUE` passes any other form field (one a newer gateway takes).
+With `--wait` it follows every job to its end; with `--out DIR` it downloads each job's
+artifacts into `DIR/<file stem>/` and writes `DIR/summary.json`, as `parse` does.
+Ctrl-C while waiting leaves the jobs running and prints how to resume.
 Exit status 1 if any upload was refused or any job failed.
 """
 
@@ -36,8 +38,10 @@ from percolate_reading.cli.remote import (
     unique_dirs,
     wait_all,
 )
+from percolate_reading.cli.request_options import add_request_args, flag_message, request_fields
 from percolate_reading.client import Client, Job, Tier
 from percolate_reading.errors import ApiResponseError, ClientError
+from percolate_reading.parse.request import REQUEST_FIELDS, OptionError, RequestOptions
 
 SUMMARY_FILE = "summary.json"
 METADATA_JSON = "metadata.json"
@@ -51,11 +55,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=3600.0, help="give up waiting after this many seconds"
     )
     options = parser.add_argument_group("parse options (the fields of POST /v1/parse)")
-    options.add_argument("--password", help="password of encrypted PDFs")
+    options.add_argument("--password", help="password of encrypted PDFs and workbooks")
     options.add_argument("--language", help="language hint for OCR and speech (e.g. en, de)")
-    options.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
+    options.add_argument(
+        "--no-ocr", action="store_true", help="do not OCR images or scanned pages (same as --ocr off)"
+    )
     options.add_argument("--tier", choices=[t.value for t in Tier], help="force a worker tier")
     options.add_argument("--callback-url", help="webhook URL notified when each job finishes")
+    # The per-request options, described once in parse/request.py (as for `parse`).
+    add_request_args(options)
     options.add_argument(
         "--option",
         action="append",
@@ -92,6 +100,8 @@ class Submission:
 
 
 def form_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The form fields the flags ask for; UsageError for a value the gateway would refuse
+    (checked by the same validator, so nothing is uploaded just to be refused)."""
     options: dict[str, Any] = {
         "password": args.password,
         "language": args.language,
@@ -99,13 +109,19 @@ def form_options(args: argparse.Namespace) -> dict[str, Any]:
         "callback_url": args.callback_url,
     }
     if args.no_ocr:
-        options["ocr"] = False
+        options["ocr_enabled"] = False  # its own field: --ocr MODE may come with it
+    options.update(request_fields(args))
     for item in args.option:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise UsageError(f"--option wants NAME=VALUE, not {item!r}")
         options[name.strip()] = value
-    return {k: v for k, v in options.items() if v is not None}
+    chosen = {k: v for k, v in options.items() if v is not None}
+    try:
+        RequestOptions.from_fields({k: v for k, v in chosen.items() if k in REQUEST_FIELDS})
+    except OptionError as exc:
+        raise UsageError(flag_message(str(exc))) from None
+    return chosen
 
 
 def out_dirs(subs: list[Submission], out: Path) -> None:
@@ -201,41 +217,51 @@ def follow(client: Client, subs: list[Submission], timeout: float, err: Console)
         sub.error = f"still {sub.status} after {timeout:.0f}s"
 
 
-def run(args: argparse.Namespace) -> int:
-    def body() -> int:
-        missing = [str(p) for p in args.files if not p.is_file()]
-        if missing:
-            raise UsageError(f"not a file: {', '.join(missing)}")
-        if args.out is not None and args.out.exists() and not args.out.is_dir():
-            raise UsageError(f"--out {args.out} is a file, not a folder")
-        options = form_options(args)
-        subs = [Submission(path) for path in args.files]
-        wait = args.wait or args.out is not None
-        if args.out is not None:
-            out_dirs(subs, args.out)
-        err = stderr_console()
-        with connect(args) as client:
-            try:
-                upload_all(client, subs, options, err)
-                if wait:
-                    follow(client, subs, args.timeout, err)
-            except KeyboardInterrupt:
-                queued = [
-                    s.job_id for s in subs if s.job_id is not None and s.status in ("queued", "running")
-                ]
-                hint = f"; resume with: {resume_hint(queued, args.out)}" if queued else ""
-                print(
-                    f"submit: interrupted; {len(queued)} jobs keep running on the gateway{hint}",
-                    file=sys.stderr,
-                )
-                return EXIT_INTERRUPTED
-        if args.out is not None:
-            write_summary(args.out, subs)
-        if args.json:
-            print_json([s.as_json() for s in subs])
-        else:
-            stdout_console().print(summary_table(subs, args.out))
-        ok_states = {"succeeded"} if wait else {"queued", "running", "succeeded"}
-        return 0 if all(s.status in ok_states and not s.error for s in subs) else 1
+def check_paths(args: argparse.Namespace) -> None:
+    missing = [str(p) for p in args.files if not p.is_file()]
+    if missing:
+        raise UsageError(f"not a file: {', '.join(missing)}")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
 
-    return run_guarded("submit", body)
+
+def interrupted(subs: list[Submission], out: Path | None) -> int:
+    """Ctrl-C: one line saying the jobs keep running and how to follow them again."""
+    queued = [s.job_id for s in subs if s.job_id is not None and s.status in ("queued", "running")]
+    hint = f"; resume with: {resume_hint(queued, out)}" if queued else ""
+    print(f"submit: interrupted; {len(queued)} jobs keep running on the gateway{hint}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def report(args: argparse.Namespace, subs: list[Submission], waited: bool) -> int:
+    """summary.json (with --out), the table or JSON, and the exit status."""
+    if args.out is not None:
+        write_summary(args.out, subs)
+    if args.json:
+        print_json([s.as_json() for s in subs])
+    else:
+        stdout_console().print(summary_table(subs, args.out))
+    ok_states = {"succeeded"} if waited else {"queued", "running", "succeeded"}
+    return 0 if all(s.status in ok_states and not s.error for s in subs) else 1
+
+
+def submit(args: argparse.Namespace) -> int:
+    check_paths(args)
+    options = form_options(args)
+    subs = [Submission(path) for path in args.files]
+    waits = args.wait or args.out is not None
+    if args.out is not None:
+        out_dirs(subs, args.out)
+    err = stderr_console()
+    with connect(args) as client:
+        try:
+            upload_all(client, subs, options, err)
+            if waits:
+                follow(client, subs, args.timeout, err)
+        except KeyboardInterrupt:
+            return interrupted(subs, args.out)
+    return report(args, subs, waits)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_guarded("submit", lambda: submit(args))

@@ -111,16 +111,20 @@ def job_id(job: JobRef) -> str:
 
 def form_fields(options: dict[str, Any]) -> dict[str, str]:
     """Keyword options -> multipart form fields. `ocr=False`/`True` is `ocr_enabled` (a text
-    `ocr` is the OCR mode: off, auto, force); booleans
-    are `true`/`false`; lists are comma-separated; None drops the field. Options the client
-    does not know yet are passed through, so a newer gateway's options work."""
+    `ocr` is the OCR mode: off, auto, force); `pages` is a page (3), a range (`(2, 5)`, or
+    `(4, None)` to the end) or its text ("2-5"); booleans are `true`/`false`; lists are
+    comma-separated; None drops the field. Options the client does not know yet are passed
+    through, so a newer gateway's options work."""
     fields: dict[str, str] = {}
     for name, value in options.items():
         if value is None:
             continue
         if name == "ocr" and isinstance(value, bool):
             name = "ocr_enabled"
-        if isinstance(value, bool):
+        if name == "pages" and isinstance(value, list | tuple) and len(value) == 2:
+            first, last = value
+            fields[name] = f"{first}-{'' if last is None else last}"
+        elif isinstance(value, bool):
             fields[name] = "true" if value else "false"
         elif isinstance(value, list | tuple | set | frozenset):
             fields[name] = ",".join(str(v) for v in value)

@@ -105,3 +105,32 @@ def context_chunks_key(tenant_id: str, job_id: str) -> str:
 
 def context_manifest_key(tenant_id: str) -> str:
     return f"{tenant_prefix(tenant_id)}{MANIFEST}"
+
+
+# Media types of artifacts, by suffix: the worker stores objects with them and the gateway
+# serves them (anything else is application/octet-stream). Raster images only: an SVG could
+# carry script.
+ARTIFACT_MEDIA_TYPES = {
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".csv": "text/csv; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
+DEFAULT_ARTIFACT_MEDIA_TYPE = "application/octet-stream"
+
+
+def artifact_media_type(name: str) -> str:
+    """The media type an artifact is stored and served with, from its name's suffix."""
+    base = name.rsplit("/", 1)[-1]
+    suffix = "." + base.rsplit(".", 1)[-1].lower() if "." in base else ""
+    return ARTIFACT_MEDIA_TYPES.get(suffix, DEFAULT_ARTIFACT_MEDIA_TYPE)

@@ -5,6 +5,11 @@ Shared pools consume `jobs.parse.<tier>`; a tenant's dedicated pool consumes
 matches `jobs.parse.small.acme`: the two consumers' filters cannot overlap, which a
 workqueue stream requires (error 10138 otherwise). Dead letters go to `dlq.parse.<tier>...`
 in a stream of their own so they never re-enter the work queue.
+
+A shared pool also has a fair lane, `jobs.parse.<tier>._fair` (consumer
+`parse-workers-<tier>--fair`): its workers move the oldest waiting job of an under-served
+tenant there so it runs next instead of behind another tenant's burst (worker.fairness).
+`_` and a leading `-` never occur in tenant ids, so neither name can be a tenant's.
 """
 
 from __future__ import annotations
@@ -49,6 +54,28 @@ def job_subject(tier: Tier | str, dedicated_tenant: str | None = None) -> str:
     return f"jobs.parse.{tier.value}.{validate_tenant_id(dedicated_tenant)}"
 
 
+FAIR_LANE_TOKEN = "_fair"  # noqa: S105 (a subject token, not a secret)
+
+
+def fair_lane_subject(pool_subject: str) -> str:
+    """The fair lane of a shared pool: `jobs.parse.small` -> `jobs.parse.small._fair`."""
+    parsed = parse_job_subject(pool_subject)
+    if parsed is None or parsed[1] is not None or pool_subject.startswith("dlq."):
+        raise ValueError(f"not a shared pool's subject: {pool_subject!r}")
+    return f"{pool_subject}.{FAIR_LANE_TOKEN}"
+
+
+def fair_lane_durable(pool_durable: str) -> str:
+    """The fair lane's consumer: `parse-workers-small` -> `parse-workers-small--fair`."""
+    return f"{pool_durable}--fair"
+
+
+def pool_subject_of(subject: str) -> str:
+    """The pool subject a job belongs to: a fair-lane subject maps back to its pool's."""
+    suffix = "." + FAIR_LANE_TOKEN
+    return subject[: -len(suffix)] if subject.endswith(suffix) else subject
+
+
 def dead_letter_subject(job_subject_: str) -> str:
     """`jobs.parse.small[.tenant]` -> `dlq.parse.small[.tenant]`."""
     if not job_subject_.startswith("jobs."):
@@ -65,9 +92,10 @@ def consumer_name(tier: Tier | str, dedicated_tenant: str | None = None) -> str:
 
 
 def tenant_of_subject(subject: str) -> str | None:
-    """The dedicated tenant a subject names, or None for a shared-tier subject."""
+    """The dedicated tenant a subject names, or None for a shared-tier subject (or its fair
+    lane)."""
     parts = subject.split(".")
-    if len(parts) == 4 and parts[:2] == ["jobs", "parse"]:
+    if len(parts) == 4 and parts[:2] == ["jobs", "parse"] and parts[3] != FAIR_LANE_TOKEN:
         return parts[3]
     return None
 
@@ -85,7 +113,8 @@ def stranded_consumer_name(durable: str) -> str:
 
 def parse_job_subject(subject: str) -> tuple[Tier, str | None] | None:
     """(tier, dedicated tenant or None) of `jobs.parse.<tier>[.<tenant>]` or of its dead-letter
-    twin `dlq.parse.<tier>[.<tenant>]`; None for any other subject."""
+    twin `dlq.parse.<tier>[.<tenant>]`; None for any other subject. A fair lane is its
+    shared pool's (tenant None)."""
     parts = subject.split(".")
     if len(parts) not in (3, 4) or parts[0] not in ("jobs", "dlq") or parts[1] != "parse":
         return None
@@ -93,7 +122,7 @@ def parse_job_subject(subject: str) -> tuple[Tier, str | None] | None:
         tier = Tier(parts[2])
     except ValueError:
         return None
-    return tier, parts[3] if len(parts) == 4 else None
+    return tier, parts[3] if len(parts) == 4 and parts[3] != FAIR_LANE_TOKEN else None
 
 
 def pool_of_subject(subject: str) -> str | None:

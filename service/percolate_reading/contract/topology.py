@@ -10,8 +10,10 @@ streams as the operator would.
     JOBS            work queue, subjects jobs.>        (discard new: a full queue says 503)
     JOBS_DLQ        dead letters, subjects dlq.>       (limits retention, read by people)
     JOBS_STRANDED   the server's MAX_DELIVERIES advisories for JOBS (work queue)
+    WEBHOOKS        job webhooks waiting to be delivered (work queue, subjects webhooks.>)
     KV JOBS_STATUS  job records and the tenant list index
     KV TENANTS      tenant records, written by the operator
+    KV QUOTAS       active-job leases per tenant (gateways take them, workers release them)
 """
 
 from __future__ import annotations
@@ -42,17 +44,27 @@ from percolate_reading.contract.subjects import (
     stranded_consumer_name,
 )
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET
+from percolate_reading.contract.webhook_delivery import (
+    WEBHOOK_SENDER_CONSUMER,
+    WEBHOOKS_STREAM_NAME,
+    WEBHOOKS_STREAM_SUBJECTS,
+)
 
 if TYPE_CHECKING:
     from percolate_reading.config import Settings
 
 JOBS_STATUS_BUCKET = "JOBS_STATUS"
+QUOTAS_BUCKET = "QUOTAS"
 # Revisions kept per tenant: enough to see what the operator changed recently.
 TENANTS_HISTORY = 5
 # Settling one stranded job takes a few requests; a worker that dies meanwhile leaves the
 # advisory to another after this long.
 STRANDED_ACK_WAIT_S = 60.0
 STRANDED_MAX_ACK_PENDING = 100
+# A webhook attempt is bounded by WEBHOOK_TIMEOUT_S (default 10 s); an attempt whose sender
+# died is retried by another after this long.
+WEBHOOK_ACK_WAIT_S = 120.0
+WEBHOOK_MAX_ACK_PENDING = 1000
 _ENV = "PERCOLATE_READING_"
 
 
@@ -147,8 +159,24 @@ def stranded_stream(limits: TopologyLimits) -> StreamConfig:
     )
 
 
+def webhooks_stream(limits: TopologyLimits) -> StreamConfig:
+    """Webhooks between a job's end and their delivery (or the end of their retry budget).
+    `discard: new`: a full stream refuses the webhook (recorded as lost), never a job."""
+    return StreamConfig(
+        name=WEBHOOKS_STREAM_NAME,
+        subjects=list(WEBHOOKS_STREAM_SUBJECTS),
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=limits.max_age_s,
+        max_msgs=limits.max_msgs,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=limits.duplicate_window_s,
+        num_replicas=limits.replicas,
+    )
+
+
 def streams(limits: TopologyLimits) -> tuple[StreamConfig, ...]:
-    return (jobs_stream(limits), dlq_stream(limits), stranded_stream(limits))
+    return (jobs_stream(limits), dlq_stream(limits), stranded_stream(limits), webhooks_stream(limits))
 
 
 # What a stream's config is compared on: the fields these builders set.
@@ -200,8 +228,19 @@ def tenants_bucket(limits: TopologyLimits) -> KeyValueConfig:
     )
 
 
+def quotas_bucket(limits: TopologyLimits) -> KeyValueConfig:
+    """One entry per tenant, written with compare-and-set: only the latest revision counts."""
+    return KeyValueConfig(
+        bucket=QUOTAS_BUCKET,
+        description="percolate-reading active-job leases per tenant",
+        history=1,
+        storage=StorageType.FILE,
+        replicas=limits.replicas,
+    )
+
+
 def buckets(limits: TopologyLimits) -> tuple[KeyValueConfig, ...]:
-    return (status_bucket(limits), tenants_bucket(limits))
+    return (status_bucket(limits), tenants_bucket(limits), quotas_bucket(limits))
 
 
 def bucket_stream_name(bucket: str) -> str:
@@ -287,6 +326,21 @@ def stranded_consumer(durable: str) -> ConsumerConfig:
         ack_wait=STRANDED_ACK_WAIT_S,
         max_deliver=-1,  # retried until settled: dropping one would strand its job again
         max_ack_pending=STRANDED_MAX_ACK_PENDING,
+    )
+
+
+def webhooks_consumer() -> ConsumerConfig:
+    """The senders' shared durable on WEBHOOKS. Every delivery is retried by re-queueing a
+    copy (attempts counted in the message), so the server never gives up on one itself."""
+    return ConsumerConfig(
+        name=WEBHOOK_SENDER_CONSUMER,
+        durable_name=WEBHOOK_SENDER_CONSUMER,
+        filter_subject=WEBHOOKS_STREAM_SUBJECTS[0],
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=WEBHOOK_ACK_WAIT_S,
+        max_deliver=-1,
+        max_ack_pending=WEBHOOK_MAX_ACK_PENDING,
     )
 
 

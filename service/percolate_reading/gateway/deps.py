@@ -11,6 +11,7 @@ from percolate_reading.contract.subjects import STREAM_NAME
 from percolate_reading.gateway.pools import PoolDirectory
 from percolate_reading.gateway.quota import QuotaTracker
 from percolate_reading.gateway.sweeper import Sweeper
+from percolate_reading.infra.jobs.quota_ledger import QuotaLedger
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.infra.storage.base import ObjectStore
@@ -37,12 +38,26 @@ class GatewayDeps:
     quotas: QuotaTracker = field(default_factory=QuotaTracker)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     pools: PoolDirectory | None = None
+    ledger: QuotaLedger | None = None
+    _ledger_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         if self.sweeper is None:
             self.sweeper = Sweeper(self.store, self.jobs)
         if self.pools is None and self.js is not None:
             self.pools = PoolDirectory(self.js, STREAM_NAME)
+
+    async def quota_ledger(self) -> QuotaLedger | None:
+        """The active-job quota shared by all replicas (None without JetStream), opened on
+        first use; raises QueueError while NATS cannot create or open it."""
+        if self.ledger is None and self.js is not None:
+            async with self._ledger_lock:
+                if self.ledger is None:
+                    from percolate_reading.contract.topology import TopologyLimits
+
+                    limits = TopologyLimits.from_settings(self.settings)
+                    self.ledger = await QuotaLedger.open(self.js, limits)
+        return self.ledger
 
     def dead_tasks(self) -> list[str]:
         return [name for name, task in self.tasks.items() if task.done()]

@@ -210,6 +210,7 @@ REQUEST_FIELD_EXAMPLES = {
     "ocr": "auto",
     "ocr_languages": "en,de",
     "table_mode": "accurate",
+    "include_images": "false",
     "chunk_strategy": "heading",
     "chunk_size": "2000",
     "chunk_overlap": "200",

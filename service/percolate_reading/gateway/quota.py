@@ -1,4 +1,11 @@
-"""Per-tenant active-job quota without a full count on every upload.
+"""Per-tenant active-job quota.
+
+A gateway with JetStream (every cluster replica, and `serve`) uses the shared ledger
+(`infra.jobs.quota_ledger`, `GatewayDeps.quota_ledger`): one compare-and-set entry per
+tenant that all replicas and the workers write, so the limit holds across replicas.
+A gateway without JetStream (some tests) keeps the per-replica estimate below.
+
+Per-replica estimate, without a full count on every upload:
 
 Counting a tenant's queued+running jobs reads its whole index, which would make each upload
 slower the more jobs the tenant has. This replica instead keeps an estimate: the exact count

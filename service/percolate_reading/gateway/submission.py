@@ -275,10 +275,12 @@ async def submit(
     doc_type: str,
     *,
     checked_callback: str | None = None,
+    job_id: str | None = None,
 ) -> Result:
     """Stage the rest of the upload, then record and publish the job. `checked_callback` is a
-    callback URL already checked (from fields sent before the file)."""
-    job_id = new_job_id()
+    callback URL already checked (from fields sent before the file); `job_id` one the caller
+    already holds a quota lease for."""
+    job_id = job_id or new_job_id()
     attributes = {"percolate.job_id": job_id, "percolate.file_type": doc_type}
     with job_context(tenant_id=tenant.tenant_id, job_id=job_id), tracing.span("upload", attributes):
         return await _submit(deps, tenant, upload, doc_type, job_id, checked_callback)

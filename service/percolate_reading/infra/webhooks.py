@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from percolate_reading.config import Settings
+from percolate_reading.contract.webhook_delivery import webhook_id as webhook_id
 
 # Signing lives in contract/ (the client's verify_webhook checks what this module signs);
 # re-exported here for the sender's callers.
@@ -53,11 +54,6 @@ class WebhookRefusedError(PercolateError):
 
     code = "webhook_refused"
     permanent = True
-
-
-def webhook_id(job_id: str, status: str) -> str:
-    """Stable per (job, final status): a redelivered job's webhook repeats the same id."""
-    return f"msg_{job_id}_{status}"
 
 
 def build_headers(secret: str | None, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
@@ -192,6 +188,20 @@ async def check_url(url: str, allow: AllowList, resolve: Resolver = system_resol
 # --- delivery -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP try: `delivered`, `refused` (the SSRF guard: never retried) or `failed`."""
+
+    outcome: str
+    error: str | None
+    status_code: int | None = None
+    reason: str | None = None  # the failure's kind: timeout, connection, http_5xx...
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+
 @dataclass
 class DeliveryResult:
     delivered: bool
@@ -235,70 +245,78 @@ class WebhookSender:
             await self._session.close()
             self._session = None
 
+    async def attempt(self, url: str, secret: str | None, msg_id: str, body: bytes) -> Attempt:
+        """One try: check the URL (re-resolved every time: a name may change between tries),
+        POST, and say how it went. Never raises for delivery failures."""
+        try:
+            target = await check_url(url, self.allow, self._resolve)
+        except WebhookRefusedError as exc:
+            log.warning("webhook %s refused: %s", msg_id, exc)
+            return Attempt("refused", str(exc))
+        headers = build_headers(secret, msg_id, int(time.time()), body)
+        headers["Host"] = _host_header(target)
+        # The request goes to the checked address; TLS still presents and verifies the name.
+        tls_name = target.host if url.startswith("https") else None
+        try:
+            # Never read: a receiver cannot make us buffer a large answer.
+            async with self._client().post(
+                target.pinned_url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                server_hostname=tls_name,
+            ) as resp:
+                status_code = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = "timeout" if isinstance(exc, TimeoutError) else "connection"
+            self._attempt_failed(reason)
+            return Attempt("failed", f"{type(exc).__name__}: {exc}", reason=reason)
+        if 200 <= status_code < 300:
+            return Attempt("delivered", None, status_code)
+        family = status_code // 100
+        reason = f"http_{family}xx" if family in (4, 5) else "http_other"
+        self._attempt_failed(reason)
+        return Attempt("failed", f"HTTP {status_code}", status_code, reason)
+
     async def send(
         self, url: str, secret: str | None, msg_id: str, payload: dict[str, Any]
     ) -> DeliveryResult:
-        """Deliver one message; never raises for delivery failures (it reports them)."""
-        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        """Deliver one message now, retrying in place with backoff (the worker instead queues
+        its webhooks on WEBHOOKS and makes one `attempt` per try); never raises for delivery
+        failures (it reports them)."""
+        body = encode_payload(payload)
         result = DeliveryResult(delivered=False, attempts=0)
         started = time.monotonic()
         max_attempts = self.settings.webhook_max_attempts
-        for attempt in range(1, max_attempts + 1):
-            result.attempts = attempt
-            try:
-                # Re-resolved and re-checked on every try: a name may change between tries.
-                target = await check_url(url, self.allow, self._resolve)
-            except WebhookRefusedError as exc:
-                result.error = str(exc)
-                result.statuses.append("refused")
-                log.warning("webhook %s refused: %s", msg_id, exc)
-                self._outcome("refused", started)
+        for number in range(1, max_attempts + 1):
+            result.attempts = number
+            tried = await self.attempt(url, secret, msg_id, body)
+            result.error = tried.error
+            if tried.status_code is not None:
+                result.status_code = tried.status_code
+            fallback = "refused" if tried.outcome == "refused" else "error"
+            result.statuses.append(tried.status_code or fallback)
+            if tried.outcome in ("delivered", "refused"):
+                result.delivered = tried.outcome == "delivered"
+                self.record_outcome(tried.outcome, time.monotonic() - started)
                 return result
-            headers = build_headers(secret, msg_id, int(time.time()), body)
-            headers["Host"] = _host_header(target)
-            # The request goes to the checked address; TLS still presents and verifies the name.
-            tls_name = target.host if url.startswith("https") else None
-            try:
-                # Never read: a receiver cannot make us buffer a large answer.
-                async with self._client().post(
-                    target.pinned_url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    server_hostname=tls_name,
-                ) as resp:
-                    status_code = resp.status
-                result.status_code = status_code
-                result.statuses.append(status_code)
-                if 200 <= status_code < 300:
-                    result.delivered = True
-                    result.error = None
-                    self._outcome("delivered", started)
-                    return result
-                result.error = f"HTTP {status_code}"
-                family = status_code // 100
-                self._attempt_failed(f"http_{family}xx" if family in (4, 5) else "http_other")
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                result.error = f"{type(exc).__name__}: {exc}"
-                result.statuses.append("error")
-                self._attempt_failed("timeout" if isinstance(exc, TimeoutError) else "connection")
-            if attempt < max_attempts:
+            if number < max_attempts:
                 delay = backoff_delay(
-                    attempt, self.settings.webhook_backoff_s, self.settings.webhook_backoff_max_s
+                    number, self.settings.webhook_backoff_s, self.settings.webhook_backoff_max_s
                 )
                 log.info(
-                    "webhook %s attempt %d failed (%s); retry in %.1fs", msg_id, attempt, result.error, delay
+                    "webhook %s attempt %d failed (%s); retry in %.1fs", msg_id, number, result.error, delay
                 )
                 await self._sleep(delay)
         log.warning("webhook %s to %s failed after %d attempts: %s", msg_id, url, max_attempts, result.error)
-        self._outcome("failed", started)
+        self.record_outcome("failed", time.monotonic() - started)
         return result
 
-    def _outcome(self, outcome: str, started: float) -> None:
+    def record_outcome(self, outcome: str, elapsed_s: float) -> None:
+        """A webhook's final outcome (delivered, refused, failed, lost) and how long it took."""
         if self._metrics is not None:
             self._metrics.webhook_deliveries_total.labels(outcome).inc()
-            elapsed = time.monotonic() - started
-            self._metrics.webhook_delivery_duration_seconds.labels(outcome).observe(elapsed)
+            self._metrics.webhook_delivery_duration_seconds.labels(outcome).observe(max(elapsed_s, 0.0))
 
     def _attempt_failed(self, reason: str) -> None:
         if self._metrics is not None:
@@ -320,3 +338,89 @@ def job_event(record_json: dict[str, Any], status: str) -> dict[str, Any]:
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data": record_json,
     }
+
+
+# --- per-destination circuit breaking --------------------------------------------------------
+
+
+def destination(url: str) -> str:
+    """What a circuit is kept per: scheme, host and port of the callback."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    return f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+
+
+@dataclass
+class _Circuit:
+    failures: int = 0  # consecutive
+    open_until: float = 0.0
+    opened: int = 0  # times opened in a row, for the cooldown's backoff
+
+
+class CircuitBreakers:
+    """Per destination: after `threshold` consecutive failed attempts the circuit opens and
+    nothing is sent there for a cooldown (doubling each time it reopens, up to `max_open_s`);
+    then one attempt at a time probes it; a success closes it."""
+
+    def __init__(
+        self,
+        threshold: int,
+        open_s: float,
+        max_open_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self.open_s = open_s
+        self.max_open_s = max_open_s
+        self._clock = clock
+        self._circuits: dict[str, _Circuit] = {}
+        self._probing: set[str] = set()
+
+    def wait_s(self, dest: str) -> float:
+        """0 when an attempt may go to `dest` now, else how long until it may (the caller
+        then counts as the probe of a half-open circuit until it reports)."""
+        circuit = self._circuits.get(dest)
+        if circuit is None or circuit.failures < self.threshold:
+            return 0.0
+        left = circuit.open_until - self._clock()
+        if left > 0:
+            return left
+        if dest in self._probing:
+            return max(self.open_s / 4, 0.5)
+        self._probing.add(dest)
+        return 0.0
+
+    def release(self, dest: str) -> None:
+        """An attempt that said nothing about the destination (refused by the guard, cut
+        short by a drain): another may probe it."""
+        self._probing.discard(dest)
+
+    def succeeded(self, dest: str) -> None:
+        self._probing.discard(dest)
+        self._circuits.pop(dest, None)
+
+    def failed(self, dest: str) -> None:
+        self._probing.discard(dest)
+        circuit = self._circuits.setdefault(dest, _Circuit())
+        circuit.failures += 1
+        if circuit.failures >= self.threshold:
+            circuit.opened += 1
+            cooldown = min(self.max_open_s, self.open_s * 2 ** (circuit.opened - 1))
+            circuit.open_until = self._clock() + cooldown
+            if circuit.opened == 1 or circuit.opened % 10 == 0:
+                log.warning(
+                    "webhook destination %s failed %d times in a row: paused for %.0fs",
+                    dest,
+                    circuit.failures,
+                    cooldown,
+                )
+        if len(self._circuits) > 10_000:  # a bound on memory: forget the oldest
+            self._circuits.pop(next(iter(self._circuits)))
+
+    def is_open(self, dest: str) -> bool:
+        circuit = self._circuits.get(dest)
+        return circuit is not None and circuit.failures >= self.threshold

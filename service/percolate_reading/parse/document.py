@@ -121,7 +121,8 @@ class Block:
     - PAGE_BREAK: `page` = the page that starts here (1-based)
     - TRANSCRIPT_SEGMENT: `text`, `start`/`end` in seconds, optional `speaker`, `language`
     - TITLE: `text` (the document's title)
-    - FIGURE: `caption` (may be empty), optional `text` (alt text / OCR), `label` (image name)
+    - FIGURE: `caption` (may be empty), optional `text` (alt text / OCR), `label` (image name),
+      `image` (the artifact path of the extracted picture, with `include_images`)
     - CODE: `text` = the code's lines (indentation kept), rendered as a fenced block; optional `language`
     - FORMULA: `text` (LaTeX or the source's linear form)
     - PAGE_HEADER / PAGE_FOOTER: `text`, running heads and feet kept apart from the body
@@ -146,6 +147,7 @@ class Block:
     caption: str | None = None
     label: str | None = None
     language: str | None = None
+    image: str | None = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (Block, _field_values(self))
@@ -165,6 +167,8 @@ class ParsedDocument:
     warnings: list[str] = field(default_factory=list)
     # Documents inside this one (e-mail attachments), each parsed on its own.
     children: list[ParsedDocument] = field(default_factory=list)
+    # Extracted pictures (`include_images`): artifact path (images/<n>.<ext>) -> bytes.
+    images: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def tables(self) -> list[Table]:

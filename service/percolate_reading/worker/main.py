@@ -22,21 +22,35 @@ from percolate_reading.config import Settings
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.infra.jobs.store import JobStore
+from percolate_reading.infra.startup import StartupState, storage_name, until_up
 from percolate_reading.infra.storage.base import ObjectStore
+from percolate_reading.infra.webhook_queue import WebhookOutbox
 from percolate_reading.infra.webhooks import WebhookSender
 from percolate_reading.metrics import Metrics
 from percolate_reading.worker.health import HealthServer
 from percolate_reading.worker.pipeline import Services
 from percolate_reading.worker.runner import PullRunner
+from percolate_reading.worker.webhook_sender import WebhookDispatcher
 
 log = logging.getLogger(__name__)
+
+# One connection attempt while NATS is not up yet (then a retry with backoff).
+CONNECT_WAIT_S = 5.0
 
 
 class Worker:
     """A running worker: one pull loop on settings.nats_queue_subject / nats_queue_group."""
 
-    def __init__(self, settings: Settings, nc: NATS, runner: PullRunner, stack: AsyncExitStack) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: NATS,
+        runner: PullRunner,
+        stack: AsyncExitStack,
+        webhooks: WebhookDispatcher | None = None,
+    ) -> None:
         self.settings = settings
+        self.webhooks = webhooks
         self.nc = nc
         self.runner = runner
         self.metrics = runner.svc.metrics
@@ -49,6 +63,8 @@ class Worker:
             return False, "nats not connected"
         if not self.runner.alive:
             return False, "pull loop not running"
+        if self.webhooks is not None and not self.webhooks.alive:
+            return False, "webhook sender not running"
         if not self.runner.outage.is_open:
             return (
                 False,
@@ -65,7 +81,11 @@ class Worker:
 
     async def _drain(self, timeout_s: float | None) -> None:
         try:
-            await self.runner.drain(self.settings.drain_timeout_s if timeout_s is None else timeout_s)
+            timeout = self.settings.drain_timeout_s if timeout_s is None else timeout_s
+            await self.runner.drain(timeout)
+            if self.webhooks is not None:
+                # After the jobs: their webhooks are queued; attempts under way may finish.
+                await self.webhooks.drain(min(timeout, self.settings.webhook_timeout_s))
             with contextlib.suppress(Exception):
                 await self.nc.flush(timeout=2)  # push out the last acks/naks
             await self._stack.aclose()
@@ -85,39 +105,53 @@ async def start_worker(
     jobs: JobStore | None = None,
     metrics: Metrics | None = None,
     tenants: Callable[[str], TenantRecord | None] | None = None,
+    startup: StartupState | None = None,
+    send_webhooks: bool = True,
 ) -> Worker:
     """Start a worker. Connections and stores passed in stay the caller's (not closed here);
-    missing ones are opened from settings and closed by `drain()`."""
+    missing ones are opened from settings and closed by `drain()`. A dependency that does not
+    answer yet is waited for (retried with backoff, logged, `startup.reason` says which).
+    `send_webhooks`: run a webhook sender in this worker (`serve` runs one for its three)."""
     from percolate_reading.infra.queue.jetstream import connect
     from percolate_reading.infra.queue.topology import ensure_topology
 
     stack = AsyncExitStack()
     try:
         if nc is None:
-            nc = await connect(settings, name="percolate-worker")
+            nc = await until_up(
+                f"NATS at {settings.nats_url}",
+                lambda: connect(settings, name="percolate-worker", connect_wait_s=CONNECT_WAIT_S),
+                startup,
+            )
             stack.push_async_callback(_close_nats, nc)
         js = nc.jetstream()
-        await ensure_topology(js, TopologyLimits.from_settings(settings), update=False)
+        limits = TopologyLimits.from_settings(settings)
+        await until_up("JetStream", lambda: ensure_topology(js, limits, update=False), startup)
         if store is None:
-            from percolate_reading.infra.storage import open_object_store
-
-            store = await open_object_store(settings)
+            store = await until_up(
+                storage_name(settings.s3_enabled, settings.s3_endpoint),
+                lambda: _open_store(settings),
+                startup,
+            )
             stack.push_async_callback(store.close)
         if jobs is None:
-            from percolate_reading.infra.jobs import open_job_store
-
-            jobs = await open_job_store(settings, js)
+            jobs = await until_up("the job store", lambda: _open_jobs(settings, js), startup)
             stack.push_async_callback(jobs.close)
         if tenants is None:
             tenants = await _tenant_lookup(settings, js, stack)
         metrics = metrics or Metrics()
-        webhooks = WebhookSender(settings, metrics=metrics)
-        stack.push_async_callback(webhooks.close)
+        outbox = WebhookOutbox(js, metrics, settings.nats_publish_timeout_s)
         svc = Services(
-            settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=webhooks, tenants=tenants
+            settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=outbox, tenants=tenants
         )
         runner = PullRunner(svc, js, subject=settings.nats_queue_subject, durable=settings.nats_queue_group)
-        await runner.start()
+        await until_up("the JetStream consumers", runner.start, startup)
+        dispatcher: WebhookDispatcher | None = None
+        if send_webhooks:
+            sender = WebhookSender(settings, metrics=metrics)
+            stack.push_async_callback(sender.close)
+            dispatcher = WebhookDispatcher(settings, js, sender, tenants)
+            await until_up("the webhook consumer", dispatcher.start, startup)
     except BaseException:
         await stack.aclose()
         raise
@@ -131,7 +165,19 @@ async def start_worker(
 
     soffice = soffice_path()  # optional: legacy DOC/PPT are refused with a clear reason without it
     log.info("LibreOffice for legacy DOC/PPT: %s", soffice or "not installed (DOC/PPT: unsupported_type)")
-    return Worker(settings, nc, runner, stack)
+    return Worker(settings, nc, runner, stack, dispatcher)
+
+
+async def _open_store(settings: Settings) -> ObjectStore:
+    from percolate_reading.infra.storage import open_object_store
+
+    return await open_object_store(settings)
+
+
+async def _open_jobs(settings: Settings, js: Any) -> JobStore:
+    from percolate_reading.infra.jobs import open_job_store
+
+    return await open_job_store(settings, js)
 
 
 async def _close_nats(nc: NATS) -> None:
@@ -165,28 +211,43 @@ async def _tenant_lookup(
 async def worker_main(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     started: list[Worker] = []
-    stop_requested = asyncio.Event()
     draining: list[asyncio.Task[None]] = []
+    startup = StartupState()
+    metrics = Metrics()
+
+    def ready() -> tuple[bool, str]:
+        return started[0].ready() if started else (False, startup.reason)
+
+    # Health first: while NATS or S3 is not up yet the worker is alive, /ready says why not.
+    health: HealthServer | None = None
+    if settings.metrics_port:
+        health = HealthServer(metrics, ready, settings.host, settings.metrics_port)
+        await health.start()
+    starting = asyncio.create_task(start_worker(settings, metrics=metrics, startup=startup))
+    stop_requested = asyncio.Event()
 
     def on_signal(signame: str) -> None:
         log.info("%s: draining (up to %.0fs)", signame, settings.drain_timeout_s)
         stop_requested.set()
         if started:
             draining.append(asyncio.create_task(started[0].drain()))
+        else:
+            starting.cancel()  # still waiting for a dependency: nothing to drain
 
     # Installed before the (seconds-long) start-up, so a scale-in that arrives early still
     # ends in an orderly drain and exit 0 rather than death by the default SIGTERM action.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
-    health: HealthServer | None = None
     try:
-        worker = await start_worker(settings)
+        try:
+            worker = await starting
+        except asyncio.CancelledError:
+            log.info("stopped while starting")
+            return 0
         started.append(worker)
-        if stop_requested.is_set():
+        startup.done()
+        if stop_requested.is_set():  # the signal came as start-up finished
             draining.append(asyncio.create_task(worker.drain()))
-        if settings.metrics_port:
-            health = HealthServer(worker.metrics, worker.ready, settings.host, settings.metrics_port)
-            await health.start()
         await worker.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

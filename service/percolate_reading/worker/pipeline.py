@@ -33,6 +33,7 @@ from percolate_reading.contract.jobs import (
     StorageStrategy,
 )
 from percolate_reading.contract.keys import (
+    artifact_media_type,
     context_chunks_key,
     is_job_id,
     is_job_object,
@@ -43,11 +44,13 @@ from percolate_reading.contract.keys import (
 from percolate_reading.contract.secrets import staged_password_key
 from percolate_reading.contract.subjects import TENANT_ID_RE, tenant_of_subject
 from percolate_reading.contract.tenancy import TenantRecord
+from percolate_reading.contract.webhook_delivery import WebhookDelivery, webhook_id
 from percolate_reading.errors import InvalidTransitionError, ObjectNotFoundError, ParseError, PercolateError
 from percolate_reading.infra.context import ContextWriter, build_entry
 from percolate_reading.infra.jobs.store import JobStore
 from percolate_reading.infra.storage.base import ObjectStore
-from percolate_reading.infra.webhooks import WebhookSender, job_event, webhook_id
+from percolate_reading.infra.webhook_queue import WebhookOutbox
+from percolate_reading.infra.webhooks import job_event
 from percolate_reading.metrics import Metrics
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.request import OptionError, RequestOptions
@@ -55,12 +58,6 @@ from percolate_reading.parse.request import OptionError, RequestOptions
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONTENT_TYPES = {
-    ".md": "text/markdown; charset=utf-8",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".csv": "text/csv; charset=utf-8",
-}
 _ARTIFACT_WRITES = 8  # parallel puts per job
 
 
@@ -120,7 +117,8 @@ class Services:
     store: ObjectStore
     jobs: JobStore
     metrics: Metrics
-    webhooks: WebhookSender
+    # Where a finished job's webhook is queued (the WEBHOOKS stream); a sender delivers it.
+    webhooks: WebhookOutbox
     # Where the worker finds a tenant's buckets and webhook secret (None: unknown tenant).
     tenants: Callable[[str], TenantRecord | None]
     # Shares tenant-manifest rebuilds between the jobs in flight (made from `store` if None).
@@ -300,12 +298,12 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     if record.status is JobStatus.CANCELLED:
         return "cancelled"
     if record.status.terminal:
-        return await _finished_elsewhere(svc, msg, tenant)
+        return await _finished_elsewhere(svc, msg)
 
     try:
         await svc.jobs.transition(msg.job_id, JobStatus.RUNNING, error=None)
     except InvalidTransitionError:
-        return await _finished_elsewhere(svc, msg, tenant)
+        return await _finished_elsewhere(svc, msg)
 
     timings: dict[str, float] = {}
     assert svc.parse_slots is not None
@@ -368,10 +366,10 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
         )
     except InvalidTransitionError:
         # Another delivery finished it first; the objects we wrote are identical to its own.
-        return await _finished_elsewhere(svc, msg, tenant)
+        return await _finished_elsewhere(svc, msg)
     svc.metrics.observe_job_end(final.tier.value, status.value, final.created_at, final.finished_at)
     await drop_staged_password(svc, msg, src_bucket)
-    await notify(svc, final, tenant, msg.callback_url)
+    await notify(svc, final, msg.callback_url)
     return "succeeded"
 
 
@@ -399,7 +397,7 @@ async def drop_staged_password(svc: Services, msg: JobMessage, bucket: str) -> N
         log.warning("staged password of job %s not deleted: %s", msg.job_id, exc)
 
 
-async def _finished_elsewhere(svc: Services, msg: JobMessage, tenant: TenantRecord | None) -> str:
+async def _finished_elsewhere(svc: Services, msg: JobMessage) -> str:
     """A delivery of a job that is already finished. The delivery that finished it may have
     died before its webhook went out (it was never acked, or we would not see this), so
     send it again: same webhook id, so receivers can drop the repeat."""
@@ -407,7 +405,7 @@ async def _finished_elsewhere(svc: Services, msg: JobMessage, tenant: TenantReco
     if record is not None and record.status is JobStatus.CANCELLED:
         return "cancelled"
     if record is not None and record.status.terminal:
-        await notify(svc, record, tenant, msg.callback_url)
+        await notify(svc, record, msg.callback_url)
     return "duplicate"
 
 
@@ -429,7 +427,7 @@ async def write_artifacts(
 
     async def put(name: str, data: bytes) -> None:
         async with gate:
-            content_type = CONTENT_TYPES.get(PurePosixPath(name).suffix, "application/octet-stream")
+            content_type = artifact_media_type(name)
             await store.put_bytes(bucket, object_key(msg.tenant_id, msg.job_id, name), data, content_type)
 
     await asyncio.gather(*(put(n, d) for n, d in artifacts.items()))
@@ -455,9 +453,14 @@ async def record_failure(svc: Services, msg: JobMessage, info: JobErrorInfo) -> 
             webhook_id=webhook_id(msg.job_id, JobStatus.FAILED.value) if msg.callback_url else None,
         )
     except InvalidTransitionError:
-        return None  # already succeeded, failed or cancelled
+        # Already finished. If it failed, an earlier call may have recorded it and then not
+        # queued its webhook (NATS gone): queue it again (the same id is de-duplicated).
+        current = await svc.jobs.get(msg.job_id)
+        if current is not None and current.status is JobStatus.FAILED:
+            await notify(svc, current, msg.callback_url)
+        return None
     svc.metrics.observe_job_end(final.tier.value, final.status.value, final.created_at, final.finished_at)
-    await notify(svc, final, svc.tenants(msg.tenant_id), msg.callback_url)
+    await notify(svc, final, msg.callback_url)
     return final
 
 
@@ -491,21 +494,23 @@ async def requeue(svc: Services, msg: JobMessage, info: JobErrorInfo) -> None:
         log.info("job %s not re-queued in the store: %s", msg.job_id, exc)
 
 
-async def notify(svc: Services, record: JobRecord, tenant: TenantRecord | None, url: str | None) -> None:
-    """Send the job's webhook to `url` (the message's callback, else the record's)."""
+async def notify(svc: Services, record: JobRecord, url: str | None) -> None:
+    """Queue the job's webhook to `url` (the message's callback, else the record's) on the
+    WEBHOOKS stream; the worker's sender delivers it, so no receiver holds up the job."""
     url = url or record.callback_url
     if not url:
         return
-    secret = tenant.webhook_secret if tenant is not None else None
-    if secret is None and svc.settings.webhook_default_secret is not None:
-        secret = svc.settings.webhook_default_secret.get_secret_value()
     msg_id = record.webhook_id or webhook_id(record.job_id, record.status.value)
-    with tracing.span("webhook", {"percolate.webhook_id": msg_id}):
-        result = await svc.webhooks.send(
-            url, secret, msg_id, job_event(public_view(record), record.status.value)
-        )
-    if not result.delivered:
-        log.warning("webhook for job %s not delivered: %s", record.job_id, result.error)
+    delivery = WebhookDelivery(
+        webhook_id=msg_id,
+        tenant_id=record.tenant_id,
+        job_id=record.job_id,
+        url=url,
+        payload=job_event(public_view(record), record.status.value),
+        enqueued_at=time.time(),
+    )
+    with tracing.span("webhook.enqueue", {"percolate.webhook_id": msg_id}):
+        await svc.webhooks.enqueue(delivery)
 
 
 def public_view(record: JobRecord) -> dict[str, Any]:

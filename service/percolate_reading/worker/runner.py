@@ -14,6 +14,8 @@ one worker of the pool has marked the job failed, copied it to the dead-letter s
 deleted it from the queue (so an advisory sent while no worker was connected is not lost).
 `drain()` stops fetching, lets in-flight jobs finish within the drain timeout and naks the
 rest with no delay so another worker takes them at once.
+In a shared pool each free slot first asks `worker.fairness` whether another tenant's job
+should go ahead of the queue's head; such a job is taken from the pool's fair lane.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,13 +43,17 @@ from percolate_reading.contract.subjects import (
     STREAM_NAME,
     dead_letter_subject,
     parse_job_subject,
+    pool_subject_of,
     stranded_consumer_name,
+    tenant_of_subject,
 )
-from percolate_reading.contract.topology import ConsumerLimits
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.errors import PercolateError
+from percolate_reading.infra.jobs.quota_ledger import QuotaLedger
 from percolate_reading.infra.queue.jetstream import publish_dead_letter
 from percolate_reading.infra.queue.topology import ensure_pool_consumers
 from percolate_reading.logs import job_context
+from percolate_reading.worker.fairness import FairLane, message_tenant
 from percolate_reading.worker.outage import OutageGate, is_outage
 from percolate_reading.worker.pipeline import (
     Services,
@@ -78,10 +85,14 @@ class PullRunner:
         self.durable = durable
         self._sub: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_tenants: dict[asyncio.Task[None], str] = {}
+        self.fair: FairLane | None = None
+        self.quota: QuotaLedger | None = None
+        self._fair_sub: Any = None
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
-        self._stranded_sub: Any = None
+        self._stranded_subs: list[Any] = []
         self._stranded_task: asyncio.Task[None] | None = None
         self.last_loop_at = 0.0
         self.processed = 0
@@ -100,11 +111,20 @@ class PullRunner:
     async def start(self) -> None:
         limits = ConsumerLimits.from_settings(self.settings)
         await ensure_pool_consumers(self.js, self.subject, self.durable, limits)
+        self.quota = await QuotaLedger.open(self.js, TopologyLimits.from_settings(self.settings))
         self._sub = await self.js.pull_subscribe_bind(self.durable, stream=STREAM_NAME)
+        durables = [self.durable]
+        if self.settings.worker_fair_tenants and tenant_of_subject(self.subject) is None:
+            self.fair = FairLane(self.js, self.subject, self.durable)
+            await ensure_pool_consumers(self.js, self.fair.subject, self.fair.durable, limits)
+            self._fair_sub = await self.js.pull_subscribe_bind(self.fair.durable, stream=STREAM_NAME)
+            durables.append(self.fair.durable)
         # The pool's stranded-job reports, shared by its workers (each report goes to one).
-        self._stranded_sub = await self.js.pull_subscribe_bind(
-            stranded_consumer_name(self.durable), stream=STRANDED_STREAM_NAME
-        )
+        for durable in durables:
+            sub = await self.js.pull_subscribe_bind(
+                stranded_consumer_name(durable), stream=STRANDED_STREAM_NAME
+            )
+            self._stranded_subs.append(sub)
         self._loop_task = asyncio.create_task(
             keep_running(self._pull_loop, f"pull loop of {self.durable}", self._crashed),
             name=f"pull-{self.durable}",
@@ -153,14 +173,11 @@ class PullRunner:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._stranded_task, timeout=max(timeout_s, 5.0))
             self._stranded_task = None
-        if self._stranded_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._stranded_sub.unsubscribe()
-            self._stranded_sub = None
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+        for sub in [*self._stranded_subs, self._fair_sub, self._sub]:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._stranded_subs, self._fair_sub, self._sub = [], None, None
         await self.outage.close()
 
     # --- loop --------------------------------------------------------------------------------
@@ -180,20 +197,41 @@ class PullRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outage.wait_open(), 1.0)
                 continue
-            msgs = await self._fetch(self._sub, free, f"fetch from {self.durable}")
+            msgs = await self._next_messages(free)
             for msg in msgs:
                 if self._stopping:
                     await acknowledge("nak", msg.nak(delay=0), msg)
                     continue
                 task = asyncio.create_task(self._handle(msg))
                 self._tasks.add(task)
+                self._task_tenants[task] = message_tenant(msg.data)
                 task.add_done_callback(self._task_done)
 
-    async def _fetch(self, sub: Any, batch: int, what: str) -> list[Msg]:
+    async def _next_messages(self, free: int) -> list[Msg]:
+        """Messages for the free slots: the queue's head, or (shared pool) one slot at a time,
+        each given to the tenant `worker.fairness` says goes next."""
+        if self.fair is None:
+            return await self._fetch(self._sub, free, f"fetch from {self.durable}")
+        lane_has_work = False
+        try:
+            running = Counter(self._task_tenants.values())
+            seq = await self.fair.next_move(running)
+            moved = seq is not None and await self.fair.move(seq)
+            lane_has_work = moved or await self.fair.lane_pending() > 0
+        except Exception as exc:  # fairness is best effort: the queue's order still serves
+            log.warning("fair scheduling of %s skipped this time: %r", self.durable, exc)
+        if lane_has_work:
+            msgs = await self._fetch(self._fair_sub, 1, f"fetch from {self.fair.durable}", timeout_s=0.5)
+            if msgs:
+                return msgs
+        return await self._fetch(self._sub, 1, f"fetch from {self.durable}")
+
+    async def _fetch(self, sub: Any, batch: int, what: str, *, timeout_s: float | None = None) -> list[Msg]:
         """Up to `batch` messages, or none when the fetch timed out or failed (connection
         trouble: the client reconnects by itself; a short pause avoids a busy loop)."""
         try:
-            msgs: list[Msg] = await sub.fetch(batch, timeout=self.settings.worker_fetch_timeout_s)
+            timeout = timeout_s or self.settings.worker_fetch_timeout_s
+            msgs: list[Msg] = await sub.fetch(batch, timeout=timeout)
         except (nats.errors.TimeoutError, TimeoutError):
             return []  # the long poll ended with nothing to do: the normal idle case
         except asyncio.CancelledError:
@@ -206,6 +244,7 @@ class PullRunner:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._task_tenants.pop(task, None)
         self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("job handler crashed", exc_info=task.exception())
@@ -256,7 +295,7 @@ class PullRunner:
         holds = 0
         while True:
             try:
-                outcome = await process(self.svc, job, msg.subject)
+                outcome = await process(self.svc, job, pool_subject_of(msg.subject))
                 break
             except asyncio.CancelledError:
                 # Drain ran out of time: hand the job back for immediate redelivery.
@@ -272,6 +311,7 @@ class PullRunner:
                     continue  # the dependencies answer again: same delivery, once more
                 await self._on_error(msg, job, exc, deliveries)
                 return
+        await self._release_quota(job)
         try:
             await msg.ack_sync(timeout=_ACK_TIMEOUT_S)
         except Exception as exc:
@@ -279,6 +319,16 @@ class PullRunner:
             log.warning("ack of job %s failed: %s", job.job_id, exc)
         metrics.nats_messages_processed_total.labels(outcome).inc()
         log.info("job %s (%s): %s", job.job_id, job.tenant_id, outcome)
+
+    async def _release_quota(self, job: JobMessage) -> None:
+        """The job ended: free its slot of the tenant's active-job quota. Best effort: a
+        gateway drops the leases of ended jobs when the tenant reaches its limit."""
+        if self.quota is None:
+            return
+        try:
+            await self.quota.release(job.tenant_id, job.job_id)
+        except Exception as exc:
+            log.warning("quota lease of job %s not released: %s", job.job_id, exc)
 
     async def _hold_through_outage(self, msg: Msg, job: JobMessage, exc: Exception) -> bool:
         """Hold the job (the heartbeat keeps it ours) until S3 and the job store answer;
@@ -320,6 +370,7 @@ class PullRunner:
                 # Last delivery and no status: the dead-letter copy is the only record left.
                 await self._give_up(msg, job, info, deliveries)
                 return
+            await self._release_quota(job)
             await acknowledge("term", msg.term(), msg)
             outcome = "rejected" if info.code == "rejected" else "failed"
             metrics.nats_messages_processed_total.labels(outcome).inc()
@@ -379,10 +430,12 @@ class PullRunner:
                     delay,
                 )
             await asyncio.sleep(delay)
+        if job is not None:
+            await self._release_quota(job)
         await self._term_confirmed(msg)
         outcome = "rejected" if info.code in ("rejected", "invalid_message") else "dead_lettered"
         metrics.nats_messages_processed_total.labels(outcome).inc()
-        self._count_dead_letter(msg.subject, info.code)
+        self._count_dead_letter(pool_subject_of(msg.subject), info.code)
         if job is not None and outcome == "dead_lettered":
             await clean_up_failed(self.svc, job)
 
@@ -413,7 +466,7 @@ class PullRunner:
             await publish_dead_letter(
                 self.js,
                 msg.subject,
-                dead_letter_subject(msg.subject),
+                dead_letter_subject(pool_subject_of(msg.subject)),
                 msg.data,
                 job_id=job_id,
                 code=code,
@@ -430,8 +483,11 @@ class PullRunner:
     async def _stranded_loop(self) -> None:
         while not self._stopping:
             what = f"fetch of stranded-job reports for {self.durable}"
-            for report in await self._fetch(self._stranded_sub, 8, what):
-                await self._on_max_deliveries(report)
+            # Without a fair lane one long poll; with one, short polls of both in turn.
+            timeout_s = None if len(self._stranded_subs) == 1 else 1.0
+            for sub in self._stranded_subs:
+                for report in await self._fetch(sub, 8, what, timeout_s=timeout_s):
+                    await self._on_max_deliveries(report)
 
     async def _on_max_deliveries(self, report: Msg) -> None:
         """Settle the job one advisory reports, then ack the advisory; on failure it is
@@ -460,7 +516,7 @@ class PullRunner:
 
     async def _settle_stranded(self, stream: str, seq: int, deliveries: int) -> None:
         raw = await self.js.get_msg(stream, seq)
-        subject, data = raw.subject or self.subject, raw.data or b""
+        subject, data = pool_subject_of(raw.subject or self.subject), raw.data or b""
         try:
             job: JobMessage | None = JobMessage.model_validate_json(data)
         except ValidationError:
@@ -492,6 +548,8 @@ class PullRunner:
                 deliveries=deliveries,
             )
         await self.js.delete_msg(stream, seq)
+        if job is not None:
+            await self._release_quota(job)
         log.warning(
             "settled stranded message %s/%d (job %s): %s",
             stream,

@@ -84,6 +84,50 @@ def test_submit_waits_downloads_and_writes_a_summary(live_serve: LiveServe, tmp_
     assert max(len(line) for line in lines) <= 80
 
 
+def test_submit_options_take_effect(live_serve: LiveServe, tmp_path: Path) -> None:
+    """First-class flags reach the worker: only the asked outputs, only the asked pages, the
+    asked chunking."""
+    doc = tmp_path / "pages.pdf"
+    doc.write_bytes(make_pdf("Quarterly figures for the board", pages=4))
+    out = tmp_path / "o"
+    proc = cli(
+        live_serve,
+        "submit",
+        doc,
+        "--outputs",
+        "markdown,text,chunks",
+        "--pages",
+        "2-3",
+        "--chunk-strategy",
+        "page",
+        "--out",
+        out,
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (sub,) = as_json(proc)
+    assert sorted(sub["artifacts"]) == [
+        "chunks.jsonl",
+        "chunks.langchain.jsonl",
+        "metadata.json",
+        "plain.txt",
+        "structured.md",
+    ]
+    meta = json.loads((out / "pages" / "metadata.json").read_text())
+    assert meta["outputs"] == ["chunks", "markdown", "text"]
+    assert meta["chunk_options"]["strategy"] == "page"
+    markdown = (out / "pages" / "structured.md").read_text()
+    assert "<!-- page 2 -->" in markdown
+    assert "<!-- page 3 -->" in markdown
+    assert "<!-- page 1 -->" not in markdown
+    assert "<!-- page 4 -->" not in markdown
+    refused = cli(live_serve, "submit", doc, "--pages", "3-1")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "submit: --pages: the range must start at 1 or later and not end before it starts"
+    ]
+
+
 def test_job_commands_with_json(live_serve: LiveServe, tmp_path: Path) -> None:
     doc = tmp_path / "minutes.pdf"
     doc.write_bytes(make_pdf("Minutes of the meeting"))

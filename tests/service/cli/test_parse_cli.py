@@ -147,6 +147,20 @@ def test_invalid_limit_is_a_usage_error(tmp_path: Path) -> None:
     assert "parse_memory_mb" in proc.stderr
 
 
+def test_invalid_options_are_one_line_naming_the_flag(tmp_path: Path) -> None:
+    for flags, message in [
+        (["--language", "klingon"], "invalid option: --language: an ISO 639-1 code"),
+        (["--pages", "0"], "invalid option: --pages: the range must start at 1"),
+        (["--chunk-size", "5"], "invalid option: --chunk-size: between 20 and 100000"),
+    ]:
+        proc = _run(SAMPLES / "sample-report.pdf", "--out", tmp_path / "out", *flags)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith(message), lines
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
 def test_bundled_samples_flag(tmp_path: Path) -> None:
     proc = _run("--samples", "--out", tmp_path / "out", "--no-ocr")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

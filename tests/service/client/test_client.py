@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -59,6 +60,35 @@ def test_parse_wait_download_a_document(client: Client, tmp_path: Path) -> None:
     assert (tmp_path / "report" / "structured.md").read_text("utf-8") == markdown
     meta = json.loads(client.artifact(done, "metadata.json"))
     assert meta["doc_type"] == "pdf"
+
+
+def readme_client_example() -> str:
+    """The README's first client example (the one that opens a Client), as written."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text("utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    return next(b for b in blocks if "Client(" in b)
+
+
+def test_the_readme_client_example_runs_as_written(
+    live_serve: LiveServe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five lines a new user copies: only the address, the key and the file are theirs."""
+    example = readme_client_example()
+    lines = [line for line in example.splitlines() if line.strip()]
+    assert len(lines) <= 5, example
+    for placeholder in ('"http://127.0.0.1:8001"', '"pr_..."', '"report.pdf"', '"out/report"'):
+        assert placeholder in example, placeholder
+    (tmp_path / "report.pdf").write_bytes((SAMPLES / "sample-report.pdf").read_bytes())
+    monkeypatch.chdir(tmp_path)  # "report.pdf" and "out/report" are relative, as a user runs it
+    code = example.replace('"http://127.0.0.1:8001"', repr(live_serve.url)).replace(
+        '"pr_..."', repr(live_serve.api_key)
+    )
+    printed: list[str] = []
+    exec(compile(code, "README.md", "exec"), {"print": printed.append})
+    (markdown,) = printed
+    assert "Sample Report" in markdown
+    assert (tmp_path / "out" / "report" / "structured.md").read_text("utf-8") == markdown
+    assert (tmp_path / "out" / "report" / "elements.jsonl").is_file()
 
 
 def test_parse_bytes_and_file_objects_with_options(client: Client) -> None:

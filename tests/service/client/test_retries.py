@@ -164,6 +164,9 @@ def test_form_fields() -> None:
         {"ocr": False, "language": "de", "password": None, "outputs": ["markdown", "chunks"], "tier": "gpu"}
     ) == {"ocr_enabled": "false", "language": "de", "outputs": "markdown,chunks", "tier": "gpu"}
     assert form_fields({"ocr": "force", "pages": "2-5"}) == {"ocr": "force", "pages": "2-5"}
+    assert form_fields({"pages": (2, 5)}) == {"pages": "2-5"}
+    assert form_fields({"pages": [4, None]}) == {"pages": "4-"}
+    assert form_fields({"pages": 3, "chunk_size": 800}) == {"pages": "3", "chunk_size": "800"}
 
 
 def test_retry_after_parsing() -> None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,14 @@ async def store(settings: Settings) -> AsyncIterator[ObjectStore]:
     s = await open_object_store(settings)
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def worker(settings: Settings, gateway: LiveGateway) -> AsyncIterator[Any]:
+    """An in-process worker on the live gateway's servers (imported late: most gateway tests
+    run without one)."""
+    from percolate_reading.worker.main import start_worker
+
+    w = await start_worker(settings)
+    yield w
+    await w.drain()

@@ -25,15 +25,6 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @pytest.fixture
-async def worker(settings: Settings, gateway: LiveGateway) -> AsyncIterator[Any]:
-    from percolate_reading.worker.main import start_worker
-
-    w = await start_worker(settings)
-    yield w
-    await w.drain()
-
-
-@pytest.fixture
 async def acme(gateway: LiveGateway, tenants: Tenants) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {tenants.acme_key}"}
     async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=60) as c:

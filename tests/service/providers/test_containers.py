@@ -158,6 +158,28 @@ def test_ods_sheets(tmp_path: Path) -> None:
     assert doc.tables[0].header_rows == 1
 
 
+def test_ods_cell_cap_counts_every_sheet(tmp_path: Path) -> None:
+    """Sheets each under the cap but over it together: the cap is the workbook's."""
+    from percolate_reading.parse.providers.spreadsheet import OdsProvider
+
+    book = OpenDocumentSpreadsheet()
+    for n in range(4):
+        sheet = Table(name=f"S{n}")
+        for r in range(10):
+            tr = TableRow()
+            for c in range(10):
+                cell = TableCell(valuetype="float", value=float(r * c))
+                cell.addElement(P(text=str(r * c)))
+                tr.addElement(cell)
+            sheet.addElement(tr)
+        book.spreadsheet.addElement(sheet)
+    path = tmp_path / "sheets.ods"
+    book.save(str(path))
+    assert len(OdsProvider(max_cells=400).parse(path, "sheets.ods", OPTS).tables) == 4
+    with pytest.raises(DocumentTooLargeError, match="'S3' span 400 cells, over the 399 cell cap"):
+        OdsProvider(max_cells=399).parse(path, "sheets.ods", OPTS)
+
+
 def test_odt_structure(tmp_path: Path) -> None:
     text = OpenDocumentText()
     text.text.addElement(H(outlinelevel=1, text="Field report"))
@@ -326,3 +348,20 @@ def test_legacy_without_libreoffice_is_unsupported(tmp_path: Path, monkeypatch: 
             parse_file(path, OPTS, None)
     finally:
         legacy.soffice_path.cache_clear()
+
+
+def test_eml_encoded_words_in_headers_and_filenames_are_decoded(tmp_path: Path) -> None:
+    msg = EmailMessage()
+    msg["From"] = "Jürgen Groß <jg@example.com>"
+    msg["Subject"] = "Bericht über Größen \u2013 März"
+    msg.set_content("Die Zahlen für März.")
+    msg.add_attachment(b"col\n1\n", maintype="text", subtype="csv", filename="Übersicht März.csv")
+    raw = msg.as_bytes()
+    assert b"=?utf-8?" in raw  # the headers travel as RFC 2047 encoded words
+    path = tmp_path / "mail.eml"
+    path.write_bytes(raw)
+    doc = parse_file(path, ParseOptions(), None)
+    assert doc.metadata["headers"]["Subject"] == "Bericht über Größen \u2013 März"
+    assert doc.metadata["headers"]["From"] == "Jürgen Groß <jg@example.com>"
+    assert "Die Zahlen für März." in doc.text()
+    assert [c.source_name for c in doc.children] == ["Übersicht März.csv"]

@@ -35,20 +35,11 @@ from percolate_reading.infra.queue.jetstream import (
     publish_job,
 )
 from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
+from tests.harness.jobs import job_message
 from tests.harness.settings import settings_for
 from tests.servers import NatsServer, free_port
 
 pytestmark = pytest.mark.integration
-
-
-def job(job_id: str, tenant: str = "acme") -> JobMessage:
-    return JobMessage(
-        job_id=job_id,
-        tenant_id=tenant,
-        file_name="a.pdf",
-        file_type="pdf",
-        s3_uri=f"s3://percolate-files/{tenant}/{job_id}/a.pdf",
-    )
 
 
 @pytest.fixture
@@ -144,9 +135,9 @@ async def test_duplicate_publish_is_deduplicated(
     js = nc.jetstream()
     await ensure_topology(js, TopologyLimits.from_settings(settings), update=False)
     subject = job_subject("small")
-    seq1 = await publish_job(js, job("job-1"), subject)
-    seq2 = await publish_job(js, job("job-1"), subject)
-    seq3 = await publish_job(js, job("job-2"), subject)
+    seq1 = await publish_job(js, job_message("job-1"), subject)
+    seq2 = await publish_job(js, job_message("job-1"), subject)
+    seq3 = await publish_job(js, job_message("job-2"), subject)
     assert seq1 == seq2
     assert seq3 == seq1 + 1
     assert (await js.stream_info("JOBS")).state.messages == 2
@@ -166,10 +157,10 @@ async def test_full_stream_refuses_new_jobs(nc: NATS, fresh_nats_server: NatsSer
     js = nc.jetstream()
     await ensure_topology(js, TopologyLimits.from_settings(settings), update=False)
     subject = job_subject("large")
-    await publish_job(js, job("a"), subject)
-    await publish_job(js, job("b"), subject)
+    await publish_job(js, job_message("a"), subject)
+    await publish_job(js, job_message("b"), subject)
     with pytest.raises(QueueError, match="full"):
-        await publish_job(js, job("c"), subject)
+        await publish_job(js, job_message("c"), subject)
     # The oldest unprocessed job was kept (discard new, not old).
     assert (await js.stream_info("JOBS")).state.first_seq == 1
 
@@ -180,10 +171,10 @@ async def test_unrouted_subject_and_no_connection(
     js = nc.jetstream()
     # No stream yet: nobody answers.
     with pytest.raises(QueueError):
-        await publish_job(js, job("x"), job_subject("small"), ack_timeout_s=1)
+        await publish_job(js, job_message("x"), job_subject("small"), ack_timeout_s=1)
     await nc.close()
     with pytest.raises(QueueError, match="not connected"):
-        await publish_job(js, job("x"), job_subject("small"))
+        await publish_job(js, job_message("x"), job_subject("small"))
     with pytest.raises(QueueError):
         await connect(
             load_settings(nats_url=f"nats://127.0.0.1:{free_port()}", data_dir=tmp_path), connect_wait_s=2
@@ -200,7 +191,7 @@ async def test_dead_letter_copy(nc: NATS, fresh_nats_server: NatsServer, tmp_pat
         js,
         subject,
         dead_letter_subject(subject),
-        job("p").model_dump_json().encode(),
+        job_message("p").model_dump_json().encode(),
         job_id="p",
         code="crashed",
         reason="parser died\nwith signal 9",

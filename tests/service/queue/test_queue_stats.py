@@ -14,7 +14,6 @@ from nats.js.api import ConsumerConfig, ConsumerInfo
 from prometheus_client.parser import text_string_to_metric_families
 
 from percolate_reading.config import load_settings
-from percolate_reading.contract.jobs import JobMessage
 from percolate_reading.contract.subjects import (
     CONSUMER_OWNER_KEY,
     Tier,
@@ -26,9 +25,16 @@ from percolate_reading.contract.subjects import (
 from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
 from percolate_reading.gateway.queue_stats import collect_forever, refresh_queue_stats
 from percolate_reading.infra.queue.jetstream import connect, publish_dead_letter, publish_job
-from percolate_reading.infra.queue.stats import dead_letter_stats, pool_name, pool_stats
+from percolate_reading.infra.queue.stats import (
+    PoolQueueStats,
+    dead_letter_stats,
+    pool_name,
+    pool_stats,
+    with_fair_lanes,
+)
 from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.metrics import Metrics
+from tests.harness.jobs import job_message
 from tests.servers import NatsServer
 
 pytestmark = pytest.mark.integration
@@ -41,16 +47,6 @@ def samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], fl
             if s.name == name:
                 out[tuple(sorted(s.labels.items()))] = s.value
     return out
-
-
-def job(job_id: str, tenant: str = "acme") -> JobMessage:
-    return JobMessage(
-        job_id=job_id,
-        tenant_id=tenant,
-        file_name="a.pdf",
-        file_type="pdf",
-        s3_uri=f"s3://percolate-files/{tenant}/{job_id}/a.pdf",
-    )
 
 
 def test_parse_job_subject() -> None:
@@ -83,6 +79,23 @@ def test_pool_name_prefers_the_operator_owner() -> None:
     assert (
         pool_stats(ConsumerInfo(name="x", stream_name="JOBS", config=other, created=now), None, now) is None
     )
+
+
+def test_a_fair_lane_counts_with_its_pool() -> None:
+    pool = PoolQueueStats("small-pool", "small", "", depth=40, in_flight=2, waiting_pulls=1, oldest_age_s=9.0)
+    dedicated = PoolQueueStats(
+        "acme", "small", "acme", depth=3, in_flight=1, waiting_pulls=0, oldest_age_s=1.0
+    )
+    lane = PoolQueueStats(
+        "parse-workers-small--fair", "small", "", depth=0, in_flight=1, waiting_pulls=0, oldest_age_s=30.0
+    )
+    merged = with_fair_lanes([pool, dedicated], [lane])
+    assert merged == [
+        PoolQueueStats("small-pool", "small", "", depth=40, in_flight=3, waiting_pulls=1, oldest_age_s=30.0),
+        dedicated,
+    ]
+    # A lane whose pool is gone is still visible.
+    assert with_fair_lanes([dedicated], [lane]) == [dedicated, lane]
 
 
 def test_dead_letter_stats_sum_per_tier_and_tenant() -> None:
@@ -119,8 +132,8 @@ async def test_gauges_follow_the_queue(nc: NATS, fresh_nats_server: NatsServer, 
     assert samples(metrics, "queue_oldest_message_age_seconds")[small_labels] == 0.0
 
     for i in range(3):
-        await publish_job(js, job(f"j{i:031d}"), small)
-    await publish_job(js, job("a" * 32), dedicated)
+        await publish_job(js, job_message(f"j{i:031d}"), small)
+    await publish_job(js, job_message("a" * 32), dedicated)
     await asyncio.sleep(1.2)
     await refresh_queue_stats(js, "JOBS", metrics)
     assert samples(metrics, "queue_depth") == {small_labels: 3.0, acme_labels: 1.0}

@@ -113,6 +113,16 @@ def test_table_html_without_spans_or_header() -> None:
     assert html == "<table><tbody><tr><td>a</td><td>b</td></tr></tbody></table>"
 
 
+def test_table_html_puts_header_rows_in_thead_and_the_rest_in_tbody() -> None:
+    html = table_html(Table(rows=(("h1", "h2"), ("a", "b")), header_rows=1))
+    assert html == (
+        "<table><thead><tr><th>h1</th><th>h2</th></tr></thead>"
+        "<tbody><tr><td>a</td><td>b</td></tr></tbody></table>"
+    )
+    only_header = table_html(Table(rows=(("h1", "h2"),), header_rows=1))
+    assert only_header == "<table><thead><tr><th>h1</th><th>h2</th></tr></thead></table>"
+
+
 def test_chunks_carry_document_facts_and_export_shape() -> None:
     arts = render_artifacts(_doc(), ChunkOptions(max_chars=200, overlap_chars=0), job_id="job-1")
     chunks = [json.loads(line) for line in arts["chunks.jsonl"].decode().splitlines()]

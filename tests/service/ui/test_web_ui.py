@@ -94,10 +94,89 @@ def expected_markdown(serve: LiveServe, job_id: str) -> str:
     return r.text
 
 
+def artifact(serve: LiveServe, job_id: str, path: str) -> str:
+    headers = {"Authorization": f"Bearer {serve.api_key}"}
+    r = httpx.get(f"{serve.url}/v1/jobs/{job_id}/artifacts/{path}", headers=headers, timeout=30)
+    r.raise_for_status()
+    return r.text
+
+
+def job_view(serve: LiveServe, job_id: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {serve.api_key}"}
+    r = httpx.get(f"{serve.url}/v1/jobs/{job_id}", headers=headers, timeout=30)
+    r.raise_for_status()
+    view: dict[str, Any] = r.json()
+    return view
+
+
+def check_elements_tab(page: Any, serve: LiveServe, job_id: str) -> list[dict[str, Any]]:
+    """The Elements tab against the job's real elements.jsonl: one item per element, in
+    reading order, with its type, type-specific facts, place and text; tables from their cells."""
+    elements = [json.loads(line) for line in artifact(serve, job_id, "elements.jsonl").splitlines() if line]
+    assert elements
+    page.get_by_role("tab", name="Elements").click()
+    panel = page.locator("#panel")
+    items = panel.locator("li.element")
+    items.first.wait_for()
+    assert panel.locator(".hint").first.inner_text().startswith(f"{len(elements)} elements")
+    assert items.count() == len(elements)
+    shown_ids = [items.nth(i).get_attribute("data-id") for i in range(len(elements))]
+    assert shown_ids == [e["id"] for e in elements]  # reading order
+    for element in elements:
+        item = panel.locator(f'li.element[data-id="{element["id"]}"]')
+        meta = item.locator(".meta").inner_text()
+        assert meta.startswith(f"#{element['index']} · "), meta
+        kind = f"heading {element['level']}" if element["type"] == "heading" else element["type"]
+        assert kind in meta, (meta, element)
+        if element["type"] == "list_item":
+            assert ("numbered" if element["ordered"] else "bulleted") in meta
+        places = [f"{n} {element[n]}" for n in ("slide", "page", "sheet") if element[n] is not None]
+        place = places[0] if places else None
+        if place is not None:
+            assert meta.endswith(place), (meta, element)
+        if element["type"] == "table":
+            table = element["table"]
+            rendered = item.locator("table.element-table tr")
+            assert rendered.count() == table["n_rows"]
+            cells = [rendered.nth(r).locator("th, td").all_inner_texts() for r in range(table["n_rows"])]
+            assert cells == table["rows"]  # no merged cells in these documents
+            assert item.locator("thead th").count() == table["header_rows"] * table["n_cols"]
+            if table["title"]:
+                assert item.locator("caption").inner_text() == table["title"]
+        else:
+            words = " ".join(element["text"].split())[:40]
+            assert words in " ".join(item.inner_text().split()), (words, element)
+    # The schema the lines follow is one link away.
+    assert panel.get_by_role("link", name="Element schema").get_attribute("href") == "/schemas/elements.json"
+    return elements
+
+
+def make_deck(path: Path) -> Path:
+    """A three-slide deck: slide shapes carry geometry, so its elements have boxes."""
+    import pptx
+    from pptx.util import Inches
+
+    prs = pptx.Presentation()
+    s1 = prs.slides.add_slide(prs.slide_layouts[0])
+    s1.shapes.title.text = "Launch plan"
+    s1.placeholders[1].text = "Spring release"
+    s2 = prs.slides.add_slide(prs.slide_layouts[1])
+    s2.shapes.title.text = "Agenda"
+    s2.placeholders[1].text_frame.text = "Hire two engineers"
+    s3 = prs.slides.add_slide(prs.slide_layouts[5])
+    s3.shapes.title.text = "Numbers"
+    table = s3.shapes.add_table(3, 2, Inches(1), Inches(2), Inches(6), Inches(2)).table
+    for r, row in enumerate([["Metric", "Value"], ["Users", "1200"], ["Churn", "3%"]]):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    prs.save(str(path))
+    return path
+
+
 def test_upload_wait_and_preview_every_sample(browser: Any, live_serve: LiveServe) -> None:
     page = open_ui(browser, live_serve, 1280, 800)
     # Options for this upload: a language hint.
-    page.get_by_label("Language").fill("en")
+    page.get_by_label("Language", exact=True).fill("en")
     with page.expect_file_chooser() as chooser:
         page.locator("#drop-zone").focus()
         page.keyboard.press("Enter")  # the drop zone opens the file picker from the keyboard
@@ -146,10 +225,14 @@ def test_upload_wait_and_preview_every_sample(browser: Any, live_serve: LiveServ
     page.locator("#panel .chunk").first.wait_for()
     chunks = int(panel.locator(".hint").inner_text().split()[0])
     assert chunks == panel.locator(".chunk").count() >= 1
+    check_elements_tab(page, live_serve, pdf_id)
+    shot(page, "4-pdf-elements")
     page.get_by_role("tab", name="Metadata").click()
     meta = json.loads(page.locator("#panel pre.json").inner_text())
     assert meta["doc_type"] == "pdf"
     shot(page, "4-pdf-metadata")
+    tab_names = page.locator("#tabs [role=tab]").all_inner_texts()
+    assert tab_names == ["Markdown", "Tables", "Chunks", "Elements", "Metadata"]
     downloads = page.locator("#downloads button")
     assert "structured.md" in downloads.all_inner_texts()
     with page.expect_download() as dl:
@@ -165,6 +248,11 @@ def test_upload_wait_and_preview_every_sample(browser: Any, live_serve: LiveServ
     assert table.locator("tbody tr").count() >= 2
     assert table.locator("thead th").count() >= 2
     shot(page, "5-xlsx-tables")
+    xlsx_id = rows["sample-budget.xlsx"].get_attribute("data-job")
+    assert xlsx_id
+    elements = check_elements_tab(page, live_serve, xlsx_id)
+    assert {e["sheet"] for e in elements} == {"Budget", "Codes"}
+    assert panel.locator(".element", has_text="sheet Budget").count() >= 2
 
     # The scan: OCR text in the Markdown, its metadata without the "OCR disabled" warning.
     rows["scanned-note.png"].get_by_role("button", name="Preview scanned-note.png").click()
@@ -186,13 +274,138 @@ def test_upload_wait_and_preview_every_sample(browser: Any, live_serve: LiveServ
     page.context.close()
 
 
+def upload(page: Any, *paths: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#drop-zone").focus()
+        page.keyboard.press("Enter")
+    chooser.value.set_files([str(p) for p in paths])
+
+
+def uploaded_job(page: Any, name: str) -> str:
+    item = page.locator("#uploads li", has_text=f"{name}: queued as").first
+    item.wait_for(timeout=60_000)
+    job_id = item.get_attribute("data-job")
+    assert job_id
+    return str(job_id)
+
+
+def wait_succeeded(page: Any, job_id: str) -> Any:
+    row = page.locator(f'#jobs tbody tr[data-job="{job_id}"]')
+    row.locator("td.status", has_text="succeeded").wait_for(timeout=300_000)
+    return row
+
+
+def test_every_api_option_has_a_labelled_input(browser: Any, live_serve: LiveServe) -> None:
+    """The options form names its fields as POST /v1/parse does: one input per documented
+    field (the OCR select covers the older ocr_enabled switch), each with a label."""
+    spec = httpx.get(f"{live_serve.url}/openapi.json", timeout=30).json()
+    body = spec["paths"]["/v1/parse"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    documented = set(body["properties"]) - {"file", "ocr_enabled"}
+    page = open_ui(browser, live_serve, 1280, 800)
+    controls = page.evaluate(
+        """() => Array.from(document.querySelectorAll("#options [name]"))
+            .map((c) => [c.name, c.labels.length > 0 && c.labels[0].innerText.trim() !== ""])"""
+    )
+    assert {name for name, _ in controls} == documented
+    assert all(labelled for _, labelled in controls), controls
+    # Every option is reached with the Tab key, in order, from the first output box.
+    page.locator("#options input[name=outputs]").first.focus()
+    reached = set()
+    for _ in range(40):
+        reached.add(page.evaluate("() => document.activeElement.name || document.activeElement.id"))
+        page.keyboard.press("Tab")
+    assert documented <= reached, documented - reached
+    assert not page.errors, page.errors
+    page.context.close()
+
+
+def test_options_take_effect_and_slide_boxes_are_drawn(
+    browser: Any, live_serve: LiveServe, tmp_path: Path
+) -> None:
+    page = open_ui(browser, live_serve, 1280, 800)
+    options = page.locator("#options")
+    # A subset of outputs and a page range, set from the keyboard where it matters.
+    options.get_by_label("Chunks").uncheck()
+    options.get_by_label("Tables (CSV)").uncheck()
+    options.get_by_label("Plain text").focus()
+    page.keyboard.press("Space")
+    options.get_by_label("Pages").fill("2-3")
+    options.get_by_label("OCR", exact=True).select_option("off")
+    upload(page, SAMPLES / "sample-report.pdf")
+    pdf_id = uploaded_job(page, "sample-report.pdf")
+    item_text = page.locator(f'#uploads li[data-job="{pdf_id}"]').inner_text()
+    assert "outputs=markdown,elements,text" in item_text
+    assert "pages=2-3" in item_text
+    # Options the server refuses are reported per file, and nothing is queued.
+    options.get_by_label("Pages").fill("3-2")
+    upload(page, SAMPLES / "sample-report.pdf")
+    refused = page.locator("#uploads li.error", has_text="400 bad_request: pages:")
+    refused.wait_for(timeout=60_000)
+    # Rules the browser can check stop the upload before it starts.
+    options.get_by_role("button", name="Reset options").click()
+    options.get_by_label("Chunk size").fill("100")
+    options.get_by_label("Chunk overlap").fill("100")
+    uploads_before = page.locator("#uploads li").count()
+    page.locator("#drop-zone").click()  # no file chooser opens: the options are invalid
+    page.locator("#status", has_text="overlap must be smaller").wait_for()
+    assert page.locator("#uploads li").count() == uploads_before
+    options.get_by_role("button", name="Reset options").click()
+
+    row = wait_succeeded(page, pdf_id)
+    view = job_view(live_serve, pdf_id)
+    assert sorted(view["artifacts"]) == ["elements.jsonl", "metadata.json", "plain.txt", "structured.md"]
+    meta = json.loads(artifact(live_serve, pdf_id, "metadata.json"))
+    assert meta["outputs"] == ["elements", "markdown", "text"]
+    row.get_by_role("button", name="Preview sample-report.pdf").click()
+    page.locator("#panel .markdown").wait_for()
+    assert page.locator("#tabs [role=tab]").all_inner_texts() == ["Markdown", "Text", "Elements", "Metadata"]
+    page.get_by_role("tab", name="Text").click()
+    plain = page.locator("#panel pre.plain")
+    plain.wait_for()
+    assert plain.inner_text().strip() == artifact(live_serve, pdf_id, "plain.txt").strip()
+    elements = check_elements_tab(page, live_serve, pdf_id)
+    assert {e["page"] for e in elements} == {2, 3}  # the page range reached the parser
+    shot(page, "9-options-pages-2-3")
+
+    # A deck with the default options: its elements have boxes, drawn per slide.
+    deck = make_deck(tmp_path / "deck.pptx")
+    upload(page, deck)
+    deck_id = uploaded_job(page, "deck.pptx")
+    wait_succeeded(page, deck_id).get_by_role("button", name="Preview deck.pptx").click()
+    page.locator("#preview-heading", has_text="deck.pptx").wait_for()
+    elements = check_elements_tab(page, live_serve, deck_id)
+    boxed = [e for e in elements if e["bbox"] is not None]
+    assert {e["slide"] for e in boxed} == {1, 2, 3}
+    for slide in (1, 2, 3):
+        frame = page.locator(f'#panel figure.page[data-frame="Slide {slide}"]')
+        on_slide = [e for e in boxed if e["slide"] == slide]
+        label = frame.locator("svg").get_attribute("aria-label")
+        assert label == f"Slide {slide}: {len(on_slide)} element boxes"
+        for element in on_slide:
+            rect = frame.locator(f'rect[data-element="{element["id"]}"]')
+            x0, y0, x1, y1 = element["bbox"]
+            assert float(rect.get_attribute("x")) == pytest.approx(x0)
+            assert float(rect.get_attribute("y")) == pytest.approx(y0)
+            assert float(rect.get_attribute("width")) == pytest.approx(x1 - x0)
+            assert float(rect.get_attribute("height")) == pytest.approx(y1 - y0)
+    title = next(e for e in elements if e["type"] == "title")
+    assert page.locator(f'#panel li.element[data-id="{title["id"]}"] .meta').inner_text().endswith("slide 1")
+    # The type filter shows one kind of element.
+    page.get_by_label("Show").select_option("table")
+    assert page.locator("#panel li.element:visible").count() == sum(e["type"] == "table" for e in elements)
+    shot(page, "10-deck-elements")
+    # The browser logs the refused upload's 400; nothing else went wrong.
+    assert [e for e in page.errors if "status of 400" not in e] == [], page.errors
+    page.context.close()
+
+
 def test_phone_size_and_no_horizontal_scroll(browser: Any, live_serve: LiveServe) -> None:
     page = open_ui(browser, live_serve, 390, 844)
     with page.expect_file_chooser() as chooser:
         page.locator("#drop-zone").click()
     chooser.value.set_files([str(SAMPLES / "sample-budget.xlsx")])
     page.locator("#uploads li", has_text="queued as").wait_for(timeout=60_000)
-    job_id = page.locator("#uploads li").first.inner_text().rsplit(" ", 1)[-1]
+    job_id = page.locator("#uploads li").first.get_attribute("data-job")
     row = page.locator(f'#jobs tbody tr[data-job="{job_id}"]')
     row.locator("td.status", has_text="succeeded").wait_for(timeout=300_000)
     # Nothing wider than the screen: the page does not scroll sideways.
@@ -201,6 +414,9 @@ def test_phone_size_and_no_horizontal_scroll(browser: Any, live_serve: LiveServe
     page.locator("#panel .markdown").wait_for()
     page.get_by_role("tab", name="Tables").click()
     page.locator("#panel table.csv").first.wait_for()
+    assert_no_sideways_scroll(page, 390)
+    page.get_by_role("tab", name="Elements").click()
+    page.locator("#panel .element-table").first.wait_for()
     assert_no_sideways_scroll(page, 390)
     shot(page, "7-phone")
     assert not page.errors, page.errors

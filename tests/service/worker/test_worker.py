@@ -17,7 +17,8 @@ from nats.aio.client import Client as NATS
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import JobMessage, JobRecord, JobStatus
 from percolate_reading.contract.subjects import DLQ_STREAM_NAME, STREAM_NAME, consumer_name, job_subject
-from percolate_reading.contract.topology import TopologyLimits
+from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
+from percolate_reading.contract.webhook_delivery import WEBHOOK_SENDER_CONSUMER, WEBHOOKS_STREAM_NAME
 from percolate_reading.infra.jobs.kv_store import KvJobStore
 from percolate_reading.infra.queue.jetstream import (
     DLQ_CODE_HEADER,
@@ -26,7 +27,7 @@ from percolate_reading.infra.queue.jetstream import (
     connect,
     publish_job,
 )
-from percolate_reading.infra.queue.topology import ensure_topology
+from percolate_reading.infra.queue.topology import ensure_pool_consumers, ensure_topology
 from percolate_reading.infra.storage import open_object_store
 from percolate_reading.infra.storage.base import ObjectStore
 from percolate_reading.infra.storage.s3 import S3ObjectStore
@@ -117,6 +118,14 @@ class Env:
                     return record
                 await asyncio.sleep(0.05)
 
+    async def configure(self, **update: Any) -> Settings:
+        """These settings with `update`, and the pool's consumer brought to them (ack_wait,
+        max_deliver): for a worker started with them."""
+        settings = self.settings.model_copy(update=update)
+        limits = ConsumerLimits.from_settings(settings)
+        await ensure_pool_consumers(self.js, settings.nats_queue_subject, settings.nats_queue_group, limits)
+        return settings
+
     async def start(self, **overrides: Any) -> Worker:
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         return await start_worker(settings, nc=self.nc, store=self.store, jobs=self.jobs)
@@ -143,6 +152,21 @@ async def consumer_idle(env: Env, durable: str, wait_s: float = 30.0) -> None:
             if info.num_pending == 0 and info.num_ack_pending == 0:
                 return
             await asyncio.sleep(0.05)
+
+
+async def webhooks_settled(env: Env, wait_s: float = 30.0) -> None:
+    """Until every queued webhook is settled (delivered, refused or given up)."""
+    async with asyncio.timeout(wait_s):
+        while True:
+            info = await env.js.consumer_info(WEBHOOKS_STREAM_NAME, WEBHOOK_SENDER_CONSUMER)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def webhooks_queued(env: Env) -> int:
+    """How many webhook messages were ever stored (first attempts and retries)."""
+    return int((await env.js.stream_info(WEBHOOKS_STREAM_NAME)).state.last_seq)
 
 
 async def test_pdf_job_end_to_end(env: Env) -> None:
@@ -179,6 +203,7 @@ async def test_pdf_job_end_to_end(env: Env) -> None:
         assert manifest["documents"][0]["chunk_count"] >= 1
         assert manifest["documents"][0]["artifacts"]["structured.md"].endswith(f"/{job_id}/structured.md")
         await consumer_idle(env, env.settings.nats_queue_group)
+        await webhooks_settled(env)
         exported = worker.metrics.render()
         assert b'nats_messages_processed_total{outcome="succeeded"} 1.0' in exported
         assert b'job_duration_seconds_count{outcome="succeeded",tier="small"} 1.0' in exported
@@ -252,14 +277,8 @@ async def test_transient_error_naks_then_succeeds(env: Env) -> None:
 
 
 async def test_sandbox_kill_is_counted_by_reason(env: Env) -> None:
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
     # A wall-clock limit no parse can meet: the child is killed; one delivery, then given up.
-    settings = env.settings.model_copy(update={"parse_timeout_s": 0.001, "nats_max_deliver": 1})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(parse_timeout_s=0.001, nats_max_deliver=1)
     worker = await start_worker(settings, nc=env.nc, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["Killed by the clock."]))
@@ -275,14 +294,8 @@ async def test_sandbox_kill_is_counted_by_reason(env: Env) -> None:
 
 
 async def test_max_deliver_exhausted_goes_to_dead_letter(env: Env) -> None:
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
     # No outage hold: the store never comes back, the dead-letter path is under test.
-    settings = env.settings.model_copy(update={"nats_max_deliver": 2, "dependency_outage_budget_s": 0.0})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_max_deliver=2, dependency_outage_budget_s=0.0)
     bad_store = await broken_s3_store(env)
     worker = await start_worker(settings, nc=env.nc, store=bad_store, jobs=env.jobs)
     try:
@@ -332,15 +345,7 @@ class ChunksWriteFails:
 
 async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
     """Finding: a failed job kept part of its artifacts in S3 while its record listed none."""
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
-    settings = env.settings.model_copy(
-        update={"nats_max_deliver": 2, "nak_backoff_s": "0.2", "dependency_outage_budget_s": 0.0}
-    )
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_max_deliver=2, nak_backoff_s="0.2", dependency_outage_budget_s=0.0)
     flaky = ChunksWriteFails(env.store)
     worker = await start_worker(settings, nc=env.nc, store=flaky, jobs=env.jobs)  # type: ignore[arg-type]
     try:
@@ -348,7 +353,14 @@ async def test_failed_job_leaves_no_partial_artifacts(env: Env) -> None:
         record = await env.wait_status(job_id, JobStatus.FAILED, JobStatus.SUCCEEDED)
         assert record.status is JobStatus.FAILED
         assert record.artifacts == []
-        assert await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/") == []
+        # The clean-up follows the failure record and the message's settlement: allow it a moment.
+        left: list[str] = []
+        for _ in range(100):
+            left = await env.store.list_keys(ARTIFACTS, f"{env.tenant}/{job_id}/")
+            if not left:
+                break
+            await asyncio.sleep(0.1)
+        assert left == []
     finally:
         await worker.drain()
 
@@ -436,14 +448,8 @@ async def test_sigterm_drains_and_returns_in_flight_job(
 
 
 async def test_in_progress_acks_prevent_redelivery(env: Env) -> None:
-    from percolate_reading.contract.topology import ConsumerLimits
-    from percolate_reading.infra.queue.topology import ensure_pool_consumers
-
     # ack_wait far shorter than the parse: only in-progress acks keep the job with this worker.
-    settings = env.settings.model_copy(update={"nats_ack_wait": 0.6, "worker_concurrency": 1})
-    await ensure_pool_consumers(
-        env.js, settings.nats_queue_subject, settings.nats_queue_group, ConsumerLimits.from_settings(settings)
-    )
+    settings = await env.configure(nats_ack_wait=0.6, worker_concurrency=1)
     worker = await start_worker(settings, nc=env.nc, store=env.store, jobs=env.jobs)
     try:
         job_id = await env.submit(make_pdf(["slow one"] * 40, pages=1500))
@@ -506,9 +512,12 @@ async def test_late_duplicate_keeps_one_result_and_one_webhook_id(env: Env) -> N
             callback_url=receiver.url,
         )
         await publish_raw(env.js, env.settings.nats_queue_subject, msg.model_dump_json().encode())
-        got = await receiver.wait_for(2)
-        assert {g.headers["webhook-id"] for g in got} == {first.webhook_id}
         await consumer_idle(env, env.settings.nats_queue_group)
+        await webhooks_settled(env)
+        # The duplicate queued its webhook again under the same id: the stream dropped the
+        # repeat (a delivery that died before queueing it would have queued it now).
+        assert await webhooks_queued(env) == 1
+        assert [g.headers["webhook-id"] for g in receiver.received] == [first.webhook_id]
         after = await env.jobs.get(job_id)
         assert after is not None
         assert after.status is JobStatus.SUCCEEDED
@@ -539,3 +548,37 @@ async def test_worker_survives_nats_restart(env: Env, fresh_nats_server: NatsSer
         assert worker.ready() == (True, "ready")
     finally:
         await worker.drain()
+
+
+async def test_webhook_retries_keep_one_id_and_give_up_without_touching_the_job(env: Env) -> None:
+    """Off the job's path: a receiver that fails twice gets a third try with the same id
+    (each retry a queued copy with its attempt number); one that always fails is given up
+    after the attempts, recorded as failed, and its job stays succeeded."""
+    flaky = WebhookReceiver(statuses=[500, 503])
+    broken = WebhookReceiver(statuses=[500, 500, 500])
+    await flaky.start()
+    await broken.start()
+    worker = await env.start(webhook_max_attempts=3, webhook_backoff_s=0.05)
+    try:
+        ok_job = await env.submit(make_pdf(["retried webhook"]), callback_url=flaky.url)
+        lost_job = await env.submit(make_pdf(["lost webhook"]), callback_url=broken.url)
+        for job_id in (ok_job, lost_job):
+            record = await env.wait_status(job_id, JobStatus.SUCCEEDED, JobStatus.FAILED)
+            assert record.status is JobStatus.SUCCEEDED
+        got = await flaky.wait_for(3)
+        assert len({g.headers["webhook-id"] for g in got}) == 1
+        assert all(verify(SECRET, g.headers, g.body) for g in got)
+        await broken.wait_for(3)
+        await webhooks_settled(env)
+        assert len(broken.received) == 3  # no fourth try
+        assert await webhooks_queued(env) == 6  # two first tries and two retries each
+        exported = worker.metrics.render()
+        assert b'webhook_deliveries_total{outcome="delivered"} 1.0' in exported
+        assert b'webhook_deliveries_total{outcome="failed"} 1.0' in exported
+        lost = await env.jobs.get(lost_job)
+        assert lost is not None
+        assert lost.status is JobStatus.SUCCEEDED
+    finally:
+        await worker.drain()
+        await flaky.stop()
+        await broken.stop()

@@ -46,7 +46,11 @@ async def readiness(deps: GatewayDeps) -> dict[str, str]:
 
 @router.get("/ready", responses={"503": {"description": "A dependency or background task is down."}})
 async def ready(request: Request) -> JSONResponse:
-    deps: GatewayDeps = request.app.state.deps
+    deps: GatewayDeps | None = request.app.state.deps
+    if deps is None:  # the lifespan still waits for NATS or S3
+        startup = request.app.state.startup
+        reason = startup.reason if startup is not None else "starting"
+        return JSONResponse({"status": "not ready", "checks": {"startup": reason}}, status_code=503)
     checks = await readiness(deps)
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
@@ -60,7 +64,7 @@ async def ready(request: Request) -> JSONResponse:
     responses={"200": {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
 )
 async def metrics(request: Request) -> Response:
-    deps: GatewayDeps = request.app.state.deps
-    if deps.metrics is None:
+    deps: GatewayDeps | None = request.app.state.deps
+    if deps is None or deps.metrics is None:
         return Response(b"", media_type="text/plain; version=0.0.4")
     return Response(deps.metrics.render(), media_type=deps.metrics.content_type)

@@ -10,7 +10,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from percolate_reading.contract.jobs import JobRecord, JobStatus
-from percolate_reading.contract.keys import is_job_id, object_key
+from percolate_reading.contract.keys import (
+    ARTIFACT_MEDIA_TYPES,
+    artifact_media_type,
+    is_job_id,
+    object_key,
+)
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.errors import InvalidTransitionError, JobNotFoundError, ObjectNotFoundError
 from percolate_reading.gateway.api_errors import ApiError, error_responses, unavailable
@@ -25,14 +30,12 @@ router = APIRouter(tags=["jobs"], responses=error_responses(401, 422, 503))
 
 MAX_ARTIFACT_PATH_CHARS = 512
 
-MEDIA_TYPES = {
-    ".md": "text/markdown; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-    ".csv": "text/csv; charset=utf-8",
-    ".html": "text/plain; charset=utf-8",  # never rendered by a browser from our origin
-}
+
+def served_media_type(path: str) -> str:
+    """The stored media type, except that HTML is served as text: never rendered by a browser
+    from the gateway's origin."""
+    media = artifact_media_type(path)
+    return "text/plain; charset=utf-8" if media.startswith("text/html") else media
 
 
 def _deps(request: Request) -> GatewayDeps:
@@ -113,7 +116,9 @@ async def list_jobs(
     responses={
         "200": {
             "description": "The artifact's bytes.",
-            "content": {media: {} for media in (*MEDIA_TYPES.values(), "application/octet-stream")},
+            "content": {
+                media: {} for media in {served_media_type(n) for n in ("x.bin", *ARTIFACT_MEDIA_TYPES)}
+            },
         },
         **error_responses(404),
     },
@@ -145,8 +150,7 @@ async def get_artifact(job_id: str, path: str, request: Request, tenant: Tenant)
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
 
-    suffix = "." + path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ""
-    media_type = MEDIA_TYPES.get(suffix.lower(), "application/octet-stream")
+    media_type = served_media_type(path)
     filename = path.rsplit("/", 1)[-1]
     return StreamingResponse(
         body(),

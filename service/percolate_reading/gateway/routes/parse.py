@@ -7,6 +7,7 @@ Retry-After when storage or the queue is down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from percolate_reading.contract.keys import new_job_id
 from percolate_reading.contract.languages import LANGUAGE_CODES
 from percolate_reading.contract.subjects import Tier
 from percolate_reading.contract.tenancy import TenantRecord
@@ -92,6 +94,11 @@ def _request_field_schemas() -> dict[str, Any]:
             "pattern": LANGUAGES_PATTERN,
         },
         "table_mode": {"type": "string", "enum": list(TABLE_MODES), "description": FIELD_HELP["table_mode"]},
+        "include_images": {
+            "type": "string",
+            "enum": ["true", "false"],
+            "description": FIELD_HELP["include_images"],
+        },
         "chunk_strategy": {
             "type": "string",
             "enum": list(CHUNK_STRATEGIES),
@@ -140,10 +147,11 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
         if declared_bytes > max_bytes + BODY_OVERHEAD_BYTES:
             raise ApiError(413, "too_large", f"the upload is larger than this tenant's {max_bytes} bytes")
 
+    job_id = new_job_id()
     try:
-        over = await deps.quotas.reserve(deps.jobs, tenant.tenant_id, tenant.quotas.max_active_jobs)
+        over = await _reserve_slot(deps, tenant, job_id)
     except Exception as exc:
-        log.warning("job store unavailable for the quota check: %s", exc)
+        log.warning("quota store unavailable for the quota check: %s", exc)
         raise unavailable("the job store is unavailable") from exc
     if over is not None:
         raise ApiError(
@@ -153,15 +161,43 @@ async def submit_parse(request: Request, tenant: Tenant) -> JSONResponse:
             {"Retry-After": "30"},
         )
     try:
-        response = await _accept(request, deps, tenant)
+        response = await _accept(request, deps, tenant, job_id)
     except BaseException:
-        deps.quotas.release(tenant.tenant_id)
+        await asyncio.shield(_settle_slot(deps, tenant, job_id, accepted=False))
         raise
-    deps.quotas.landed(tenant.tenant_id)
+    await _settle_slot(deps, tenant, job_id, accepted=True)
     return response
 
 
-async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> JSONResponse:
+async def _reserve_slot(deps: GatewayDeps, tenant: TenantRecord, job_id: str) -> int | None:
+    """A slot of the tenant's active-job quota: None when taken, else the active count. The
+    shared ledger where the gateway has JetStream, else this replica's estimate."""
+    limit = tenant.quotas.max_active_jobs
+    ledger = await deps.quota_ledger()
+    if ledger is None:
+        return await deps.quotas.reserve(deps.jobs, tenant.tenant_id, limit)
+    return await ledger.reserve(tenant.tenant_id, job_id, limit, deps.jobs.get)
+
+
+async def _settle_slot(deps: GatewayDeps, tenant: TenantRecord, job_id: str, *, accepted: bool) -> None:
+    """Keep the slot for an accepted job (the worker frees it), free it for a failed upload.
+    A failure here is logged: the lease expires or is reconciled at the limit."""
+    if deps.ledger is None:
+        if accepted:
+            deps.quotas.landed(tenant.tenant_id)
+        else:
+            deps.quotas.release(tenant.tenant_id)
+        return
+    try:
+        if accepted:
+            await deps.ledger.accepted(tenant.tenant_id, job_id)
+        else:
+            await deps.ledger.release(tenant.tenant_id, job_id)
+    except Exception as exc:
+        log.warning("quota lease of job %s not updated: %s", job_id, exc)
+
+
+async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord, job_id: str) -> JSONResponse:
     try:
         upload = MultipartUpload(
             request.stream(), request.headers.get("content-type"), max_file_bytes=tenant.quotas.max_file_bytes
@@ -194,7 +230,9 @@ async def _accept(request: Request, deps: GatewayDeps, tenant: TenantRecord) -> 
             "OpenDocument, EPUB, RTF, HTML, CSV/TSV, text, Markdown, e-mail (EML/MSG), image or audio",
         )
 
-    result = await submission.submit(deps, tenant, upload, doc_type.value, checked_callback=checked_callback)
+    result = await submission.submit(
+        deps, tenant, upload, doc_type.value, checked_callback=checked_callback, job_id=job_id
+    )
     if isinstance(result, submission.Refused):
         raise ApiError(result.status, result.code, result.message)
     if isinstance(result, submission.Unavailable):

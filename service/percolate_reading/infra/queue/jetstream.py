@@ -22,7 +22,7 @@ from percolate_reading import tracing
 from percolate_reading.config import Settings
 from percolate_reading.contract.jobs import JobMessage
 from percolate_reading.contract.subjects import DLQ_STREAM_NAME
-from percolate_reading.errors import QueueError
+from percolate_reading.errors import ConfigError, QueueError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ DLQ_DELIVERIES_HEADER = "Percolate-Deliveries"
 
 def nats_servers(settings: Settings) -> list[str]:
     if not settings.nats_url:
-        raise QueueError("NATS is enabled but PERCOLATE_READING_NATS_URL is not set")
+        raise ConfigError("NATS is enabled but PERCOLATE_READING_NATS_URL is not set")
     return [u.strip() for u in settings.nats_url.split(",") if u.strip()]
 
 
@@ -50,7 +50,11 @@ async def connect(
     """Connect with unlimited reconnects; connection events are logged, not raised."""
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
+        # Before the first connection the caller reports why (once per attempt), not nats-py
+        # once per second.
+        log.log(
+            logging.WARNING if nc.is_connected or nc.is_reconnecting else logging.DEBUG, "nats error: %s", exc
+        )
 
     async def on_disconnect() -> None:
         # nats-py reports a disconnect on its own close too: only a lost connection is news.
@@ -86,7 +90,8 @@ async def connect(
     except (nats.errors.Error, OSError, TimeoutError) as exc:
         with contextlib.suppress(Exception):
             await nc.close()
-        raise QueueError(f"cannot connect to NATS at {settings.nats_url}: {exc or 'timed out'}") from exc
+        reason = str(exc) or f"no connection within {connect_wait_s:g}s"
+        raise QueueError(f"cannot connect to NATS at {settings.nats_url}: {reason}") from exc
     return nc
 
 

@@ -3,12 +3,14 @@
 One pool is one durable consumer of the JOBS stream; its depth and in-flight count come
 from the consumer info, the age of its oldest unfinished job from the first message after
 the consumer's ack floor (a work-queue stream deletes acked messages, so that message is
-the oldest one still waiting or running). Dead letters are counted per subject of JOBS_DLQ.
+the oldest one still waiting or running). A shared pool's fair lane (jobs a worker moved
+ahead of another tenant's burst) is counted with its pool. Dead letters are counted per
+subject of JOBS_DLQ.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import nats.js.errors
@@ -19,6 +21,7 @@ from percolate_reading.contract.subjects import (
     CONSUMER_OWNER_KEY,
     DLQ_STREAM_NAME,
     DLQ_STREAM_SUBJECTS,
+    FAIR_LANE_TOKEN,
     parse_job_subject,
 )
 
@@ -82,6 +85,26 @@ def dead_letter_stats(subjects: dict[str, int]) -> list[DeadLetterStats]:
     return [DeadLetterStats(tier, tenant, n) for (tier, tenant), n in sorted(totals.items())]
 
 
+def with_fair_lanes(pools: list[PoolQueueStats], lanes: list[PoolQueueStats]) -> list[PoolQueueStats]:
+    """Each fair lane's jobs added to its shared pool's (same tier, no tenant); a lane whose
+    pool consumer is gone stays a row of its own."""
+    merged = list(pools)
+    for lane in lanes:
+        at = next((i for i, p in enumerate(merged) if (p.tier, p.tenant) == (lane.tier, lane.tenant)), None)
+        if at is None:
+            merged.append(lane)
+            continue
+        pool = merged[at]
+        merged[at] = replace(
+            pool,
+            depth=pool.depth + lane.depth,
+            in_flight=pool.in_flight + lane.in_flight,
+            waiting_pulls=pool.waiting_pulls + lane.waiting_pulls,
+            oldest_age_s=max(pool.oldest_age_s, lane.oldest_age_s),
+        )
+    return merged
+
+
 async def oldest_unfinished(js: JetStreamContext, stream: str, info: ConsumerInfo) -> datetime | None:
     """Stored time of the consumer's oldest message not yet acked, None when there is none."""
     if not (info.num_pending or info.num_ack_pending) or not info.config.filter_subject:
@@ -99,6 +122,7 @@ async def read_queue_stats(
 ) -> tuple[list[PoolQueueStats], list[DeadLetterStats]]:
     """Every job pool of `stream` and the dead-letter counts; raises nats errors as they come."""
     pools: list[PoolQueueStats] = []
+    lanes: list[PoolQueueStats] = []
     offset = 0
     while True:
         # The server lists at most 256 consumers per request.
@@ -106,10 +130,12 @@ async def read_queue_stats(
         for info in page:
             stats = pool_stats(info, await oldest_unfinished(js, stream, info), now)
             if stats is not None:
-                pools.append(stats)
+                is_lane = (info.config.filter_subject or "").endswith("." + FAIR_LANE_TOKEN)
+                (lanes if is_lane else pools).append(stats)
         offset += len(page)
         if len(page) < 256:
             break
+    pools = with_fair_lanes(pools, lanes)
     try:
         dlq = await js.stream_info(DLQ_STREAM_NAME, subjects_filter=DLQ_STREAM_SUBJECTS[0])
     except nats.js.errors.NotFoundError:

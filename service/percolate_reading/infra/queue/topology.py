@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 from percolate_reading.contract import topology
 from percolate_reading.contract.subjects import STRANDED_STREAM_NAME, STREAM_NAME
 from percolate_reading.contract.topology import ConsumerLimits, TopologyLimits
+from percolate_reading.contract.webhook_delivery import WEBHOOKS_STREAM_NAME
 from percolate_reading.errors import QueueError
 
 log = logging.getLogger(__name__)
@@ -124,3 +125,8 @@ async def ensure_pool_consumers(
     """A pool's consumer on JOBS and the consumer of its stranded-job reports."""
     await ensure_consumer(js, STREAM_NAME, topology.pool_consumer(subject, durable, limits))
     await ensure_consumer(js, STRANDED_STREAM_NAME, topology.stranded_consumer(durable))
+
+
+async def ensure_webhooks_consumer(js: JetStreamContext) -> None:
+    """The webhook senders' consumer on WEBHOOKS."""
+    await ensure_consumer(js, WEBHOOKS_STREAM_NAME, topology.webhooks_consumer())

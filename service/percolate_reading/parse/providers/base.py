@@ -34,6 +34,7 @@ class ParseOptions:
     ocr_mode: str = "auto"  # off | auto | force
     ocr_languages: tuple[str, ...] = ()
     table_mode: str = "accurate"  # fast | accurate
+    include_images: bool = False  # keep embedded pictures as artifacts (providers/figures.py)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> ParseOptions:

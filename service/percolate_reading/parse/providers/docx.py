@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from percolate_reading.errors import CorruptDocumentError
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local, relationships
+from percolate_reading.parse.providers.figures import ImageStore, ooxml_image
 
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _W = f"{{{W}}}"
@@ -66,6 +68,10 @@ class _Style:
     ilvl: int = 0
 
 
+def _no_picture(_drawing: Any) -> str | None:
+    return None
+
+
 @dataclass(slots=True)
 class _Context:
     styles: dict[str, _Style]
@@ -73,6 +79,8 @@ class _Context:
     blocks: list[Block] = field(default_factory=list)
     figures: int = 0
     formulas: int = 0
+    # A drawing's picture -> its artifact path (include_images), else None.
+    picture: Callable[[Any], str | None] = field(default=lambda drawing: _no_picture(drawing))
 
 
 def _style_chain(styles: dict[str, _Style], style_id: str | None) -> list[_Style]:
@@ -213,44 +221,62 @@ def _para_props(p: Any, ctx: _Context) -> tuple[str | None, int | None, str | No
 def _paragraph(p: Any, ctx: _Context) -> None:
     text, boxes, figures, maths = _paragraph_text(p)
     name, outline, num_id, ilvl = _para_props(p, ctx)
-    lname = (name or "").lower()
-    stripped = text.strip()
+    _figures(figures, ctx)
+    _formulas(maths, ctx)
+    if text.strip():
+        block = _text_block(text, name, outline, num_id, ilvl, ctx)
+        if block is not None:
+            ctx.blocks.append(block)
+    for box in boxes:
+        _body(box, ctx)
+
+
+def _figures(figures: list[Any], ctx: _Context) -> None:
     for fig in figures:
         ctx.figures += 1
         alt = (fig.get("descr") or fig.get("title") or "").strip()
-        ctx.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, label=fig.get("name") or None, caption=""))
+        image = ctx.picture(fig.getparent())  # docPr's inline/anchor holds the picture
+        ctx.blocks.append(
+            Block(kind=BlockKind.FIGURE, text=alt, label=fig.get("name") or None, caption="", image=image)
+        )
+
+
+def _formulas(maths: list[Any], ctx: _Context) -> None:
     for m in maths:
         formula = _math_text(m).strip()
         if formula:
             ctx.formulas += 1
             ctx.blocks.append(Block(kind=BlockKind.FORMULA, text=formula))
-    if stripped:
-        heading = _HEADING_STYLE.match(lname)
-        if lname == "title":
-            ctx.blocks.append(Block(kind=BlockKind.TITLE, text=stripped))
-        elif heading or (outline is not None and 0 <= outline < 9):
-            level = int(heading.group(1)) if heading else (outline or 0) + 1
-            ctx.blocks.append(Block(kind=BlockKind.HEADING, text=stripped, level=min(level, 6)))
-        elif lname == "caption" and ctx.blocks and ctx.blocks[-1].kind is BlockKind.FIGURE:
-            last = ctx.blocks[-1]
-            if not last.caption:
-                ctx.blocks[-1] = Block(
-                    kind=BlockKind.FIGURE, text=last.text, label=last.label, caption=stripped
-                )
-            else:
-                ctx.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=stripped))
-        elif num_id is not None and num_id != "0":
-            ordered = ctx.ordered.get((num_id, ilvl), False)
-            # "List Bullet 2" style families nest by style, with ilvl 0 in their own numbering.
-            by_style = _LIST_STYLE_LEVEL.match(lname)
-            level = ilvl or (int(by_style.group(1)) - 1 if by_style else 0)
-            ctx.blocks.append(Block(kind=BlockKind.LIST_ITEM, text=stripped, level=level, ordered=ordered))
-        elif lname in _CODE_STYLES:
-            ctx.blocks.append(Block(kind=BlockKind.CODE, text=text.rstrip()))
-        else:
-            ctx.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=stripped))
-    for box in boxes:
-        _body(box, ctx)
+
+
+def _text_block(
+    text: str, name: str | None, outline: int | None, num_id: str | None, ilvl: int, ctx: _Context
+) -> Block | None:
+    """The paragraph's block by its style: title, heading, caption (None: it captioned the
+    figure before it), list item, code or paragraph."""
+    lname = (name or "").lower()
+    stripped = text.strip()
+    heading = _HEADING_STYLE.match(lname)
+    if lname == "title":
+        return Block(kind=BlockKind.TITLE, text=stripped)
+    if heading or (outline is not None and 0 <= outline < 9):
+        level = int(heading.group(1)) if heading else (outline or 0) + 1
+        return Block(kind=BlockKind.HEADING, text=stripped, level=min(level, 6))
+    if lname == "caption" and ctx.blocks and ctx.blocks[-1].kind is BlockKind.FIGURE:
+        last = ctx.blocks[-1]
+        if last.caption:
+            return Block(kind=BlockKind.PARAGRAPH, text=stripped)
+        ctx.blocks[-1] = replace(last, caption=stripped)
+        return None
+    if num_id is not None and num_id != "0":
+        ordered = ctx.ordered.get((num_id, ilvl), False)
+        # "List Bullet 2" style families nest by style, with ilvl 0 in their own numbering.
+        by_style = _LIST_STYLE_LEVEL.match(lname)
+        level = ilvl or (int(by_style.group(1)) - 1 if by_style else 0)
+        return Block(kind=BlockKind.LIST_ITEM, text=stripped, level=level, ordered=ordered)
+    if lname in _CODE_STYLES:
+        return Block(kind=BlockKind.CODE, text=text.rstrip())
+    return Block(kind=BlockKind.PARAGRAPH, text=stripped)
 
 
 def _cell_text(tc: Any) -> str:
@@ -282,61 +308,75 @@ def _row_cells(tr: Any) -> list[Any]:
     return cells
 
 
+def _cell_props(tc: Any) -> tuple[int, str | None]:
+    """(grid columns the cell spans, its vMerge: "restart", "continue" or None)."""
+    tcpr = tc.find(f"{_W}tcPr")
+    if tcpr is None:
+        return 1, None
+    gs = tcpr.find(f"{_W}gridSpan")
+    span = max((_int(gs.get(f"{_W}val")) if gs is not None else None) or 1, 1)
+    vm = tcpr.find(f"{_W}vMerge")
+    return span, (vm.get(f"{_W}val") or "continue") if vm is not None else None
+
+
+@dataclass(slots=True)
+class _TableReader:
+    """Rows into a grid where merged cells repeat their value, plus the merges' spans."""
+
+    grid: list[list[str]] = field(default_factory=list)
+    spans: list[list[int]] = field(default_factory=list)  # [row, col, row_span, col_span]
+    open_vmerge: dict[int, list[int]] = field(default_factory=dict)  # column -> its span entry
+    header_rows: int = 0
+    counting_header: bool = True
+
+    def row(self, tr: Any) -> None:
+        trpr = tr.find(f"{_W}trPr")
+        is_header = trpr is not None and trpr.find(f"{_W}tblHeader") is not None
+        if self.counting_header and is_header:
+            self.header_rows += 1
+        else:
+            self.counting_header = False
+        row: list[str] = []
+        grid_before = trpr.find(f"{_W}gridBefore") if trpr is not None else None
+        if grid_before is not None:
+            row.extend([""] * (_int(grid_before.get(f"{_W}val")) or 0))
+        for tc in _row_cells(tr):
+            self.cell(tc, row)
+        self.grid.append(row)
+
+    def cell(self, tc: Any, row: list[str]) -> None:
+        r, col = len(self.grid), len(row)
+        span, vmerge = _cell_props(tc)
+        if vmerge == "continue" and col in self.open_vmerge and r > 0:
+            entry = self.open_vmerge[col]
+            entry[2] += 1
+            above = self.grid[entry[0]][col] if col < len(self.grid[entry[0]]) else ""
+            row.extend([above] * span)
+            return
+        row.extend([_cell_text(tc)] * span)
+        entry = [r, col, 1, span]
+        if vmerge == "restart":
+            self.open_vmerge[col] = entry
+        else:
+            self.open_vmerge.pop(col, None)
+        self.spans.append(entry)
+
+    def table(self) -> Table | None:
+        if not self.grid:
+            return None
+        width = max(len(r) for r in self.grid)
+        rows = tuple(tuple(r + [""] * (width - len(r))) for r in self.grid)
+        merged = tuple((a, b, c, d) for a, b, c, d in self.spans if c > 1 or d > 1)
+        return Table(rows=rows, header_rows=self.header_rows or (1 if len(rows) > 1 else 0), spans=merged)
+
+
 def _table(tbl: Any) -> Table | None:
-    grid: list[list[str]] = []
-    spans: list[list[int]] = []  # [row, col, row_span, col_span]
-    open_vmerge: dict[int, list[int]] = {}  # column -> its span entry, while a vMerge continues
-    header_rows = 0
-    counting_header = True
+    reader = _TableReader()
     for tr in tbl.iter(f"{_W}tr"):
         if tr.getparent() is not tbl and local(tr.getparent().tag) not in ("sdtContent", "customXml"):
             continue  # a nested table's row
-        trpr = tr.find(f"{_W}trPr")
-        is_header = trpr is not None and trpr.find(f"{_W}tblHeader") is not None
-        if counting_header and is_header:
-            header_rows += 1
-        else:
-            counting_header = False
-        r = len(grid)
-        row: list[str] = []
-        col = 0
-        grid_before = trpr.find(f"{_W}gridBefore") if trpr is not None else None
-        if grid_before is not None:
-            skip = _int(grid_before.get(f"{_W}val")) or 0
-            row.extend([""] * skip)
-            col += skip
-        for tc in _row_cells(tr):
-            tcpr = tc.find(f"{_W}tcPr")
-            span = 1
-            vmerge: str | None = None
-            if tcpr is not None:
-                gs = tcpr.find(f"{_W}gridSpan")
-                span = max((_int(gs.get(f"{_W}val")) if gs is not None else None) or 1, 1)
-                vm = tcpr.find(f"{_W}vMerge")
-                if vm is not None:
-                    vmerge = vm.get(f"{_W}val") or "continue"
-            if vmerge == "continue" and col in open_vmerge and r > 0:
-                entry = open_vmerge[col]
-                entry[2] += 1
-                above = grid[entry[0]][col] if col < len(grid[entry[0]]) else ""
-                row.extend([above] * span)
-            else:
-                text = _cell_text(tc)
-                row.extend([text] * span)
-                entry = [r, col, 1, span]
-                if vmerge == "restart":
-                    open_vmerge[col] = entry
-                else:
-                    open_vmerge.pop(col, None)
-                spans.append(entry)
-            col += span
-        grid.append(row)
-    if not grid:
-        return None
-    width = max(len(r) for r in grid)
-    rows = tuple(tuple(r + [""] * (width - len(r))) for r in grid)
-    merged = tuple((a, b, c, d) for a, b, c, d in spans if c > 1 or d > 1)
-    return Table(rows=rows, header_rows=header_rows or (1 if len(rows) > 1 else 0), spans=merged)
+        reader.row(tr)
+    return reader.table()
 
 
 def _body(container: Any, ctx: _Context) -> None:
@@ -428,6 +468,10 @@ class DocxProvider:
             if not zf.has(main):
                 raise CorruptDocumentError(f"{source_name}: no word/document.xml; not a Word document")
             ctx = _Context(styles=_read_styles(zf), ordered=_read_numbering(zf))
+            store = ImageStore(options.include_images)
+            if store.enabled:
+                rels = relationships(zf, main)
+                ctx.picture = lambda drawing: ooxml_image(store, zf, rels, drawing)
             root = zf.xml(main)
             t1 = time.perf_counter()
             body = root.find(f"{_W}body")
@@ -435,12 +479,15 @@ class DocxProvider:
                 raise CorruptDocumentError(f"{source_name}: the document has no body")
             headers = _headers_footers(zf, main)
             _body(body, ctx)
+            ctx.picture = _no_picture  # notes' drawings name their own parts' relationships
             footnotes = _notes(zf, "word/footnotes.xml", "footnote", ctx)
             endnotes = _notes(zf, "word/endnotes.xml", "endnote", ctx)
             props = _core_properties(zf)
         doc.blocks = [b for b in headers if b.kind is BlockKind.PAGE_HEADER] + ctx.blocks
         doc.blocks += [b for b in headers if b.kind is BlockKind.PAGE_FOOTER]
         doc.timings.update(read=t1 - t0, structure=time.perf_counter() - t1)
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.metadata.update(
             reader="lxml (WordprocessingML)",
             figures=ctx.figures,

@@ -14,12 +14,14 @@ messages count), and attachments are parsed only down to MAX_ATTACHMENT_DEPTH me
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.policy
 import re
 import tempfile
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,24 @@ def _decoded_text(part: Message) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
+def _header_text(value: object) -> str:
+    """A header as text: encoded words (=?utf-8?q?...?=) decoded. Messages are read with the
+    compat32 policy, whose headers are plain strings: the default policy parses every header
+    it is asked for into objects, most of a small message's parse time."""
+    text = str(value)
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+        return text
+
+
+def _filename(part: Message) -> str | None:
+    name = part.get_filename()
+    return _header_text(name) if name is not None else None
+
+
 def _is_attachment(part: Message) -> bool:
     disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if disposition == "attachment":
@@ -177,15 +197,15 @@ def _eml_parts(msg: Message) -> tuple[str | None, str | None, list[_Attachment]]
                 data = sub.as_bytes() if isinstance(sub, Message) else b""
                 for nested in _walk(sub, 0, counter) if isinstance(sub, Message) else ():
                     skip.add(id(nested))
-                name = part.get_filename() or (
-                    str(sub.get("Subject", "")) if isinstance(sub, Message) else ""
+                name = _filename(part) or (
+                    _header_text(sub.get("Subject", "")) if isinstance(sub, Message) else ""
                 )
                 attachments.append(_Attachment((name or "message") + ".eml", data, "message/rfc822"))
             else:
                 payload = part.get_payload(decode=True)
                 attachments.append(
                     _Attachment(
-                        part.get_filename() or "attachment",
+                        _filename(part) or "attachment",
                         payload if isinstance(payload, bytes) else b"",
                         part.get_content_type(),
                     )
@@ -204,7 +224,7 @@ def _eml_headers(msg: Message) -> dict[str, str]:
     for name in HEADER_FIELDS:
         value = msg.get(name)
         if value is not None:
-            out[name] = " ".join(str(value).split())
+            out[name] = " ".join(_header_text(value).split())
     return out
 
 
@@ -231,7 +251,7 @@ class EmlProvider:
             raise DocumentTooLargeError(f"{source_name}: {size} bytes, over the {self.max_bytes} byte limit")
         try:
             with path.open("rb") as f:
-                msg = email.message_from_binary_file(f, policy=email.policy.default)
+                msg = email.message_from_binary_file(f, policy=email.policy.compat32)
             headers = _eml_headers(msg)
             plain, html, attachments = _eml_parts(msg)
         except RecursionError as exc:
@@ -242,7 +262,7 @@ class EmlProvider:
         body, body_type = _body_blocks(plain, html)
         doc.blocks = _header_blocks(headers) + body
         doc.metadata.update(reader="email (stdlib)", headers=headers, body_type=body_type)
-        if isinstance(msg, EmailMessage) and msg.defects:
+        if msg.defects:
             doc.warnings.append(f"message defects: {', '.join(type(d).__name__ for d in msg.defects[:5])}")
         _parse_attachments(doc, attachments, options, self.settings, depth)
         doc.timings["read"] = time.perf_counter() - t0
@@ -258,6 +278,42 @@ def _msg_text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
+
+
+def _msg_headers(msg: Any) -> dict[str, str]:
+    """The shown headers of an Outlook message, whitespace collapsed, empty ones left out."""
+    headers = {
+        name: _msg_text(getattr(msg, attribute, None)) or ""
+        for name, attribute in (
+            ("From", "sender"),
+            ("To", "to"),
+            ("Cc", "cc"),
+            ("Bcc", "bcc"),
+            ("Date", "date"),
+            ("Subject", "subject"),
+            ("Message-ID", "messageId"),
+        )
+    }
+    return {k: " ".join(v.split()) for k, v in headers.items() if v and v.strip()}
+
+
+def _msg_attachments(msg: Any, source_name: str) -> list[_Attachment]:
+    """Attached files as bytes; embedded Outlook messages exported as .msg files of their own."""
+    attachments: list[_Attachment] = []
+    raw_attachments = list(getattr(msg, "attachments", []) or [])
+    if len(raw_attachments) > MAX_PARTS:
+        raise DocumentTooLargeError(f"{source_name}: more than {MAX_PARTS} attachments")
+    for att in raw_attachments:
+        data = getattr(att, "data", None)
+        name = _msg_text(getattr(att, "longFilename", None) or getattr(att, "shortFilename", None))
+        if isinstance(data, bytes):
+            mimetype = str(getattr(att, "mimetype", "") or "")
+            attachments.append(_Attachment(name or "attachment", data, mimetype))
+        elif data is not None and hasattr(data, "exportBytes"):
+            attachments.append(
+                _Attachment((name or "message") + ".msg", data.exportBytes(), "application/vnd.ms-outlook")
+            )
+    return attachments
 
 
 @dataclass(frozen=True)
@@ -282,39 +338,13 @@ class MsgProvider:
         except Exception as exc:  # extract-msg raises a zoo of its own and olefile's errors
             raise CorruptDocumentError(f"{source_name}: not a readable Outlook message ({exc})") from exc
         try:
-            headers = {
-                "From": _msg_text(getattr(msg, "sender", None)) or "",
-                "To": _msg_text(getattr(msg, "to", None)) or "",
-                "Cc": _msg_text(getattr(msg, "cc", None)) or "",
-                "Bcc": _msg_text(getattr(msg, "bcc", None)) or "",
-                "Date": _msg_text(getattr(msg, "date", None)) or "",
-                "Subject": _msg_text(getattr(msg, "subject", None)) or "",
-                "Message-ID": _msg_text(getattr(msg, "messageId", None)) or "",
-            }
-            headers = {k: " ".join(v.split()) for k, v in headers.items() if v and v.strip()}
+            headers = _msg_headers(msg)
             plain = _msg_text(getattr(msg, "body", None))
             try:
                 html = _msg_text(getattr(msg, "htmlBody", None))
             except Exception:  # an RTF-only body that cannot be de-encapsulated
                 html = None
-            attachments: list[_Attachment] = []
-            raw_attachments = list(getattr(msg, "attachments", []) or [])
-            if len(raw_attachments) > MAX_PARTS:
-                raise DocumentTooLargeError(f"{source_name}: more than {MAX_PARTS} attachments")
-            for att in raw_attachments:
-                data = getattr(att, "data", None)
-                name = _msg_text(getattr(att, "longFilename", None) or getattr(att, "shortFilename", None))
-                if isinstance(data, bytes):
-                    attachments.append(
-                        _Attachment(name or "attachment", data, str(getattr(att, "mimetype", "") or ""))
-                    )
-                elif data is not None and hasattr(data, "exportBytes"):
-                    # An embedded Outlook message: parsed as an MSG of its own.
-                    attachments.append(
-                        _Attachment(
-                            (name or "message") + ".msg", data.exportBytes(), "application/vnd.ms-outlook"
-                        )
-                    )
+            attachments = _msg_attachments(msg, source_name)
         finally:
             msg.close()
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.MSG)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,39 @@ def _is_layout_table(table: Any) -> bool:
     return False
 
 
+def _is_header_row(tr: Any, cells: list[Any]) -> bool:
+    """Only <th> cells, or a row of <thead>."""
+    if cells and all(td.tag == "th" for td in cells):
+        return True
+    return tr.getparent() is not None and tr.getparent().tag == "thead"
+
+
+def _cell_value(td: Any) -> str:
+    return "\n".join(line for line in (_WS.sub(" ", s).strip() for s in _cell_lines(td)) if line)
+
+
+def _place_cells(
+    cells: list[Any],
+    r: int,
+    n_rows: int,
+    grid: dict[tuple[int, int], str],
+    spans: list[tuple[int, int, int, int]],
+) -> int:
+    """Put one row's cells on the grid, past cells that rows above span into; its width."""
+    c = 0
+    for td in cells:
+        while (r, c) in grid:
+            c += 1
+        text = _cell_value(td)
+        colspan = _span(td.get("colspan"), 1000)
+        rowspan = min(_span(td.get("rowspan"), 10000), n_rows - r)
+        grid.update(((r + dr, c + dc), text) for dr in range(rowspan) for dc in range(colspan))
+        if colspan > 1 or rowspan > 1:
+            spans.append((r, c, rowspan, colspan))
+        c += colspan
+    return c
+
+
 def html_table(table: Any) -> Table | None:
     """A data table as a Table: rows from thead/tbody/tfoot in order, spans placed on a grid."""
     rows_el = [tr for tr in table.iter("tr") if _owner_table(tr) is table]
@@ -171,28 +205,10 @@ def html_table(table: Any) -> Table | None:
     counting = True
     width = 0
     for r, tr in enumerate(rows_el):
-        c = 0
         cells = [td for td in tr if td.tag in ("td", "th")]
-        if (counting and cells and all(td.tag == "th" for td in cells)) or (
-            counting and tr.getparent() is not None and tr.getparent().tag == "thead"
-        ):
-            header_rows += 1
-        else:
-            counting = False
-        for td in cells:
-            while (r, c) in grid:
-                c += 1
-            text = "\n".join(line for line in (_WS.sub(" ", s).strip() for s in _cell_lines(td)) if line)
-            colspan = _span(td.get("colspan"), 1000)
-            rowspan = _span(td.get("rowspan"), 10000)
-            rowspan = min(rowspan, len(rows_el) - r)
-            for dr in range(rowspan):
-                for dc in range(colspan):
-                    grid[(r + dr, c + dc)] = text
-            if colspan > 1 or rowspan > 1:
-                spans.append((r, c, rowspan, colspan))
-            c += colspan
-            width = max(width, c)
+        counting = counting and _is_header_row(tr, cells)
+        header_rows += counting
+        width = max(width, _place_cells(cells, r, len(rows_el), grid, spans))
     if not rows_el or width == 0:
         return None
     rows = tuple(tuple(grid.get((r, c), "") for c in range(width)) for r in range(len(rows_el)))
@@ -264,83 +280,26 @@ class HtmlWalker:
     def walk(self, el: Any, depth: int = 0) -> None:
         tag = el.tag if isinstance(el.tag, str) else ""
         if not tag:  # comments, processing instructions
-            if el.tail:
-                self.inline.append(el.tail)
-            return
-        if _is_dropped(el):
+            pass
+        elif _is_dropped(el):
             self.dropped += 1
-            if el.tail:
-                self.inline.append(el.tail)
-            return
-        if depth > _MAX_DEPTH:
+        elif depth > _MAX_DEPTH:
             self.inline.append(" " + _text(el) + " ")
-        elif tag in _HEADINGS:
-            self.flush()
-            text = _text(el)
-            if text:
-                self.blocks.append(Block(kind=BlockKind.HEADING, text=text, level=_HEADINGS[tag]))
+        else:
+            self.element(el, tag, depth)
+        if el.tail:
+            self.inline.append(el.tail)
+
+    def element(self, el: Any, tag: str, depth: int) -> None:
+        """One element by its tag: headings, data tables and the tags in _TAG_STEPS have a
+        step of their own; other block tags end the running paragraph; inline tags add to it."""
+        step = _TAG_STEPS.get(tag)
+        if tag in _HEADINGS:
+            self.heading(el, tag)
         elif tag == "table" and not _is_layout_table(el):
-            self.flush()
-            table = html_table(el)
-            if table is not None and any(any(c for c in r) for r in table.rows):
-                self.blocks.append(Block(kind=BlockKind.TABLE, table=table))
-        elif tag == "pre":
-            self.flush()
-            code = "".join(el.itertext()).strip("\n")
-            if code.strip():
-                lang = next(
-                    (
-                        c.split("-", 1)[1]
-                        for e in (el, *el.iter("code"))
-                        for c in _classes(e).split()
-                        if c.startswith(("language-", "lang-"))
-                    ),
-                    None,
-                )
-                self.blocks.append(Block(kind=BlockKind.CODE, text=code, language=lang))
-        elif tag in ("ul", "ol"):
-            self.flush()
-            self.list_depth += 1
-            self.list_ordered.append(tag == "ol")
-            self._children(el, depth)
-            self.flush()
-            self.list_depth -= 1
-            self.list_ordered.pop()
-        elif tag == "li":
-            self.flush()
-            self.in_li = True
-            self._children(el, depth)
-            self.flush()
-            self.in_li = False
-        elif tag == "figure":
-            self.flush()
-            caption_el = el.find(".//figcaption")
-            caption = _text(caption_el) if caption_el is not None else ""
-            images = list(el.iter("img"))
-            alt = " ".join(a for img in images if (a := (img.get("alt") or "").strip()))
-            if images or caption:
-                self.figures += 1
-                label = images[0].get("src") if images else None
-                self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption=caption, label=label))
-            for child in el:
-                if child.tag not in ("img", "figcaption", "picture"):
-                    self.walk(child, depth + 1)
-        elif tag == "img":
-            alt = (el.get("alt") or "").strip()
-            if alt:
-                self.flush()
-                self.figures += 1
-                self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption="", label=el.get("src")))
-        elif tag == "math":
-            tex = next((a for a in el.iter("annotation") if "tex" in (a.get("encoding") or "").lower()), None)
-            formula = (tex.text or "").strip() if tex is not None else _text(el)
-            if formula:
-                self.flush()
-                self.blocks.append(Block(kind=BlockKind.FORMULA, text=formula))
-        elif tag == "br":
-            self.inline.append("\n")
-        elif tag == "hr":
-            self.flush()
+            self.table(el)
+        elif step is not None:
+            step(self, el, depth)
         elif tag in _BLOCK or tag == "table":
             self.flush()
             if el.text:
@@ -351,14 +310,106 @@ class HtmlWalker:
             if el.text:
                 self.inline.append(el.text)
             self._children(el, depth, skip_text=True)
-        if el.tail:
-            self.inline.append(el.tail)
+
+    def heading(self, el: Any, tag: str) -> None:
+        self.flush()
+        text = _text(el)
+        if text:
+            self.blocks.append(Block(kind=BlockKind.HEADING, text=text, level=_HEADINGS[tag]))
+
+    def table(self, el: Any) -> None:
+        self.flush()
+        table = html_table(el)
+        if table is not None and any(any(c for c in r) for r in table.rows):
+            self.blocks.append(Block(kind=BlockKind.TABLE, table=table))
+
+    def pre(self, el: Any, depth: int) -> None:
+        self.flush()
+        code = "".join(el.itertext()).strip("\n")
+        if code.strip():
+            self.blocks.append(Block(kind=BlockKind.CODE, text=code, language=_code_language(el)))
+
+    def list_block(self, el: Any, depth: int) -> None:
+        self.flush()
+        self.list_depth += 1
+        self.list_ordered.append(el.tag == "ol")
+        self._children(el, depth)
+        self.flush()
+        self.list_depth -= 1
+        self.list_ordered.pop()
+
+    def list_item(self, el: Any, depth: int) -> None:
+        self.flush()
+        self.in_li = True
+        self._children(el, depth)
+        self.flush()
+        self.in_li = False
+
+    def figure(self, el: Any, depth: int) -> None:
+        self.flush()
+        caption_el = el.find(".//figcaption")
+        caption = _text(caption_el) if caption_el is not None else ""
+        images = list(el.iter("img"))
+        alt = " ".join(a for img in images if (a := (img.get("alt") or "").strip()))
+        if images or caption:
+            self.figures += 1
+            label = images[0].get("src") if images else None
+            self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption=caption, label=label))
+        for child in el:
+            if child.tag not in ("img", "figcaption", "picture"):
+                self.walk(child, depth + 1)
+
+    def image(self, el: Any, depth: int) -> None:
+        alt = (el.get("alt") or "").strip()
+        if alt:
+            self.flush()
+            self.figures += 1
+            self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption="", label=el.get("src")))
+
+    def math(self, el: Any, depth: int) -> None:
+        tex = next((a for a in el.iter("annotation") if "tex" in (a.get("encoding") or "").lower()), None)
+        formula = (tex.text or "").strip() if tex is not None else _text(el)
+        if formula:
+            self.flush()
+            self.blocks.append(Block(kind=BlockKind.FORMULA, text=formula))
+
+    def line_break(self, el: Any, depth: int) -> None:
+        self.inline.append("\n")
+
+    def rule(self, el: Any, depth: int) -> None:
+        self.flush()
 
     def _children(self, el: Any, depth: int, skip_text: bool = False) -> None:
         if not skip_text and el.text:
             self.inline.append(el.text)
         for child in el:
             self.walk(child, depth + 1)
+
+
+_TAG_STEPS: dict[str, Callable[[HtmlWalker, Any, int], None]] = {
+    "pre": HtmlWalker.pre,
+    "ul": HtmlWalker.list_block,
+    "ol": HtmlWalker.list_block,
+    "li": HtmlWalker.list_item,
+    "figure": HtmlWalker.figure,
+    "img": HtmlWalker.image,
+    "math": HtmlWalker.math,
+    "br": HtmlWalker.line_break,
+    "hr": HtmlWalker.rule,
+}
+
+
+def _code_language(pre: Any) -> str | None:
+    """From a language-xxx or lang-xxx class on the <pre> or a <code> inside it."""
+    return next(
+        (
+            c.split("-", 1)[1]
+            for e in (pre, *pre.iter("code"))
+            for c in _classes(e).split()
+            if c.startswith(("language-", "lang-"))
+        ),
+        None,
+    )
 
 
 def html_blocks(text: str) -> tuple[list[Block], dict[str, Any]]:

@@ -17,6 +17,7 @@ import functools
 import io
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,23 @@ _SCRIPTS = {
     "ch": "CJK",
 }
 _TESS_TO_ISO = {v: k for k, v in TESSERACT_LANGUAGES.items()}
+# Latin-script languages, for a Tesseract run that reads them next to another script
+# ("en,ru": eng+rus). Alone, they stay with RapidOCR.
+_TESSERACT_LATIN = {
+    "en": "eng",
+    "de": "deu",
+    "fr": "fra",
+    "es": "spa",
+    "it": "ita",
+    "pt": "por",
+    "nl": "nld",
+    "pl": "pol",
+    "cs": "ces",
+    "sv": "swe",
+    "da": "dan",
+    "fi": "fin",
+    "tr": "tur",
+}
 
 
 def _iso(language: str | None) -> str | None:
@@ -72,9 +90,26 @@ def _iso(language: str | None) -> str | None:
     return _TESS_TO_ISO.get(code, code)
 
 
-def engine_for(language: str | None) -> str:
-    """Which engine reads `language`."""
-    return TESSERACT_ENGINE_NAME if _iso(language) in TESSERACT_LANGUAGES else ENGINE_NAME
+def _requested(language: str | None, languages: Sequence[str]) -> tuple[str, ...]:
+    """The request's OCR languages (`ocr_languages`), else the one `language`, else none."""
+    if languages:
+        return tuple(languages)
+    return (language,) if language else ()
+
+
+def tesseract_codes(language: str | None, languages: Sequence[str] = ()) -> str | None:
+    """Tesseract's language argument ("rus", "eng+rus") when a requested language is in a
+    script RapidOCR cannot read; None when RapidOCR serves them all."""
+    isos = [_iso(lang) or "" for lang in _requested(language, languages)]
+    if not any(iso in TESSERACT_LANGUAGES for iso in isos):
+        return None
+    codes = [TESSERACT_LANGUAGES.get(iso) or _TESSERACT_LATIN.get(iso) or iso for iso in isos]
+    return "+".join(dict.fromkeys(codes))
+
+
+def engine_for(language: str | None, languages: Sequence[str] = ()) -> str:
+    """Which engine reads `language` (or all of `languages`)."""
+    return TESSERACT_ENGINE_NAME if tesseract_codes(language, languages) else ENGINE_NAME
 
 
 def _script(ch: str) -> str:
@@ -86,21 +121,23 @@ def _script(ch: str) -> str:
     return name.split(" ", 1)[0]
 
 
-def script_warning(lines: list[OcrLine], language: str | None) -> str | None:
-    """A warning when under half of the recognised letters are in the requested language's
-    script (Cyrillic text read as Latin look-alikes, for example)."""
-    iso = _iso(language)
-    if iso is None:
+def script_warning(lines: list[OcrLine], language: str | None, languages: Sequence[str] = ()) -> str | None:
+    """A warning when under half of the recognised letters are in the requested languages'
+    scripts (Cyrillic text read as Latin look-alikes, for example)."""
+    requested = _requested(language, languages)
+    if not requested:
         return None
-    want = _SCRIPTS.get(iso, "LATIN")
+    wants = {_SCRIPTS.get(_iso(lang) or "", "LATIN") for lang in requested}
     letters = [c for ln in lines for c in ln.text if c.isalpha()]
     if len(letters) < 10:
         return None
-    share = sum(1 for c in letters if _script(c) == want) / len(letters)
+    share = sum(1 for c in letters if _script(c) in wants) / len(letters)
     if share >= 0.5:
         return None
+    names = " or ".join(sorted(w.title() for w in wants))
+    shown = ",".join(requested)
     return (
-        f"OCR language {language!r} expects {want.title()} script but only {share:.0%} of the "
+        f"OCR language {shown!r} expects {names} script but only {share:.0%} of the "
         "recognised letters are; the text may be misread"
     )
 
@@ -192,10 +229,13 @@ def _tesseract(image: Image.Image, code: str) -> list[OcrLine]:
     return reading_order(lines)
 
 
-def recognize_image(image: Image.Image, language: str | None = None) -> list[OcrLine]:
+def recognize_image(
+    image: Image.Image, language: str | None = None, languages: Sequence[str] = ()
+) -> list[OcrLine]:
     """OCR a decoded Pillow image; lines come back in reading order. Languages in scripts
-    the RapidOCR models cannot read go to Tesseract (see the module docstring)."""
-    code = TESSERACT_LANGUAGES.get(_iso(language) or "")
+    the RapidOCR models cannot read go to Tesseract (see the module docstring); `languages`
+    (the request's ocr_languages) overrides `language` and may name several."""
+    code = tesseract_codes(language, languages)
     if code is not None:
         return _tesseract(image, code)
     result, _elapsed = _engine()(to_8bit(image))
@@ -209,13 +249,13 @@ def recognize_image(image: Image.Image, language: str | None = None) -> list[Ocr
     return reading_order(lines)
 
 
-def recognize(image_png: bytes, language: str | None = None) -> list[OcrLine]:
+def recognize(image_png: bytes, language: str | None = None, languages: Sequence[str] = ()) -> list[OcrLine]:
     """OCR an encoded image (PNG, or anything Pillow decodes); lines in reading order."""
     from PIL import Image
 
     with Image.open(io.BytesIO(image_png)) as img:
         img.load()
-        return recognize_image(img, language)
+        return recognize_image(img, language, languages)
 
 
 def _rows(lines: list[OcrLine]) -> list[OcrLine]:
@@ -311,18 +351,12 @@ def _join(left: str, right: str) -> str:
     return f"{left} {right}"
 
 
-def lines_to_paragraphs(lines: list[OcrLine]) -> list[str]:
-    """Group OCR lines (in reading order) into paragraphs.
+Box = tuple[float, float, float, float]
 
-    Boxes on one row are first joined into a visual line. A new paragraph starts where the
-    vertical gap to the previous line exceeds ~0.8 line heights, where a line is indented
-    relative to the line above, or where a paragraph of several lines is followed by an
-    outdented line (a first-line indent followed by flush body lines stays one paragraph).
-    """
-    if not lines:
-        return []
-    # 1. Visual lines: consecutive boxes on the same row.
-    visual: list[tuple[str, float, float, float, float]] = []  # text, x0, y0, x1, y1
+
+def _visual_lines(lines: list[OcrLine]) -> list[tuple[str, float, float, float, float]]:
+    """Consecutive boxes on the same row joined into one visual line: (text, x0, y0, x1, y1)."""
+    visual: list[tuple[str, float, float, float, float]] = []
     for ln in lines:
         x0, y0, x1, y1 = ln.bbox
         if visual:
@@ -332,13 +366,31 @@ def lines_to_paragraphs(lines: list[OcrLine]) -> list[str]:
                 visual[-1] = (f"{t} {ln.text}", px0, min(py0, y0), max(px1, x1), max(py1, y1))
                 continue
         visual.append((ln.text, x0, y0, x1, y1))
+    return visual
 
+
+def _union(a: Box, b: Box) -> Box:
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def paragraph_boxes(lines: list[OcrLine]) -> list[tuple[str, Box]]:
+    """Group OCR lines (in reading order) into paragraphs, each with the union of its lines'
+    boxes (image pixels).
+
+    Boxes on one row are first joined into a visual line. A new paragraph starts where the
+    vertical gap to the previous line exceeds ~0.8 line heights, where a line is indented
+    relative to the line above, or where a paragraph of several lines is followed by an
+    outdented line (a first-line indent followed by flush body lines stays one paragraph).
+    """
+    if not lines:
+        return []
+    visual = _visual_lines(lines)
     median_h = statistics.median(v[4] - v[2] for v in visual) or 1.0
     gap_limit = 0.8 * median_h
     indent_tol = 1.0 * median_h
 
-    paragraphs: list[str] = []
-    current = visual[0][0]
+    paragraphs: list[tuple[str, Box]] = []
+    current, box = visual[0][0], visual[0][1:]
     n_lines = 1
     prev = visual[0]
     for v in visual[1:]:
@@ -347,11 +399,17 @@ def lines_to_paragraphs(lines: list[OcrLine]) -> list[str]:
         outdented = v[1] < prev[1] - indent_tol and n_lines > 1
         moved_up = gap < -0.5 * median_h  # the next column starts back at the top
         if gap > gap_limit or indented or outdented or moved_up:
-            paragraphs.append(current)
-            current, n_lines = v[0], 1
+            paragraphs.append((current, box))
+            current, box, n_lines = v[0], v[1:], 1
         else:
             current = _join(current, v[0])
+            box = _union(box, v[1:])
             n_lines += 1
         prev = v
-    paragraphs.append(current)
+    paragraphs.append((current, box))
     return paragraphs
+
+
+def lines_to_paragraphs(lines: list[OcrLine]) -> list[str]:
+    """The paragraphs' text only (see `paragraph_boxes`)."""
+    return [text for text, _box in paragraph_boxes(lines)]

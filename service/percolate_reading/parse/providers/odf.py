@@ -91,52 +91,115 @@ def _cell_text(cell: Any) -> str:
     return "\n".join(lines)
 
 
-def odf_table(tbl: Any, page: int | None = None) -> Table | None:
-    grid: dict[tuple[int, int], str] = {}
-    spans: list[tuple[int, int, int, int]] = []
-    header_rows = 0
-    rows_el: list[tuple[Any, bool]] = []
+_MARGIN_CLASSES = ("page-number", "date-time", "footer", "header")
+
+
+def _frame_key(frame: Any) -> tuple[float, float]:
+    """Top to bottom, then left to right; frames without geometry last."""
+    box = _frame_box(frame)
+    return (box[1], box[0]) if box is not None else (1e9, 1e9)
+
+
+def _slide_titles(titles: list[Any], number: int, walker: _Walker) -> None:
+    for frame in titles:
+        walker.box = _frame_box(frame)
+        text = " ".join(t for p in frame.iter(f"{TEXT}p") if (t := _para_text(p)[0].strip()))
+        if text:
+            walker.add(BlockKind.TITLE if number == 1 else BlockKind.HEADING, text=text, level=2)
+
+
+def _slide_frame(frame: Any, number: int, walker: _Walker) -> None:
+    walker.box = _frame_box(frame)
+    if frame.get(f"{PRESENTATION}class") in _MARGIN_CLASSES:
+        return
+    walker.frames([frame])
+    tbl = frame.find(f"{TABLE}table")
+    table = odf_table(tbl, number) if tbl is not None else None
+    if table is not None:
+        walker.blocks.append(Block(kind=BlockKind.TABLE, table=table, page=number, bbox=walker.box))
+
+
+def _slide_notes(page: Any, number: int, walker: _Walker) -> None:
+    notes = page.find(f"{PRESENTATION}notes")
+    for p in notes.iter(f"{TEXT}p") if notes is not None else ():
+        text = _para_text(p)[0].strip()
+        if text:
+            walker.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=text, page=number, label="notes"))
+
+
+def _slide(page: Any, number: int, walker: _Walker) -> None:
+    """One slide: titles, then the other frames in reading position, then speaker notes."""
+    walker.page = number
+    walker.blocks.append(Block(kind=BlockKind.PAGE_BREAK, page=number))
+    frames = [f for f in page.iter(f"{DRAW}frame") if local(f.getparent().tag) in ("page", "g")]
+    titles = [f for f in frames if f.get(f"{PRESENTATION}class") == "title"]
+    rest = sorted((f for f in frames if f not in titles), key=_frame_key)
+    _slide_titles(titles, number, walker)
+    for frame in rest:
+        _slide_frame(frame, number, walker)
+    walker.box = None
+    _slide_notes(page, number, walker)
+
+
+def _table_rows(tbl: Any) -> list[tuple[Any, bool]]:
+    """The table's row elements, each with whether it is a header row."""
+    rows: list[tuple[Any, bool]] = []
     for child in tbl:
         tag = local(child.tag)
         if tag == "table-header-rows":
-            rows_el.extend((r, True) for r in child if local(r.tag) == "table-row")
+            rows.extend((r, True) for r in child if local(r.tag) == "table-row")
         elif tag == "table-row":
-            rows_el.append((child, False))
+            rows.append((child, False))
         elif tag == "table-rows":
-            rows_el.extend((r, False) for r in child if local(r.tag) == "table-row")
-    width = 0
-    for r, (row, is_header) in enumerate(rows_el[:100_000]):
-        header_rows += is_header
-        c = 0
-        for cell in row:
-            tag = local(cell.tag)
-            if tag not in ("table-cell", "covered-table-cell"):
-                continue
-            repeat = min(int(cell.get(f"{TABLE}number-columns-repeated", "1") or 1), 1024)
-            if tag == "covered-table-cell":
-                c += repeat
-                continue
-            while (r, c) in grid:
-                c += 1
-            text = _cell_text(cell)
-            cols = int(cell.get(f"{TABLE}number-columns-spanned", "1") or 1)
-            rws = int(cell.get(f"{TABLE}number-rows-spanned", "1") or 1)
-            for _ in range(repeat):
-                for dr in range(rws):
-                    for dc in range(cols):
-                        grid[(r + dr, c + dc)] = text
-                if cols > 1 or rws > 1:
-                    spans.append((r, c, rws, cols))
-                c += cols
-            width = max(width, c)
-    if not rows_el:
-        return None
-    rows = [tuple(grid.get((r, c), "") for c in range(width)) for r in range(len(rows_el))]
-    # Trailing empty columns/rows (repeated-empty padding office suites write) go.
+            rows.extend((r, False) for r in child if local(r.tag) == "table-row")
+    return rows
+
+
+def _place_row(
+    row: Any, r: int, grid: dict[tuple[int, int], str], spans: list[tuple[int, int, int, int]]
+) -> int:
+    """Put one row's cells in the grid (a merged value in every cell it covers); its width."""
+    c = 0
+    for cell in row:
+        tag = local(cell.tag)
+        if tag not in ("table-cell", "covered-table-cell"):
+            continue
+        repeat = min(int(cell.get(f"{TABLE}number-columns-repeated", "1") or 1), 1024)
+        if tag == "covered-table-cell":
+            c += repeat
+            continue
+        while (r, c) in grid:
+            c += 1
+        text = _cell_text(cell)
+        cols = int(cell.get(f"{TABLE}number-columns-spanned", "1") or 1)
+        rws = int(cell.get(f"{TABLE}number-rows-spanned", "1") or 1)
+        for _ in range(repeat):
+            grid.update(((r + dr, c + dc), text) for dr in range(rws) for dc in range(cols))
+            if cols > 1 or rws > 1:
+                spans.append((r, c, rws, cols))
+            c += cols
+    return c
+
+
+def _trimmed(rows: list[tuple[str, ...]]) -> tuple[list[tuple[str, ...]], int]:
+    """Without the trailing empty rows and columns office suites pad with; (rows, width)."""
     while rows and not any(rows[-1]):
         rows.pop()
     used = max((max((i for i, v in enumerate(r) if v), default=-1) for r in rows), default=-1) + 1
-    rows = [r[:used] for r in rows]
+    return [r[:used] for r in rows], used
+
+
+def odf_table(tbl: Any, page: int | None = None) -> Table | None:
+    grid: dict[tuple[int, int], str] = {}
+    spans: list[tuple[int, int, int, int]] = []
+    rows_el = _table_rows(tbl)
+    if not rows_el:
+        return None
+    width = 0
+    for r, (row, _is_header) in enumerate(rows_el[:100_000]):
+        width = max(width, _place_row(row, r, grid, spans))
+    header_rows = sum(is_header for _row, is_header in rows_el[:100_000])
+    rows, used = _trimmed([tuple(grid.get((r, c), "") for c in range(width)) for r in range(len(rows_el))])
     if not rows or used == 0:
         return None
     return Table(
@@ -319,41 +382,7 @@ class _OdfProvider:
                 f"{source_name}: {len(pages)} slides, over the {options.max_pages} page cap"
             )
         for number, page in enumerate(pages, start=1):
-            walker.page = number
-            walker.blocks.append(Block(kind=BlockKind.PAGE_BREAK, page=number))
-            frames = [f for f in page.iter(f"{DRAW}frame") if local(f.getparent().tag) in ("page", "g")]
-            titles = [f for f in frames if f.get(f"{PRESENTATION}class") == "title"]
-            rest = [f for f in frames if f not in titles]
-            rest.sort(
-                key=lambda f: ((_frame_box(f) or (0, 1e9, 0, 0))[1], (_frame_box(f) or (1e9, 0, 0, 0))[0])
-            )
-            for frame in titles:
-                walker.box = _frame_box(frame)
-                text = " ".join(t for p in frame.iter(f"{TEXT}p") if (t := _para_text(p)[0].strip()))
-                if text:
-                    kind = BlockKind.TITLE if number == 1 else BlockKind.HEADING
-                    walker.add(kind, text=text, level=2)
-            for frame in rest:
-                walker.box = _frame_box(frame)
-                if frame.get(f"{PRESENTATION}class") in ("page-number", "date-time", "footer", "header"):
-                    continue
-                walker.frames([frame])
-                tbl = frame.find(f"{TABLE}table")
-                if tbl is not None:
-                    table = odf_table(tbl, number)
-                    if table is not None:
-                        walker.blocks.append(
-                            Block(kind=BlockKind.TABLE, table=table, page=number, bbox=walker.box)
-                        )
-            walker.box = None
-            notes = page.find(f"{PRESENTATION}notes")
-            if notes is not None:
-                for p in notes.iter(f"{TEXT}p"):
-                    text = _para_text(p)[0].strip()
-                    if text:
-                        walker.blocks.append(
-                            Block(kind=BlockKind.PARAGRAPH, text=text, page=number, label="notes")
-                        )
+            _slide(page, number, walker)
         doc.metadata.update(slide_count=len(pages), page_count=len(pages))
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from percolate_reading.errors import (
     EmptyDocumentError,
     EncryptedDocumentError,
 )
-from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.document import BBox, Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.figures import ImageStore
 from percolate_reading.parse.providers.mupdf import pymupdf
 from percolate_reading.parse.providers.pdf_layout import (
     SAMPLE_PAGES,
     DocStats,
+    Line,
     ListState,
     PageText,
     TableItem,
@@ -34,6 +37,7 @@ from percolate_reading.parse.providers.pdf_layout import (
     doc_stats,
     drop_lines_inside,
     drop_margin_lines,
+    list_marker,
     page_text,
     resolve_hyphens,
     text_layer_garbage,
@@ -147,12 +151,127 @@ def _image_boxes(page: Any) -> list[tuple[float, float, float, float]]:
     return [tuple(info["bbox"]) for info in page.get_image_info()]
 
 
-def _load_ocr() -> tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None:
+def _load_ocr() -> tuple[Any, Any] | None:
+    """The OCR engine module and ocr_tables (paragraphs and tables from the OCR lines)."""
     try:
         ocr = importlib.import_module("percolate_reading.parse.providers.ocr")
+        ocr_tables = importlib.import_module("percolate_reading.parse.providers.ocr_tables")
     except ImportError:
         return None
-    return ocr.recognize, ocr.lines_to_paragraphs, ocr.script_warning
+    return ocr, ocr_tables
+
+
+def _key(text: str) -> str:
+    """Letters and digits only, lower case: what a block's text and its source lines share
+    once whitespace, hyphenation, list markers and dot leaders are gone."""
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+_PREFIX = 4
+
+
+class _LinePool:
+    """The page's text lines, found again by the text of the blocks made from them."""
+
+    def __init__(self, lines: list[Line]) -> None:
+        self.by_prefix: dict[str, list[tuple[str, Line]]] = {}
+        for line in lines:
+            keys = {_key(line.text)}
+            marker = list_marker(line.text)
+            if marker is not None:
+                keys.add(_key(marker[2]))  # list items keep the text after their marker
+            for key in keys - {""}:
+                self.by_prefix.setdefault(key[:_PREFIX], []).append((key, line))
+        self.used: set[int] = set()
+
+    @staticmethod
+    def snapshot(text: PageText) -> list[Line]:
+        """The page's lines before the layout pass regroups them."""
+        return [*(ln for b in text.blocks for ln in b.lines), *text.rotated]
+
+    def take(self, rest: str) -> tuple[int, Line] | None:
+        """The unused line whose text starts `rest` (the longest), as (characters, line)."""
+        best: tuple[int, Line] | None = None
+        for size in range(1, _PREFIX + 1):
+            for key, line in self.by_prefix.get(rest[:size], ()):
+                if (
+                    id(line) not in self.used
+                    and rest.startswith(key)
+                    and (best is None or len(key) > best[0])
+                ):
+                    best = (len(key), line)
+        if best is not None:
+            self.used.add(id(best[1]))
+        return best
+
+    def box(self, text: str) -> BBox | None:
+        """The union of the lines that spell `text`, consumed in order; None when none do."""
+        rest = _key(text)
+        box: BBox | None = None
+        while rest:
+            found = self.take(rest)
+            if found is None:
+                break
+            size, line = found
+            rest = rest[size:]
+            box = _union_all((box, (line.x0, line.y0, line.x1, line.y1)))
+        return box
+
+
+def place_figures(blocks: list[Block], figures: list[Block]) -> list[Block]:
+    """Figures into the page's reading order: before the first block that starts below them."""
+    if not figures:
+        return blocks
+    out = list(blocks)
+    for figure in sorted(figures, key=lambda b: b.bbox[1] if b.bbox else 0.0):
+        top = figure.bbox[1] if figure.bbox else 0.0
+        at = next((i for i, b in enumerate(out) if b.bbox is not None and b.bbox[1] > top), len(out))
+        out.insert(at, figure)
+    return out
+
+
+def _union_all(boxes: Iterable[BBox | None]) -> BBox | None:
+    found = [b for b in boxes if b is not None]
+    if not found:
+        return None
+    return (
+        min(b[0] for b in found),
+        min(b[1] for b in found),
+        max(b[2] for b in found),
+        max(b[3] for b in found),
+    )
+
+
+def _points(pixels: BBox) -> BBox:
+    """A box on the page rendered at OCR_DPI, in PDF points."""
+    scale = 72 / OCR_DPI
+    x0, y0, x1, y1 = pixels
+    return _round_box((x0 * scale, y0 * scale, x1 * scale, y1 * scale))
+
+
+def _round_box(box: BBox) -> BBox:
+    x0, y0, x1, y1 = box
+    return (round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2))
+
+
+def with_boxes(blocks: list[Block], lines: list[Line], tables: list[TableItem]) -> list[Block]:
+    """The page's blocks with their bounding boxes (PDF points, origin top left): a table's
+    from its detection, a text block's the union of the `lines` its text came from."""
+    pool = _LinePool(lines)
+    table_boxes = {id(t.table): (t.x0, t.y0, t.x1, t.y1) for t in tables}
+    out: list[Block] = []
+    for block in blocks:
+        if block.bbox is not None:
+            box: BBox | None = block.bbox
+        elif block.table is not None:
+            # A table found in the text layer's aligned rows: where its rows' lines are.
+            box = table_boxes.get(id(block.table)) or _union_all(
+                pool.box(" ".join(r)) for r in block.table.rows
+            )
+        else:
+            box = pool.box(block.text)
+        out.append(replace(block, bbox=_round_box(box)) if box is not None and block.bbox is None else block)
+    return out
 
 
 class _PdfParse:
@@ -173,14 +292,19 @@ class _PdfParse:
         self.hidden_pages: list[int] = []
         self.garbage_ocr: list[int] = []  # pages whose poor text layer was replaced by OCR
         self.garbage_kept: list[int] = []  # ... kept, OCR being off or unavailable
+        self.forced_kept: list[int] = []  # ocr=force pages whose text layer was kept (no OCR text)
         self.table_pages_checked = 0
         self.t_tables = 0.0
         self.t_ocr = 0.0
-        self._ocr: tuple[Callable[..., Any], Callable[..., list[str]], Callable[..., str | None]] | None = (
-            None
-        )
+        self._ocr: tuple[Any, Any] | None = None
         self._ocr_loaded = False
         self.lists = ListState()
+        self.images = ImageStore(options.include_images)
+        self.image_paths: dict[int, str | None] = {}  # xref -> artifact path (shown on many pages)
+
+    @property
+    def force_ocr(self) -> bool:
+        return self.options.ocr_mode == "force" and self.options.ocr_enabled
 
     def extract(self, pno: int) -> tuple[Any, PageText] | None:
         try:
@@ -192,6 +316,10 @@ class _PdfParse:
             return None
 
     def tables(self, page: Any, text: PageText, page_no: int) -> list[TableItem]:
+        if self.options.table_mode == "fast":
+            # MuPDF's ruled-table search is the slow part; tables whose columns line up in
+            # the text layer are still found by the layout pass.
+            return []
         grid = grid_candidate(text.vectors, text.width, text.height)
         bands = [
             b
@@ -221,30 +349,29 @@ class _PdfParse:
         finally:
             self.t_tables += time.perf_counter() - t0
 
-    def ocr_page(self, page: Any, page_no: int, skipped: list[int] | None = None) -> list[Block]:
-        """OCR the rendered page; pages OCR cannot run on are noted in `skipped`."""
-        skipped = self.no_text_pages if skipped is None else skipped
-        if not page.get_images(full=False):
-            return []
-        self.pages_with_images += 1
-        if not self.options.ocr_enabled:
-            skipped.append(page_no)
-            return []
+    def ocr_engine(self) -> tuple[Any, Any] | None:
         if not self._ocr_loaded:
             self._ocr = _load_ocr()
             self._ocr_loaded = True
-        if self._ocr is None:
+        return self._ocr
+
+    def ocr_page(
+        self, page: Any, page_no: int, skipped: list[int] | None = None, *, force: bool = False
+    ) -> list[Block]:
+        """OCR the rendered page (pages without images only when `force`d); pages OCR cannot
+        run on are noted in `skipped`. Paragraph boxes are in PDF points, like the text layer's."""
+        skipped = self.no_text_pages if skipped is None else skipped
+        if not force:
+            if not page.get_images(full=False):
+                return []
+            self.pages_with_images += 1
+        engine = self.ocr_engine() if self.options.ocr_enabled else None
+        if engine is None:
             skipped.append(page_no)
             return []
-        recognize, to_paragraphs, script_warning = self._ocr
         t0 = time.perf_counter()
         try:
-            png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
-            lines = recognize(png, language=self.options.language)
-            mismatch = script_warning(lines, self.options.language)
-            if mismatch:
-                self.result.warnings.append(f"page {page_no}: {mismatch}")
-            paragraphs = to_paragraphs(lines)
+            blocks = self._recognize(engine, page, page_no)
         except ImportError:
             self._ocr = None  # the engine is not installed: stop trying on later pages
             skipped.append(page_no)
@@ -255,7 +382,19 @@ class _PdfParse:
         finally:
             self.t_ocr += time.perf_counter() - t0
         self.pages_ocr += 1
-        return [Block(BlockKind.PARAGRAPH, text=p, page=page_no) for p in paragraphs if p.strip()]
+        return [replace(b, bbox=_points(b.bbox)) if b.bbox is not None else b for b in blocks]
+
+    def _recognize(self, engine: tuple[Any, Any], page: Any, page_no: int) -> list[Block]:
+        """Paragraphs and tables of the rendered page (boxes in its pixels)."""
+        ocr, ocr_tables = engine
+        language, languages = self.options.language, self.options.ocr_languages
+        png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
+        lines = ocr.recognize(png, language=language, languages=languages)
+        mismatch = ocr.script_warning(lines, language, languages)
+        if mismatch:
+            self.result.warnings.append(f"page {page_no}: {mismatch}")
+        blocks: list[Block] = ocr_tables.png_page_blocks(lines, png, page_no)
+        return blocks
 
     def mostly_scan(self, page: Any, text: PageText) -> bool:
         chars = sum(len(ln.text.strip()) for b in text.blocks for ln in b.lines)
@@ -283,74 +422,124 @@ class _PdfParse:
                 return True
         return False
 
-    def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
-        if text.hidden_chars:
-            self.hidden_chars += text.hidden_chars
-            self.hidden_pages.append(page_no)
-        if not text.has_text:
-            return self.ocr_page(page, page_no)
-        self.pages_with_text += 1
-        self.margin_lines_dropped += drop_margin_lines(text, stats)
+    def scanned_blocks(self, page: Any, text: PageText, page_no: int) -> list[Block] | None:
+        """OCR instead of the text layer where the layer is a stamp on a scan, failed OCR,
+        or the request forces OCR; None keeps the text layer."""
+        if self.force_ocr:
+            if page.get_images(full=False):
+                self.pages_with_images += 1
+            forced = self.ocr_page(page, page_no, self.forced_kept, force=True)
+            if not forced and page_no not in self.forced_kept:
+                self.forced_kept.append(page_no)
+            return forced or None
         if self.mostly_scan(page, text):
             # OCR reads the rendered page, stamp included; without OCR keep what text there is.
-            scanned = self.ocr_page(page, page_no, self.stamped_pages)
-            if scanned:
-                return scanned
-        elif self.garbage_layer(page, text):
+            return self.ocr_page(page, page_no, self.stamped_pages) or None
+        if self.garbage_layer(page, text):
             # pymupdf4llm does the same: a scan's own OCR layer that is mostly wrong characters
             # or letter-spaced words reads worse than our OCR of the page image.
             scanned = self.ocr_page(page, page_no, self.garbage_kept)
             if scanned:
                 self.garbage_ocr.append(page_no)
                 return scanned
+        return None
+
+    def page_blocks(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        blocks = self.page_content(page, text, stats, page_no)
+        if not self.images.enabled:
+            return blocks
+        return place_figures(blocks, self.figures(page, page_no))
+
+    def figures(self, page: Any, page_no: int) -> list[Block]:
+        """FIGURE blocks for the pictures shown on the page, their bytes in the image store.
+        A picture over most of the page is the page itself (a scan), not a figure."""
+        area = page.rect.width * page.rect.height
+        out: list[Block] = []
+        for info in page.get_image_info(xrefs=True):
+            xref = info.get("xref") or 0
+            shown = _fitz.Rect(info["bbox"]) & page.rect
+            if xref <= 0 or shown.is_empty or shown.width * shown.height >= SCAN_MIN_IMAGE_COVER * area:
+                continue
+            if xref not in self.image_paths:
+                self.image_paths[xref] = self.extract_image(xref, page_no)
+            path = self.image_paths[xref]
+            if path is not None:
+                box = _round_box((shown.x0, shown.y0, shown.x1, shown.y1))
+                out.append(Block(BlockKind.FIGURE, caption="", page=page_no, bbox=box, image=path))
+        return out
+
+    def extract_image(self, xref: int, page_no: int) -> str | None:
+        try:
+            found = self.doc.extract_image(xref)
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {page_no}: an image could not be extracted: {exc}")
+            return None
+        if not found:
+            return None
+        return self.images.add(
+            found["image"], found.get("ext") or "bin", found.get("width"), found.get("height")
+        )
+
+    def page_content(self, page: Any, text: PageText, stats: DocStats, page_no: int) -> list[Block]:
+        if text.hidden_chars:
+            self.hidden_chars += text.hidden_chars
+            self.hidden_pages.append(page_no)
+        if not text.has_text:
+            return self.ocr_page(page, page_no, force=self.force_ocr)
+        self.pages_with_text += 1
+        self.margin_lines_dropped += drop_margin_lines(text, stats)
+        scanned = self.scanned_blocks(page, text, page_no)
+        if scanned is not None:
+            return scanned
         tables = self.tables(page, text, page_no)
         drop_lines_inside(text, [(t.x0, t.y0, t.x1, t.y1) for t in tables])
-        return build_blocks(text, tables, stats, self.lists, page_no)
+        lines = _LinePool.snapshot(text)
+        return with_boxes(build_blocks(text, tables, stats, self.lists, page_no), lines, tables)
 
-    def run(self) -> ParsedDocument:
-        doc = self.doc
-        result = self.result
-        t0 = time.perf_counter()
+    def sample(self) -> tuple[DocStats, dict[int, PageText], set[int]]:
+        """Pass 1: the sampled pages' statistics, their compact text and the failed ones."""
         sampled: dict[int, tuple[Any, PageText] | None] = {}
-        for pno in sample_page_numbers(doc.page_count):
+        for pno in sample_page_numbers(self.doc.page_count):
             sampled[pno] = self.extract(pno)
         stats = doc_stats([s[1] for s in sampled.values() if s is not None])
         # Keep only the compact text of sampled pages; pages are reloaded when needed.
         cached = {pno: s[1] for pno, s in sampled.items() if s is not None}
         failed = {pno for pno, s in sampled.items() if s is None}
-        sampled.clear()
-        result.timings["pdf_scan"] = time.perf_counter() - t0
+        return stats, cached, failed
 
-        t1 = time.perf_counter()
-        for pno in range(doc.page_count):
+    def load(self, pno: int, cached: dict[int, PageText], failed: set[int]) -> tuple[Any, PageText] | None:
+        """The page and its compact text (from the sample when it was sampled)."""
+        text = cached.pop(pno, None)
+        if text is None:
+            return None if pno in failed else self.extract(pno)
+        try:
+            return self.doc.load_page(pno), text
+        except _MUPDF_ERRORS as exc:
+            self.result.warnings.append(f"page {pno + 1} could not be read: {exc}")
+            self.unreadable.append(pno + 1)
+            return None
+
+    def all_pages(self, stats: DocStats, cached: dict[int, PageText], failed: set[int]) -> None:
+        """Pass 2: every page's blocks, after its PAGE_BREAK."""
+        result = self.result
+        for pno in range(self.doc.page_count):
             page_no = pno + 1
             result.blocks.append(Block(BlockKind.PAGE_BREAK, page=page_no))
-            text = cached.pop(pno, None)
-            if text is not None:
-                try:
-                    page = doc.load_page(pno)
-                except _MUPDF_ERRORS as exc:
-                    result.warnings.append(f"page {page_no} could not be read: {exc}")
-                    self.unreadable.append(page_no)
-                    continue
-            elif pno in failed:
+            loaded = self.load(pno, cached, failed)
+            if loaded is None:
                 continue
-            else:
-                extracted = self.extract(pno)
-                if extracted is None:
-                    continue
-                page, text = extracted
+            page, text = loaded
             try:
                 result.blocks.extend(self.page_blocks(page, text, stats, page_no))
             except _MUPDF_ERRORS as exc:
                 result.warnings.append(f"page {page_no} could not be read: {exc}")
                 self.unreadable.append(page_no)
         result.blocks = resolve_hyphens(result.blocks)
-        result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
-        result.timings["pdf_tables"] = self.t_tables
-        result.timings["pdf_ocr"] = self.t_ocr
 
-        if len(set(self.unreadable)) >= doc.page_count:
+    def check_content(self) -> None:
+        """Raise when no page could be read, or none holds text or a scan."""
+        result, page_count = self.result, self.doc.page_count
+        if len(set(self.unreadable)) >= page_count:
             # Carry the first page's error: it tells a broken page from a failed allocation
             # (which the sandbox then reports as the memory limit it is).
             first = next((w for w in result.warnings if "could not be read" in w), "")
@@ -359,59 +548,96 @@ class _PdfParse:
                 if first
                 else f"{result.source_name}: no page of the PDF could be read"
             )
-        if not self.pages_with_text and not self.pages_with_images:
+        found = any(b.kind is not BlockKind.PAGE_BREAK for b in result.blocks)
+        if not self.pages_with_text and not self.pages_with_images and not found:
             raise EmptyDocumentError(
-                f"{result.source_name}: no text and no scanned images on any of its {doc.page_count} pages"
+                f"{result.source_name}: no text and no scanned images on any of its {page_count} pages"
             )
+
+    def cleaning_warnings(self, stats: DocStats) -> list[str]:
+        """What the text layers lost on the way: running heads, invisible text, bad OCR layers."""
+        out: list[str] = []
         if self.margin_lines_dropped:
             shown = "; ".join(repr(t) for t in stats.margin_examples[:3])
-            result.warnings.append(
-                f"dropped {self.margin_lines_dropped} repeated header/footer lines ({shown})"
-            )
+            out.append(f"dropped {self.margin_lines_dropped} repeated header/footer lines ({shown})")
         if self.hidden_chars:
-            result.warnings.append(
+            out.append(
                 f"dropped {self.hidden_chars} characters of invisible text (transparent or the colour "
                 f"of its background) on page(s) {page_ranges(self.hidden_pages)}"
             )
         if self.garbage_ocr:
-            result.warnings.append(
+            out.append(
                 f"page(s) {page_ranges(self.garbage_ocr)}: the scan's text layer looks like failed OCR "
                 "(implausible words, letters spaced out); OCR'd again instead"
             )
+        return out
+
+    def ocr_warnings(self) -> list[str]:
+        """Pages that needed OCR and did not get it, and why."""
+        why = "disabled" if not self.options.ocr_enabled else "unavailable"
+        out: list[str] = []
         if self.garbage_kept:
-            why = "disabled" if not self.options.ocr_enabled else "unavailable"
-            result.warnings.append(
+            out.append(
                 f"page(s) {page_ranges(self.garbage_kept)}: the scan's text layer looks like failed OCR "
                 f"and was kept as is; OCR {why}"
             )
         if self.no_text_pages:
-            why = "disabled" if not self.options.ocr_enabled else "unavailable"
             if len(self.no_text_pages) <= 10:
-                for page_no in self.no_text_pages:
-                    result.warnings.append(f"page {page_no} has no text layer; OCR {why}")
+                out.extend(f"page {page_no} has no text layer; OCR {why}" for page_no in self.no_text_pages)
             else:  # a scanned book: one line, not hundreds
-                result.warnings.append(
+                out.append(
                     f"{len(self.no_text_pages)} pages have no text layer "
                     f"(pages {page_ranges(self.no_text_pages)}); OCR {why}"
                 )
         if self.stamped_pages:
-            why = "disabled" if not self.options.ocr_enabled else "unavailable"
-            result.warnings.append(
+            out.append(
                 f"scanned page(s) {page_ranges(self.stamped_pages)} carry only a few words of text "
                 f"layer, kept as is; OCR {why}"
             )
+        if self.forced_kept:
+            out.append(
+                f"ocr=force: page(s) {page_ranges(self.forced_kept)} gave no OCR text; "
+                f"their text layer was kept (OCR {'unavailable' if self._ocr is None else 'found nothing'})"
+            )
+        return out
+
+    def record_metadata(self, stats: DocStats) -> None:
+        doc, result = self.doc, self.result
         info = doc.metadata or {}
         result.metadata.update(
             page_count=doc.page_count,
             title=(info.get("title") or "").strip() or None,
             author=(info.get("author") or "").strip() or None,
             pages_ocr=self.pages_ocr,
+            images_extracted=len(self.images.images),
+            ocr_engine=self._ocr[0].engine_for(self.options.language, self.options.ocr_languages)
+            if self.pages_ocr and self._ocr is not None
+            else None,
+            ocr_mode=self.options.ocr_mode if self.options.ocr_enabled else "off",
+            table_mode=self.options.table_mode,
             tables=sum(1 for b in result.blocks if b.kind is BlockKind.TABLE),
             table_pages_checked=self.table_pages_checked,
             has_text_layer=self.pages_with_text > 0,
             body_font_size=stats.body_size or None,
             parser=f"pymupdf {pymupdf.VersionBind}",
         )
+
+    def run(self) -> ParsedDocument:
+        result = self.result
+        t0 = time.perf_counter()
+        stats, cached, failed = self.sample()
+        result.timings["pdf_scan"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.all_pages(stats, cached, failed)
+        result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
+        result.timings["pdf_tables"] = self.t_tables
+        result.timings["pdf_ocr"] = self.t_ocr
+        self.check_content()
+        result.warnings.extend(self.cleaning_warnings(stats))
+        result.warnings.extend(self.ocr_warnings())
+        result.warnings.extend(self.images.warnings())
+        result.images = self.images.images
+        self.record_metadata(stats)
         return result
 
 

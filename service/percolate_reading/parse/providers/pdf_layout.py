@@ -326,13 +326,23 @@ def _implausible(token: str) -> bool:
     letters = sum(1 for c in core if c.isalpha())
     if letters == 0:
         return False  # numbers, dates, codes: fine
-    if letters < len(core) and not core.replace("-", "").replace("'", "").replace("\u2019", "").isalpha():
-        others = len(core) - letters
-        if not (core[:1].isdigit() and core[-letters:].isalpha()):  # 3rd, 10km
-            return others >= 1 and letters >= 1
+    return _mixed_inside(core, letters) or _latin_without_vowels(core) or _case_flips(core)
+
+
+def _mixed_inside(core: str, letters: int) -> bool:
+    """Letters mixed with digits or symbols, except a number with a suffix (3rd, 10km) and
+    hyphens or apostrophes inside a word."""
+    if letters == len(core) or core.replace("-", "").replace("'", "").replace("\u2019", "").isalpha():
+        return False
+    return not (core[:1].isdigit() and core[-letters:].isalpha())
+
+
+def _latin_without_vowels(core: str) -> bool:
     latin = all(c.isascii() or c in _VOWELS for c in core if c.isalpha())
-    if latin and len(core) >= 4 and not any(c in _VOWELS for c in core) and not core.isupper():
-        return True
+    return latin and len(core) >= 4 and not any(c in _VOWELS for c in core) and not core.isupper()
+
+
+def _case_flips(core: str) -> bool:
     upper_inside = sum(1 for c in core[1:] if c.isupper())
     return 0 < upper_inside < len(core) - 1 and any(c.islower() for c in core[1:])
 
@@ -774,50 +784,56 @@ def text_blocks(block: TextBlock, stats: DocStats, lists: ListState, page_no: in
             continue
         level = stats.heading_level(line.size, line.bold, text, 1)
         marker = None if level else list_marker(text)
-        same_para = False
         if unit is not None:
-            gap = line.y0 - unit.last.y1
-            same_para = gap < 0.7 * max(line.size, 1.0)
+            same_para = line.y0 - unit.last.y1 < 0.7 * max(line.size, 1.0)
             if marker is not None and not _starts_item(unit, marker, same_para):
                 marker = None
-            if unit.kind is BlockKind.HEADING:
-                # Lines of one heading: same size; weight only matters at body size.
-                if (
-                    level
-                    and same_para
-                    and abs(line.size - unit.size) < 0.3
-                    and (line.bold == unit.bold or line.size > stats.body_size + 0.4)
-                ):
-                    unit.text = join_line(unit.text, text)
-                    unit.n_lines += 1
-                    unit.last = line
-                    continue
-            elif not level and same_para and marker is None:
-                indented = (
-                    unit.kind is BlockKind.PARAGRAPH
-                    and line.x0 > unit.last.x0 + line.size
-                    and unit.text.rstrip().endswith(_SENTENCE_END)
-                )
-                if not indented and (unit.kind is BlockKind.PARAGRAPH or line.x0 >= unit.x0 - 2):
-                    unit.text = join_line(unit.text, text)
-                    unit.n_lines += 1
-                    unit.last = line
-                    continue
+            if same_para and _continues_unit(unit, line, level, marker, stats):
+                unit.text = join_line(unit.text, text)
+                unit.n_lines += 1
+                unit.last = line
+                continue
             out.append(_finish(unit, stats, page_no))
-            unit = None
-        if level:
-            lists.base_x = None
-            unit = _Unit(BlockKind.HEADING, text, level, line.x0, line, size=line.size, bold=line.bold)
-        elif marker is not None:
-            mark, ordered, rest = marker
-            depth = lists.level(line.x0)
-            unit = _Unit(BlockKind.LIST_ITEM, rest, depth, line.x0, line, ordered=ordered, marker=mark)
-        else:
-            lists.base_x = None
-            unit = _Unit(BlockKind.PARAGRAPH, text, 0, line.x0, line)
+        unit = _new_unit(line, text, level, marker, lists)
     if unit is not None:
         out.append(_finish(unit, stats, page_no))
     return out
+
+
+def _continues_unit(
+    unit: _Unit, line: Line, level: int, marker: tuple[str, bool, str] | None, stats: DocStats
+) -> bool:
+    """Whether a line close under `unit` is more of it (not a new heading, item or paragraph)."""
+    if unit.kind is BlockKind.HEADING:
+        # Lines of one heading: same size; weight only matters at body size.
+        return bool(
+            level
+            and abs(line.size - unit.size) < 0.3
+            and (line.bold == unit.bold or line.size > stats.body_size + 0.4)
+        )
+    if level or marker is not None:
+        return False
+    indented = (
+        unit.kind is BlockKind.PARAGRAPH
+        and line.x0 > unit.last.x0 + line.size
+        and unit.text.rstrip().endswith(_SENTENCE_END)
+    )
+    return not indented and (unit.kind is BlockKind.PARAGRAPH or line.x0 >= unit.x0 - 2)
+
+
+def _new_unit(
+    line: Line, text: str, level: int, marker: tuple[str, bool, str] | None, lists: ListState
+) -> _Unit:
+    if level:
+        lists.base_x = None
+        return _Unit(BlockKind.HEADING, text, level, line.x0, line, size=line.size, bold=line.bold)
+    if marker is not None:
+        mark, ordered, rest = marker
+        return _Unit(
+            BlockKind.LIST_ITEM, rest, lists.level(line.x0), line.x0, line, ordered=ordered, marker=mark
+        )
+    lists.base_x = None
+    return _Unit(BlockKind.PARAGRAPH, text, 0, line.x0, line)
 
 
 def _continues(prev: TextBlock, cur: TextBlock) -> bool:

@@ -121,6 +121,14 @@ def rule_bands(
     header rule and a footer rule, splits them. Neighbours further apart than 40% of the page
     never pair.
     """
+    bands: list[Box] = []
+    for x0, x1, ys in _rule_groups(vectors, page_w):
+        bands.extend(_bands_between(x0, x1, _distinct(ys), page_h, holds_table_text))
+    return bands
+
+
+def _rule_groups(vectors: Sequence[Vector], page_w: float) -> list[tuple[float, float, list[float]]]:
+    """Thin horizontal rules grouped by x-extent: (x0, x1, the rules' y)."""
     groups: list[tuple[float, float, list[float]]] = []
     for x0, y0, x1, y1, stroked, is_rect, color in vectors:
         w, h = x1 - x0, y1 - y0
@@ -133,24 +141,34 @@ def rule_bands(
                 break
         else:
             groups.append((x0, x1, [y]))
+    return groups
+
+
+def _distinct(ys: list[float]) -> list[float]:
+    ys = sorted(ys)
+    rules = [ys[0]]
+    for y in ys[1:]:
+        if y - rules[-1] > 1.5:  # a stroke and its fill report the same rule twice
+            rules.append(y)
+    return rules
+
+
+def _bands_between(
+    x0: float, x1: float, rules: list[float], page_h: float, holds_table_text: Callable[[Box], bool]
+) -> list[Box]:
+    """Runs of neighbouring rule gaps that hold table text, at least 15 pt tall."""
     bands: list[Box] = []
-    for x0, x1, ys in groups:
-        ys.sort()
-        rules = [ys[0]]
-        for y in ys[1:]:
-            if y - rules[-1] > 1.5:  # a stroke and its fill report the same rule twice
-                rules.append(y)
-        band: Box | None = None
-        for top, bottom in pairwise(rules):
-            gap: Box = (x0, top, x1, bottom)
-            if bottom - top <= 0.4 * page_h and holds_table_text(gap):
-                band = gap if band is None else (x0, band[1], x1, bottom)
-                continue
-            if band is not None and band[3] - band[1] >= 15:
-                bands.append(band)
-            band = None
+    band: Box | None = None
+    for top, bottom in pairwise(rules):
+        gap: Box = (x0, top, x1, bottom)
+        if bottom - top <= 0.4 * page_h and holds_table_text(gap):
+            band = gap if band is None else (x0, band[1], x1, bottom)
+            continue
         if band is not None and band[3] - band[1] >= 15:
             bands.append(band)
+        band = None
+    if band is not None and band[3] - band[1] >= 15:
+        bands.append(band)
     return bands
 
 
@@ -314,6 +332,24 @@ def band_table(
     body = [fr for ry0, ry1, fr in rows if (ry0 + ry1) / 2 >= split]
     if len(body) < 2 or any(leader_entry(" ".join(f[2] for f in fr)) for fr in body):
         return None
+    columns = _body_columns(body)
+    if columns is None:
+        return None
+    grid: list[Sequence[str]] = [_cells_of(fr, columns) for fr in body]
+    if head:
+        grid.insert(0, _cells_of([f for fr in head for f in fr], columns))
+    table = table_from_rows(grid, None, page_no)
+    if table is None:
+        return None
+    if not head:
+        table = Table(rows=table.rows, header_rows=0, page=page_no)
+    top = min(r[0] for r in rows)
+    return TableItem(table, band[0], top, band[2], max(r[1] for r in rows))
+
+
+def _body_columns(body: Sequence[Sequence[Fragment]]) -> list[tuple[float, float]] | None:
+    """Column x-ranges: the union of the fragments of body rows with two or more; None unless
+    2..30 columns and at least half the body rows (two or more) hold several fragments."""
     columns: list[tuple[float, float]] = []
     for lo, hi, _ in sorted(f for fr in body if len(fr) >= 2 for f in fr):
         if columns and lo <= columns[-1][1] + 2.0:
@@ -322,22 +358,13 @@ def band_table(
             columns.append((lo, hi))
     if not 2 <= len(columns) <= 30 or sum(1 for fr in body if len(fr) >= 2) < max(2, len(body) // 2):
         return None
+    return columns
 
-    def cells_of(frags: Sequence[Fragment]) -> list[str]:
-        cells = [""] * len(columns)
-        for frag in frags:
-            for fx0, fx1, text in _split_across(frag, columns):
-                c = _column_of(fx0, fx1, columns)
-                cells[c] = f"{cells[c]} {text}".strip()
-        return cells
 
-    grid: list[Sequence[str]] = [cells_of(fr) for fr in body]
-    if head:
-        grid.insert(0, cells_of([f for fr in head for f in fr]))
-    table = table_from_rows(grid, None, page_no)
-    if table is None:
-        return None
-    if not head:
-        table = Table(rows=table.rows, header_rows=0, page=page_no)
-    top = min(r[0] for r in rows)
-    return TableItem(table, band[0], top, band[2], max(r[1] for r in rows))
+def _cells_of(frags: Sequence[Fragment], columns: list[tuple[float, float]]) -> list[str]:
+    cells = [""] * len(columns)
+    for frag in frags:
+        for fx0, fx1, text in _split_across(frag, columns):
+            c = _column_of(fx0, fx1, columns)
+            cells[c] = f"{cells[c]} {text}".strip()
+    return cells

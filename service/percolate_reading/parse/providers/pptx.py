@@ -13,7 +13,9 @@ Hidden slides are skipped with a warning.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from percolate_reading.parse.document import BBox, Block, BlockKind, DocumentTyp
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local, relationships
 from percolate_reading.parse.providers.docx import main_part
+from percolate_reading.parse.providers.figures import ImageStore, ooxml_image
 
 P = "{http://schemas.openxmlformats.org/presentationml/2006/main}"
 A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
@@ -103,23 +106,34 @@ def _text_blocks(body: Any, slide: int, box: BBox | None) -> list[Block]:
     return out
 
 
+def _table_cell(tc: Any, r: int, c: int, row: list[str], grid: list[list[str]]) -> str:
+    """A cell's text; a cell a merge covers repeats the merged value (see Table)."""
+    if tc.get("hMerge") == "1" and row:
+        return row[-1]
+    if tc.get("vMerge") == "1" and r > 0 and c < len(grid[r - 1]):
+        return grid[r - 1][c]
+    return "\n".join(t for p in tc.iter(f"{A}p") if (t := _para_text(p).strip()))
+
+
+def _cell_span(tc: Any, r: int, c: int) -> tuple[int, int, int, int] | None:
+    """(row, col, row span, col span) of a merge's top-left cell, else None."""
+    if tc.get("hMerge") == "1" or tc.get("vMerge") == "1":
+        return None
+    row_span = int(tc.get("rowSpan", "1") or 1)
+    col_span = int(tc.get("gridSpan", "1") or 1)
+    return (r, c, row_span, col_span) if row_span > 1 or col_span > 1 else None
+
+
 def _table(tbl: Any, slide: int) -> Table:
     grid: list[list[str]] = []
     spans: list[tuple[int, int, int, int]] = []
     for r, tr in enumerate(tbl.iter(f"{A}tr")):
         row: list[str] = []
         for c, tc in enumerate(tr.iter(f"{A}tc")):
-            text = "\n".join(t for p in tc.iter(f"{A}p") if (t := _para_text(p).strip()))
-            hmerge, vmerge = tc.get("hMerge") == "1", tc.get("vMerge") == "1"
-            if hmerge and row:
-                text = row[-1]
-            elif vmerge and r > 0 and c < len(grid[r - 1]):
-                text = grid[r - 1][c]
-            row.append(text)
-            row_span = int(tc.get("rowSpan", "1") or 1)
-            col_span = int(tc.get("gridSpan", "1") or 1)
-            if not (hmerge or vmerge) and (row_span > 1 or col_span > 1):
-                spans.append((r, c, row_span, col_span))
+            row.append(_table_cell(tc, r, c, row, grid))
+            span = _cell_span(tc, r, c)
+            if span is not None:
+                spans.append(span)
         grid.append(row)
     width = max((len(r) for r in grid), default=0)
     rows = tuple(tuple(r + [""] * (width - len(r))) for r in grid)
@@ -150,21 +164,37 @@ def _placeholder_key(sp: Any) -> tuple[str, str] | None:
     return None
 
 
-def _layout_boxes(zf: SafeZip, part: str, depth: int = 0) -> dict[tuple[str, str], BBox]:
-    """Placeholder boxes a slide inherits: from its layout, which inherits from its master."""
+# Placeholders inherit along slide -> layout -> master only (a master's relationships
+# list every layout: following them would read the whole deck's layouts for each slide).
+_INHERITS_FROM = {"slide": "slideLayout", "slideLayout": "slideMaster"}
+
+
+def _layout_boxes(
+    zf: SafeZip, part: str, kind: str = "slide", cache: dict[str, dict[tuple[str, str], BBox]] | None = None
+) -> dict[tuple[str, str], BBox]:
+    """Placeholder boxes a slide inherits: from its layout, which inherits from its master.
+    `cache` keeps each layout's and master's boxes for the parse (slides share a few)."""
+    cache = {} if cache is None else cache
+    parent_kind = _INHERITS_FROM.get(kind)
     out: dict[tuple[str, str], BBox] = {}
-    if depth > 2:
-        return out
-    for kind, target, _mode in relationships(zf, part).values():
-        if kind in ("slideLayout", "slideMaster") and zf.has(target):
-            out.update(_layout_boxes(zf, target, depth + 1))
-            tree = zf.xml(target).find(f"{P}cSld/{P}spTree")
-            for sp in _shapes(tree) if tree is not None else ():
-                key = _placeholder_key(sp)
-                box = _bbox(sp)
-                if key is not None and box is not None:
-                    out[key] = box
-                    out[(key[0], "*")] = box
+    for rel_kind, target, _mode in relationships(zf, part).values():
+        if rel_kind == parent_kind and zf.has(target):
+            if target not in cache:
+                cache[target] = {**_layout_boxes(zf, target, rel_kind, cache), **_own_boxes(zf, target)}
+            out.update(cache[target])
+    return out
+
+
+def _own_boxes(zf: SafeZip, part: str) -> dict[tuple[str, str], BBox]:
+    """The placeholder boxes a layout or master defines itself."""
+    out: dict[tuple[str, str], BBox] = {}
+    tree = zf.xml(part).find(f"{P}cSld/{P}spTree")
+    for sp in _shapes(tree) if tree is not None else ():
+        key = _placeholder_key(sp)
+        box = _bbox(sp)
+        if key is not None and box is not None:
+            out[key] = box
+            out[(key[0], "*")] = box
     return out
 
 
@@ -179,52 +209,102 @@ def _inherited_box(sp: Any, boxes: dict[tuple[str, str], BBox]) -> BBox | None:
     )
 
 
+def _no_picture(_shape: Any) -> str | None:
+    return None
+
+
+def _title_text(body: Any) -> str:
+    return " ".join(t for p in body.iter(f"{A}p") if (t := _para_text(p).strip()))
+
+
+def _frame_blocks(shape: Any, slide: int, box: BBox | None) -> list[Block]:
+    """A graphic frame's table (charts and diagrams carry no text we read)."""
+    tbl = next(shape.iter(f"{A}tbl"), None)
+    if tbl is None:
+        return []
+    table = _table(tbl, slide)
+    return [Block(kind=BlockKind.TABLE, table=table, page=slide, bbox=box)] if table.rows else []
+
+
+def _picture_blocks(
+    shape: Any, slide: int, box: BBox | None, picture: Callable[[Any], str | None]
+) -> list[Block]:
+    pr = next(shape.iter(f"{P}cNvPr"), None)
+    alt = (pr.get("descr") or pr.get("title") or "").strip() if pr is not None else ""
+    name = pr.get("name") if pr is not None else None
+    return [
+        Block(
+            kind=BlockKind.FIGURE,
+            text=alt,
+            label=name,
+            caption="",
+            page=slide,
+            bbox=box,
+            image=picture(shape),
+        )
+    ]
+
+
+@dataclass
+class _SlideReader:
+    """One slide's shapes into blocks: titles first, then the rest top to bottom, left to right."""
+
+    slide: int
+    first_title: bool
+    boxes: dict[tuple[str, str], BBox]
+    picture: Callable[[Any], str | None]
+    titled: list[Block] = field(default_factory=list)
+    placed: list[tuple[tuple[float, float], list[Block]]] = field(default_factory=list)
+    title_text: str | None = None
+
+    def title(self, body: Any, box: BBox | None) -> None:
+        text = _title_text(body)
+        if text:
+            self.title_text = self.title_text or text
+            kind = BlockKind.TITLE if self.first_title and not self.titled else BlockKind.HEADING
+            self.titled.append(Block(kind=kind, text=text, level=2, page=self.slide, bbox=box))
+
+    def shape(self, shape: Any) -> None:
+        ph = _placeholder_type(shape)
+        if ph in _SKIP_PLACEHOLDERS:
+            return
+        tag = local(shape.tag)
+        box = _bbox(shape) or _inherited_box(shape, self.boxes)
+        blocks: list[Block] = []
+        if tag == "sp":
+            body = shape.find(f"{P}txBody")
+            if body is not None and ph in _TITLE_TYPES:
+                self.title(body, box)
+            elif body is not None:
+                blocks = _text_blocks(body, self.slide, box)
+        elif tag == "graphicFrame":
+            blocks = _frame_blocks(shape, self.slide, box)
+        elif tag == "pic":
+            blocks = _picture_blocks(shape, self.slide, box, self.picture)
+        if blocks:
+            key = (box[1], box[0]) if box is not None else (float("inf"), float("inf"))
+            self.placed.append((key, blocks))
+
+    def blocks(self) -> list[Block]:
+        # Stable sort: shapes without geometry keep their document order, after the placed ones.
+        self.placed.sort(key=lambda item: item[0])
+        return self.titled + [b for _, bs in self.placed for b in bs]
+
+
 def _slide_blocks(
-    root: Any, slide: int, first_title: bool, boxes: dict[tuple[str, str], BBox]
+    root: Any,
+    slide: int,
+    first_title: bool,
+    boxes: dict[tuple[str, str], BBox],
+    picture: Callable[[Any], str | None] = _no_picture,
 ) -> tuple[list[Block], str | None]:
     tree = root.find(f"{P}cSld/{P}spTree")
     if tree is None:
         return [], None
-    titled: list[Block] = []
-    placed: list[tuple[tuple[float, float], list[Block]]] = []
-    title_text: str | None = None
+    reader = _SlideReader(slide, first_title, boxes, picture)
     for shape in _shapes(tree):
-        tag = local(shape.tag)
-        box = _bbox(shape) or _inherited_box(shape, boxes)
-        ph = _placeholder_type(shape)
-        if ph in _SKIP_PLACEHOLDERS:
-            continue
-        blocks: list[Block] = []
-        if tag == "sp":
-            body = shape.find(f"{P}txBody")
-            if body is None:
-                continue
-            if ph in _TITLE_TYPES:
-                text = " ".join(t for p in body.iter(f"{A}p") if (t := _para_text(p).strip()))
-                if text:
-                    title_text = title_text or text
-                    kind = BlockKind.TITLE if first_title and not titled else BlockKind.HEADING
-                    titled.append(Block(kind=kind, text=text, level=2, page=slide, bbox=box))
-                continue
-            blocks = _text_blocks(body, slide, box)
-        elif tag == "graphicFrame":
-            tbl = next(shape.iter(f"{A}tbl"), None)
-            if tbl is not None:
-                table = _table(tbl, slide)
-                if table.rows:
-                    blocks = [Block(kind=BlockKind.TABLE, table=table, page=slide, bbox=box)]
-        elif tag == "pic":
-            pr = next(shape.iter(f"{P}cNvPr"), None)
-            alt = (pr.get("descr") or pr.get("title") or "").strip() if pr is not None else ""
-            name = pr.get("name") if pr is not None else None
-            blocks = [Block(kind=BlockKind.FIGURE, text=alt, label=name, caption="", page=slide, bbox=box)]
-        if blocks:
-            key = (box[1], box[0]) if box is not None else (float("inf"), float("inf"))
-            placed.append((key, blocks))
-    # Stable sort: shapes without geometry keep their document order, after the placed ones.
-    placed.sort(key=lambda item: item[0])
-    out = titled + [b for _, bs in placed for b in bs]
-    return out, title_text
+        reader.shape(shape)
+    return reader.blocks(), reader.title_text
 
 
 def _notes(zf: SafeZip, slide_part: str, slide: int) -> list[Block]:
@@ -257,6 +337,8 @@ class PptxProvider:
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.PPTX)
         hidden: list[int] = []
         titles: list[str | None] = []
+        store = ImageStore(options.include_images)
+        layouts: dict[str, dict[tuple[str, str], BBox]] = {}
         with SafeZip(path, source_name, self.limits) as zf:
             main = main_part(zf, "ppt/presentation.xml")
             if not zf.has(main):
@@ -278,12 +360,18 @@ class PptxProvider:
                     hidden.append(number)
                     continue
                 doc.blocks.append(Block(kind=BlockKind.PAGE_BREAK, page=number))
-                boxes = _layout_boxes(zf, part)
-                blocks, title = _slide_blocks(root, number, first_title=number == 1, boxes=boxes)
+                boxes = _layout_boxes(zf, part, cache=layouts)
+                picture = _no_picture
+                if store.enabled:
+                    slide_rels = relationships(zf, part)
+                    picture = functools.partial(ooxml_image, store, zf, slide_rels)
+                blocks, title = _slide_blocks(root, number, number == 1, boxes, picture)
                 titles.append(title)
                 doc.blocks.extend(blocks)
                 doc.blocks.extend(_notes(zf, part, number))
         doc.timings["read"] = time.perf_counter() - t0
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.metadata.update(
             reader="lxml (PresentationML)",
             slide_count=len(slide_parts),

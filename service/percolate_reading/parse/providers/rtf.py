@@ -141,100 +141,132 @@ class _State:
             self.rows = []
 
 
+def _unicode_char(arg: bytes) -> str:
+    """\\uN: a signed 16-bit code (negative above 32767), U+FFFD when out of range."""
+    code = int(arg)
+    code = code + 65536 if code < 0 else code
+    return chr(code) if 0 <= code < 0x110000 else "\ufffd"
+
+
+class _RtfReader:
+    """The token stream into paragraphs and tables: a stack of groups (what is skipped, the
+    \\uc fallback count), the current paragraph's state, and the 8-bit code page."""
+
+    def __init__(self) -> None:
+        self.codec = "cp1252"
+        self.stack: list[_Group] = [_Group()]
+        self.state = _State()
+        self.pending_skip = 0  # characters to drop after a \\uN (its ANSI fallback)
+        self.dest_next = False  # the group just opened with \\*
+        self.group_start = False
+
+    def token(self, m: re.Match[bytes]) -> None:
+        word, arg, hexbyte, symbol, brace, text = m.groups()
+        if brace is not None:
+            self.brace(brace)
+            return
+        starting, self.group_start = self.group_start, False
+        group = self.stack[-1]
+        if word is not None:
+            self.control_word(group, word, arg, starting)
+        elif symbol is not None:
+            self.symbol(group, symbol)
+        elif group.skip:
+            return
+        elif hexbyte is not None:
+            self.hex_byte(hexbyte)
+        elif text is not None:
+            self.text(text)
+
+    def brace(self, brace: bytes) -> None:
+        if brace == b"{":
+            group = self.stack[-1]
+            self.stack.append(_Group(skip=group.skip, uc=group.uc))
+            self.group_start = True
+            return
+        if len(self.stack) > 1:
+            self.stack.pop()
+        self.group_start = False
+
+    def control_word(self, group: _Group, word: bytes, arg: bytes | None, starting: bool) -> None:
+        if (starting and word in _SKIP_DESTINATIONS) or self.dest_next:
+            group.skip = True
+            self.dest_next = False
+        elif not group.skip:
+            self.word(group, word, arg)
+
+    def word(self, group: _Group, word: bytes, arg: bytes | None) -> None:
+        """A control word of visible content: paragraph, list and table structure, characters."""
+        state = self.state
+        if word == b"ansicpg" and arg:
+            with contextlib.suppress(LookupError):
+                self.codec = codecs.lookup(f"cp{int(arg)}").name
+        elif word in (b"par", b"sect"):
+            state.end_paragraph()
+        elif word == b"pard":
+            state.outline = None
+            state.in_table = False
+            state.list_level = None
+        elif word in (b"outlinelevel", b"ilvl", b"uc", b"u"):
+            if arg is not None:
+                self.numbered_word(group, word, arg)
+        elif word in (b"pntext", b"listtext"):
+            group.skip = True  # the rendered bullet/number of a list item
+            state.list_level = state.list_level or 0
+        elif word == b"intbl":
+            state.in_table = True
+        elif word == b"cell":
+            state.end_cell()
+        elif word == b"row":
+            state.end_row()
+        elif word in _SPECIAL:
+            state.text.append(_SPECIAL[word])
+
+    def numbered_word(self, group: _Group, word: bytes, arg: bytes) -> None:
+        if word == b"outlinelevel":
+            level = int(arg)
+            self.state.outline = level if 0 <= level < 9 else None
+        elif word == b"ilvl":
+            self.state.list_level = max(0, int(arg))
+        elif word == b"uc":
+            group.uc = max(0, int(arg))
+        else:  # \\u
+            self.state.text.append(_unicode_char(arg))
+            self.pending_skip = group.uc
+
+    def symbol(self, group: _Group, symbol: bytes) -> None:
+        if symbol == b"*":
+            self.dest_next = True
+        elif not group.skip:
+            self.state.text.append(_SYMBOLS.get(symbol, ""))
+
+    def hex_byte(self, hexbyte: bytes) -> None:
+        if self.pending_skip:
+            self.pending_skip -= 1
+            return
+        self.state.text.append(bytes([int(hexbyte, 16)]).decode(self.codec, errors="replace"))
+
+    def text(self, chunk: bytes) -> None:
+        if self.pending_skip:
+            drop = min(self.pending_skip, len(chunk))
+            chunk = chunk[drop:]
+            self.pending_skip -= drop
+        if chunk:
+            self.state.text.append(chunk.decode(self.codec, errors="replace"))
+
+
 def rtf_blocks(data: bytes) -> tuple[list[Block], str]:
     """Blocks of an RTF document, and the code page used for 8-bit characters."""
     if not data.lstrip().startswith(b"{\\rtf"):
         raise CorruptDocumentError("not an RTF document (no {\\rtf header)")
-    codec = "cp1252"
-    stack: list[_Group] = [_Group()]
-    state = _State()
-    pending_skip = 0  # characters to drop after a \uN (its ANSI fallback)
-    dest_next = False  # the group just opened with \*
-    group_start = False
+    reader = _RtfReader()
     for m in _TOKEN.finditer(data):
-        word, arg, hexbyte, symbol, brace, text = m.groups()
-        group = stack[-1]
-        if brace == b"{":
-            stack.append(_Group(skip=group.skip, uc=group.uc))
-            group_start = True
-            continue
-        if brace == b"}":
-            if len(stack) > 1:
-                stack.pop()
-            group_start = False
-            continue
-        starting = group_start
-        group_start = False
-        if word is not None:
-            if (starting and word in _SKIP_DESTINATIONS) or dest_next:
-                group.skip = True
-                dest_next = False
-                continue
-            if group.skip:
-                continue
-            if word == b"ansicpg" and arg:
-                with contextlib.suppress(LookupError):
-                    codec = codecs.lookup(f"cp{int(arg)}").name
-            elif word == b"par" or word == b"sect":
-                state.end_paragraph()
-            elif word == b"pard":
-                state.outline = None
-                state.in_table = False
-                state.list_level = None
-            elif word == b"outlinelevel" and arg is not None:
-                level = int(arg)
-                state.outline = level if 0 <= level < 9 else None
-            elif word == b"ilvl" and arg is not None:
-                state.list_level = max(0, int(arg))
-            elif word == b"pntext" or word == b"listtext":
-                group.skip = True  # the rendered bullet/number of a list item
-                state.list_level = state.list_level or 0
-            elif word == b"intbl":
-                state.in_table = True
-            elif word == b"cell":
-                state.end_cell()
-            elif word == b"row":
-                state.end_row()
-            elif word == b"uc" and arg is not None:
-                group.uc = max(0, int(arg))
-            elif word == b"u" and arg is not None:
-                code = int(arg)
-                state.text.append(
-                    chr(code + 65536 if code < 0 else code)
-                    if 0 <= (code + 65536 if code < 0 else code) < 0x110000
-                    else "\ufffd"
-                )
-                pending_skip = group.uc
-            elif word in _SPECIAL:
-                state.text.append(_SPECIAL[word])
-            continue
-        if symbol is not None:
-            if symbol == b"*":
-                dest_next = True
-                continue
-            if not group.skip:
-                state.text.append(_SYMBOLS.get(symbol, ""))
-            continue
-        if group.skip:
-            continue
-        if hexbyte is not None:
-            if pending_skip:
-                pending_skip -= 1
-                continue
-            state.text.append(bytes([int(hexbyte, 16)]).decode(codec, errors="replace"))
-            continue
-        if text is not None:
-            chunk = text
-            if pending_skip:
-                drop = min(pending_skip, len(chunk))
-                chunk = chunk[drop:]
-                pending_skip -= drop
-            if chunk:
-                state.text.append(chunk.decode(codec, errors="replace"))
+        reader.token(m)
+    state = reader.state
     state.end_paragraph()
     state.in_table = False
     state.flush_table()
-    return state.blocks, codec
+    return state.blocks, reader.codec
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def read_workbook(path: Path, source_name: str, doc: ParsedDocument, max_cells: 
     sheets: list[_Sheet] = []
     names: list[str] = []
     hidden: list[str] = []
+    spanned = 0  # cells of every sheet so far: the cap is the workbook's, not each sheet's
     try:
         with pc.CalamineWorkbook.from_path(str(path)) as wb:
             for meta in wb.sheets_metadata:
@@ -48,9 +49,10 @@ def read_workbook(path: Path, source_name: str, doc: ParsedDocument, max_cells: 
                 if meta.visible != pc.SheetVisibleEnum.Visible:
                     hidden.append(meta.name)
                 sheet = wb.get_sheet_by_name(meta.name)
-                if sheet.height * sheet.width > max_cells:
+                spanned += sheet.height * sheet.width
+                if spanned > max_cells:
                     raise DocumentTooLargeError(
-                        f"{source_name}: sheet {meta.name!r} spans {sheet.height * sheet.width} cells, "
+                        f"{source_name}: the sheets up to {meta.name!r} span {spanned} cells, "
                         f"over the {max_cells} cell cap"
                     )
                 merged: Any = getattr(sheet, "merged_cell_ranges", None)

@@ -98,6 +98,124 @@ def _inline_text(token: Any) -> str:
     return "".join(parts)
 
 
+def _figures(inline: Any) -> list[Block]:
+    """A paragraph of only images, as one FIGURE each; [] when the paragraph has text."""
+    children = inline.children or ()
+    pics = [c for c in children if c.type == "image"]
+    if not pics or "".join(c.content for c in children if c.type == "text").strip():
+        return []
+    return [
+        Block(
+            kind=BlockKind.FIGURE,
+            text=pic.content,
+            caption=str(pic.attrs.get("title") or ""),
+            label=str(pic.attrs.get("src") or "") or None,
+        )
+        for pic in pics
+    ]
+
+
+def _table(tokens: list[Any], i: int) -> tuple[Table | None, int]:
+    """The table opened at tokens[i], and the index after its table_close."""
+    rows: list[tuple[str, ...]] = []
+    header = 0
+    in_head = False
+    j = i + 1
+    current: list[str] = []
+    while j < len(tokens) and tokens[j].type != "table_close":
+        t = tokens[j]
+        if t.type in ("thead_open", "thead_close"):
+            in_head = t.type == "thead_open"
+        elif t.type == "tr_open":
+            current = []
+        elif t.type == "tr_close":
+            rows.append(tuple(current))
+            header += in_head
+        elif t.type == "inline":
+            current.append(_inline_text(t).strip())
+        j += 1
+    if not rows:
+        return None, j + 1
+    width = max(len(r) for r in rows)
+    padded = tuple(r + ("",) * (width - len(r)) for r in rows)
+    return Table(rows=padded, header_rows=header), j + 1
+
+
+class _MarkdownReader:
+    """markdown-it's token stream into blocks; list nesting kept on a stack."""
+
+    def __init__(self, tokens: list[Any]) -> None:
+        self.tokens = tokens
+        self.blocks: list[Block] = []
+        self.list_stack: list[bool] = []  # ordered, per open list
+        self.images = 0
+
+    def read(self) -> None:
+        i = 0
+        while i < len(self.tokens):
+            i = self.token(i)
+
+    def token(self, i: int) -> int:
+        """Handle tokens[i]; the index of the next token to read."""
+        tok = self.tokens[i]
+        ttype = tok.type
+        if ttype == "heading_open":
+            content = _inline_text(self.tokens[i + 1]).strip()
+            if content:
+                self.blocks.append(Block(kind=BlockKind.HEADING, text=content, level=int(tok.tag[1])))
+            return i + 3
+        if ttype == "paragraph_open":
+            self.paragraph(i)
+            return i + 3
+        if ttype == "table_open":
+            table, after = _table(self.tokens, i)
+            if table is not None:
+                self.blocks.append(Block(kind=BlockKind.TABLE, table=table))
+            return after
+        if ttype in ("bullet_list_open", "ordered_list_open"):
+            self.list_stack.append(ttype == "ordered_list_open")
+        elif ttype in ("bullet_list_close", "ordered_list_close"):
+            self.list_stack.pop()
+        elif ttype in ("fence", "code_block", "html_block"):
+            self.code(tok)
+        return i + 1
+
+    def code(self, tok: Any) -> None:
+        code = tok.content.rstrip("\n")
+        if not code.strip():
+            return
+        if tok.type == "html_block":
+            self.blocks.append(Block(kind=BlockKind.CODE, text=code, language="html"))
+            return
+        lang = tok.info.split()[0] if tok.info.strip() else None
+        self.blocks.append(Block(kind=BlockKind.CODE, text=code, language=lang))
+
+    def paragraph(self, i: int) -> None:
+        inline = self.tokens[i + 1]
+        figures = _figures(inline)
+        if figures:
+            self.images += len(figures)
+            self.blocks.extend(figures)
+            return
+        content = _inline_text(inline).strip()
+        if not content:
+            return
+        if self.list_stack and self.tokens[i - 1].type == "list_item_open":
+            marker = self.tokens[i - 1].info
+            ordered = self.list_stack[-1]
+            self.blocks.append(
+                Block(
+                    kind=BlockKind.LIST_ITEM,
+                    text=content,
+                    level=len(self.list_stack) - 1,
+                    ordered=ordered,
+                    marker=f"{marker}." if marker and ordered else None,
+                )
+            )
+        else:
+            self.blocks.append(Block(kind=BlockKind.PARAGRAPH, text=content))
+
+
 def markdown_blocks(text: str) -> tuple[list[Block], int]:
     """Blocks of a Markdown document, and the number of images seen."""
     from markdown_it import MarkdownIt
@@ -108,89 +226,9 @@ def markdown_blocks(text: str) -> tuple[list[Block], int]:
     if front:
         blocks.append(Block(kind=BlockKind.CODE, text=front.group(1), language="yaml", label="front matter"))
         text = text[front.end() :]
-    tokens = md.parse(text)
-    list_stack: list[bool] = []
-    images = 0
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
-        ttype = tok.type
-        if ttype == "heading_open":
-            content = _inline_text(tokens[i + 1]).strip()
-            if content:
-                blocks.append(Block(kind=BlockKind.HEADING, text=content, level=int(tok.tag[1])))
-            i += 3
-            continue
-        if ttype in ("bullet_list_open", "ordered_list_open"):
-            list_stack.append(ttype == "ordered_list_open")
-        elif ttype in ("bullet_list_close", "ordered_list_close"):
-            list_stack.pop()
-        elif ttype == "paragraph_open":
-            inline = tokens[i + 1]
-            content = _inline_text(inline).strip()
-            pics = [c for c in inline.children or () if c.type == "image"]
-            if pics and not "".join(c.content for c in inline.children or () if c.type == "text").strip():
-                for pic in pics:
-                    images += 1
-                    blocks.append(
-                        Block(
-                            kind=BlockKind.FIGURE,
-                            text=pic.content,
-                            caption=str(pic.attrs.get("title") or ""),
-                            label=str(pic.attrs.get("src") or "") or None,
-                        )
-                    )
-            elif content:
-                if list_stack and tokens[i - 1].type == "list_item_open":
-                    marker = tokens[i - 1].info
-                    blocks.append(
-                        Block(
-                            kind=BlockKind.LIST_ITEM,
-                            text=content,
-                            level=len(list_stack) - 1,
-                            ordered=list_stack[-1],
-                            marker=f"{marker}." if marker and list_stack[-1] else None,
-                        )
-                    )
-                else:
-                    blocks.append(Block(kind=BlockKind.PARAGRAPH, text=content))
-            i += 3
-            continue
-        elif ttype in ("fence", "code_block"):
-            code = tok.content.rstrip("\n")
-            if code.strip():
-                lang = tok.info.split()[0] if tok.info.strip() else None
-                blocks.append(Block(kind=BlockKind.CODE, text=code, language=lang))
-        elif ttype == "html_block" and tok.content.strip():
-            blocks.append(Block(kind=BlockKind.CODE, text=tok.content.rstrip("\n"), language="html"))
-        elif ttype == "table_open":
-            rows: list[tuple[str, ...]] = []
-            header = 0
-            in_head = False
-            j = i + 1
-            current: list[str] = []
-            while j < len(tokens) and tokens[j].type != "table_close":
-                t = tokens[j]
-                if t.type == "thead_open":
-                    in_head = True
-                elif t.type == "thead_close":
-                    in_head = False
-                elif t.type == "tr_open":
-                    current = []
-                elif t.type == "tr_close":
-                    rows.append(tuple(current))
-                    header += in_head
-                elif t.type == "inline":
-                    current.append(_inline_text(t).strip())
-                j += 1
-            if rows:
-                width = max(len(r) for r in rows)
-                rows = [r + ("",) * (width - len(r)) for r in rows]
-                blocks.append(Block(kind=BlockKind.TABLE, table=Table(rows=tuple(rows), header_rows=header)))
-            i = j + 1
-            continue
-        i += 1
-    return blocks, images
+    reader = _MarkdownReader(md.parse(text))
+    reader.read()
+    return blocks + reader.blocks, reader.images
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ Defences against hostile files, all before the workbook is handed to calamine:
   anything else is a legacy binary format we do not read.
 - Zip bombs: the sum of the members' uncompressed sizes, their count, and each large member's
   compression ratio are checked against limits.
-- Cell bombs: each sheet's XML is scanned for the largest row/column references, because
-  calamine (like any grid reader) allocates the dense rectangle up to the last cell.
+- Cell bombs: calamine (like any grid reader) allocates the dense rectangle up to the last
+  cell, so every member is streamed first and the cells and that rectangle are counted
+  across all sheets, whatever the layout (rows or cells without `r=`, many small sheets):
+  see xlsx_scan. The loaded sheets are counted against the same cap again.
 - XML entity expansion ("billion laughs"): calamine's parser does not expand DTD entities (it
   fails on them), and sheets carrying a DTD are refused up front with a clear message.
 """
@@ -34,8 +36,7 @@ import datetime as dt
 import re
 import time
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from percolate_reading.errors import (
 )
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.xlsx_scan import WorkbookScan
 
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # OLE directory names are UTF-16LE
@@ -60,19 +62,8 @@ DEFAULT_MAX_COMPRESSION_RATIO = 200.0
 MAX_ZIP_MEMBERS = 10_000
 # Small members compress extremely well (an all-zero styles part); only large ones are bombs.
 _RATIO_MIN_MEMBER_BYTES = 1024 * 1024
-_SCAN_CHUNK = 4 * 1024 * 1024
-_SCAN_OVERLAP = 64
+_OLE_SCAN_CHUNK = 4 * 1024 * 1024
 
-# `<c r="AB12"` / `<x:c s="1" r="AB12"` and `<row r="12"`; namespace prefixes do occur in the wild.
-_CELL_REF = re.compile(rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3})\d{1,7}"')
-_ROW_REF = re.compile(rb'<(?:\w+:)?row\s[^>]*?\br="(\d{1,7})"')
-_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
-# A cell whose formula has no cached result: `<f>..</f>` (or `<f .../>`) then nothing or `<v/>`.
-_UNCACHED_FORMULA = re.compile(
-    rb'<(?:\w+:)?c\s[^>]*?\br="([A-Z]{1,3}\d{1,7})"[^>]*>\s*'
-    rb"<(?:\w+:)?f\b[^>]*?(?:/>|>[^<]*</(?:\w+:)?f>)\s*"
-    rb"(?:<(?:\w+:)?v\s*/>|<(?:\w+:)?v>\s*</(?:\w+:)?v>)?\s*</(?:\w+:)?c>"
-)
 _SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\s([^>]*)/?>")
 _REL_TAG = re.compile(rb"<(?:\w+:)?Relationship\s([^>]*)/?>")
 _ATTR = re.compile(rb'([\w:]+)="([^"]*)"')
@@ -132,18 +123,11 @@ def cell_text(value: Any) -> tuple[str, str]:
     return str(value), _STR
 
 
-def _column_index(letters: bytes) -> int:
-    n = 0
-    for ch in letters:
-        n = n * 26 + (ch - 64)
-    return n
-
-
 def _check_ole(path: Path, source_name: str) -> None:
     """Raise the right error for an OLE compound file (never an XLSX)."""
     with path.open("rb") as f:
         tail = b""
-        while chunk := f.read(_SCAN_CHUNK):
+        while chunk := f.read(_OLE_SCAN_CHUNK):
             if _ENCRYPTED_PACKAGE in tail + chunk:
                 raise EncryptedDocumentError(
                     f"{source_name}: the workbook is password-protected (encrypted); "
@@ -155,8 +139,8 @@ def _check_ole(path: Path, source_name: str) -> None:
     )
 
 
-def _check_zip(zf: zipfile.ZipFile, source_name: str, max_bytes: int, max_ratio: float) -> list[str]:
-    """Zip-bomb checks on the central directory; returns the worksheet member names."""
+def _check_zip(zf: zipfile.ZipFile, source_name: str, max_bytes: int, max_ratio: float) -> None:
+    """Zip-bomb checks on the central directory."""
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
         raise DocumentTooLargeError(f"{source_name}: {len(infos)} zip members, over {MAX_ZIP_MEMBERS}")
@@ -177,40 +161,6 @@ def _check_zip(zf: zipfile.ZipFile, source_name: str, max_bytes: int, max_ratio:
     names = {i.filename for i in infos}
     if "xl/workbook.xml" not in names:
         raise CorruptDocumentError(f"{source_name}: a zip file but not an XLSX workbook (no xl/workbook.xml)")
-    return sorted(n for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml"))
-
-
-def _scan_chunks(zf: zipfile.ZipFile, member: str) -> Iterator[bytes]:
-    # Overlapping chunks so a reference split across a boundary is still seen.
-    with zf.open(member) as f:
-        tail = b""
-        while chunk := f.read(_SCAN_CHUNK):
-            yield tail + chunk
-            tail = chunk[-_SCAN_OVERLAP:]
-
-
-def _sheet_area(zf: zipfile.ZipFile, member: str, source_name: str, uncached: list[str] | None = None) -> int:
-    """Upper bound of the dense cell area calamine will allocate for one sheet; cells holding
-    a formula without a cached value are added to `uncached`."""
-    max_row = 0
-    cols: set[bytes] = set()
-    first = True
-    for chunk in _scan_chunks(zf, member):
-        if first and _DTD.search(chunk, 0, 4096):
-            raise CorruptDocumentError(
-                f"{source_name}: {member} declares a DTD/entities; refused (XML entity expansion attack)"
-            )
-        first = False
-        cols.update(_CELL_REF.findall(chunk))
-        if uncached is not None and (b"<f" in chunk or b":f" in chunk):
-            for ref in _UNCACHED_FORMULA.findall(chunk):
-                if ref.decode() not in uncached:  # overlapping chunks may see a cell twice
-                    uncached.append(ref.decode())
-        rows = _ROW_REF.findall(chunk)
-        if rows:
-            max_row = max(max_row, max(int(r) for r in rows))
-    max_col = max((_column_index(c) for c in cols), default=0)
-    return max_row * max_col
 
 
 def sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
@@ -235,62 +185,90 @@ def sheet_members(zf: zipfile.ZipFile) -> dict[str, str]:
     return names
 
 
-def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _Sheet | None:
-    texts: list[list[str]] = []
-    kinds: list[list[str]] = []
-    r0 = r1 = c0 = c1 = -1
-    for i, row in enumerate(rows):
-        # The hot loop: strings and floats inline, the rare types through cell_text.
-        t_row: list[str] = []
-        k_row: list[str] = []
-        first = last = -1
-        for j, v in enumerate(row):
-            tv = type(v)
-            if tv is str:
-                text, kind = v, (_STR if v else _EMPTY)
-            elif tv is float:
-                text, kind = (str(int(v)) if v.is_integer() and abs(v) < 1e15 else format_number(v)), _NUM
-            else:
-                text, kind = cell_text(v)
-            t_row.append(text)
-            k_row.append(kind)
-            if kind:
-                last = j
-                if first < 0:
-                    first = j
-        texts.append(t_row)
-        kinds.append(k_row)
+def _row_texts(row: list[Any]) -> tuple[list[str], list[str], int, int]:
+    """(texts, kinds, first, last filled column or -1) of one calamine row."""
+    # The hot loop: strings and floats inline, the rare types through cell_text.
+    t_row: list[str] = []
+    k_row: list[str] = []
+    first = last = -1
+    for j, v in enumerate(row):
+        tv = type(v)
+        if tv is str:
+            text, kind = v, (_STR if v else _EMPTY)
+        elif tv is float:
+            text, kind = (str(int(v)) if v.is_integer() and abs(v) < 1e15 else format_number(v)), _NUM
+        else:
+            text, kind = cell_text(v)
+        t_row.append(text)
+        k_row.append(kind)
+        if kind:
+            last = j
+            if first < 0:
+                first = j
+    return t_row, k_row, first, last
+
+
+@dataclass
+class _Grid:
+    """A sheet's cell texts and kinds with the bounds of its data (inclusive; -1: none)."""
+
+    texts: list[list[str]]
+    kinds: list[list[str]]
+    r0: int = -1
+    r1: int = -1
+    c0: int = -1
+    c1: int = -1
+
+    def add(self, i: int, row: list[Any]) -> None:
+        t_row, k_row, first, last = _row_texts(row)
+        self.texts.append(t_row)
+        self.kinds.append(k_row)
         if first >= 0:
             # Bounds of the data (before merges, so a huge merged range cannot grow the grid).
-            r1 = i
-            if r0 < 0:
-                r0 = i
-            c0 = first if c0 < 0 else min(c0, first)
-            c1 = max(c1, last)
-    if r0 < 0:
+            self.r1 = i
+            if self.r0 < 0:
+                self.r0 = i
+            self.c0 = first if self.c0 < 0 else min(self.c0, first)
+            self.c1 = max(self.c1, last)
+
+    def pad(self) -> None:
+        width = self.c1 + 1
+        for r in range(self.r0, self.r1 + 1):
+            missing = width - len(self.texts[r])
+            if missing > 0:
+                self.texts[r].extend([""] * missing)
+                self.kinds[r].extend([_EMPTY] * missing)
+
+    def propagate_merges(self, merged: list[Any] | None) -> frozenset[int]:
+        """Write each merged value once per row, in the range's first column; returns the rows
+        (of the trimmed grid) where a multi-column merge starts."""
+        merged_rows: set[int] = set()
+        for (mr0, mc0), (mr1, mc1) in merged or ():
+            if not (self.r0 <= mr0 <= self.r1 and self.c0 <= mc0 <= self.c1):
+                continue
+            value, kind = self.texts[mr0][mc0], self.kinds[mr0][mc0]
+            if mc1 > mc0:
+                merged_rows.add(mr0 - self.r0)
+            for r in range(mr0 + 1, min(mr1, self.r1) + 1):
+                self.texts[r][mc0] = value
+                self.kinds[r][mc0] = kind
+        return frozenset(merged_rows)
+
+    def trimmed(self, grid: list[list[str]]) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(grid[r][self.c0 : self.c1 + 1]) for r in range(self.r0, self.r1 + 1))
+
+
+def _read_sheet(name: str, rows: list[list[Any]], merged: list[Any] | None) -> _Sheet | None:
+    grid = _Grid([], [])
+    for i, row in enumerate(rows):
+        grid.add(i, row)
+    if grid.r0 < 0:
         return None
-    width = c1 + 1
-    for r in range(r0, r1 + 1):
-        pad = width - len(texts[r])
-        if pad > 0:
-            texts[r].extend([""] * pad)
-            kinds[r].extend([_EMPTY] * pad)
-
-    merged_rows: set[int] = set()
-    for (mr0, mc0), (mr1, mc1) in merged or ():
-        if not (r0 <= mr0 <= r1 and c0 <= mc0 <= c1):
-            continue
-        value, kind = texts[mr0][mc0], kinds[mr0][mc0]
-        if mc1 > mc0:
-            merged_rows.add(mr0 - r0)
-        for r in range(mr0 + 1, min(mr1, r1) + 1):  # once per row, in the first column
-            texts[r][mc0] = value
-            kinds[r][mc0] = kind
-
-    out_rows = tuple(tuple(texts[r][c0 : c1 + 1]) for r in range(r0, r1 + 1))
-    out_kinds = tuple(tuple(kinds[r][c0 : c1 + 1]) for r in range(r0, r1 + 1))
+    grid.pad()
+    merged_rows = grid.propagate_merges(merged)
+    out_kinds = grid.trimmed(grid.kinds)
     non_empty = sum(1 for r in out_kinds for k in r if k)
-    return _Sheet(name, out_rows, out_kinds, frozenset(merged_rows), non_empty)
+    return _Sheet(name, grid.trimmed(grid.texts), out_kinds, merged_rows, non_empty)
 
 
 def _segments(filled: list[bool]) -> list[tuple[int, int]]:
@@ -444,6 +422,26 @@ class XlsxProvider:
     def parse(self, path: Path, source_name: str, options: ParseOptions) -> ParsedDocument:
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.XLSX)
         t0 = time.perf_counter()
+        uncached = self._inspect(path, source_name)
+        t1 = time.perf_counter()
+        doc.timings["inspect"] = t1 - t0
+        book = self._read(path, source_name, doc)
+        t2 = time.perf_counter()
+        doc.timings["read"] = t2 - t1
+        for s in book.sheets:
+            doc.blocks.append(Block(kind=BlockKind.HEADING, text=s.name, level=2, sheet=s.name))
+            for table in sheet_tables(s):
+                doc.blocks.append(Block(kind=BlockKind.TABLE, table=table, sheet=s.name))
+        doc.timings["tables"] = time.perf_counter() - t2
+        doc.warnings.extend(_uncached_warnings(uncached))
+        doc.metadata.update(book.metadata())
+        if not book.sheets:
+            doc.warnings.append("the workbook has no non-empty sheets")
+        return doc
+
+    def _inspect(self, path: Path, source_name: str) -> dict[str, list[str]]:
+        """Format, zip-bomb and cell-cap checks before calamine opens the file; returns the
+        cells with a formula but no cached value, keyed by sheet name (or member)."""
         with path.open("rb") as f:
             magic = f.read(8)
         if not magic:
@@ -452,41 +450,37 @@ class XlsxProvider:
             _check_ole(path, source_name)
         try:
             with zipfile.ZipFile(path) as zf:
-                members = _check_zip(zf, source_name, self.max_uncompressed_bytes, self.max_compression_ratio)
-                uncached: dict[str, list[str]] = {m: [] for m in members}
-                area = sum(_sheet_area(zf, m, source_name, uncached[m]) for m in members)
-                member_names = sheet_members(zf) if any(uncached.values()) else {}
+                _check_zip(zf, source_name, self.max_uncompressed_bytes, self.max_compression_ratio)
+                scan = WorkbookScan(source_name, self.max_cells)
+                scan.scan(zf)
+                uncached = scan.uncached()
+                names = sheet_members(zf) if uncached else {}
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as exc:
             # NotImplementedError: a compression method zipfile lacks (also outside XLSX's spec).
             raise CorruptDocumentError(f"{source_name}: not a readable XLSX zip ({exc})") from exc
-        if area > self.max_cells:
-            raise DocumentTooLargeError(
-                f"{source_name}: the sheets span {area} cells, over the {self.max_cells} cell cap"
-            )
-        t1 = time.perf_counter()
-        doc.timings["inspect"] = t1 - t0
+        return {names.get(member, member): refs for member, refs in uncached.items()}
 
+    def _read(self, path: Path, source_name: str, doc: ParsedDocument) -> _Book:
         pc = _calamine()
-        sheets: list[_Sheet] = []
-        names: list[str] = []
-        hidden: list[str] = []
+        book = _Book()
+        loaded = 0  # cells calamine allocated so far, over all sheets
         try:
             with pc.CalamineWorkbook.from_path(str(path)) as wb:
                 for meta in wb.sheets_metadata:
-                    names.append(meta.name)
+                    book.names.append(meta.name)
                     if meta.typ != pc.SheetTypeEnum.WorkSheet:
                         doc.warnings.append(
                             f"sheet {meta.name!r} is a {meta.typ.name}, not a worksheet; skipped"
                         )
                         continue
                     if meta.visible != pc.SheetVisibleEnum.Visible:
-                        hidden.append(meta.name)
+                        book.hidden.append(meta.name)
                     sheet = wb.get_sheet_by_name(meta.name)
-                    # Post-load cap too: cells without `r` attributes escape the pre-scan.
-                    if sheet.height * sheet.width > self.max_cells:
+                    loaded += sheet.height * sheet.width
+                    if loaded > self.max_cells:  # defence in depth: the pre-scan bounds this
                         raise DocumentTooLargeError(
-                            f"{source_name}: sheet {meta.name!r} spans {sheet.height * sheet.width} "
-                            f"cells, over the {self.max_cells} cell cap"
+                            f"{source_name}: the sheets up to {meta.name!r} span {loaded} cells, "
+                            f"over the {self.max_cells} cell cap"
                         )
                     read = _read_sheet(
                         meta.name, sheet.to_python(skip_empty_area=False), sheet.merged_cell_ranges
@@ -494,38 +488,40 @@ class XlsxProvider:
                     if read is None:
                         doc.warnings.append(f"sheet {meta.name!r} is empty; skipped")
                     else:
-                        sheets.append(read)
+                        book.sheets.append(read)
         except pc.PasswordError as exc:
             raise EncryptedDocumentError(f"{source_name}: the workbook is password-protected") from exc
         except pc.CalamineError as exc:
             raise CorruptDocumentError(f"{source_name}: the workbook cannot be read ({exc})") from exc
-        t2 = time.perf_counter()
-        doc.timings["read"] = t2 - t1
+        return book
 
-        for s in sheets:
-            doc.blocks.append(Block(kind=BlockKind.HEADING, text=s.name, level=2, sheet=s.name))
-            for table in sheet_tables(s):
-                doc.blocks.append(Block(kind=BlockKind.TABLE, table=table, sheet=s.name))
-        doc.timings["tables"] = time.perf_counter() - t2
 
-        for member, refs in uncached.items():
-            if refs:
-                shown = ", ".join(refs[:MAX_LISTED_CELLS]) + (", ..." if len(refs) > MAX_LISTED_CELLS else "")
-                doc.warnings.append(
-                    f"sheet {member_names.get(member, member)!r}: {len(refs)} formula cell(s) saved without "
-                    f"a computed value ({shown}) read as empty; recalculate and save the workbook in a "
-                    "spreadsheet application to include them"
-                )
-        doc.metadata.update(
-            sheet_count=len(names),
-            sheet_names=names,
-            sheets=names,
-            tables=[s.name for s in sheets],
-            hidden_sheets=hidden,
-            cells=sum(s.non_empty for s in sheets),
-            merged_cells="value propagated to every cell of the range",
-            reader="python-calamine",
+@dataclass
+class _Book:
+    sheets: list[_Sheet] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # every sheet, in workbook order
+    hidden: list[str] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "sheet_count": len(self.names),
+            "sheet_names": self.names,
+            "sheets": self.names,
+            "tables": [s.name for s in self.sheets],
+            "hidden_sheets": self.hidden,
+            "cells": sum(s.non_empty for s in self.sheets),
+            "merged_cells": "value propagated to every cell of the range",
+            "reader": "python-calamine",
+        }
+
+
+def _uncached_warnings(uncached: dict[str, list[str]]) -> list[str]:
+    warnings = []
+    for sheet, refs in uncached.items():
+        shown = ", ".join(refs[:MAX_LISTED_CELLS]) + (", ..." if len(refs) > MAX_LISTED_CELLS else "")
+        warnings.append(
+            f"sheet {sheet!r}: {len(refs)} formula cell(s) saved without a computed value ({shown}) "
+            "read as empty; recalculate and save the workbook in a spreadsheet application to "
+            "include them"
         )
-        if not sheets:
-            doc.warnings.append("the workbook has no non-empty sheets")
-        return doc
+    return warnings

@@ -66,6 +66,7 @@ def render_artifacts(
     if "chunks" in wanted:
         artifacts[CHUNKS_JSONL] = _jsonl(chunks)
         artifacts[LANGCHAIN_JSONL] = _jsonl(langchain_documents(chunks))
+    artifacts.update(doc.images)  # extracted pictures (include_images), linked from the above
     children: list[dict[str, Any]] = []
     for number, child in enumerate(doc.children, start=1):
         folder = f"attachments/{number}-{_UNSAFE.sub('_', child.source_name)[:80]}"
@@ -87,6 +88,8 @@ def render_artifacts(
         extra["chunk_count"] = len(chunks)
     if "elements" in wanted:
         extra["element_count"] = len(elements)
+    if doc.images:
+        extra["images"] = sorted(doc.images)
     if children:
         extra["children"] = children
     artifacts[METADATA_JSON] = metadata_json(build_metadata(doc, extra=extra))

@@ -58,50 +58,48 @@ def elements_schema() -> dict[str, Any]:
     return schema
 
 
-def table_html(table: Table) -> str:
-    """The table as an HTML <table>, merged cells as colspan/rowspan, header rows in <thead>."""
+def _spans(table: Table) -> tuple[dict[tuple[int, int], tuple[int, int]], set[tuple[int, int]]]:
+    """(top-left cell -> (row span, col span), the cells a merge covers besides its top-left)."""
     covered: set[tuple[int, int]] = set()
     span_at = {(r, c): (rs, cs) for r, c, rs, cs in table.spans}
     for (r, c), (rs, cs) in span_at.items():
-        for dr in range(rs):
-            for dc in range(cs):
-                if dr or dc:
-                    covered.add((r + dr, c + dc))
+        covered.update((r + dr, c + dc) for dr in range(rs) for dc in range(cs) if dr or dc)
+    return span_at, covered
+
+
+def _html_row(
+    table: Table, r: int, span_at: dict[tuple[int, int], tuple[int, int]], covered: set[tuple[int, int]]
+) -> str:
+    tag = "th" if r < table.header_rows else "td"
+    cells = []
+    for c, value in enumerate(table.rows[r]):
+        if (r, c) in covered:
+            continue
+        rs, cs = span_at.get((r, c), (1, 1))
+        attrs = (f' rowspan="{rs}"' if rs > 1 else "") + (f' colspan="{cs}"' if cs > 1 else "")
+        cells.append(f"<{tag}{attrs}>{html.escape(value).replace(chr(10), '<br>')}</{tag}>")
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def table_html(table: Table) -> str:
+    """The table as an HTML <table>, merged cells as colspan/rowspan, header rows in <thead>."""
+    span_at, covered = _spans(table)
     out = ["<table>"]
     if table.title:
         out.append(f"<caption>{html.escape(table.title)}</caption>")
-    for r, row in enumerate(table.rows):
-        if r == 0 and table.header_rows:
-            out.append("<thead>")
-        if r == table.header_rows and table.header_rows:
-            out.append("</thead><tbody>")
-        elif r == 0:
-            out.append("<tbody>")
-        tag = "th" if r < table.header_rows else "td"
-        cells = []
-        for c, value in enumerate(row):
-            if (r, c) in covered:
-                continue
-            rs, cs = span_at.get((r, c), (1, 1))
-            attrs = (f' rowspan="{rs}"' if rs > 1 else "") + (f' colspan="{cs}"' if cs > 1 else "")
-            cells.append(f"<{tag}{attrs}>{html.escape(value).replace(chr(10), '<br>')}</{tag}>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    if table.rows and table.header_rows >= len(table.rows):
-        out.append("</thead>")
-    elif table.rows:
-        out.append("</tbody>")
+    head = min(table.header_rows, len(table.rows))
+    sections = (("thead", range(head)), ("tbody", range(head, len(table.rows))))
+    for tag, rows in sections:
+        if rows:
+            out.append(f"<{tag}>")
+            out.extend(_html_row(table, r, span_at, covered) for r in rows)
+            out.append(f"</{tag}>")
     out.append("</table>")
     return "".join(out)
 
 
 def table_cells(table: Table) -> list[dict[str, Any]]:
-    covered: set[tuple[int, int]] = set()
-    span_at = {(r, c): (rs, cs) for r, c, rs, cs in table.spans}
-    for (r, c), (rs, cs) in span_at.items():
-        for dr in range(rs):
-            for dc in range(cs):
-                if dr or dc:
-                    covered.add((r + dr, c + dc))
+    span_at, covered = _spans(table)
     cells: list[dict[str, Any]] = []
     for r, row in enumerate(table.rows):
         for c, value in enumerate(row):
@@ -132,6 +130,68 @@ def document_key(doc: ParsedDocument) -> str:
     return str(doc.metadata.get("sha256") or hashlib.sha256(doc.text().encode("utf-8")).hexdigest())
 
 
+def _page_of(block: Block, current: int | None) -> int | None:
+    """The block's own page, its table's, or the page the last PAGE_BREAK opened."""
+    if block.page is not None:
+        return block.page
+    if block.table is not None and block.table.page is not None:
+        return block.table.page
+    return current
+
+
+def _table_fields(table: Table, number: int) -> dict[str, Any]:
+    return {
+        "rows": [list(r) for r in table.rows],
+        "n_rows": table.n_rows,
+        "n_cols": table.n_cols,
+        "header_rows": table.header_rows,
+        "title": table.title,
+        "cells": table_cells(table),
+        "html": table_html(table),
+        "csv": table_path(number),
+    }
+
+
+def _type_fields(block: Block, level: int, language: str | None) -> dict[str, Any]:
+    """What each element type adds to the common fields (tables: see _table_fields)."""
+    kind = block.kind
+    if kind is BlockKind.HEADING:
+        return {"level": level}
+    if kind is BlockKind.LIST_ITEM:
+        return {"depth": max(block.level, 0), "ordered": block.ordered}
+    if kind is BlockKind.FIGURE:
+        # artifact: images/<n>.<ext> when the picture was extracted
+        return {"caption": block.caption or None, "image": block.label, "artifact": block.image}
+    if kind is BlockKind.CODE:
+        return {"language": block.language}
+    if kind is BlockKind.TRANSCRIPT_SEGMENT:
+        return {
+            "start": block.start,
+            "end": block.end,
+            "speaker": block.speaker,
+            "language": block.language or language,
+        }
+    if kind is BlockKind.EMAIL_HEADER:
+        return {"name": block.label, "value": block.text}
+    if kind is BlockKind.PARAGRAPH and block.label:
+        return {"role": block.label}  # "notes" (speaker notes), "footnote 3", ...
+    return {}
+
+
+def _elements_of(doc: ParsedDocument) -> list[tuple[Block, int | None]]:
+    """The blocks that become elements, each with its page."""
+    out: list[tuple[Block, int | None]] = []
+    page: int | None = None
+    for block in doc.blocks:
+        if block.kind is BlockKind.PAGE_BREAK:
+            page = block.page
+        elif block.kind in _TYPE_NAMES and not (
+            block.kind is BlockKind.TABLE and (block.table is None or not block.table.rows)
+        ):
+            out.append((block, _page_of(block, page)))
+    return out
+
+
 def build_elements(doc: ParsedDocument) -> list[dict[str, Any]]:
     """The document's elements in reading order, as JSON-ready dicts."""
     doc_key = document_key(doc)
@@ -140,72 +200,30 @@ def build_elements(doc: ParsedDocument) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     sections: list[tuple[int, str]] = []  # (level, element id): the open heading path
     table_number = 0
-    page: int | None = None
-    for block in doc.blocks:
-        if block.kind is BlockKind.PAGE_BREAK:
-            page = block.page
-            continue
-        type_name = _TYPE_NAMES.get(block.kind)
-        if type_name is None:
-            continue
-        if block.kind is BlockKind.TABLE and (block.table is None or not block.table.rows):
-            continue
-        index = len(out)
+    for index, (block, page) in enumerate(_elements_of(doc)):
         element_id = _element_id(doc_key, index, block)
-        block_page = block.page if block.page is not None else (block.table.page if block.table else None)
-        block_page = block_page if block_page is not None else page
-        sheet = block.sheet or (block.table.sheet if block.table is not None else None)
         level = 0 if block.kind is BlockKind.TITLE else min(max(block.level, 1), 6)
-        if block.kind in (BlockKind.TITLE, BlockKind.HEADING):
-            while sections and sections[-1][0] >= level:
-                sections.pop()
-        parent = sections[-1][1] if sections else None
+        opens_section = block.kind in (BlockKind.TITLE, BlockKind.HEADING)
+        while opens_section and sections and sections[-1][0] >= level:
+            sections.pop()
         element: dict[str, Any] = {
             "id": element_id,
-            "type": type_name,
+            "type": _TYPE_NAMES[block.kind],
             "index": index,
             "text": block.text,
-            "parent_id": parent,
-            "page": None if slides else block_page,
-            "slide": block_page if slides else None,
-            "sheet": sheet,
+            "parent_id": sections[-1][1] if sections else None,
+            "page": None if slides else page,
+            "slide": page if slides else None,
+            "sheet": block.sheet or (block.table.sheet if block.table is not None else None),
             "bbox": list(block.bbox) if block.bbox is not None else None,
         }
-        if block.kind is BlockKind.HEADING:
-            element["level"] = level
-        elif block.kind is BlockKind.LIST_ITEM:
-            element["depth"] = max(block.level, 0)
-            element["ordered"] = block.ordered
-        elif block.kind is BlockKind.TABLE and block.table is not None:
+        if block.kind is BlockKind.TABLE and block.table is not None:
             table_number += 1
-            table = block.table
-            element["text"] = "\n".join(" | ".join(row) for row in table.rows)
-            element["table"] = {
-                "rows": [list(r) for r in table.rows],
-                "n_rows": table.n_rows,
-                "n_cols": table.n_cols,
-                "header_rows": table.header_rows,
-                "title": table.title,
-                "cells": table_cells(table),
-                "html": table_html(table),
-                "csv": table_path(table_number),
-            }
-        elif block.kind is BlockKind.FIGURE:
-            element["caption"] = block.caption or None
-            element["image"] = block.label
-        elif block.kind is BlockKind.CODE:
-            element["language"] = block.language
-        elif block.kind is BlockKind.TRANSCRIPT_SEGMENT:
-            element.update(
-                start=block.start, end=block.end, speaker=block.speaker, language=block.language or language
-            )
-        elif block.kind is BlockKind.EMAIL_HEADER:
-            element["name"] = block.label
-            element["value"] = block.text
-        if block.kind is BlockKind.PARAGRAPH and block.label:
-            element["role"] = block.label  # "notes" (speaker notes), "footnote 3", ...
+            element["text"] = "\n".join(" | ".join(row) for row in block.table.rows)
+            element["table"] = _table_fields(block.table, table_number)
+        element.update(_type_fields(block, level, language))
         out.append(element)
-        if block.kind in (BlockKind.TITLE, BlockKind.HEADING):
+        if opens_section:
             sections.append((level, element_id))
     return out
 

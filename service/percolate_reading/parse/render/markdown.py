@@ -238,15 +238,27 @@ def _render_extra(block: Block) -> str:
     if kind is BlockKind.FORMULA:
         return f"$$\n{no_comments(block.text.strip())}\n$$" if block.text.strip() else ""
     if kind is BlockKind.FIGURE:
-        caption = _one_line(block.caption or "")
-        alt = _one_line(block.text or "")
-        line = f"*Figure: {caption}*" if caption else ""
-        if alt and alt != caption:
-            line = f"{line}\n\n{escape_paragraph(alt)}" if line else escape_paragraph(alt)
-        return line
+        return _figure(block)
     if kind is BlockKind.EMAIL_HEADER:
         return f"**{_one_line(block.label or '')}:** {_one_line(block.text)}" if block.text.strip() else ""
     return ""
+
+
+def _figure(block: Block) -> str:
+    """Caption and alt text; the extracted picture (include_images) linked above them."""
+    caption = _one_line(block.caption or "")
+    alt = _one_line(block.text or "")
+    line = f"*Figure: {caption}*" if caption else ""
+    if alt and alt != caption:
+        line = f"{line}\n\n{escape_paragraph(alt)}" if line else escape_paragraph(alt)
+    if block.image:  # stored next to structured.md
+        link = f"![{_link_text(alt or caption)}]({block.image})"
+        line = f"{link}\n\n{line}" if line else link
+    return line
+
+
+def _link_text(text: str) -> str:
+    return _one_line(text).replace("[", "\\[").replace("]", "\\]")
 
 
 def _one_line(text: str) -> str:

@@ -69,24 +69,51 @@ function setupKey() {
 
 // --- uploads -------------------------------------------------------------------------------------
 
+// The options form's fields are named as POST /v1/parse names them; blank ones are left out
+// (the server's defaults), and the outputs only when they differ from the default set.
 function currentOptions() {
+  const form = $("#options");
   const fields = {};
-  const language = $("#opt-language").value.trim();
-  const password = $("#opt-password").value;
-  const tier = $("#opt-tier").value;
-  const pages = $("#opt-pages").value.trim();
-  const callback = $("#opt-callback").value.trim();
-  if (language) fields.language = language;
-  if (password) fields.password = password;
-  if (tier) fields.tier = tier;
-  if (pages) fields.pages = pages;
-  if (callback) fields.callback_url = callback;
-  if (!$("#opt-ocr").checked) fields.ocr_enabled = "false";
+  for (const input of form.querySelectorAll("input[name], select[name]")) {
+    if (input.name === "outputs") continue;
+    const value = input.type === "password" ? input.value : input.value.trim();
+    if (value) fields[input.name] = value;
+  }
+  const boxes = Array.from(form.querySelectorAll("input[name=outputs]"));
+  const chosen = boxes.filter((box) => box.checked).map((box) => box.value);
+  const defaults = boxes.filter((box) => box.defaultChecked).map((box) => box.value);
+  if (chosen.join() !== defaults.join()) fields.outputs = chosen.join(",");
   return fields;
 }
 
+// The browser's own checks (pattern, min/max, URL) plus the rules across fields; false (and
+// the first problem shown at its field) when the options would be refused.
+function optionsValid() {
+  const form = $("#options");
+  const boxes = Array.from(form.querySelectorAll("input[name=outputs]"));
+  boxes[0].setCustomValidity(boxes.some((box) => box.checked) ? "" : "Choose at least one output.");
+  const size = form.elements.chunk_size, overlap = form.elements.chunk_overlap;
+  const tooBig = size.value && overlap.value && Number(overlap.value) >= Number(size.value);
+  overlap.setCustomValidity(tooBig ? "The overlap must be smaller than the chunk size." : "");
+  if (form.checkValidity()) return true;
+  form.reportValidity();
+  const bad = form.querySelector("input:invalid, select:invalid");
+  announce(`Options: ${bad ? bad.validationMessage : "check the highlighted field"}`);
+  return false;
+}
+
+function describeOptions(fields) {
+  const shown = Object.entries(fields)
+    .filter(([name]) => name !== "password")
+    .map(([name, value]) => `${name}=${value}`);
+  if (fields.password) shown.push("password set");
+  return shown.length ? ` (${shown.join(", ")})` : "";
+}
+
 async function uploadFiles(files) {
+  if (!optionsValid()) return;
   const options = currentOptions();
+  const described = describeOptions(options);
   await Promise.all(Array.from(files).map(async (file) => {
     const item = el("li", { text: `${file.name}: uploading…` });
     $("#uploads").prepend(item);
@@ -96,7 +123,8 @@ async function uploadFiles(files) {
     try {
       const response = await api("/v1/parse", { method: "POST", body: form });
       const accepted = await response.json();
-      item.textContent = `${file.name}: queued as ${accepted.job_id}`;
+      item.textContent = `${file.name}: queued as ${accepted.job_id}${described}`;
+      item.dataset.job = accepted.job_id;
     } catch (error) {
       item.textContent = `${file.name}: ${error.message}`;
       item.className = "error";
@@ -108,7 +136,8 @@ async function uploadFiles(files) {
 function setupDrop() {
   const zone = $("#drop-zone");
   const input = $("#file-input");
-  const choose = () => input.click();
+  // Options the browser can check are checked before the picker opens, not after.
+  const choose = () => { if (optionsValid()) input.click(); };
   zone.addEventListener("click", choose);
   zone.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(); }
@@ -331,49 +360,166 @@ async function renderChunks(job) {
     }));
 }
 
-function box(element) {
-  const b = element.bbox || element.box || element.bounds;
-  if (Array.isArray(b) && b.length === 4) return b.map(Number);
-  if (b && typeof b === "object") return [b.x0 ?? b.left, b.y0 ?? b.top, b.x1 ?? b.right, b.y1 ?? b.bottom].map(Number);
-  return null;
+// --- elements (elements.jsonl, one element per line; its JSON Schema is /schemas/elements.json) ---
+
+const MAX_ELEMENTS_SHOWN = 500;
+
+function seconds1(value) { return typeof value === "number" ? value.toFixed(1) : "?"; }
+
+// Where the element is: a slide, a page or a sheet (each null where the source has none).
+function elementPlace(element) {
+  if (element.slide != null) return `slide ${element.slide}`;
+  if (element.page != null) return `page ${element.page}`;
+  if (element.sheet != null) return `sheet ${element.sheet}`;
+  return "";
+}
+
+// The type with its type-specific facts: heading level, list depth, role, code language,
+// a transcript segment's time, speaker and language.
+function elementFacts(element) {
+  const facts = [element.type === "heading" && element.level ? `heading ${element.level}` : element.type];
+  if (element.type === "list_item") {
+    facts.push(element.ordered ? "numbered" : "bulleted");
+    if (element.depth) facts.push(`depth ${element.depth}`);
+  }
+  if (element.role) facts.push(element.role);
+  if (element.type === "code" && element.language) facts.push(element.language);
+  if (element.type === "transcript_segment") {
+    facts.push(`${seconds1(element.start)}–${seconds1(element.end)} s`);
+    if (element.speaker) facts.push(element.speaker);
+    if (element.language) facts.push(element.language);
+  }
+  const place = elementPlace(element);
+  if (place) facts.push(place);
+  return facts;
+}
+
+// A table element as DOM from its cells (spans, header rows): its `html` is never parsed.
+function tableFromCells(table) {
+  const rows = new Map();
+  for (const cell of table.cells || []) {
+    if (!rows.has(cell.row)) rows.set(cell.row, []);
+    rows.get(cell.row).push(cell);
+  }
+  const head = el("thead"), body = el("tbody");
+  for (const row of Array.from(rows.keys()).sort((a, b) => a - b)) {
+    const cells = rows.get(row).sort((a, b) => a.col - b.col);
+    const header = row < (table.header_rows || 0);
+    (header ? head : body).append(el("tr", {}, cells.map((cell) => el(cell.header ? "th" : "td", {
+      text: cell.text,
+      scope: cell.header ? "col" : null,
+      rowspan: cell.row_span > 1 ? String(cell.row_span) : null,
+      colspan: cell.col_span > 1 ? String(cell.col_span) : null,
+    }))));
+  }
+  return el("table", { class: "element-table" },
+    table.title ? el("caption", { text: table.title }) : null,
+    head.childElementCount ? head : null, body);
+}
+
+function elementBody(element) {
+  const text = element.text || "";
+  switch (element.type) {
+    case "table":
+      return el("div", { class: "scroll" },
+        element.table ? tableFromCells(element.table) : el("pre", { text }),
+        element.table && element.table.csv
+          ? el("p", { class: "hint", text: `${element.table.n_rows} × ${element.table.n_cols}, also ${element.table.csv}` })
+          : null);
+    case "figure":
+      return el("div", {},
+        element.caption ? el("p", { class: "caption", text: element.caption }) : null,
+        text ? el("p", { text }) : null,
+        element.image ? el("p", { class: "hint", text: `image: ${element.image}` }) : null);
+    case "code":
+    case "formula":
+      return el("pre", {}, el("code", { text }));
+    case "email_header":
+      return el("p", {}, el("strong", { text: `${element.name || "header"}: ` }), element.value ?? text);
+    case "title":
+    case "heading":
+      return el("p", { class: "element-heading", text });
+    default:
+      return el("p", { text: text.length > 600 ? `${text.slice(0, 600)}…` : text });
+  }
+}
+
+// Depth in the section tree (`parent_id` is the heading that holds the element).
+function sectionDepths(elements) {
+  const depth = new Map();
+  for (const element of elements) {
+    const parent = element.parent_id && depth.has(element.parent_id) ? depth.get(element.parent_id) + 1 : 0;
+    depth.set(element.id, parent);
+  }
+  return depth;
+}
+
+// Element boxes (`bbox`: [x0, y0, x1, y1], origin top left) drawn on one frame per page or
+// slide; all frames share the extent of every box (a document's pages share their size).
+function geometryFigures(elements) {
+  const frames = new Map();
+  let width = 0, height = 0;
+  for (const element of elements) {
+    const b = Array.isArray(element.bbox) && element.bbox.length === 4 ? element.bbox.map(Number) : null;
+    if (!b || b.some(Number.isNaN)) continue;
+    const name = element.slide != null ? `Slide ${element.slide}` : element.page != null ? `Page ${element.page}` : "Document";
+    if (!frames.has(name)) frames.set(name, []);
+    frames.get(name).push({ b, element });
+    width = Math.max(width, b[2]);
+    height = Math.max(height, b[3]);
+  }
+  const svgNs = "http://www.w3.org/2000/svg";
+  return Array.from(frames.entries()).map(([name, boxes]) => {
+    const svg = document.createElementNS(svgNs, "svg");
+    svg.setAttribute("viewBox", `0 0 ${Math.ceil(width) || 1} ${Math.ceil(height) || 1}`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `${name}: ${boxes.length} element boxes`);
+    for (const { b, element } of boxes) {
+      const rect = document.createElementNS(svgNs, "rect");
+      rect.setAttribute("x", b[0]); rect.setAttribute("y", b[1]);
+      rect.setAttribute("width", Math.max(0, b[2] - b[0])); rect.setAttribute("height", Math.max(0, b[3] - b[1]));
+      rect.setAttribute("class", `box-${element.type}`);
+      rect.dataset.element = element.id;
+      const title = document.createElementNS(svgNs, "title");
+      title.textContent = `${element.type}: ${(element.text || "").slice(0, 80)}`;
+      rect.append(title);
+      svg.append(rect);
+    }
+    return el("figure", { class: "page", "data-frame": name }, svg, el("figcaption", { text: name }));
+  });
+}
+
+function elementItem(element, depth) {
+  const item = el("li", { class: "element", "data-type": element.type, "data-id": element.id },
+    el("div", { class: "meta", text: `#${element.index} · ${elementFacts(element).join(" · ")}` }),
+    elementBody(element));
+  item.style.setProperty("--depth", String(Math.min(depth, 6)));
+  return item;
 }
 
 async function renderElements(job, path) {
   const elements = parseJsonLines(await fetchText(job.job_id, path));
-  const pages = new Map();
-  for (const element of elements) {
-    const b = box(element);
-    if (!b || b.some(Number.isNaN)) continue;
-    const page = element.page ?? 1;
-    if (!pages.has(page)) pages.set(page, { boxes: [], width: 0, height: 0 });
-    const entry = pages.get(page);
-    entry.boxes.push({ b, label: `${element.type || element.kind || "element"}: ${(element.text || "").slice(0, 80)}` });
-    entry.width = Math.max(entry.width, Number(element.page_width) || 0, b[2]);
-    entry.height = Math.max(entry.height, Number(element.page_height) || 0, b[3]);
-  }
-  const svgNs = "http://www.w3.org/2000/svg";
-  const figures = Array.from(pages.entries()).map(([page, entry]) => {
-    const svg = document.createElementNS(svgNs, "svg");
-    svg.setAttribute("viewBox", `0 0 ${entry.width || 1} ${entry.height || 1}`);
-    svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `Page ${page}: ${entry.boxes.length} element boxes`);
-    for (const { b, label } of entry.boxes) {
-      const rect = document.createElementNS(svgNs, "rect");
-      rect.setAttribute("x", b[0]); rect.setAttribute("y", b[1]);
-      rect.setAttribute("width", Math.max(0, b[2] - b[0])); rect.setAttribute("height", Math.max(0, b[3] - b[1]));
-      const title = document.createElementNS(svgNs, "title");
-      title.textContent = label;
-      rect.append(title);
-      svg.append(rect);
-    }
-    return el("figure", { class: "page" }, svg, el("figcaption", { text: `Page ${page}` }));
-  });
+  const depths = sectionDepths(elements);
+  const counts = new Map();
+  for (const element of elements) counts.set(element.type, (counts.get(element.type) || 0) + 1);
+  const shown = elements.slice(0, MAX_ELEMENTS_SHOWN);
+  const list = el("ol", { class: "elements", "aria-label": "Elements in reading order" },
+    shown.map((element) => elementItem(element, depths.get(element.id) || 0)));
+  const filter = el("select", { id: "element-type", onchange: (event) => {
+    for (const item of list.children) item.hidden = Boolean(event.target.value) && item.dataset.type !== event.target.value;
+  } },
+  el("option", { value: "", text: `all types (${elements.length})` }),
+  Array.from(counts.entries()).map(([type, n]) => el("option", { value: type, text: `${type} (${n})` })));
+  const figures = geometryFigures(shown);
   return el("div", {},
-    el("p", { class: "hint", text: `${elements.length} elements` }),
-    figures.length ? el("div", { class: "pages" }, figures) : null,
-    el("ol", { class: "elements" }, elements.slice(0, 500).map((element) => el("li", { class: "element" },
-      el("span", { class: "meta", text: `${element.type || element.kind || ""} p.${element.page ?? "–"} ` }),
-      el("span", { text: (element.text || "").slice(0, 300) })))));
+    el("p", { class: "hint" },
+      `${elements.length} elements: ${Array.from(counts.entries()).map(([t, n]) => `${n} ${t}`).join(", ")}. `,
+      el("a", { href: "/schemas/elements.json", text: "Element schema" })),
+    el("div", { class: "row" }, el("label", { for: "element-type", text: "Show" }), filter),
+    figures.length ? el("div", { class: "pages", "aria-label": "Element boxes" }, figures) : null,
+    elements.length > shown.length
+      ? el("p", { class: "hint", text: `The first ${shown.length} are shown; download ${path} for all.` }) : null,
+    list);
 }
 
 async function renderMetadata(job) {
@@ -390,9 +536,13 @@ function tabsFor(job) {
   if (job.artifacts.includes("structured.md")) {
     tabs.push(["Markdown", async () => renderMarkdown(await fetchText(job.job_id, "structured.md"))]);
   }
-  tabs.push(["Tables", () => renderTables(job)]);
+  if (job.artifacts.some((p) => p.startsWith("tables/"))) tabs.push(["Tables", () => renderTables(job)]);
+  if (job.artifacts.includes("plain.txt")) {
+    tabs.push(["Text", async () => el("pre", { class: "plain", text: await fetchText(job.job_id, "plain.txt") })]);
+  }
   if (job.artifacts.includes("chunks.jsonl")) tabs.push(["Chunks", () => renderChunks(job)]);
-  const elements = job.artifacts.find((p) => /(^|\/)elements\.jsonl$/.test(p));
+  const elements = job.artifacts.includes("elements.jsonl") ? "elements.jsonl"
+    : job.artifacts.find((p) => /(^|\/)elements\.jsonl$/.test(p));
   if (elements) tabs.push(["Elements", () => renderElements(job, elements)]);
   if (job.artifacts.includes("metadata.json")) tabs.push(["Metadata", () => renderMetadata(job)]);
   return tabs;
@@ -472,6 +622,8 @@ function setupPreview() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // The options form is never sent by itself: each upload carries its fields.
+  $("#options").addEventListener("submit", (event) => event.preventDefault());
   setupKey();
   setupDrop();
   setupPreview();
