@@ -32,9 +32,8 @@ def process_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str
 def worker_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str) -> dict[str, str]:
     """The environment of `python -m percolate_reading run` as a worker on the real servers;
     `settings` are further fields by name (`nats_ack_wait="3"`)."""
-    return process_env(
-        nats, s3, data_dir, worker_mode="true", metrics_port="0", worker_fetch_timeout_s="0.5", **settings
-    )
+    defaults = {"worker_mode": "true", "metrics_port": "0", "worker_fetch_timeout_s": "0.5"}
+    return process_env(nats, s3, data_dir, **(defaults | settings))
 
 
 async def spawn_worker(env: dict[str, str], log: IO[bytes]) -> asyncio.subprocess.Process:

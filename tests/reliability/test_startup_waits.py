@@ -6,6 +6,7 @@ job once the servers come up; `serve` does the same for its NATS."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import os
 import subprocess
@@ -51,14 +52,22 @@ class TcpForward:
         self.port = free_port()
         self.target_port = target_port
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
+        """Close the listener and every piped connection (a socket left to the garbage
+        collector warns later, in whichever test is running then)."""
         if self._server is not None:
             self._server.close()
             self._server = None
+        for writer in list(self._writers):
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        self._writers.clear()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -71,8 +80,10 @@ class TcpForward:
             finally:
                 dst.close()
 
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            self._writers.add(up_writer)
             await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
         except (ConnectionError, asyncio.CancelledError):
             writer.close()
