@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from percolate_reading.contract.jobs import JobRecord, JobStatus
 from percolate_reading.contract.keys import (
     ARTIFACT_MEDIA_TYPES,
+    DEFAULT_ARTIFACT_MEDIA_TYPE,
     artifact_media_type,
     is_job_id,
     object_key,
@@ -116,8 +117,10 @@ async def list_jobs(
     responses={
         "200": {
             "description": "The artifact's bytes.",
+            # In the table's order (a set would reorder the schema from one process to the next).
             "content": {
-                media: {} for media in {served_media_type(n) for n in ("x.bin", *ARTIFACT_MEDIA_TYPES)}
+                media: {}
+                for media in (*map(served_media_type, ARTIFACT_MEDIA_TYPES), DEFAULT_ARTIFACT_MEDIA_TYPE)
             },
         },
         **error_responses(404),
