@@ -40,3 +40,30 @@ def make_xlsx(rows: list[list[Any]]) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def scanned_pages_pdf(pages: int, dpi: int = 100, *, small: bool = False) -> bytes:
+    """A scanned PDF of `pages` pages: each page rasterised (no text layer) at `dpi`, with a
+    heading, a sentence and a numbered list that name the page, so OCR has distinct text on
+    every page and the merge order can be checked. `small`: a postcard-sized page (OCR of a
+    few lines, for quick tests)."""
+    out = pymupdf.open()
+    width, height = (360, 220) if small else (612, 792)
+    for n in range(1, pages + 1):
+        art = pymupdf.open()
+        page = art.new_page(width=width, height=height)
+        page.insert_text((30, 45), f"Chapter {n}", fontsize=20)
+        page.insert_text((30, 85), f"Page {n} reports field {n * 7}.", fontsize=14)
+        if not small:
+            page.insert_text((30, 115), "Rain came late and the river stayed low all summer.", fontsize=13)
+        for i in range(1, 3 if small else 5):
+            page.insert_text(
+                (40, 100 + 26 * i + (30 if not small else 0)), f"{i}. Item {i} of page {n}", fontsize=14
+            )
+        png = page.get_pixmap(dpi=dpi).tobytes("png")
+        art.close()
+        scan = out.new_page(width=width, height=height)
+        scan.insert_image(scan.rect, stream=png)
+    data: bytes = out.tobytes(deflate=True)
+    out.close()
+    return data

@@ -134,10 +134,23 @@ def _provider_and_render(
     settings: Settings | None,
     render: RenderRequest,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    from percolate_reading.parse.render.artifacts import DEFAULT_OUTPUTS, render_artifacts
-
     t0 = time.perf_counter()
     doc = run_provider(doc_type, path, source_name, options, settings)
+    return _finish_and_render(doc, doc_type, path, options, render, t0)
+
+
+def _finish_and_render(
+    doc: ParsedDocument,
+    doc_type: DocumentType,
+    path: Path,
+    options: ParseOptions,
+    render: RenderRequest,
+    t0: float,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The parsed document's last steps and its artifacts: a whole parse and a merge of
+    page-range parts share them, so both render the same bytes."""
+    from percolate_reading.parse.render.artifacts import DEFAULT_OUTPUTS, render_artifacts
+
     if options.page_range is not None:
         _keep_page_range(doc, options.page_range)
     t1 = time.perf_counter()
@@ -149,6 +162,104 @@ def _provider_and_render(
     artifacts = render_artifacts(doc, render.chunk_options, outputs, job_id=render.job_id)
     doc.timings["render_s"] = time.perf_counter() - t2
     return artifacts, dict(doc.metadata) | {"timings": dict(doc.timings)}
+
+
+# --- page-range parts (a large scan split across workers) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProbe:
+    """What a split is decided on: the PDF's page count and how many of the first pages
+    checked have no usable text layer (they need OCR)."""
+
+    page_count: int
+    checked: int
+    scanned: int
+
+
+def probe_scan(
+    path: Path, options: ParseOptions, limits: SandboxLimits | None, source_name: str
+) -> ScanProbe:
+    """Open the PDF (sandboxed) and look at its first pages' text layers: cheap next to OCR."""
+    path = Path(path).absolute()
+    try:
+        if limits is None:
+            return _probe_scan(path, source_name, options)
+        return run_in_sandbox(_probe_scan, path, source_name, options, limits=limits)
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, source_name) from exc.__cause__
+
+
+def _probe_scan(path: Path, source_name: str, options: ParseOptions) -> ScanProbe:
+    from percolate_reading.parse.providers.pdf import probe_scan as probe
+
+    page_count, checked, scanned = probe(path, source_name, options)
+    return ScanProbe(page_count, checked, scanned)
+
+
+def parse_part(
+    path: Path,
+    options: ParseOptions,
+    limits: SandboxLimits | None,
+    source_name: str,
+    cancel: threading.Event | None = None,
+) -> bytes:
+    """Parse the PDF pages of `options.page_range` as a part (parse/parts.py), sandboxed;
+    returns the part's JSON."""
+    path = Path(path).absolute()
+    try:
+        with tracing.span("provider.part", {"percolate.sandboxed": limits is not None}):
+            if limits is None:
+                return _parse_part(path, source_name, options)
+            return run_in_sandbox(_parse_part, path, source_name, options, limits=limits, cancel=cancel)
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, source_name) from exc.__cause__
+
+
+def _parse_part(path: Path, source_name: str, options: ParseOptions) -> bytes:
+    from percolate_reading.parse.parts import encode_part
+    from percolate_reading.parse.providers.pdf import parse_part as pdf_part
+
+    return encode_part(pdf_part(path, source_name, options))
+
+
+def merge_and_render(
+    path: Path,
+    options: ParseOptions,
+    limits: SandboxLimits | None,
+    parts: list[bytes],
+    render: RenderRequest,
+    source_name: str,
+    cancel: threading.Event | None = None,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Merge the parts that cover the PDF's (requested) pages and render the artifacts, in
+    one sandboxed child: the same bytes `parse_and_render` gives for the whole document."""
+    path = Path(path).absolute()
+    t0 = time.perf_counter()
+    try:
+        with tracing.span("provider.merge", {"percolate.sandboxed": limits is not None}):
+            if limits is None:
+                artifacts, metadata = _merge_and_render(path, source_name, options, parts, render)
+            else:
+                artifacts, metadata = run_in_sandbox(
+                    _merge_and_render, path, source_name, options, parts, render, limits=limits, cancel=cancel
+                )
+    except PercolateError as exc:
+        raise with_upload_name(exc, path, source_name) from exc.__cause__
+    metadata["timings"]["total_s"] = time.perf_counter() - t0
+    return artifacts, metadata
+
+
+def _merge_and_render(
+    path: Path, source_name: str, options: ParseOptions, parts: list[bytes], render: RenderRequest
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    from percolate_reading.parse.parts import decode_part
+    from percolate_reading.parse.providers.pdf import merge_parts
+
+    t0 = time.perf_counter()
+    doc = merge_parts(path, source_name, options, [decode_part(raw) for raw in parts])
+    doc.metadata["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return _finish_and_render(doc, DocumentType.PDF, path, options, render, t0)
 
 
 def with_upload_name(exc: PercolateError, path: Path, name: str) -> PercolateError:

@@ -23,6 +23,7 @@ from percolate_reading.errors import (
     EncryptedDocumentError,
 )
 from percolate_reading.parse.document import BBox, Block, BlockKind, DocumentType, ParsedDocument
+from percolate_reading.parse.parts import PART_TALLIES, PagePart
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.figures import ImageStore
 from percolate_reading.parse.providers.mupdf import pymupdf
@@ -301,6 +302,8 @@ class _PdfParse:
         self.lists = ListState()
         self.images = ImageStore(options.include_images)
         self.image_paths: dict[int, str | None] = {}  # xref -> artifact path (shown on many pages)
+        self.engine_name: str | None = None  # the OCR engine named by merged parts
+        self.prelude_warnings = 0
 
     @property
     def force_ocr(self) -> bool:
@@ -519,10 +522,20 @@ class _PdfParse:
             self.unreadable.append(pno + 1)
             return None
 
+    def page_numbers(self) -> range:
+        """0-based numbers of the pages to extract: the requested range, else every page.
+        Pages outside it are never loaded (only sampled for the document's statistics)."""
+        count = self.doc.page_count
+        if self.options.page_range is None:
+            return range(count)
+        first, last = self.options.page_range
+        return range(max(first, 1) - 1, min(last if last is not None else count, count))
+
     def all_pages(self, stats: DocStats, cached: dict[int, PageText], failed: set[int]) -> None:
-        """Pass 2: every page's blocks, after its PAGE_BREAK."""
+        """Pass 2: every requested page's blocks, after its PAGE_BREAK (line-end hyphens
+        are settled by the caller, over the whole document)."""
         result = self.result
-        for pno in range(self.doc.page_count):
+        for pno in self.page_numbers():
             page_no = pno + 1
             result.blocks.append(Block(BlockKind.PAGE_BREAK, page=page_no))
             loaded = self.load(pno, cached, failed)
@@ -534,12 +547,12 @@ class _PdfParse:
             except _MUPDF_ERRORS as exc:
                 result.warnings.append(f"page {page_no} could not be read: {exc}")
                 self.unreadable.append(page_no)
-        result.blocks = resolve_hyphens(result.blocks)
 
     def check_content(self) -> None:
-        """Raise when no page could be read, or none holds text or a scan."""
-        result, page_count = self.result, self.doc.page_count
-        if len(set(self.unreadable)) >= page_count:
+        """Raise when no requested page could be read, or none holds text or a scan."""
+        result, pages = self.result, self.page_numbers()
+        page_count = len(pages)
+        if page_count and len(set(self.unreadable) & {pno + 1 for pno in pages}) >= page_count:
             # Carry the first page's error: it tells a broken page from a failed allocation
             # (which the sandbox then reports as the memory limit it is).
             first = next((w for w in result.warnings if "could not be read" in w), "")
@@ -548,6 +561,8 @@ class _PdfParse:
                 if first
                 else f"{result.source_name}: no page of the PDF could be read"
             )
+        if self.options.page_range is not None:
+            return  # a range of blank pages is not an empty document: its other pages were not read
         found = any(b.kind is not BlockKind.PAGE_BREAK for b in result.blocks)
         if not self.pages_with_text and not self.pages_with_images and not found:
             raise EmptyDocumentError(
@@ -601,6 +616,14 @@ class _PdfParse:
             )
         return out
 
+    def ocr_engine_name(self) -> str | None:
+        if self.engine_name is not None:
+            return self.engine_name  # merged from page-range parts
+        if self.pages_ocr and self._ocr is not None:
+            name: str = self._ocr[0].engine_for(self.options.language, self.options.ocr_languages)
+            return name
+        return None
+
     def record_metadata(self, stats: DocStats) -> None:
         doc, result = self.doc, self.result
         info = doc.metadata or {}
@@ -610,9 +633,7 @@ class _PdfParse:
             author=(info.get("author") or "").strip() or None,
             pages_ocr=self.pages_ocr,
             images_extracted=len(self.images.images),
-            ocr_engine=self._ocr[0].engine_for(self.options.language, self.options.ocr_languages)
-            if self.pages_ocr and self._ocr is not None
-            else None,
+            ocr_engine=self.ocr_engine_name(),
             ocr_mode=self.options.ocr_mode if self.options.ocr_enabled else "off",
             table_mode=self.options.table_mode,
             tables=sum(1 for b in result.blocks if b.kind is BlockKind.TABLE),
@@ -623,13 +644,25 @@ class _PdfParse:
         )
 
     def run(self) -> ParsedDocument:
+        stats = self.extract_pages()
+        return self.finish(stats)
+
+    def extract_pages(self) -> DocStats:
+        """Sample the whole document, then extract the requested pages."""
         result = self.result
         t0 = time.perf_counter()
         stats, cached, failed = self.sample()
         result.timings["pdf_scan"] = time.perf_counter() - t0
+        self.prelude_warnings = len(result.warnings)  # the open's and the sample's
         t1 = time.perf_counter()
         self.all_pages(stats, cached, failed)
         result.timings["pdf_pages"] = time.perf_counter() - t1 - self.t_tables - self.t_ocr
+        return stats
+
+    def finish(self, stats: DocStats) -> ParsedDocument:
+        """Document-wide steps over every extracted page: hyphens, checks, warnings, metadata."""
+        result = self.result
+        result.blocks = resolve_hyphens(result.blocks)
         result.timings["pdf_tables"] = self.t_tables
         result.timings["pdf_ocr"] = self.t_ocr
         self.check_content()
@@ -639,6 +672,43 @@ class _PdfParse:
         result.images = self.images.images
         self.record_metadata(stats)
         return result
+
+    # --- page-range parts: extracted apart (worker sub-jobs), finished together -----------
+
+    def part(self) -> PagePart:
+        """The requested range's pages as a part: its blocks before the document-wide steps,
+        the page warnings and the counters the finish reads."""
+        self.extract_pages()
+        result, pages = self.result, self.page_numbers()
+        return PagePart(
+            pages=(pages.start + 1, pages.stop),
+            blocks=result.blocks,
+            warnings=result.warnings[self.prelude_warnings :],
+            tallies={name: getattr(self, name) for name in PART_TALLIES},
+            ocr_engine=self.ocr_engine_name(),
+            ocr_available=self._ocr is not None,
+            timings=dict(result.timings),
+        )
+
+    def merge(self, parts: list[PagePart]) -> ParsedDocument:
+        """The document from its parts, as one parse of the same pages would give it: the
+        sample is taken again (it covers the whole document either way), the parts' pages
+        follow in page order, then the document-wide steps run once."""
+        result = self.result
+        t0 = time.perf_counter()
+        stats, _cached, _failed = self.sample()
+        result.timings["pdf_scan"] = time.perf_counter() - t0
+        ordered = sorted(parts, key=lambda p: p.pages[0])
+        for part in ordered:
+            result.blocks.extend(part.blocks)
+            result.warnings.extend(part.warnings)
+            for name in PART_TALLIES:
+                setattr(self, name, getattr(self, name) + part.tallies[name])
+            self.engine_name = self.engine_name or part.ocr_engine
+        if any(p.ocr_available for p in ordered):
+            self._ocr = (None, None)  # loaded in a part: only "was it there" is read from here on
+        result.timings["pdf_pages"] = sum(p.timings.get("pdf_pages", 0.0) for p in ordered)
+        return self.finish(stats)
 
 
 class PdfProvider:
@@ -656,3 +726,45 @@ class PdfProvider:
             return result
         finally:
             doc.close()
+
+
+def parse_part(path: Path, source_name: str, options: ParseOptions) -> PagePart:
+    """The pages of `options.page_range` as a part, for `merge_parts` (a worker's sub-job)."""
+    doc, warnings = _open(path, source_name, options)
+    try:
+        return _PdfParse(doc, source_name, options, warnings).part()
+    finally:
+        doc.close()
+
+
+def merge_parts(path: Path, source_name: str, options: ParseOptions, parts: list[PagePart]) -> ParsedDocument:
+    """One document from parts that together cover `options.page_range` (else every page):
+    the same document a single parse gives (see `_PdfParse.merge`)."""
+    t0 = time.perf_counter()
+    doc, warnings = _open(path, source_name, options)
+    try:
+        result = _PdfParse(doc, source_name, options, warnings).merge(parts)
+        result.timings["pdf_open"] = time.perf_counter() - t0
+        return result
+    finally:
+        doc.close()
+
+
+def probe_scan(path: Path, source_name: str, options: ParseOptions, check: int = 3) -> tuple[int, int, int]:
+    """(page count, pages checked, how many need OCR) over the first `check` requested pages:
+    pages with no text layer, or a scan with only a stamp of text."""
+    doc, warnings = _open(path, source_name, options)
+    try:
+        state = _PdfParse(doc, source_name, options, warnings)
+        pages = list(state.page_numbers())[:check]
+        scanned = 0
+        for pno in pages:
+            loaded = state.extract(pno)
+            if loaded is None:
+                continue
+            page, text = loaded
+            if page.get_images(full=False) and (not text.has_text or state.mostly_scan(page, text)):
+                scanned += 1
+        return doc.page_count, len(pages), scanned
+    finally:
+        doc.close()
