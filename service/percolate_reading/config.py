@@ -153,6 +153,21 @@ class Settings(BaseSettings):
         None, gt=0, description="CPU-seconds limit of one parse child (all threads); default 2x timeout."
     )
     max_pages: int = Field(5000, ge=1, description="PDF page cap.")
+    split_part_pages: int = Field(
+        10,
+        ge=0,
+        description="Pages per part when a large scanned PDF is split into page ranges that the "
+        "pool's workers parse in parallel (0: never split).",
+    )
+    split_min_pages: int = Field(
+        40, ge=2, description="PDFs with at least this many (requested) pages are considered for a split."
+    )
+    split_min_bytes: int = Field(
+        1_000_000,
+        ge=0,
+        description="PDFs smaller than this are never split (scans are large; the check that a PDF "
+        "is a scan costs a sandboxed open, skipped for small files).",
+    )
     ocr_enabled: bool = Field(True, description="OCR images and PDF pages without a text layer.")
     whisper_model: str = Field(
         "base",

@@ -43,8 +43,37 @@ class JobOptions(BaseModel):
 _RETIRED_FIELDS = ("priority", "resources")
 
 
+class JobPart(BaseModel):
+    """A page range of a job that a worker split (a large scan): the message's `job_id` is
+    the job's own, so status, artifacts and webhook stay the job's; parts are told apart by
+    their range."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)  # 0-based, in page order
+    count: int = Field(ge=1)  # parts in the plan
+    first_page: int = Field(ge=1)  # 1-based, inclusive
+    last_page: int = Field(ge=1)
+
+    @property
+    def name(self) -> str:
+        """`00001-00010`: the range as the job record and the part's object name spell it."""
+        return part_name(self.first_page, self.last_page)
+
+
+def part_name(first_page: int, last_page: int) -> str:
+    return f"{first_page:05d}-{last_page:05d}"
+
+
+def message_id(job_id: str, part: JobPart | None = None) -> str:
+    """The message's Nats-Msg-Id: the job id, and a part's range (a re-published plan
+    is de-duplicated part by part)."""
+    return job_id if part is None else f"{job_id}.part-{part.name}"
+
+
 class JobMessage(BaseModel):
-    """Versioned job message. Published with `Nats-Msg-Id = job_id` for de-duplication."""
+    """Versioned job message. Published with `Nats-Msg-Id = message_id(...)` (the job id, or
+    the job id and the part's range) for de-duplication."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,6 +89,8 @@ class JobMessage(BaseModel):
     tier: Tier = Tier.SMALL
     options: JobOptions = Field(default_factory=JobOptions)
     created_at: datetime = Field(default_factory=utcnow)
+    # Set on the sub-jobs a worker publishes for the page ranges of a split job.
+    part: JobPart | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -129,6 +160,10 @@ class JobRecord(BaseModel):
     artifacts: list[str] = Field(default_factory=list)  # paths relative to the job's prefix
     callback_url: str | None = None
     webhook_id: str | None = None
+    # A job split into page ranges (a large scan): the planned parts (`part_name`s, in page
+    # order) and those stored so far; the worker that completes the last one merges them.
+    parts: list[str] = Field(default_factory=list)
+    parts_done: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_message(cls, msg: JobMessage) -> JobRecord:

@@ -5,6 +5,7 @@ one layout serves both storage strategies):
 
     <tenant>/<job_id>/<file name>      the staged upload (gateway), read by the worker
     <tenant>/<job_id>/<artifact>       what the worker wrote (structured.md, chunks.jsonl...)
+    <tenant>/<job_id>/parts/<range>.json  a split job's parsed page range, until the merge
 
 Context bucket:
 
@@ -58,6 +59,15 @@ def job_prefix(tenant_id: str, job_id: str) -> str:
 def object_key(tenant_id: str, job_id: str, name: str) -> str:
     """`<tenant>/<job_id>/<name>`: a job's upload (files bucket) or artifact (artifacts bucket)."""
     return job_prefix(tenant_id, job_id) + name
+
+
+def part_key(tenant_id: str, job_id: str, part_name: str) -> str:
+    """`<tenant>/<job_id>/parts/<first>-<last>.json`: a split job's page range, parsed and not
+    merged yet (artifacts bucket; deleted once the job's artifacts are written)."""
+    return object_key(tenant_id, job_id, f"{PARTS_DIR}{part_name}.json")
+
+
+PARTS_DIR = "parts/"
 
 
 def is_job_object(key: str, tenant_id: str, job_id: str) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 
 from percolate_reading import tracing
 from percolate_reading.config import Settings
+from percolate_reading.contract.jobs import JobMessage
 from percolate_reading.contract.tenancy import TenantRecord
 from percolate_reading.contract.topology import TopologyLimits
 from percolate_reading.infra.jobs.store import JobStore
@@ -142,7 +143,13 @@ async def start_worker(
         metrics = metrics or Metrics()
         outbox = WebhookOutbox(js, metrics, settings.nats_publish_timeout_s)
         svc = Services(
-            settings=settings, store=store, jobs=jobs, metrics=metrics, webhooks=outbox, tenants=tenants
+            settings=settings,
+            store=store,
+            jobs=jobs,
+            metrics=metrics,
+            webhooks=outbox,
+            tenants=tenants,
+            publish_job=_job_publisher(js, settings),
         )
         runner = PullRunner(svc, js, subject=settings.nats_queue_subject, durable=settings.nats_queue_group)
         await until_up("the JetStream consumers", runner.start, startup)
@@ -166,6 +173,16 @@ async def start_worker(
     soffice = soffice_path()  # optional: legacy DOC/PPT are refused with a clear reason without it
     log.info("LibreOffice for legacy DOC/PPT: %s", soffice or "not installed (DOC/PPT: unsupported_type)")
     return Worker(settings, nc, runner, stack, dispatcher)
+
+
+def _job_publisher(js: Any, settings: Settings) -> Callable[[JobMessage, str], Awaitable[None]]:
+    """How the worker publishes a split job's page ranges: like the gateway, after a PubAck."""
+    from percolate_reading.infra.queue.jetstream import publish_job
+
+    async def publish(msg: JobMessage, subject: str) -> None:
+        await publish_job(js, msg, subject, ack_timeout_s=settings.nats_publish_timeout_s)
+
+    return publish
 
 
 async def _open_store(settings: Settings) -> ObjectStore:

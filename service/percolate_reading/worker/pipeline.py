@@ -17,7 +17,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -125,6 +125,8 @@ class Services:
     context: ContextWriter | None = None
     # The worker's parse slots (made from settings.worker_concurrency if None).
     parse_slots: ParseSlots | None = None
+    # Publishes a job message on a subject (a split job's parts); None: jobs are never split.
+    publish_job: Callable[[JobMessage, str], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if self.context is None:
@@ -300,34 +302,73 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     if record.status.terminal:
         return await _finished_elsewhere(svc, msg)
 
+    from percolate_reading.worker import split
+
+    if msg.part is not None:
+        return await split.process_part(svc, msg, subject, buckets, record)
+    if record.parts:
+        # An earlier delivery split the job (its ack was lost): publish the same parts again,
+        # de-duplicated by JetStream, instead of parsing the whole document here.
+        return await split.publish_parts(svc, msg, subject, split.recorded_ranges(record))
+
     try:
         await svc.jobs.transition(msg.job_id, JobStatus.RUNNING, error=None)
     except InvalidTransitionError:
         return await _finished_elsewhere(svc, msg)
 
     timings: dict[str, float] = {}
-    assert svc.parse_slots is not None
     parse_msg = await with_staged_password(svc, msg, src_bucket)
     with _input_file(msg.file_name) as path:
-        t0 = time.perf_counter()
-        with tracing.span("s3.download", {"s3.bucket": src_bucket, "s3.key": src_key}):
-            await svc.store.download_to(src_bucket, src_key, path)
-        timings["download_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        async with svc.parse_slots.slot():
-            timings["slot_wait_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            try:
-                with tracing.span("parse", {"percolate.file_type": msg.file_type}):
-                    artifacts, metadata = await run_blocking(_parse_and_render, path, parse_msg, settings)
-            except PercolateError as exc:
-                svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
-                if isinstance(exc, ParseError) and exc.sandbox_kill is not None:
-                    svc.metrics.sandbox_kills_total.labels(exc.sandbox_kill).inc()
-                raise
-            timings["parse_s"] = time.perf_counter() - t0
-        svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
+        await download(svc, src_bucket, src_key, path, timings)
+        ranges = await split.plan(svc, parse_msg, path)
+        if ranges is not None:
+            return await split.publish_parts(svc, msg, subject, ranges)
+        artifacts, metadata = await parse_in_slot(
+            svc, msg, timings, _parse_and_render, path, parse_msg, settings
+        )
+    return await finish_job(svc, msg, buckets, src_bucket, artifacts, metadata, timings)
 
+
+async def download(svc: Services, bucket: str, key: str, path: Path, timings: dict[str, float]) -> None:
+    t0 = time.perf_counter()
+    with tracing.span("s3.download", {"s3.bucket": bucket, "s3.key": key}):
+        await svc.store.download_to(bucket, key, path)
+    timings["download_s"] = time.perf_counter() - t0
+
+
+async def parse_in_slot(
+    svc: Services, msg: JobMessage, timings: dict[str, float], fn: Callable[..., T], *args: Any
+) -> T:
+    """`fn(*args)` (a sandboxed parse) in one of the worker's parse slots, timed and counted."""
+    assert svc.parse_slots is not None
+    t0 = time.perf_counter()
+    async with svc.parse_slots.slot():
+        timings["slot_wait_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:
+            with tracing.span("parse", {"percolate.file_type": msg.file_type}):
+                result = await run_blocking(fn, *args)
+        except PercolateError as exc:
+            svc.metrics.parse_errors_total.labels(msg.file_type, exc.code).inc()
+            if isinstance(exc, ParseError) and exc.sandbox_kill is not None:
+                svc.metrics.sandbox_kills_total.labels(exc.sandbox_kill).inc()
+            raise
+        timings["parse_s"] = time.perf_counter() - t0
+    svc.metrics.parse_duration_seconds.labels(msg.file_type).observe(timings["parse_s"])
+    return result
+
+
+async def finish_job(
+    svc: Services,
+    msg: JobMessage,
+    buckets: Buckets,
+    src_bucket: str,
+    artifacts: dict[str, bytes],
+    metadata: dict[str, Any],
+    timings: dict[str, float],
+) -> str:
+    """Store the artifacts and the context entry, then record success and queue the webhook:
+    the end of a whole parse and of a split job's merge."""
     t0 = time.perf_counter()
     with tracing.span(
         "artifacts.write", {"s3.bucket": buckets.artifacts, "percolate.artifacts": len(artifacts)}

@@ -311,7 +311,8 @@ class PullRunner:
                     continue  # the dependencies answer again: same delivery, once more
                 await self._on_error(msg, job, exc, deliveries)
                 return
-        await self._release_quota(job)
+        if outcome not in ("split", "part"):  # a split job ends with its last page range
+            await self._release_quota(job)
         try:
             await msg.ack_sync(timeout=_ACK_TIMEOUT_S)
         except Exception as exc:

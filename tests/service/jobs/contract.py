@@ -123,3 +123,27 @@ class JobStoreContract:
         assert await store.count_active("ten-c") == 0
         with pytest.raises(ValueError, match="cursor"):
             await store.list_for_tenant("ten-b", cursor="tenant.ten-a.0")
+
+    async def test_complete_part_lets_one_writer_see_the_last_part(self, store: JobStore) -> None:
+        parts = ["00001-00002", "00003-00004", "00005-00006", "00007-00008"]
+        await store.create(rec("split1"))
+        await store.update("split1", parts=parts)
+        await store.transition("split1", JobStatus.RUNNING)
+        # Every part finished at once: one call, and only one, sees the set complete.
+        results = await asyncio.gather(*(store.complete_part("split1", p) for p in reversed(parts)))
+        assert sum(len(r.parts_done) == len(parts) for r in results) == 1
+        got = await store.get("split1")
+        assert got is not None
+        assert got.parts_done == parts  # in plan order
+        assert got.status is JobStatus.RUNNING
+        # Parts recorded again (redelivered) change nothing.
+        again = await asyncio.gather(*(store.complete_part("split1", p) for p in parts))
+        assert all(r.parts_done == parts for r in again)
+        # A finished job takes no more parts.
+        await store.create(rec("split2"))
+        await store.update("split2", parts=parts)
+        await store.transition("split2", JobStatus.FAILED)
+        after = await store.complete_part("split2", parts[1])
+        assert after.parts_done == []
+        with pytest.raises(JobNotFoundError):
+            await store.complete_part("nope", parts[0])

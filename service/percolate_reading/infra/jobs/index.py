@@ -75,6 +75,16 @@ def apply_update(record: JobRecord, fields: dict[str, Any]) -> JobRecord:
     return JobRecord.model_validate(data)
 
 
+def apply_part_done(record: JobRecord, part: str) -> JobRecord:
+    """The record with `part` among the split job's finished parts (kept in plan order); a
+    finished job or a part already there is left as it is."""
+    if record.status.terminal or part in record.parts_done:
+        return record
+    order = {name: i for i, name in enumerate(record.parts)}
+    done = sorted([*record.parts_done, part], key=lambda p: (order.get(p, len(order)), p))
+    return record.model_copy(update={"parts_done": done, "updated_at": utcnow()})
+
+
 def _check_fields(fields: dict[str, Any]) -> None:
     bad = _IMMUTABLE_FIELDS.intersection(fields)
     if bad:

@@ -105,6 +105,12 @@ class KvJobStore:
     async def update(self, job_id: str, **fields: Any) -> JobRecord:
         return await self._cas(job_id, lambda r: index.apply_update(r, fields))
 
+    async def complete_part(self, job_id: str, part: str) -> JobRecord:
+        current = await self.get(job_id)
+        if current is not None and (current.status.terminal or part in current.parts_done):
+            return current
+        return await self._cas(job_id, lambda r: index.apply_part_done(r, part))
+
     async def _cas(self, job_id: str, change: Any) -> JobRecord:
         key = index.record_key(job_id)
         guess = self._last.get(job_id)

@@ -65,6 +65,16 @@ class RocksJobStore:
             self._write(new)
             return new
 
+    async def complete_part(self, job_id: str, part: str) -> JobRecord:
+        async with self._lock:
+            current = self._read(job_id)
+            if current is None:
+                raise JobNotFoundError(f"job {job_id} not found")
+            new = index.apply_part_done(current, part)
+            if new is not current:
+                self._write(new)
+            return new
+
     def _index_entries(self, tenant_id: str) -> list[tuple[str, str]]:
         prefix = index.tenant_prefix(tenant_id)
         entries: list[tuple[str, str]] = []

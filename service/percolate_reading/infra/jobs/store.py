@@ -27,6 +27,12 @@ class JobStore(Protocol):
         """Set non-status fields (artifacts, timings, webhook_id)."""
         ...
 
+    async def complete_part(self, job_id: str, part: str) -> JobRecord:
+        """Add `part` to a split job's finished parts with compare-and-set, so of two workers
+        finishing the last two parts at once exactly one sees every part done; returns the
+        record after. A part already recorded, or a finished job, is left as it is."""
+        ...
+
     async def list_for_tenant(
         self, tenant_id: str, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[JobRecord], str | None]:

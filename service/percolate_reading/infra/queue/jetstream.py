@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from percolate_reading import tracing
 from percolate_reading.config import Settings
-from percolate_reading.contract.jobs import JobMessage
+from percolate_reading.contract.jobs import JobMessage, message_id
 from percolate_reading.contract.subjects import DLQ_STREAM_NAME
 from percolate_reading.errors import ConfigError, QueueError
 
@@ -122,10 +122,11 @@ async def publish_job(
     ack_timeout_s: float = 5.0,
     stream: str | None = None,
 ) -> int:
-    """Publish a job, de-duplicated by job_id; returns the stream sequence from the PubAck.
+    """Publish a job, de-duplicated by job id (and a part's page range); returns the stream
+    sequence from the PubAck.
 
     A re-publish within the duplicate window returns the first publish's sequence."""
-    headers = {MSG_ID_HEADER: msg.job_id}
+    headers = {MSG_ID_HEADER: message_id(msg.job_id, msg.part)}
     tracing.inject(headers)  # W3C traceparent: the worker continues this trace
     return await publish_raw(
         js,
