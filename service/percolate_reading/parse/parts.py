@@ -4,6 +4,12 @@ A large scan is split into page ranges that several workers parse at once; each 
 `PagePart` (the range's blocks before the document-wide steps, its page warnings and
 counters) and the worker that completes the last range merges them (providers/pdf.py's
 `merge_parts`). JSON, not pickle: parts travel through object storage.
+
+What crosses pages in one parse is settled at the merge (line-end hyphens, running heads
+from the whole-document sample, warnings and counters); list nesting is the one state a
+range starts afresh, so a text-layer list that runs across a range boundary may indent
+differently than in one parse. Splits are planned for scans (OCR'd pages carry no such
+state), and extracted pictures (numbered document-wide) turn splitting off.
 """
 
 from __future__ import annotations
