@@ -13,7 +13,10 @@ Prints a Markdown table with the machine's core count and load, and writes
 bench/results/split.md. Goal (issue 14): 4 workers at least 3x faster than 1 on a 200-page
 scan; that needs at least 4 free cores, so read the speedup against the cores printed.
 
-    python bench/split_bench.py [--pages 24] [--dpi 100] [--part-pages 4] [--workers 1,2,4]
+    python bench/split_bench.py [--pages 24] [--dpi 100] [--part-pages 4] [--workers 1,2,4] [--pin]
+
+`--pin` gives each worker a core of its own (as one-core pods would have); without it the
+workers' OCR threads share every core, and one worker alone already uses several.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def comparable(name: str, body: bytes, job_id: str) -> bytes:
 
 
 async def run_once(
-    nats: NatsServer, s3: SeaweedS3, data: bytes, workers: int, split_pages: int, scratch: Path
+    nats: NatsServer, s3: SeaweedS3, data: bytes, workers: int, split_pages: int, scratch: Path, pin: bool
 ) -> tuple[float, dict[str, bytes], JobRecord]:
     """Start `workers` worker processes, run the job, stop them; (seconds, artifacts, record)."""
     settings = settings_for(nats, scratch, s3)
@@ -84,6 +87,11 @@ async def run_once(
     jobs = await KvJobStore.open(js, settings)
     logs = [(scratch / f"worker-{workers}-{i}.log").open("wb") for i in range(workers)]
     procs = [await spawn_worker(env, log) for log in logs]
+    if pin:
+        # One core per worker, as a pool of one-core pods would have: the parse children the
+        # worker starts later inherit it.
+        for i, proc in enumerate(procs):
+            os.sched_setaffinity(proc.pid, {i % (os.cpu_count() or 1)})
     try:
         await asyncio.sleep(3.0)  # the workers connect and bind their consumer
         job_id = uuid.uuid4().hex
@@ -140,7 +148,9 @@ async def main(args: argparse.Namespace) -> str:
             for workers, split_pages in configs:
                 scratch = root / f"run-{workers}-{split_pages}"
                 scratch.mkdir()
-                seconds, artifacts, record = await run_once(nats, s3, data, workers, split_pages, scratch)
+                seconds, artifacts, record = await run_once(
+                    nats, s3, data, workers, split_pages, scratch, args.pin
+                )
                 baseline = baseline or artifacts
                 rows.append((workers, len(record.parts), seconds, artifacts == baseline, len(artifacts)))
                 print(f"{workers} worker(s), {len(record.parts)} parts: {seconds:.1f} s", flush=True)
@@ -154,7 +164,9 @@ async def main(args: argparse.Namespace) -> str:
         "",
         f"Machine: {os.cpu_count()} cores, load average at the end "
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; parts of {args.part_pages} pages; "
-        "each worker one parse slot. Baseline: 1 worker, no split.",
+        "each worker one parse slot"
+        + (", pinned to a core of its own" if args.pin else "")
+        + ". Baseline: 1 worker, no split.",
         "",
         "| workers | parts | seconds | speedup vs baseline | artifacts identical to baseline |",
         "|---:|---:|---:|---:|:---|",
@@ -180,6 +192,9 @@ if __name__ == "__main__":
     parser.add_argument("--dpi", type=int, default=100)
     parser.add_argument("--part-pages", type=int, default=4)
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4])
+    parser.add_argument(
+        "--pin", action="store_true", help="pin each worker to a core of its own (needs as many free cores)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "split.md")
     parsed = parser.parse_args()
     publish(asyncio.run(main(parsed)), parsed.out)

@@ -305,7 +305,7 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     from percolate_reading.worker import split
 
     if msg.part is not None:
-        return await split.process_part(svc, msg, subject, buckets, record)
+        return await split.process_part(svc, msg, buckets, (src_bucket, src_key), record)
     if record.parts:
         # An earlier delivery split the job (its ack was lost): publish the same parts again,
         # de-duplicated by JetStream, instead of parsing the whole document here.

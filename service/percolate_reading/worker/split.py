@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from percolate_reading.contract.jobs import JobMessage, JobPart, JobRecord, JobStatus, part_name
-from percolate_reading.contract.keys import parse_s3_uri, part_key
+from percolate_reading.contract.keys import part_key
 from percolate_reading.errors import InvalidTransitionError, PercolateError
 from percolate_reading.parse.parsing import RenderRequest, ScanProbe, merge_and_render, parse_part, probe_scan
 from percolate_reading.parse.parts import plan_ranges
@@ -137,7 +137,7 @@ def _merge(
 
 
 async def process_part(
-    svc: Services, msg: JobMessage, subject: str, buckets: Buckets, record: JobRecord
+    svc: Services, msg: JobMessage, buckets: Buckets, source: tuple[str, str], record: JobRecord
 ) -> str:
     """One delivery of a sub-job: parse and store its range, record it, merge if it was the
     last one. Returns "part", "succeeded" (merged), "duplicate" or "cancelled"."""
@@ -145,12 +145,14 @@ async def process_part(
     assert part is not None
     if part.name not in record.parts:
         return "duplicate"  # not of the recorded plan (a stray copy): nothing to do
+    if part.name in record.parts_done and set(record.parts_done) != set(record.parts):
+        return "part"  # a redelivered range, already stored; the last range merges
     if record.status is not JobStatus.RUNNING:
         try:  # back from a range's transient failure (queued): running again
             await svc.jobs.transition(msg.job_id, JobStatus.RUNNING, error=None)
         except InvalidTransitionError:
             return await _finished_elsewhere(svc, msg)
-    src_bucket, src_key = parse_s3_uri(msg.s3_uri)
+    src_bucket, src_key = source
     parse_msg = await with_staged_password(svc, msg, src_bucket)
     timings: dict[str, float] = {}
     with _input_file(msg.file_name) as path:
