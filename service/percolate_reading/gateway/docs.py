@@ -106,6 +106,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "artifacts": ["structured.md", "tables/1.csv", "metadata.json", "chunks.jsonl"],
     "callback_url": None,
     "webhook_id": None,
+    "parts": [],
+    "parts_done": [],
     "status_url": f"{BASE}/v1/jobs/{JOB_ID}",
     "artifact_urls": {"structured.md": f"{BASE}/v1/jobs/{JOB_ID}/artifacts/structured.md"},
 }
@@ -262,6 +264,12 @@ SCHEMAS: dict[str, dict[str, tuple[str, Any]]] = {
         "artifacts": ("Paths of the job's artifacts, for the artifact download.", ["structured.md"]),
         "callback_url": ("The webhook URL given at submission, if any.", None),
         "webhook_id": ("The `webhook-id` of the completion webhook, once sent.", None),
+        "parts": (
+            "A large scan split into page ranges that the pool's workers parse in parallel: "
+            "the ranges (`first-last`, in page order). Empty when the job is parsed whole.",
+            [],
+        ),
+        "parts_done": ("The page ranges parsed so far (a split job's progress).", []),
         "status_url": ("This job's URL.", f"{BASE}/v1/jobs/{JOB_ID}"),
         "artifact_urls": (
             "Download URL of each artifact.",
