@@ -299,10 +299,12 @@ async def process(svc: Services, msg: JobMessage, subject: str) -> str:
     record = await ensure_record(svc.jobs, msg)
     if record.status is JobStatus.CANCELLED:
         return "cancelled"
-    if record.status.terminal:
-        return await _finished_elsewhere(svc, msg)
-
     from percolate_reading.worker import split
+
+    if record.status.terminal:
+        if msg.part is not None and record.status is JobStatus.SUCCEEDED:
+            await split.drop_parts(svc, msg, buckets.artifacts)  # a merge that died before it did
+        return await _finished_elsewhere(svc, msg)
 
     if msg.part is not None:
         return await split.process_part(svc, msg, buckets, (src_bucket, src_key), record)

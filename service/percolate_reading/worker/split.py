@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from percolate_reading.contract.jobs import JobMessage, JobPart, JobRecord, JobStatus, part_name
-from percolate_reading.contract.keys import part_key
+from percolate_reading.contract.keys import PARTS_DIR, object_key, part_key
 from percolate_reading.errors import InvalidTransitionError, PercolateError
 from percolate_reading.parse.parsing import RenderRequest, ScanProbe, merge_and_render, parse_part, probe_scan
 from percolate_reading.parse.parts import plan_ranges
@@ -188,3 +188,11 @@ async def _drop(svc: Services, bucket: str, keys: list[str], job_id: str) -> Non
         await asyncio.gather(*(svc.store.delete(bucket, k) for k in keys))
     except Exception as exc:
         log.warning("page ranges of job %s not deleted: %s", job_id, exc)
+
+
+async def drop_parts(svc: Services, msg: JobMessage, bucket: str) -> None:
+    """Delete whatever stored ranges a finished job still has (best effort)."""
+    try:
+        await svc.store.delete_prefix(bucket, object_key(msg.tenant_id, msg.job_id, PARTS_DIR))
+    except Exception as exc:
+        log.warning("page ranges of job %s not deleted: %s", msg.job_id, exc)
