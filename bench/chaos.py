@@ -415,7 +415,18 @@ async def chaos(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], T
         supervisor = asyncio.create_task(supervise(cluster, tally, started, stop))
         faults = [asyncio.create_task(f(cluster, tally, started)) for f in fault_plan(rng, args.window, args)]
         pause = args.uploaders * args.window / args.jobs
-        await asyncio.gather(*(uploader(cluster, tally, args.jobs, n, pause) for n in range(args.uploaders)))
+        uploads = asyncio.ensure_future(
+            asyncio.gather(*(uploader(cluster, tally, args.jobs, n, pause) for n in range(args.uploaders)))
+        )
+        # A fault that fails (say S3 cannot start again) ends the run instead of leaving the
+        # uploaders waiting for a server that never returns.
+        done, _ = await asyncio.wait([uploads, *faults], return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                for other in (uploads, *faults):
+                    other.cancel()
+                raise RuntimeError("a fault could not be carried out") from task.exception()
+        await uploads
         uploaded_s = time.monotonic() - started
         await asyncio.gather(*faults)
         deadline = time.monotonic() + args.drain_timeout
