@@ -54,6 +54,7 @@ from tests.servers import NatsServer, SeaweedS3, free_port  # noqa: E402
 from percolate_reading.config import ENV_PREFIX  # noqa: E402
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+SMALL_RUN = "; `--jobs 1000` runs that size"
 ACK_WAIT_S = 10.0
 
 
@@ -501,7 +502,7 @@ def markdown(report: dict[str, Any], tally: Tally, args: argparse.Namespace) -> 
             f"--seed {args.seed} --long-outage {args.long_outage} --short-outage {args.short_outage}`.",
             "",
             f"Run size: **{report['accepted']} accepted jobs** from {args.tenants} tenants "
-            f"(the issue asks for 1,000{'' if report['accepted'] >= 1000 else '; `--jobs 1000` runs that size'}). "
+            f"(the issue asks for 1,000{'' if report['accepted'] >= 1000 else SMALL_RUN}). "
             "Real nats-server and SeaweedFS, two gateways and two workers (concurrency 2, "
             f"ack_wait {ACK_WAIT_S:.0f} s, max_deliver 3) as processes; uploads alternate between the "
             "gateways and the tenants.",
