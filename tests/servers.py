@@ -145,7 +145,23 @@ class SeaweedS3:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, attempts: int = 3) -> None:
+        """Start (or start again on the same S3 port and data). On a busy machine another
+        process may take an internal port while the server is stopped: the start is then
+        retried on fresh internal ports (clients only know the S3 port)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start(timeout)
+                return
+            except RuntimeError:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                self.master_port = free_port(10000)
+                self.volume_port = free_port(10000)
+                self.filer_port = free_port(10000)
+
+    def _start(self, timeout: float) -> None:
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "s3.json"
         config.write_text(

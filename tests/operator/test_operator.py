@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,8 +14,16 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from percolate_operator.settings import OperatorSettings
-from percolate_reading.contract.subjects import STREAM_NAME
+from percolate_reading.contract.subjects import (
+    STREAM_NAME,
+    fair_lane_durable,
+    fair_lane_subject,
+    pool_consumers,
+    tenant_of_subject,
+)
 from percolate_reading.contract.tenancy import TENANTS_KV_BUCKET, TenantRecord, key_matches
+from percolate_reading.contract.topology import ConsumerLimits
+from percolate_reading.infra.queue.topology import ensure_pool_consumers
 from tests.operator.cluster import (
     DEPLOYMENTS,
     EVENTS,
@@ -198,15 +207,64 @@ async def test_drift_is_repaired_by_the_timer(env: Env) -> None:
     await eventually(lambda: env.events("DeploymentRestored"))
 
 
-async def test_deleting_a_pool_removes_its_consumer(env: Env) -> None:
+async def workers_consumers(env: Env, pool_subject: str, pool_durable: str) -> list[tuple[str, str]]:
+    """Make the consumers a pool's workers make at start (worker.runner): the stranded-job
+    consumer and, in a shared pool, the fair lane's; all the pool's consumers, as (stream, name)."""
+    limits = ConsumerLimits()
+    await ensure_pool_consumers(env.js, pool_subject, pool_durable, limits)
+    if tenant_of_subject(pool_subject) is None:
+        lane, lane_durable = fair_lane_subject(pool_subject), fair_lane_durable(pool_durable)
+        await ensure_pool_consumers(env.js, lane, lane_durable, limits)
+    consumers = pool_consumers(pool_subject, pool_durable)
+    for stream, name in consumers:
+        assert await env.js.consumer_info(stream, name), name
+    return consumers
+
+
+async def existing(env: Env, consumers: list[tuple[str, str]]) -> list[str]:
+    found = []
+    for stream, name in consumers:
+        with contextlib.suppress(NotFoundError):
+            found.append((await env.js.consumer_info(stream, name)).name)
+    return found
+
+
+async def test_deleting_a_pool_removes_its_consumers(env: Env) -> None:
     await env.api.create(PARSEPOOLS, load_yaml(EXAMPLES_DIR / "parsepool-small.yaml"))
     await eventually(lambda: is_ready(env.pool("small")))
-    assert await env.consumer("parse-workers-small") is not None
+    consumers = await workers_consumers(env, "jobs.parse.small", "parse-workers-small")
+    assert [name for _, name in consumers] == [
+        "parse-workers-small",
+        "parse-workers-small--fair",
+        "parse-workers-small-stranded",
+        "parse-workers-small--fair-stranded",
+    ]
+    # A job moved to the fair lane stays in JOBS for the tier's next pool.
+    await env.js.publish(fair_lane_subject("jobs.parse.small"), b"moved-job")
 
     await env.api.delete(PARSEPOOLS, NS, "small")
     await eventually(lambda: env.pool("small") is None)
-    assert await env.consumer("parse-workers-small") is None
+    # Every consumer of the pool went with it: the operator's and those its workers made.
+    assert await existing(env, consumers) == []
     await eventually(lambda: env.events("ConsumerDeleted"))
+    assert "parse-workers-small--fair" in env.events("ConsumerDeleted")[0]["message"]
+    assert (await env.js.stream_info(STREAM_NAME)).state.messages == 1
+
+
+async def test_deleting_a_dedicated_pool_removes_its_consumers(env: Env) -> None:
+    pool = load_yaml(EXAMPLES_DIR / "parsepool-small.yaml")
+    pool["metadata"]["name"] = "acme-small"
+    pool["spec"]["tenant"] = "acme"
+    await env.api.create(PARSEPOOLS, pool)
+    await eventually(lambda: is_ready(env.pool("acme-small")))
+    consumers = await workers_consumers(env, "jobs.parse.small.acme", "parse-workers-small-acme")
+    assert [name for _, name in consumers] == [
+        "parse-workers-small-acme",
+        "parse-workers-small-acme-stranded",
+    ]
+    await env.api.delete(PARSEPOOLS, NS, "acme-small")
+    await eventually(lambda: env.pool("acme-small") is None)
+    assert await existing(env, consumers) == []
 
 
 async def test_invalid_pool_is_reported_not_retried(env: Env) -> None:
@@ -233,6 +291,11 @@ async def test_two_pools_cannot_claim_one_subject(env: Env) -> None:
     assert "already belongs to ParsePool percolate/small" in cond["message"]
     info = await env.consumer("parse-workers-small")
     assert info.config.metadata["percolate.dev/owner"] == "percolate/small"
+    # Deleting the refused twin leaves the owner's consumers, its workers' ones included.
+    consumers = await workers_consumers(env, "jobs.parse.small", "parse-workers-small")
+    await env.api.delete(PARSEPOOLS, NS, "small-twin")
+    await eventually(lambda: env.pool("small-twin") is None)
+    assert await existing(env, consumers) == [name for _, name in consumers]
 
 
 async def test_tenant_with_dedicated_pool(env: Env) -> None:

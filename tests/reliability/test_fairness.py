@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from datetime import UTC, datetime
 
 import pytest
 
@@ -24,7 +25,7 @@ from percolate_reading.worker.fairness import choose_move
 from tests.harness.documents import make_pdf
 from tests.service.worker.test_worker import Env
 
-BURST = 100
+BURST = 500  # the issue's size: B's one job behind A's 500
 
 
 def test_the_tenant_with_fewest_jobs_goes_next() -> None:
@@ -56,12 +57,21 @@ async def _count_succeeded(env: Env, job_ids: list[str]) -> int:
     return sum(1 for r in records if r is not None and r.status is JobStatus.SUCCEEDED)
 
 
+async def _finished_between(env: Env, job_ids: list[str], after: datetime, until: datetime) -> int:
+    """How many of the jobs finished after `after` and by `until` (their records' own times:
+    no polling race on a loaded machine)."""
+    records = await asyncio.gather(*(env.jobs.get(j) for j in job_ids))
+    return sum(
+        1 for r in records if r is not None and r.finished_at is not None and after < r.finished_at <= until
+    )
+
+
 @pytest.mark.integration
 async def test_one_tenants_burst_does_not_queue_another_tenants_job(env: Env) -> None:
     pdf = make_pdf(["A page of tenant A's burst."])
     burst: list[str] = []
-    for start in range(0, BURST, 25):
-        burst += await asyncio.gather(*(env.submit(pdf, tenant="tenant-a") for _ in range(start, start + 25)))
+    for start in range(0, BURST, 50):
+        burst += await asyncio.gather(*(env.submit(pdf, tenant="tenant-a") for _ in range(start, start + 50)))
     # One parse at a time and one job held ahead: B may wait for at most the two A jobs the
     # worker holds when B arrives, plus the one it takes before it looks again.
     worker = await env.start(worker_concurrency=1, worker_prefetch=1)
@@ -69,15 +79,18 @@ async def test_one_tenants_burst_does_not_queue_another_tenants_job(env: Env) ->
         async with asyncio.timeout(60):
             while await _count_succeeded(env, burst[:3]) == 0:  # noqa: ASYNC110 (polls a store)
                 await asyncio.sleep(0.1)
-        before = await _count_succeeded(env, burst)
         started = time.monotonic()
         b_job = await env.submit(make_pdf(["Tenant B's only document."]), tenant="tenant-b")
         record = await env.wait_status(b_job, JobStatus.SUCCEEDED, JobStatus.FAILED, wait_s=60)
         waited = time.monotonic() - started
         assert record.status is JobStatus.SUCCEEDED, record.error
-        a_done_meanwhile = await _count_succeeded(env, burst) - before
+        assert record.finished_at is not None
+        # A's jobs that finished while B's job existed: what B waited for.
+        a_done_meanwhile = await _finished_between(env, burst, record.created_at, record.finished_at)
         assert a_done_meanwhile <= 4, f"B waited for {a_done_meanwhile} of A's jobs ({waited:.1f}s)"
-        assert BURST - before - a_done_meanwhile > BURST // 2  # most of A's burst still queued
+        done_before = await _finished_between(env, burst, datetime.min.replace(tzinfo=UTC), record.created_at)
+        assert done_before >= 1
+        assert BURST - done_before - a_done_meanwhile > BURST // 2  # most of A's burst still queued
         assert worker.runner.fair is not None
         assert worker.runner.fair.moved >= 1  # B went ahead through the fair lane
         assert record.attempts == 1  # the move spent none of B's deliveries

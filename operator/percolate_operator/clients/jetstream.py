@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import nats
@@ -180,28 +181,34 @@ class JetStreamAdmin:
             self._forget()
             raise NatsUnavailable(f"ensuring consumer {name}: {exc!r}") from exc
 
-    async def delete_consumer(self, stream: str, name: str, owner: str) -> bool:
-        """Delete the consumer if it is this pool's; True if something was deleted.
+    async def delete_pool_consumers(self, consumers: Sequence[tuple[str, str]], owner: str) -> list[str]:
+        """Delete a pool's consumers, (stream, durable) each; the names deleted.
 
+        The first is the pool's own consumer, marked with its owner: when it belongs to another
+        pool nothing is deleted (the others, made by that pool's workers, carry no owner).
         Already missing (consumer or stream) is fine: deletion is what was wanted.
         """
         js = await self._context()
+        deleted: list[str] = []
         try:
+            stream, name = consumers[0]
             try:
                 info = await js.consumer_info(stream, name)
             except NotFoundError:
-                return False
-            theirs = (info.config.metadata or {}).get(CONSUMER_OWNER_KEY)
+                info = None
+            theirs = None if info is None else (info.config.metadata or {}).get(CONSUMER_OWNER_KEY)
             if theirs is not None and theirs != owner:
                 logger.info("consumer %s belongs to %s, not %s: left in place", name, theirs, owner)
-                return False
-            try:
-                await js.delete_consumer(stream, name)
-            except NotFoundError:
-                return False
-            return True
+                return deleted
+            for stream, name in consumers:
+                try:
+                    await js.delete_consumer(stream, name)
+                except NotFoundError:
+                    continue
+                deleted.append(name)
+            return deleted
         except _UNREACHABLE as exc:
-            raise NatsUnavailable(f"deleting consumer {name}: {exc!r}") from exc
+            raise NatsUnavailable(f"deleting the consumers of {owner}: {exc!r}") from exc
 
     async def consumer_pending(self, stream: str, name: str) -> tuple[int, int] | None:
         """(waiting, in flight) jobs of the pool's consumer: undelivered, and delivered but not

@@ -14,7 +14,7 @@ from percolate_operator.clients.jetstream import ConsumerConflict, NatsUnavailab
 from percolate_operator.clients.kube import DEPLOYMENTS, SCALED_OBJECTS, TENANTS, KubeError
 from percolate_operator.reconcile.common import Event, kube_error, temporary
 from percolate_operator.reconcile.runtime import Runtime
-from percolate_reading.contract.subjects import STREAM_NAME
+from percolate_reading.contract.subjects import STREAM_NAME, pool_consumers
 
 
 class TenantNotAllowed(Exception):
@@ -151,11 +151,13 @@ async def delete_pool(rt: Runtime, *, name: str, namespace: str, body: Any, spec
         pool = models.parse_pool_spec(dict(spec))
     except (ValidationError, ValueError):
         return  # an invalid pool never got a consumer
-    consumer = builders.pool_consumer(pool)
+    # The workers' consumers too (fair lane, stranded jobs): left behind, they would keep a
+    # deleted pool's fair-lane jobs and advisories waiting on consumers nobody reads.
+    consumers = pool_consumers(builders.pool_subject(pool), builders.pool_consumer(pool))
     try:
-        deleted = await rt.js.delete_consumer(STREAM_NAME, consumer, owner=f"{namespace}/{name}")
+        deleted = await rt.js.delete_pool_consumers(consumers, owner=f"{namespace}/{name}")
     except NatsUnavailable as exc:
         # Keep the finalizer: a consumer left behind would hold the subject forever.
         raise temporary(exc, rt.settings.nats_retry_delay_s) from exc
     if deleted:
-        kopf.info(body, reason="ConsumerDeleted", message=consumer)
+        kopf.info(body, reason="ConsumerDeleted", message=", ".join(deleted))

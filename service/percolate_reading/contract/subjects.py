@@ -111,6 +111,18 @@ def stranded_consumer_name(durable: str) -> str:
     return f"{durable}-stranded"
 
 
+def pool_consumers(pool_subject: str, pool_durable: str) -> list[tuple[str, str]]:
+    """Every JetStream consumer a pool uses, as (stream, durable), its own first: the pool's
+    consumer on JOBS (the operator makes it), then what its workers make: the fair lane's
+    consumer (shared pools), and the stranded-job consumer of each on JOBS_STRANDED."""
+    durables = [pool_durable]
+    if tenant_of_subject(pool_subject) is None:
+        durables.append(fair_lane_durable(pool_durable))
+    return [(STREAM_NAME, d) for d in durables] + [
+        (STRANDED_STREAM_NAME, stranded_consumer_name(d)) for d in durables
+    ]
+
+
 def parse_job_subject(subject: str) -> tuple[Tier, str | None] | None:
     """(tier, dedicated tenant or None) of `jobs.parse.<tier>[.<tenant>]` or of its dead-letter
     twin `dlq.parse.<tier>[.<tenant>]`; None for any other subject. A fair lane is its
