@@ -68,6 +68,7 @@ FIELD_HELP = {
 }
 _PAGES = re.compile(r"^ *([0-9]{1,6}) *(?:(-) *([0-9]{1,6})?)? *$")
 _BOOLEANS = {"true": True, "false": False}
+BOOLEAN_VALUES = tuple(_BOOLEANS)
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
 _LANG = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?"
 LANGUAGES_PATTERN = f"^{_LANG}(?: *, *{_LANG}){{0,7}}$"  # also the OpenAPI pattern
