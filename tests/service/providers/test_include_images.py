@@ -19,9 +19,10 @@ import pptx
 import pymupdf
 import pytest
 from ebooklib import epub
-from odf.draw import Frame
+from odf.draw import Frame, Page
 from odf.draw import Image as DrawImage
-from odf.opendocument import OpenDocumentText
+from odf.opendocument import OpenDocumentPresentation, OpenDocumentText
+from odf.style import MasterPage, PageLayout
 from odf.text import P
 from PIL import Image
 
@@ -203,6 +204,30 @@ def test_odt_pictures_are_stored_and_linked(tmp_path: Path) -> None:
     md = artifacts_of(doc)[STRUCTURED_MD].decode()
     assert md.index("Before red.") < md.index("(images/1.png)") < md.index("Before blue.")
     assert not parse(path, DocumentType.ODT, include=False).images
+
+
+def test_odp_pictures_carry_their_slide_and_box(tmp_path: Path) -> None:
+    pres = OpenDocumentPresentation()
+    layout = PageLayout(name="PL")
+    pres.automaticstyles.addElement(layout)
+    master = MasterPage(name="Default", pagelayoutname=layout)
+    pres.masterstyles.addElement(master)
+    for number, (name, data) in enumerate((("red", RED), ("blue", BLUE)), start=1):
+        page = Page(masterpagename=master, name=f"page{number}")
+        frame = Frame(width="8cm", height="6cm", x="2cm", y="4cm", name=name)
+        frame.addElement(DrawImage(href=pres.addPicture(f"Pictures/{name}.png", "image/png", data)))
+        page.addElement(frame)
+        pres.presentation.addElement(page)
+    path = tmp_path / "deck.odp"
+    pres.save(str(path))
+    doc = parse(path, DocumentType.ODP)
+    shown = [b for b in doc.blocks if b.kind is BlockKind.FIGURE]
+    assert [(b.page, b.label, b.image) for b in shown] == [
+        (1, "red", "images/1.png"),
+        (2, "blue", "images/2.png"),
+    ]
+    assert shown[0].bbox == pytest.approx((56.69, 113.39, 283.46, 283.46), abs=0.05)
+    assert doc.images == {"images/1.png": RED, "images/2.png": BLUE}
 
 
 def _epub_with_pictures(path: Path) -> None:
