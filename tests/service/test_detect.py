@@ -18,7 +18,7 @@ from percolate_reading.errors import (
     EncryptedDocumentError,
     UnsupportedTypeError,
 )
-from percolate_reading.parse.detect import detect_type
+from percolate_reading.parse.detect import _ole_names_in, detect_type
 from percolate_reading.parse.document import DocumentType
 
 
@@ -77,7 +77,9 @@ def _ole_bytes(stream_names: list[str], sector_shift: int = 9) -> bytes:
     header[0:8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
     struct.pack_into("<HHH", header, 24, 0x3E, 3 if sector_shift == 9 else 4, 0xFFFE)
     struct.pack_into("<H", header, 30, sector_shift)
-    struct.pack_into("<7I", header, 44, 1, 1, 0, 4096, 0xFFFFFFFE, 0xFFFFFFFE, 0)
+    # FAT sectors, first directory sector, transaction, cutoff, mini FAT start and count,
+    # DIFAT start and count.
+    struct.pack_into("<8I", header, 44, 1, 1, 0, 4096, 0xFFFFFFFE, 0, 0xFFFFFFFE, 0)
     difat = [0] + [0xFFFFFFFF] * 108
     struct.pack_into("<109I", header, 76, *difat)
     directory = bytearray(n_dir * size)
@@ -225,6 +227,27 @@ def test_ole_kinds(tmp_path: Path, streams: list[str], expected: DocumentType) -
 def test_unknown_ole_file(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedTypeError, match="no Word, Excel, PowerPoint or Outlook"):
         detect_type(_write(tmp_path, "x.bin", _ole_bytes(["Something"])))
+
+
+def test_ole_directory_read_without_a_difat_walk(tmp_path: Path) -> None:
+    """A file with a mini FAT and no DIFAT sectors: the header's DIFAT fields are read where
+    they are (offsets 68/72), so no sector is mistaken for a DIFAT chain to follow."""
+    from tests.service.providers.msg_fixtures import Attached, Message, msg_bytes
+
+    data = msg_bytes(Message(subject="s", attachments=[Attached(f"{i}.txt", b"x") for i in range(300)]))
+    assert struct.unpack_from("<I", data, 64)[0] > 0  # mini FAT sectors
+    reads = 0
+
+    class Counting(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            nonlocal reads
+            reads += 1
+            return super().read(size)
+
+    names = _ole_names_in(Counting(data))
+    assert {"__attach_version1.0_#0000012B", "__properties_version1.0"} <= names
+    # Each directory sector and its FAT entry: at most two reads per sector of the file.
+    assert reads <= 2 * len(data) // 512 + 10
 
 
 def test_broken_ole_directory_falls_back_to_a_scan(tmp_path: Path) -> None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import argparse
 
 from percolate_reading.parse.render.chunks import CHUNK_STRATEGIES
-from percolate_reading.parse.request import FIELD_HELP, OCR_MODES, REQUEST_FIELDS, TABLE_MODES
+from percolate_reading.parse.request import BOOLEAN_VALUES, FIELD_HELP, OCR_MODES, REQUEST_FIELDS, TABLE_MODES
 
 # The fields with a closed set of values: argparse lists them in --help and refuses others.
 CHOICES: dict[str, tuple[str, ...]] = {
     "ocr": OCR_MODES,
     "table_mode": TABLE_MODES,
     "chunk_strategy": CHUNK_STRATEGIES,
+    "include_images": BOOLEAN_VALUES,
 }
 METAVARS = {
     "outputs": "LIST",

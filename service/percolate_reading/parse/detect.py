@@ -464,7 +464,9 @@ def _read_ole_directory(f: BinaryIO) -> set[str]:
     if sector_shift not in (9, 12):
         raise ValueError("bad sector size")
     sector_size = 1 << sector_shift
-    n_fat, first_dir, _, _, _, first_difat, n_difat = struct.unpack_from("<7I", header, 44)
+    # Header from offset 44: FAT sectors, first directory sector, transaction signature,
+    # mini stream cutoff, first mini FAT sector, mini FAT sectors, first DIFAT sector, DIFAT sectors.
+    n_fat, first_dir, _, _, _, _, first_difat, n_difat = struct.unpack_from("<8I", header, 44)
     fat_sectors = [s for s in struct.unpack_from("<109I", header, 76) if s != _FREESECT]
     per_sector = sector_size // 4
 

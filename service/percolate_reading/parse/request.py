@@ -14,8 +14,10 @@ Fields (all optional):
 - `ocr_languages`: comma-separated language codes (e.g. "en,de") given to the OCR engine.
 - `table_mode`: fast | accurate. fast skips the search for ruled tables in PDFs (MuPDF's
   table finder, the slow part); tables whose columns line up in the text are still found.
-- `include_images`: true | false. true keeps embedded pictures (PDF, DOCX, PPTX) as
-  artifacts `images/<n>.<ext>`, linked from structured.md and elements.jsonl.
+- `include_images`: true | false. true keeps embedded pictures (PDF, DOCX, PPTX, ODT, ODP,
+  EPUB; HTML `data:` URIs) as artifacts `images/<n>.<ext>`, linked from structured.md and
+  elements.jsonl. Pictures only linked by URL are never fetched (no requests to hosts an
+  upload names: SSRF).
 - `chunk_strategy`: heading | page | fixed; `chunk_size` (20-100000 characters) and
   `chunk_overlap` (0 to under chunk_size).
 """
@@ -56,8 +58,9 @@ FIELD_HELP = {
         "tables whose columns line up in the text are still found)."
     ),
     "include_images": (
-        "true: keep embedded pictures (PDF, DOCX, PPTX) as artifacts images/<n>.<ext>, linked from "
-        "structured.md and elements.jsonl (at most 200 images, 10 MB each, 50 MB in all). Default false."
+        "true: keep embedded pictures (PDF, DOCX, PPTX, ODT, ODP, EPUB; HTML data: URIs) as artifacts "
+        "images/<n>.<ext>, linked from structured.md and elements.jsonl (at most 200 images, 10 MB "
+        "each, 50 MB in all). Pictures only linked by URL are never fetched. Default false."
     ),
     "chunk_strategy": "Chunk boundaries: heading (default), page or fixed size.",
     "chunk_size": "Largest chunk, in characters (20-100000).",
@@ -65,6 +68,7 @@ FIELD_HELP = {
 }
 _PAGES = re.compile(r"^ *([0-9]{1,6}) *(?:(-) *([0-9]{1,6})?)? *$")
 _BOOLEANS = {"true": True, "false": False}
+BOOLEAN_VALUES = tuple(_BOOLEANS)
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
 _LANG = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?"
 LANGUAGES_PATTERN = f"^{_LANG}(?: *, *{_LANG}){{0,7}}$"  # also the OpenAPI pattern

@@ -203,3 +203,25 @@ def test_json_summary_on_stdout(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)
     assert summary == json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary[0]["ok"] is True
+
+
+def test_include_images_flag_writes_the_pictures(tmp_path: Path) -> None:
+    import base64
+
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 20, 20)).save(picture, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+    page = tmp_path / "page.html"
+    page.write_text(f'<html><body><h1>Chart</h1><p>Below.</p><img alt="Red" src="{uri}"></body></html>')
+    proc = _run(page, "--out", tmp_path / "out", "--include-images", "true")
+    assert proc.returncode == 0, proc.stderr
+    (written,) = (tmp_path / "out").rglob("images/1.png")
+    assert written.read_bytes() == picture.getvalue()
+    assert "(images/1.png)" in (written.parent.parent / "structured.md").read_text()
+
+    refused = _run(page, "--out", tmp_path / "out2", "--include-images", "yes")
+    assert refused.returncode == 2
+    assert "invalid choice: 'yes' (choose from 'true', 'false')" in refused.stderr
+    assert not (tmp_path / "out2").exists()

@@ -74,6 +74,21 @@ def test_every_field_of_the_api_has_a_flag() -> None:
         assert fields_sent[name] == value, name
 
 
+@pytest.mark.parametrize("command", ["submit", "parse"])
+def test_every_flag_shows_its_values_in_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A closed set of values (booleans too) is listed as argparse choices, anything else has
+    a metavar: no request flag shows argparse's OPT_<NAME> placeholder."""
+    with pytest.raises(SystemExit):
+        build_parser([command, "--help"]).parse_args([command, "--help"])
+    text = capsys.readouterr().out
+    assert "OPT_" not in text
+    assert "--include-images {true,false}" in text
+    assert "never fetched" in " ".join(text.split())
+    with pytest.raises(SystemExit):
+        build_parser([command]).parse_args([command, "--include-images", "yes", "doc.pdf"])
+    assert "invalid choice: 'yes'" in capsys.readouterr().err
+
+
 def test_flags_are_checked_before_anything_is_sent() -> None:
     for argv, message in [
         (["--pages", "5-2"], "--pages: the range must start"),

@@ -73,7 +73,13 @@ PARSE_OPENAPI: dict[str, Any] = {
 def _request_field_schemas() -> dict[str, Any]:
     from percolate_reading.parse.render.artifacts import OUTPUTS
     from percolate_reading.parse.render.chunks import CHUNK_STRATEGIES
-    from percolate_reading.parse.request import FIELD_HELP, LANGUAGES_PATTERN, OCR_MODES, TABLE_MODES
+    from percolate_reading.parse.request import (
+        BOOLEAN_VALUES,
+        FIELD_HELP,
+        LANGUAGES_PATTERN,
+        OCR_MODES,
+        TABLE_MODES,
+    )
 
     alternatives = "|".join(OUTPUTS)
     return {
@@ -96,7 +102,7 @@ def _request_field_schemas() -> dict[str, Any]:
         "table_mode": {"type": "string", "enum": list(TABLE_MODES), "description": FIELD_HELP["table_mode"]},
         "include_images": {
             "type": "string",
-            "enum": ["true", "false"],
+            "enum": list(BOOLEAN_VALUES),
             "description": FIELD_HELP["include_images"],
         },
         "chunk_strategy": {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ class SafeZip:
                 data = f.read(self._budget + 1)
         except KeyError:
             raise CorruptDocumentError(f"{self.source_name}: the part {member} is missing") from None
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, ValueError, zlib.error) as exc:
             raise CorruptDocumentError(
                 f"{self.source_name}: the part {member} cannot be read ({exc})"
             ) from exc

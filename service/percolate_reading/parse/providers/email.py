@@ -1,5 +1,5 @@
 """E-mail providers: EML (RFC 5322 / MIME, the stdlib `email` package) and Outlook MSG
-(extract-msg).
+(its compound file read with olefile, providers/outlook.py).
 
 A message becomes: the subject as TITLE, one EMAIL_HEADER block per address/date header,
 the body (the HTML alternative when it carries a table, else the plain text one, else the
@@ -18,12 +18,14 @@ import email.errors
 import email.header
 import email.policy
 import re
+import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import (
@@ -41,6 +43,7 @@ MAX_ATTACHMENT_DEPTH = 3
 DEFAULT_MAX_EMAIL_BYTES = 256 * 1024 * 1024
 HEADER_FIELDS = ("From", "To", "Cc", "Bcc", "Reply-To", "Date", "Subject", "Message-ID")
 _UNSAFE_NAME = re.compile(r"[^\w.\- ]+")
+_T = TypeVar("_T")
 
 
 def _header_blocks(headers: dict[str, str]) -> list[Block]:
@@ -73,6 +76,10 @@ class _Attachment:
     name: str
     data: bytes
     content_type: str
+    size: int | None = None  # of `data` unless given
+    error: str | None = None  # why it cannot be parsed, known before parsing
+    # An Outlook message stored inside this one: parsed in place, (source name, depth) -> doc.
+    embedded: Callable[[str, int], ParsedDocument] | None = None
 
 
 def _safe_name(name: str, index: int) -> str:
@@ -88,37 +95,57 @@ def _parse_attachments(
     depth: int,
 ) -> None:
     """Each attachment -> a child document (parsed in this sandboxed process)."""
-    from percolate_reading.parse.detect import detect_type
-    from percolate_reading.parse.parsing import run_provider
-
     listed: list[dict[str, Any]] = []
     for index, att in enumerate(attachments, start=1):
         name = _safe_name(att.name, index)
-        entry: dict[str, Any] = {
-            "index": index,
-            "name": name,
-            "content_type": att.content_type,
-            "size": len(att.data),
-        }
+        size = len(att.data) if att.size is None else att.size
+        entry: dict[str, Any] = {"index": index, "name": name, "content_type": att.content_type, "size": size}
         listed.append(entry)
         if depth >= MAX_ATTACHMENT_DEPTH:
             entry["status"] = "skipped"
             entry["error"] = f"attachments nested deeper than {MAX_ATTACHMENT_DEPTH} messages are not parsed"
             continue
-        with tempfile.TemporaryDirectory(prefix="attachment-") as folder:
-            path = Path(folder) / name
-            path.write_bytes(att.data)
-            try:
-                doc_type = detect_type(path, name)
-                child = run_provider(doc_type, path, name, options, settings, depth=depth + 1)
-            except PercolateError as exc:
-                entry.update(status="failed", error=exc.message, code=exc.code)
-                parent.warnings.append(f"attachment {name!r} not parsed: {exc.message}")
-                continue
-        child.metadata.update(doc_type=doc_type.value, file_size=len(att.data), attachment_index=index)
+        if att.error is not None:
+            entry.update(status="failed", error=att.error)
+            parent.warnings.append(f"attachment {name!r} not parsed: {att.error}")
+            continue
+        try:
+            if att.embedded is not None:
+                doc_type, child = DocumentType.MSG, att.embedded(name, depth + 1)
+            else:
+                doc_type, child = _parse_attachment_bytes(name, att.data, options, settings, depth + 1)
+        except PercolateError as exc:
+            entry.update(status="failed", error=exc.message, code=exc.code)
+            parent.warnings.append(f"attachment {name!r} not parsed: {exc.message}")
+            continue
+        except MemoryError:
+            raise  # the sandbox's limit, for the whole parse
+        except Exception as exc:  # a reader's untranslated error: this attachment fails, not the message
+            message = f"the attachment cannot be read ({type(exc).__name__}: {exc})"
+            entry.update(status="failed", error=message, code="corrupt")
+            parent.warnings.append(f"attachment {name!r} not parsed: {message}")
+            continue
+        child.metadata.update(doc_type=doc_type.value, file_size=size, attachment_index=index)
         entry.update(status="parsed", doc_type=doc_type.value)
         parent.children.append(child)
     parent.metadata["attachments"] = listed
+
+
+def _parse_attachment_bytes(
+    name: str, data: bytes, options: ParseOptions, settings: Settings | None, depth: int
+) -> tuple[DocumentType, ParsedDocument]:
+    """An attached file, its type detected from its bytes like any upload's."""
+    from percolate_reading.parse.detect import detect_type
+    from percolate_reading.parse.parsing import run_provider
+
+    # A temporary file, not a folder: removing a folder costs milliseconds on a busy disk,
+    # more than parsing a small attachment.
+    with tempfile.NamedTemporaryFile(prefix="attachment-", suffix=Path(name).suffix) as f:
+        f.write(data)
+        f.flush()
+        path = Path(f.name)
+        doc_type = detect_type(path, name)
+        return doc_type, run_provider(doc_type, path, name, options, settings, depth=depth)
 
 
 # --- EML -----------------------------------------------------------------------------------
@@ -272,52 +299,10 @@ class EmlProvider:
 # --- MSG -----------------------------------------------------------------------------------
 
 
-def _msg_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def _msg_headers(msg: Any) -> dict[str, str]:
-    """The shown headers of an Outlook message, whitespace collapsed, empty ones left out."""
-    headers = {
-        name: _msg_text(getattr(msg, attribute, None)) or ""
-        for name, attribute in (
-            ("From", "sender"),
-            ("To", "to"),
-            ("Cc", "cc"),
-            ("Bcc", "bcc"),
-            ("Date", "date"),
-            ("Subject", "subject"),
-            ("Message-ID", "messageId"),
-        )
-    }
-    return {k: " ".join(v.split()) for k, v in headers.items() if v and v.strip()}
-
-
-def _msg_attachments(msg: Any, source_name: str) -> list[_Attachment]:
-    """Attached files as bytes; embedded Outlook messages exported as .msg files of their own."""
-    attachments: list[_Attachment] = []
-    raw_attachments = list(getattr(msg, "attachments", []) or [])
-    if len(raw_attachments) > MAX_PARTS:
-        raise DocumentTooLargeError(f"{source_name}: more than {MAX_PARTS} attachments")
-    for att in raw_attachments:
-        data = getattr(att, "data", None)
-        name = _msg_text(getattr(att, "longFilename", None) or getattr(att, "shortFilename", None))
-        if isinstance(data, bytes):
-            mimetype = str(getattr(att, "mimetype", "") or "")
-            attachments.append(_Attachment(name or "attachment", data, mimetype))
-        elif data is not None and hasattr(data, "exportBytes"):
-            attachments.append(
-                _Attachment((name or "message") + ".msg", data.exportBytes(), "application/vnd.ms-outlook")
-            )
-    return attachments
-
-
 @dataclass(frozen=True)
 class MsgProvider:
+    """Outlook MSG, read with olefile (providers/outlook.py): the streams shown, nothing else."""
+
     settings: Settings | None = None
     doc_type = DocumentType.MSG
 
@@ -330,27 +315,93 @@ class MsgProvider:
 
     def parse_nested(self, path: Path, source_name: str, options: ParseOptions, depth: int) -> ParsedDocument:
         """Parse a message found `depth` messages deep (attachments of attachments)."""
-        import extract_msg
+        import olefile
+
+        from percolate_reading.parse.providers import outlook
 
         t0 = time.perf_counter()
         try:
-            msg = extract_msg.openMsg(str(path), delayAttachments=False)
-        except Exception as exc:  # extract-msg raises a zoo of its own and olefile's errors
+            ole = olefile.OleFileIO(str(path))
+        except RecursionError as exc:
+            raise DocumentTooLargeError(f"{source_name}: storages nested too deeply") from exc
+        except Exception as exc:  # olefile raises OSError, struct.error, IndexError... on bad files
             raise CorruptDocumentError(f"{source_name}: not a readable Outlook message ({exc})") from exc
-        try:
-            headers = _msg_headers(msg)
-            plain = _msg_text(getattr(msg, "body", None))
-            try:
-                html = _msg_text(getattr(msg, "htmlBody", None))
-            except Exception:  # an RTF-only body that cannot be de-encapsulated
-                html = None
-            attachments = _msg_attachments(msg, source_name)
-        finally:
-            msg.close()
-        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.MSG)
-        body, body_type = _body_blocks(plain, html)
-        doc.blocks = _header_blocks(headers) + body
-        doc.metadata.update(reader="extract-msg", headers=headers, body_type=body_type)
-        _parse_attachments(doc, attachments, options, self.settings, depth)
+        with ole:
+            msg = _msg_call(source_name, outlook.open_message, ole)
+            doc = self._parse_message(msg, source_name, options, depth)
         doc.timings["read"] = time.perf_counter() - t0
         return doc
+
+    def _parse_message(
+        self, storage: Any, source_name: str, options: ParseOptions, depth: int
+    ) -> ParsedDocument:
+        """One message storage -> a document; its attachments (embedded messages too, read in
+        place from the same file) -> child documents."""
+        from percolate_reading.parse.providers import outlook
+
+        message = _msg_call(source_name, outlook.read_message, storage, MAX_PARTS)
+        headers = {name: _header_text(value) for name, value in message.headers.items()}
+        doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.MSG)
+        body, body_type = _body_blocks(message.plain, message.html)
+        if not body and message.rtf is not None:
+            body, body_type = _rtf_body(message.rtf, doc)
+        doc.blocks = _header_blocks(headers) + body
+        doc.metadata.update(reader="olefile", headers=headers, body_type=body_type)
+        doc.warnings.extend(message.warnings)
+        attachments = [
+            _Attachment(
+                att.name or "attachment",
+                att.data or b"",
+                att.content_type,
+                size=att.size,
+                error=att.error,
+            )
+            if att.embedded is None
+            else _Attachment(
+                (att.name or "message") + ".msg",
+                b"",
+                att.content_type,
+                size=att.size,
+                embedded=_embedded_parser(self, att.embedded, options),
+            )
+            for att in message.attachments
+        ]
+        _parse_attachments(doc, attachments, options, self.settings, depth)
+        return doc
+
+
+def _embedded_parser(
+    provider: MsgProvider, storage: Any, options: ParseOptions
+) -> Callable[[str, int], ParsedDocument]:
+    def parse(source_name: str, depth: int) -> ParsedDocument:
+        return provider._parse_message(storage, source_name, options, depth)
+
+    return parse
+
+
+def _msg_call(source_name: str, fn: Callable[..., _T], *args: Any) -> _T:
+    """Call the MSG reader, its failures translated into the error tree."""
+    from percolate_reading.parse.providers.outlook import MsgFormatError, TooManyAttachmentsError
+
+    try:
+        return fn(*args)
+    except TooManyAttachmentsError as exc:
+        raise DocumentTooLargeError(f"{source_name}: {exc}; refusing an attachment bomb") from exc
+    except RecursionError as exc:
+        raise DocumentTooLargeError(f"{source_name}: storages nested too deeply") from exc
+    except (MsgFormatError, OSError, ValueError, IndexError, KeyError, struct.error) as exc:
+        raise CorruptDocumentError(f"{source_name}: not a readable Outlook message ({exc})") from exc
+
+
+def _rtf_body(compressed: bytes, doc: ParsedDocument) -> tuple[list[Block], str]:
+    """The body of a message that keeps only an RTF one (compressed RTF, [MS-OXRTFCP])."""
+    import compressed_rtf
+
+    from percolate_reading.parse.providers.rtf import rtf_blocks
+
+    try:
+        blocks, _codec = rtf_blocks(compressed_rtf.decompress(compressed))
+    except Exception as exc:  # compressed_rtf raises bare Exception on a bad CRC or header
+        doc.warnings.append(f"the RTF body cannot be read ({exc})")
+        return [], "none"
+    return blocks, "text/rtf"

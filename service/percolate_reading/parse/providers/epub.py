@@ -4,6 +4,10 @@ META-INF/container.xml names the package (OPF); its manifest maps ids to files a
 spine gives the reading order (linear="no" items, e.g. covers and pop-ups, come last, as
 readers show them). Metadata: title, creator, language. DRM-protected books (an
 encryption.xml that covers content documents) are refused as encrypted.
+
+With `include_images`, the pictures a chapter's <img> elements show (parts of the book,
+resolved against the chapter; or data: URIs) become artifacts linked from their figures.
+A URL outside the book is never fetched.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from percolate_reading.config import Settings
 from percolate_reading.errors import CorruptDocumentError, EncryptedDocumentError
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local, resolve_target
+from percolate_reading.parse.providers.figures import ImageStore, data_uri_image, zip_image
 from percolate_reading.parse.providers.html import decode_html, html_blocks
 
 _XHTML_TYPES = frozenset({"application/xhtml+xml", "text/html", "application/x-dtbook+xml"})
@@ -45,7 +50,10 @@ class EpubProvider:
                 doc.warnings.append(f"only the first {options.max_pages} spine items were read")
             if meta.get("title"):
                 doc.blocks.append(Block(kind=BlockKind.TITLE, text=meta["title"]))
-            chapters = sum(_read_chapter(zf, manifest.get(idref), doc) for idref in ordered)
+            store = ImageStore(options.include_images)
+            chapters = sum(_read_chapter(zf, manifest.get(idref), doc, store) for idref in ordered)
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.metadata.update(
             reader="lxml (EPUB spine)", chapters=chapters, **{f"book_{k}": v for k, v in meta.items()}
         )
@@ -101,13 +109,25 @@ def _check_not_encrypted(zf: SafeZip, manifest: Manifest, source_name: str) -> N
         raise EncryptedDocumentError(f"{source_name}: the book's chapters are encrypted (DRM)")
 
 
-def _read_chapter(zf: SafeZip, item: tuple[str, str] | None, doc: ParsedDocument) -> int:
+def _chapter_picture(zf: SafeZip, store: ImageStore, chapter: str, src: str) -> str | None:
+    """The picture an <img src> of `chapter` shows: a part of the book, or a data: URI."""
+    if src.startswith("data:"):
+        return data_uri_image(store, src)
+    url = urlsplit(src)
+    if url.scheme or url.netloc or not url.path:
+        return None  # outside the book: never fetched
+    return zip_image(store, zf, resolve_target(chapter, unquote(url.path)))
+
+
+def _read_chapter(zf: SafeZip, item: tuple[str, str] | None, doc: ParsedDocument, store: ImageStore) -> int:
     """Append one spine item's blocks; 1 when it was a readable chapter, else 0."""
     if item is None or item[1] not in _XHTML_TYPES or not zf.has(item[0]):
         return 0
-    text, _encoding = decode_html(zf.read(item[0]))
+    chapter = item[0]
+    text, _encoding = decode_html(zf.read(chapter))
+    picture = (lambda src: _chapter_picture(zf, store, chapter, src)) if store.enabled else None
     try:
-        blocks, _facts = html_blocks(text)
+        blocks, _facts = html_blocks(text, picture)
     except CorruptDocumentError:
         doc.warnings.append(f"chapter {item[0]} could not be parsed; skipped")
         return 0

@@ -12,6 +12,10 @@ TABLE (th rows as header, colspan/rowspan as spans); a layout table (one holding
 tables or headings, or marked role=presentation) is read as a container. Headings, lists
 with depth, `pre` as CODE (language from a `language-*` class), figures and images with alt
 text and captions, MathML as FORMULA (its TeX annotation when present).
+
+Pictures (`include_images`): only those inside the page, as `data:image/...` URIs, are
+kept as artifacts. An image URL is never fetched: a parser that followed URLs found in
+uploads would call whatever host a tenant names, inside our network (SSRF).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from percolate_reading.errors import CorruptDocumentError, DocumentTooLargeError
 from percolate_reading.parse.detect import decode_unicode
 from percolate_reading.parse.document import Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.providers.figures import ImageStore, data_uri_image
 
 DEFAULT_MAX_HTML_BYTES = 64 * 1024 * 1024
 # Deeper nesting is read as flat text: the walker recurses (Python's stack), libxml2 does not.
@@ -262,6 +267,8 @@ class HtmlWalker:
     in_li: bool = False
     figures: int = 0
     dropped: int = 0
+    # An <img> src -> the artifact path of its picture (include_images), else None.
+    picture: Callable[[str], str | None] | None = None
 
     def flush(self) -> None:
         text = _WS.sub(" ", "".join(self.inline)).strip()
@@ -353,18 +360,33 @@ class HtmlWalker:
         alt = " ".join(a for img in images if (a := (img.get("alt") or "").strip()))
         if images or caption:
             self.figures += 1
-            label = images[0].get("src") if images else None
-            self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption=caption, label=label))
+            src = images[0].get("src") if images else None
+            self.blocks.append(
+                Block(
+                    kind=BlockKind.FIGURE,
+                    text=alt,
+                    caption=caption,
+                    label=_label(src),
+                    image=self._picture(src),
+                )
+            )
         for child in el:
             if child.tag not in ("img", "figcaption", "picture"):
                 self.walk(child, depth + 1)
 
     def image(self, el: Any, depth: int) -> None:
         alt = (el.get("alt") or "").strip()
-        if alt:
+        src = el.get("src")
+        picture = self._picture(src)
+        if alt or picture:
             self.flush()
             self.figures += 1
-            self.blocks.append(Block(kind=BlockKind.FIGURE, text=alt, caption="", label=el.get("src")))
+            self.blocks.append(
+                Block(kind=BlockKind.FIGURE, text=alt, caption="", label=_label(src), image=picture)
+            )
+
+    def _picture(self, src: str | None) -> str | None:
+        return self.picture(src) if src and self.picture is not None else None
 
     def math(self, el: Any, depth: int) -> None:
         tex = next((a for a in el.iter("annotation") if "tex" in (a.get("encoding") or "").lower()), None)
@@ -399,6 +421,13 @@ _TAG_STEPS: dict[str, Callable[[HtmlWalker, Any, int], None]] = {
 }
 
 
+def _label(src: str | None) -> str | None:
+    """An image's name for the FIGURE label: its URL, but not a data: URI's payload."""
+    if src is None or not src.startswith("data:"):
+        return src
+    return src.partition(",")[0]
+
+
 def _code_language(pre: Any) -> str | None:
     """From a language-xxx or lang-xxx class on the <pre> or a <code> inside it."""
     return next(
@@ -412,8 +441,11 @@ def _code_language(pre: Any) -> str | None:
     )
 
 
-def html_blocks(text: str) -> tuple[list[Block], dict[str, Any]]:
-    """Blocks and facts (title, figures, dropped elements) of an HTML document given as text."""
+def html_blocks(
+    text: str, picture: Callable[[str], str | None] | None = None
+) -> tuple[list[Block], dict[str, Any]]:
+    """Blocks and facts (title, figures, dropped elements) of an HTML document given as text.
+    `picture` maps an <img> src to the artifact path of its extracted picture (include_images)."""
     from lxml import html as lxml_html
 
     # lxml refuses str input that carries an XML encoding declaration (XHTML, EPUB chapters).
@@ -432,7 +464,7 @@ def html_blocks(text: str) -> tuple[list[Block], dict[str, Any]]:
     body = root.find(".//main")
     if body is None:
         body = root.find("body")
-    walker = HtmlWalker()
+    walker = HtmlWalker(picture=picture)
     walker.walk(body if body is not None else root)
     walker.flush()
     blocks = walker.blocks
@@ -469,8 +501,12 @@ class HtmlProvider:
             )
         text, encoding = decode_html(path.read_bytes())
         t1 = time.perf_counter()
-        blocks, facts = html_blocks(text)
+        # Only pictures inside the page (data: URIs): a URL is never fetched (SSRF).
+        store = ImageStore(options.include_images)
+        blocks, facts = html_blocks(text, (lambda src: data_uri_image(store, src)) if store.enabled else None)
         doc = ParsedDocument(source_name=source_name, doc_type=DocumentType.HTML, blocks=blocks)
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.metadata.update(
             reader="lxml.html", encoding=encoding, **{k: v for k, v in facts.items() if v is not None}
         )

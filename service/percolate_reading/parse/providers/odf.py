@@ -2,7 +2,8 @@
 
 ODT: headings by outline level (the "Title" style as TITLE), paragraphs, nested lists,
 tables with column/row spans (covered cells take the merged value), frames with images
-(their title/description as alt text, a caption paragraph inside the frame as caption),
+(their title/description as alt text, a caption paragraph inside the frame as caption; with
+`include_images` the picture itself, from Pictures/ in the package, as an artifact),
 text boxes, formulas (embedded MathML objects as FORMULA), notes at the end.
 ODP: each draw:page is a slide (PAGE_BREAK, `page` = slide number); frames in position
 order, the title frame first, with their box in points.
@@ -10,8 +11,10 @@ order, the title frame first, with their box in points.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from percolate_reading.errors import CorruptDocumentError, DocumentTooLargeError
 from percolate_reading.parse.document import BBox, Block, BlockKind, DocumentType, ParsedDocument, Table
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.container import SafeZip, ZipLimits, local
+from percolate_reading.parse.providers.figures import ImageStore, odf_image
 
 TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
@@ -218,6 +222,8 @@ class _Walker:
     notes: list[Block] = field(default_factory=list)
     page: int | None = None
     box: BBox | None = None
+    # A draw:image -> its artifact path (include_images), else None.
+    picture: Callable[[Any], str | None] = lambda _image: None
 
     def add(self, kind: BlockKind, **kw: Any) -> None:
         self.blocks.append(Block(kind=kind, page=self.page, bbox=self.box, **kw))
@@ -229,8 +235,15 @@ class _Walker:
             alt = " ".join(
                 t.text.strip() for t in (title, desc) if t is not None and t.text and t.text.strip()
             )
-            if frame.find(f"{DRAW}image") is not None:
-                self.add(BlockKind.FIGURE, text=alt, caption="", label=frame.get(f"{DRAW}name"))
+            image = frame.find(f"{DRAW}image")
+            if image is not None:
+                self.add(
+                    BlockKind.FIGURE,
+                    text=alt,
+                    caption="",
+                    label=frame.get(f"{DRAW}name"),
+                    image=self.picture(image),
+                )
             obj = frame.find(f"{DRAW}object")
             math = next((m for m in obj.iter() if local(m.tag) == "math"), None) if obj is not None else None
             if math is not None:
@@ -260,10 +273,7 @@ class _Walker:
             elif style in self.code_styles:
                 self.add(BlockKind.CODE, text=text.rstrip())
             elif self.blocks and self.blocks[-1].kind is BlockKind.FIGURE and "caption" in style.lower():
-                last = self.blocks[-1]
-                self.blocks[-1] = Block(
-                    kind=BlockKind.FIGURE, text=last.text, caption=stripped, label=last.label, page=last.page
-                )
+                self.blocks[-1] = dataclasses.replace(self.blocks[-1], caption=stripped)
             else:
                 self.add(BlockKind.PARAGRAPH, text=stripped)
         for note in notes:
@@ -346,6 +356,9 @@ class _OdfProvider:
             if body is None:
                 raise CorruptDocumentError(f"{source_name}: content.xml has no office:body")
             walker = _Walker(title_styles, code_styles)
+            store = ImageStore(options.include_images)
+            if store.enabled:
+                walker.picture = lambda image: odf_image(store, zf, image)
             if self.kind is DocumentType.ODP:
                 self._slides(body, walker, doc, options, source_name)
             else:
@@ -356,6 +369,8 @@ class _OdfProvider:
                 walker.body(text)
         doc.blocks.extend(walker.blocks)
         doc.blocks.extend(walker.notes)
+        doc.images = store.images
+        doc.warnings.extend(store.warnings())
         doc.timings["read"] = time.perf_counter() - t0
         doc.metadata.update(reader="lxml (OpenDocument)")
         if not any(b.text or b.table for b in doc.blocks):
