@@ -25,6 +25,7 @@ from percolate_reading.parse.providers.audio import (
     resolve_device,
 )
 from percolate_reading.parse.providers.base import ParseOptions
+from percolate_reading.parse.render.elements import build_elements
 from tests.textmetrics import missing_words, word_error_rate, words
 
 pytestmark = pytest.mark.audio
@@ -192,6 +193,9 @@ def test_expected_languages_label_each_segment(provider: AudioProvider) -> None:
     assert "weather" in segments[0].text.lower()
     assert "berlin" in segments[-1].text.lower()
     assert set(doc.metadata["languages"]) == {"en", "de"}
+    # elements.jsonl carries each segment's own language.
+    said = [e["language"] for e in build_elements(doc) if e["type"] == "transcript_segment"]
+    assert said == languages
     assert any("switches language" in w and "de:" in w for w in doc.warnings)
 
 

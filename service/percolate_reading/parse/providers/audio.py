@@ -201,12 +201,15 @@ class AudioProvider:
             text = seg.text.strip()
             if text:
                 start, end = round(float(seg.start), 3), round(float(seg.end), 3)
-                doc.blocks.append(Block(kind=BlockKind.TRANSCRIPT_SEGMENT, text=text, start=start, end=end))
-                languages.append(
+                lang = (
                     segment_language(model, pcm, (start, end), fallback, allowed)
                     if multilingual
                     else fallback
                 )
+                languages.append(lang)
+                # Each segment's own language reaches elements.jsonl (a mixed recording's differ).
+                segment = Block(BlockKind.TRANSCRIPT_SEGMENT, text=text, start=start, end=end, language=lang)
+                doc.blocks.append(segment)
         doc.timings["transcribe"] = time.perf_counter() - t2
         spoken: dict[str, float] = {}
         for block, lang in zip(doc.blocks, languages, strict=True):
