@@ -183,6 +183,20 @@ def test_the_contract_languages_are_the_speech_models() -> None:
     assert set(_LANGUAGE_CODES) == LANGUAGE_CODES
 
 
+def test_language_names_one_code_the_expected_languages_or_multi() -> None:
+    from percolate_reading.contract.languages import expected_languages, normalize_language
+
+    assert normalize_language(" DE ") == "de"
+    assert normalize_language("EN, de ,en") == "en,de"
+    assert normalize_language("Multilingual") == "multi"
+    for bad in ("en,xx", "en,", ",", "klingon", "en;de"):
+        assert normalize_language(bad) is None, bad
+    assert expected_languages("multi") == (True, ())
+    assert expected_languages("en,de") == (True, ("en", "de"))
+    assert expected_languages("de") == (False, ("de",))
+    assert expected_languages(None) == (False, ())
+
+
 @pytest.mark.parametrize("limits", [None, LIMITS], ids=["in-process", "sandboxed"])
 def test_errors_name_the_upload_not_the_scratch_file(tmp_path: Path, limits: SandboxLimits | None) -> None:
     """Finding: an audio error named the worker's temp file (FFmpeg puts the path in its text)."""

@@ -50,7 +50,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--jobs", "-j", type=int, default=None, help="parses in parallel (default: CPU cores)"
     )
     parser.add_argument("--password", default=None, help="password for encrypted PDFs")
-    parser.add_argument("--language", default=None, help="language hint for OCR and speech (e.g. en, de)")
+    parser.add_argument(
+        "--language",
+        default=None,
+        help="language hint for OCR and speech (e.g. en, de); a mixed recording: en,de or multi",
+    )
     parser.add_argument("--no-ocr", action="store_true", help="do not OCR images or scanned pages")
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock seconds per file")
     parser.add_argument("--memory-mb", type=int, default=None, help="memory limit per file (MB)")
@@ -232,7 +236,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.language:
         language = normalize_language(args.language)
         if language is None:
-            message = "--language: an ISO 639-1 code the speech model knows (en, de, ...)"
+            message = "--language: an ISO 639-1 code the speech model knows (en, de, ...), en,de or multi"
             raise Stop(message, label="invalid option:")
     base = ParseOptions.from_settings(settings, password=args.password, language=language)
     options = request.parse_options(base)

@@ -113,7 +113,29 @@ LANGUAGE_CODES: frozenset[str] = frozenset(
 )
 
 
+# `language` for a recording that switches language: each segment's language is detected.
+MULTILINGUAL = "multi"
+_MULTILINGUAL_SPELLINGS = frozenset({"multi", "multilingual"})
+
+
 def normalize_language(value: str) -> str | None:
-    """The code for `value` (case and surrounding blanks ignored), or None if unknown."""
+    """The canonical form of `value` (case and blanks ignored), or None if unknown: one code
+    ("de"), the expected languages of a mixed recording ("en,de"), or "multi"."""
     code = value.strip().lower()
-    return code if code in LANGUAGE_CODES else None
+    if code in _MULTILINGUAL_SPELLINGS:
+        return MULTILINGUAL
+    parts = [p.strip() for p in code.split(",")]
+    if not all(p in LANGUAGE_CODES for p in parts):
+        return None
+    return ",".join(dict.fromkeys(parts))
+
+
+def expected_languages(language: str | None) -> tuple[bool, tuple[str, ...]]:
+    """(mixed-language?, the languages named) for a normalized `language`: "multi" is mixed
+    with none named, "en,de" is mixed between those two, "de" is one language."""
+    if not language:
+        return False, ()
+    if language == MULTILINGUAL:
+        return True, ()
+    codes = tuple(language.split(","))
+    return len(codes) > 1, codes

@@ -233,7 +233,12 @@ FORM_FIELDS: dict[str, tuple[str, Any]] = {
         "small",
     ),
     "password": ("Password of an encrypted PDF.", "s3cret"),
-    "language": ("Language hint for OCR and speech (ISO 639-1, e.g. `en`, `de`).", "en"),
+    "language": (
+        "Language hint for OCR and speech (ISO 639-1, e.g. `en`, `de`). For a recording that "
+        "switches language: the languages to expect (`en,de`) or `multi`; each transcript "
+        "segment's language is then in `segment_languages`.",
+        "en",
+    ),
     "ocr_enabled": ("`false` skips OCR of images and scanned pages.", "true"),
     # The per-request options: described once in parse/request.py (FIELD_HELP).
     **{name: (FIELD_HELP[name], example) for name, example in REQUEST_FIELD_EXAMPLES.items()},

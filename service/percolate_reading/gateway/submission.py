@@ -123,7 +123,8 @@ def read_form(fields: Mapping[str, str]) -> JobRequest:
             raise Refused(
                 400,
                 "invalid_language",
-                "language must be an ISO 639-1 code the speech model knows (en, de, ...)",
+                "language must be an ISO 639-1 code the speech model knows (en, de, ...), "
+                "several for a mixed recording (en,de), or multi",
             )
     try:
         # Checked here (400 with the reason), carried as canonical text, parsed by the worker.

@@ -182,6 +182,12 @@ async def test_unsupported_empty_and_bad_requests(
     assert await store.list_keys("percolate-files", f"{tenants.acme}/") == []
     r = await acme.post("/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"language": " DE "})
     assert r.status_code == 202, r.text
+    # A mixed-language recording: its expected languages, or "multi" (each segment detected).
+    for language in ("en,de", "multi"):
+        r = await acme.post(
+            "/v1/parse", files={"file": ("a.pdf", make_pdf("x"))}, data={"language": language}
+        )
+        assert r.status_code == 202, (language, r.text)
 
 
 async def test_quota_429(gateway: LiveGateway, tenants: Tenants) -> None:

@@ -153,3 +153,65 @@ def test_recognize_two_column_page() -> None:
     assert len(paragraphs) == 2, paragraphs
     for got, column in zip(paragraphs, (left, right), strict=True):
         assert char_error_rate("".join(column).replace(" ", ""), got.replace(" ", "")) <= 0.1, got
+
+
+class _DetectorStandIn:
+    """A stand-in for RapidOCR's detector (a mock, no model): its "probability map" is the
+    band's first normalised channel, so stitching errors show as wrong rows."""
+
+    mean = (0.5, 0.5, 0.5)
+    std = (0.5, 0.5, 0.5)
+
+    def __init__(self) -> None:
+        self.band_pixels: list[int] = []
+
+    def infer(self, band: np.ndarray) -> list[np.ndarray]:
+        self.band_pixels.append(band.shape[2] * band.shape[3])
+        return [band[:, :1].copy()]
+
+
+def test_detection_bands_stitch_into_the_whole_map() -> None:
+    import cv2
+
+    from percolate_reading.parse.providers import ocr
+
+    rng = np.random.default_rng(7)
+    page = rng.integers(0, 256, size=(1990, 1414, 3), dtype=np.uint8)  # a 200 dpi A4 page, capped
+    det = _DetectorStandIn()
+    pred = ocr._banded_pred(det, page)
+    assert pred.shape == (1, 1, 1984, 1408)
+    expected = (cv2.resize(page, (1408, 1984))[:, :, 0].astype(np.float32) / 255 - 0.5) / 0.5
+    np.testing.assert_allclose(pred[0, 0], expected, atol=1e-6)
+    assert len(det.band_pixels) > 1
+    assert max(det.band_pixels) <= ocr.DET_BAND_PIXELS
+
+
+class _RecognizerStandIn:
+    """A stand-in for RapidOCR's recogniser (a mock, no model): reads each crop's width as text."""
+
+    rec_image_shape = (3, 48, 320)
+    rec_batch_num = 6
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __call__(
+        self, crops: list[np.ndarray], return_word_box: bool = False
+    ) -> tuple[list[tuple[str, float]], float]:
+        self.batches.append([c.shape[1] for c in crops])
+        return [(str(c.shape[1]), 1.0) for c in crops], 0.01
+
+
+def test_recognition_batches_stay_within_the_width_budget_and_keep_order() -> None:
+    from percolate_reading.parse.providers import ocr
+
+    widths = [1900, 120, 640, 1500, 90, 300, 2400, 800, 60, 200, 1000, 150]
+    crops = [np.zeros((48, w, 3), dtype=np.uint8) for w in widths]
+    rec = _RecognizerStandIn()
+    results, _elapsed = ocr._WidthBudgetRecognizer(rec)(crops)
+    assert [text for text, _score in results] == [str(w) for w in widths]
+    assert sorted(w for batch in rec.batches for w in batch) == sorted(widths)
+    for batch in rec.batches:
+        assert len(batch) <= rec.rec_batch_num
+        padded = max(max(batch), 320) * len(batch)
+        assert len(batch) == 1 or padded <= ocr.REC_BATCH_WIDTH, batch

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from percolate_reading.config import Device, Settings, default_model_cache_dir
+from percolate_reading.contract.languages import expected_languages, normalize_language
 from percolate_reading.errors import (
     ConfigError,
     CorruptDocumentError,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16_000  # what Whisper expects
 DEFAULT_MAX_DURATION_S = 2 * 3600.0
 NO_SPEECH_WARNING = "no speech detected"
-MULTILINGUAL = ("multi", "multilingual")  # `language` values for mixed-language recordings
 
 
 def _require_faster_whisper() -> Any:
@@ -122,15 +122,30 @@ def decode_audio(
     return pcm
 
 
+# Languages Whisper was trained on with plenty of speech: what a mixed recording's segment may
+# be labelled when the request names none. Per-segment detection on a few seconds of audio
+# otherwise drifts to low-resource neighbours (German heard as Latin, `la`).
+_WELL_TRAINED = (
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no th ur hr bg"
+)
+WELL_TRAINED_LANGUAGES = frozenset(_WELL_TRAINED.split())
+
+
 def segment_language(
-    model: Any, pcm: npt.NDArray[np.float32], start: float, end: float, fallback: str
+    model: Any,
+    pcm: npt.NDArray[np.float32],
+    span: tuple[float, float],
+    fallback: str,
+    allowed: frozenset[str] = WELL_TRAINED_LANGUAGES,
 ) -> str:
-    """The language spoken in one segment, detected on its own audio."""
+    """The most probable language among `allowed` for one segment, detected on its own audio."""
+    start, end = span
     clip = pcm[int(start * SAMPLE_RATE) : max(int(end * SAMPLE_RATE), int(start * SAMPLE_RATE) + 1)]
     if clip.size < SAMPLE_RATE // 2:  # too short to tell
         return fallback
-    language, _probability, _all = model.detect_language(audio=clip)
-    return str(language)
+    _language, _probability, probabilities = model.detect_language(audio=clip)
+    ranked = [str(lang) for lang, _p in sorted(probabilities, key=lambda lp: -float(lp[1]))]
+    return next((lang for lang in ranked if lang in allowed), fallback)
 
 
 @dataclass(frozen=True)
@@ -166,25 +181,35 @@ class AudioProvider:
         # window is language-detected and none is conditioned on the previous one's text
         # (which made Whisper repeat English text). Opt-in: on single-language speech it reads
         # worse with the base model (the test clip: 0 -> 33% word errors).
-        multilingual = (options.language or "").lower() in MULTILINGUAL
+        # language="en,de" names the languages to expect (each segment is labelled one of them).
+        language = normalize_language(options.language) if options.language else None
+        multilingual, named = expected_languages(language or options.language)
+        allowed = frozenset(named) or WELL_TRAINED_LANGUAGES
         segments, info = model.transcribe(
             pcm,
-            language=None if multilingual else options.language,
+            language=None if multilingual else (language or options.language),
             vad_filter=True,
             beam_size=5,
             multilingual=multilingual,
             condition_on_previous_text=not multilingual,
         )
         languages: list[str] = []
+        keep = not multilingual or not named or info.language in allowed
+        fallback = info.language if keep else named[0]
         # `segments` is lazy: iterating it is the transcription.
         for seg in segments:
             text = seg.text.strip()
             if text:
                 start, end = round(float(seg.start), 3), round(float(seg.end), 3)
-                doc.blocks.append(Block(kind=BlockKind.TRANSCRIPT_SEGMENT, text=text, start=start, end=end))
-                languages.append(
-                    segment_language(model, pcm, start, end, info.language) if multilingual else info.language
+                lang = (
+                    segment_language(model, pcm, (start, end), fallback, allowed)
+                    if multilingual
+                    else fallback
                 )
+                languages.append(lang)
+                # Each segment's own language reaches elements.jsonl (a mixed recording's differ).
+                segment = Block(BlockKind.TRANSCRIPT_SEGMENT, text=text, start=start, end=end, language=lang)
+                doc.blocks.append(segment)
         doc.timings["transcribe"] = time.perf_counter() - t2
         spoken: dict[str, float] = {}
         for block, lang in zip(doc.blocks, languages, strict=True):

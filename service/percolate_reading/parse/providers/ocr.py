@@ -159,6 +159,96 @@ class OcrLine:
         return (self.bbox[1] + self.bbox[3]) / 2
 
 
+# Memory (issue 14, bench/ocr_memory.py): the detector's activations grow with the image's
+# pixels (a 200 dpi A4 page, 1408x1984 after RapidOCR's 2000-pixel cap, peaked ~540 MB over
+# the process's base), and the recogniser's with the batch's padded width (six full-width
+# lines side by side). Detection therefore runs on horizontal bands of at most DET_BAND_PIXELS,
+# each with DET_BAND_MARGIN rows of context above and below that are cut off again, and the
+# probability maps are stitched before RapidOCR's own post-processing; recognition batches
+# lines up to REC_BATCH_WIDTH padded pixels.
+DET_BAND_PIXELS = 400_000
+DET_BAND_MARGIN = 64  # two strides of the detector's deepest features
+REC_BATCH_WIDTH = 2_000  # one full-width line of a 200 dpi page
+
+
+def _banded_pred(det: Any, image: Any) -> Any:
+    """The detector's probability map of `image` (BGR), computed band by band at scale 1
+    (sides rounded to multiples of 32, as RapidOCR's own preprocessing does)."""
+    import cv2
+    import numpy as np
+
+    h, w = image.shape[:2]
+    rh, rw = max(32, round(h / 32) * 32), max(32, round(w / 32) * 32)
+    resized = cv2.resize(image, (rw, rh)) if (rh, rw) != (h, w) else image
+    own = max(32, (DET_BAND_PIXELS // rw - 2 * DET_BAND_MARGIN) // 32 * 32)
+    mean = np.asarray(det.mean, dtype=np.float32)
+    std = np.asarray(det.std, dtype=np.float32)
+    pred = np.empty((1, 1, rh, rw), dtype=np.float32)
+    for top in range(0, rh, own):
+        bottom = min(rh, top + own)
+        lo, hi = max(0, top - DET_BAND_MARGIN), min(rh, bottom + DET_BAND_MARGIN)
+        band = (resized[lo:hi].astype(np.float32) / 255.0 - mean) / std
+        out = det.infer(np.ascontiguousarray(band.transpose(2, 0, 1)[None]))[0]
+        pred[:, :, top:bottom] = out[:, :, top - lo : bottom - lo]
+    return pred
+
+
+def _banded_detection(engine: Any, image: Any) -> tuple[Any, float]:
+    """RapidOCR's `auto_text_det`, in bands when the image is large and at scale 1 anyway
+    (smaller or narrower images keep the library's own path, which may upscale them)."""
+    import time
+
+    h, w = image.shape[:2]
+    det = engine.text_det
+    if h * w <= DET_BAND_PIXELS or min(h, w) < det.limit_side_len:
+        library: tuple[Any, float] = type(engine).auto_text_det(engine, image)  # not this override
+        return library
+    t0 = time.perf_counter()
+    boxes, _scores = det.postprocess_op(_banded_pred(det, image), (h, w))
+    boxes = det.filter_tag_det_res(boxes, (h, w))
+    if boxes is None or len(boxes) < 1:
+        return None, 0.0
+    return engine.sorted_boxes(boxes), time.perf_counter() - t0
+
+
+class _WidthBudgetRecognizer:
+    """RapidOCR's recogniser fed groups of line crops whose padded width (the batch's widest
+    aspect ratio times its size) stays within REC_BATCH_WIDTH; results in input order."""
+
+    def __init__(self, recognizer: Any) -> None:
+        self.recognizer = recognizer
+        _channels, img_h, img_w = recognizer.rec_image_shape[:3]
+        self.height = img_h
+        self.min_ratio = img_w / img_h
+
+    def __call__(self, crops: Any, return_word_box: bool = False) -> tuple[list[Any], float]:
+        if not isinstance(crops, list):
+            crops = [crops]
+        ratios = [max(self.min_ratio, c.shape[1] / max(1, c.shape[0])) for c in crops]
+        order = sorted(range(len(crops)), key=ratios.__getitem__)
+        results: list[Any] = [("", 0.0)] * len(crops)
+        elapsed = 0.0
+        group: list[int] = []
+
+        def flush() -> None:
+            nonlocal elapsed
+            out, seconds = self.recognizer([crops[i] for i in group], return_word_box)
+            elapsed += seconds
+            for i, res in zip(group, out, strict=True):
+                results[i] = res
+            group.clear()
+
+        batch = self.recognizer.rec_batch_num
+        for i in order:
+            widest = ratios[i] * self.height  # ascending: the newest is the widest
+            if group and (len(group) == batch or (len(group) + 1) * widest > REC_BATCH_WIDTH):
+                flush()
+            group.append(i)
+        if group:
+            flush()
+        return results, elapsed
+
+
 @functools.lru_cache(maxsize=1)
 def _engine() -> Any:
     try:
@@ -168,7 +258,11 @@ def _engine() -> Any:
             "OCR needs rapidocr-onnxruntime: install percolate-reading[ocr] (or disable OCR)",
             name=exc.name,
         ) from exc
-    return RapidOCR()
+    engine = RapidOCR()
+    # The two memory-bounded stages replace the library's on this instance (see above).
+    engine.auto_text_det = functools.partial(_banded_detection, engine)
+    engine.text_rec = _WidthBudgetRecognizer(engine.text_rec)
+    return engine
 
 
 def to_8bit(image: Image.Image) -> Image.Image:
@@ -238,7 +332,28 @@ def recognize_image(
     code = tesseract_codes(language, languages)
     if code is not None:
         return _tesseract(image, code)
-    result, _elapsed = _engine()(to_8bit(image))
+    import numpy as np
+
+    return _rapid(np.asarray(to_8bit(image)))
+
+
+def recognize_pixels(rgb: Any, language: str | None = None, languages: Sequence[str] = ()) -> list[OcrLine]:
+    """OCR an RGB (h, w, 3) or greyscale (h, w) uint8 array, such as a PyMuPDF pixmap's
+    samples seen through numpy, without an encoded copy; lines in reading order."""
+    code = tesseract_codes(language, languages)
+    if code is not None:
+        from PIL import Image
+
+        return _tesseract(Image.fromarray(rgb), code)
+    return _rapid(rgb)
+
+
+def _rapid(pixels: Any) -> list[OcrLine]:
+    import cv2
+
+    # RapidOCR reads arrays as BGR (OpenCV's order); greyscale it expands itself.
+    image = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 else pixels
+    result, _elapsed = _engine()(image)
     lines: list[OcrLine] = []
     for box, text, score in result or ():
         xs = [float(p[0]) for p in box]

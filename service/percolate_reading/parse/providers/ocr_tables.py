@@ -36,7 +36,7 @@ MIN_CELL_GAP = 0.5  # line heights between two cells of one row (words are ~0.3 
 PROSE_BOX_WIDTH = 6.0  # line heights: columns of boxes this wide on average are prose
 RULE_COVER = 0.8  # share of the run's height (or width) a ruling line spans
 DARK = 128
-# What find_tables reads ruling lines from: a grayscale array, a Pillow image, encoded bytes.
+# What find_tables reads ruling lines from: a grayscale or RGB array, a Pillow image, encoded bytes.
 Raster = Any
 
 
@@ -237,12 +237,14 @@ def find_tables(lines: Sequence[OcrLine], raster: Raster = None, page: int | Non
 
 
 def grayscale(image: Raster) -> Any:
-    """A 2-D uint8 numpy array of an image (or encoded image bytes)."""
+    """A 2-D uint8 numpy array of an image (an RGB array, a Pillow image or encoded bytes)."""
     import numpy as np
     from PIL import Image
 
-    if image is None or isinstance(image, np.ndarray):
-        return image
+    if image is None:
+        return None
+    if isinstance(image, np.ndarray):
+        return image if image.ndim == 2 else np.asarray(Image.fromarray(image).convert("L"))
     if isinstance(image, bytes):
         with Image.open(io.BytesIO(image)) as img:
             return np.asarray(img.convert("L"))
@@ -281,8 +283,3 @@ def page_blocks(lines: Sequence[OcrLine], raster: Raster = None, page: int | Non
         blocks.append(Block(BlockKind.TABLE, table=t.table, page=page, bbox=table_box))
     blocks.extend(_paragraphs([ln for _i, ln in rest], page))
     return [b for b in blocks if b.kind is BlockKind.TABLE or b.text.strip()]
-
-
-def png_page_blocks(lines: Sequence[OcrLine], png: bytes, page: int | None = None) -> list[Block]:
-    """page_blocks for a page rendered to PNG (the PDF provider's OCR path)."""
-    return page_blocks(lines, png, page)

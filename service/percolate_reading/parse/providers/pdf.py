@@ -391,12 +391,17 @@ class _PdfParse:
         """Paragraphs and tables of the rendered page (boxes in its pixels)."""
         ocr, ocr_tables = engine
         language, languages = self.options.language, self.options.ocr_languages
-        png = page.get_pixmap(dpi=OCR_DPI).tobytes("png")
-        lines = ocr.recognize(png, language=language, languages=languages)
+        import numpy as np
+
+        # The pixmap's own samples, seen as an array: no PNG encoded and decoded again.
+        pix = page.get_pixmap(dpi=OCR_DPI, alpha=False)
+        rgb = np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(pix.h, pix.w, pix.n)
+        lines = ocr.recognize_pixels(rgb, language=language, languages=languages)
         mismatch = ocr.script_warning(lines, language, languages)
         if mismatch:
             self.result.warnings.append(f"page {page_no}: {mismatch}")
-        blocks: list[Block] = ocr_tables.png_page_blocks(lines, png, page_no)
+        blocks: list[Block] = ocr_tables.page_blocks(lines, rgb, page_no)
+        del rgb, pix
         return blocks
 
     def mostly_scan(self, page: Any, text: PageText) -> bool:
