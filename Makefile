@@ -48,8 +48,11 @@ typecheck: setup
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 
+# Tests marked `timing` compare latencies, which a test beside them on the other worker would
+# skew: they run in a second, serial phase.
 pytest: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not timing" $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m timing $(PYTEST_ARGS)
 
 test: lockcheck lint typecheck pytest
 
