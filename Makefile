@@ -41,8 +41,18 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy service/percolate_reading operator/percolate_operator
 
+# Two pytest-xdist workers: the suite waits on servers and subprocesses about half the time, so a
+# second worker keeps both cores busy. Each tier that shares one heavy resource (the image tier's
+# buildah store, the real control plane) stays whole on one worker (tests/conftest.py).
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
+
+# Tests marked `timing` compare latencies, which a test beside them on the other worker would
+# skew: they run in a second, serial phase.
 pytest: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not timing" $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m timing $(PYTEST_ARGS)
 
 test: lockcheck lint typecheck pytest
 

@@ -11,17 +11,16 @@ SIGTERM. The audio/OCR image transcribes speech and reads text from an image.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from percolate_reading.contract.subjects import consumer_name, job_subject
+from tests.harness.operator_role import create_small_pool, small_pool_worker_container
 from tests.image.containers import Build, Containers
 from tests.image.roles import API_KEY, Gateway, Role, pdf_with_text, start, text_png
 from tests.servers import NatsServer, SeaweedS3, free_port
@@ -261,28 +260,8 @@ async def test_operator_reconciles_a_parsepool_healthy_and_stops_on_sigterm(
             health_url=f"http://127.0.0.1:{liveness}/healthz",
         )
         await asyncio.to_thread(operator.wait_healthy)
-        pool = {
-            "apiVersion": "percolate.dev/v1alpha1",
-            "kind": "ParsePool",
-            "metadata": {"name": "small", "namespace": "percolate"},
-            "spec": {"tier": "small", "replicas": {"min": 0, "max": 2}},
-        }
-        async with session.post(
-            f"{url}/apis/percolate.dev/v1alpha1/namespaces/percolate/parsepools", json=pool
-        ) as response:
-            assert response.status < 400, await response.text()
-        target = f"{url}/apis/apps/v1/namespaces/percolate/deployments/small-workers"
-        deployment: dict[str, Any] | None = None
-        for _ in range(600):  # a guard against hangs, not a speed assertion
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(target) as response:
-                    if response.status == 200:
-                        deployment = await response.json()
-                        break
-            await asyncio.sleep(0.2)
-        assert deployment is not None, operator.logs()[-4000:]
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert {"name": "PERCOLATE_READING_WORKER_MODE", "value": "true"} in container["env"]
+        await create_small_pool(session, url)
+        await small_pool_worker_container(session, url, operator.logs)
         assert await asyncio.to_thread(operator.stop, 30) == 0, operator.logs()[-4000:]
 
 

@@ -22,7 +22,8 @@ from tests.harness.documents import make_pdf
 from tests.harness.webhooks import WebhookReceiver
 from tests.service.worker.test_worker import Env, webhooks_settled
 
-pytestmark = pytest.mark.integration
+# A latency comparison: `make test` runs it after the parallel phase, alone on the machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timing]
 
 A_JOBS = 6
 B_JOBS = 8  # one at a time, ~0.2 s each: a median steady enough for a 20% bound

@@ -178,8 +178,12 @@ async def test_worker_killed_on_the_last_delivery_is_failed_and_dead_lettered(
 ) -> None:
     """JetStream never delivers a message again after max_deliver; a worker killed during
     that delivery must not leave the job `running` forever and the message stuck in JOBS."""
-    settings = await env.configure(nats_max_deliver=1)
-    doomed = await worker_procs.start(PERCOLATE_READING_NATS_MAX_DELIVER="1")
+    # With one delivery, any stall past ack_wait fails a job, the survivor's good one too: 8 s
+    # keeps a loaded machine's stalls inside it.
+    settings = await env.configure(nats_max_deliver=1, nats_ack_wait=8.0)
+    doomed = await worker_procs.start(
+        PERCOLATE_READING_NATS_MAX_DELIVER="1", PERCOLATE_READING_NATS_ACK_WAIT="8"
+    )
     job_id = await start_long_job(env, doomed)
     doomed.signal(signal.SIGKILL)
     await doomed.wait()

@@ -26,6 +26,7 @@ from percolate_reading.cli.run import (
     resolve_role,
 )
 from percolate_reading.config import Settings, load_settings
+from tests.harness.operator_role import create_small_pool, small_pool_worker_container
 from tests.servers import NatsServer, free_port
 
 ROLE_ENV = (
@@ -355,19 +356,8 @@ async def test_operator_role_reconciles_a_parsepool_and_exits_0_on_sigterm(
         # The image's HEALTHCHECK command probes that same endpoint.
         health = await asyncio.to_thread(_run, ["--healthcheck", "--role", "operator"], env)
         assert health.returncode == 0, health.stderr
-        pool = {
-            "apiVersion": "percolate.dev/v1alpha1",
-            "kind": "ParsePool",
-            "metadata": {"name": "small", "namespace": "percolate"},
-            "spec": {"tier": "small", "replicas": {"min": 0, "max": 2}},
-        }
-        async with session.post(
-            f"{url}/apis/percolate.dev/v1alpha1/namespaces/percolate/parsepools", json=pool
-        ) as r:
-            assert r.status < 400, await r.text()
-        deployment = await poll(f"{url}/apis/apps/v1/namespaces/percolate/deployments/small-workers")
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert {"name": "PERCOLATE_READING_WORKER_MODE", "value": "true"} in container["env"]
+        await create_small_pool(session, url)
+        container = await small_pool_worker_container(session, url, log.read_text)
         assert container.get("command", ["percolate-reading", "run"]) == ["percolate-reading", "run"]
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 60)
