@@ -14,7 +14,7 @@ import kopf
 from percolate_operator import models
 from percolate_operator.reconcile.common import Event, check_immutable
 from percolate_operator.reconcile.pool import delete_pool, reconcile_pool
-from percolate_operator.reconcile.runtime import Runtime, connection_info
+from percolate_operator.reconcile.runtime import Runtime, connection_info, pooled_session
 from percolate_operator.reconcile.tenant import delete_tenant, reconcile_tenant
 from percolate_operator.settings import OperatorSettings
 
@@ -60,8 +60,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Run
         await rt.close()
 
     @kopf.on.login(registry=registry)
-    def login(*, logger: Logger, **_: Any) -> kopf.ConnectionInfo:
-        return connection_info(rt.settings, logger)
+    async def login(*, logger: Logger, **_: Any) -> kopf.AiohttpSession:
+        # Async: the session must belong to the operator's event loop.
+        info = connection_info(rt.settings, logger)
+        return pooled_session(info, rt.settings.kube_max_connections)
 
     @kopf.on.probe(id="nats", registry=registry)
     def nats_probe(**_: Any) -> bool:

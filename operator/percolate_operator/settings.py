@@ -30,6 +30,12 @@ class OperatorSettings(BaseSettings):
         "http://0.0.0.0:8080/healthz", description="kopf's liveness endpoint (probed by the Deployment)."
     )
     field_manager: str = Field("percolate-operator", description="Field manager name for applied children.")
+    kube_max_connections: int = Field(
+        32,
+        ge=4,
+        description="Most connections to the API server per client (kopf's, the children's): each "
+        "TLS connection costs about 256 KiB, so an unbounded burst costs hundreds of MB.",
+    )
 
     # --- NATS (the operator's own connection, for streams, consumers and the registry) ---
     nats_url: str = Field("nats://nats:4222", description="NATS URL(s), comma-separated.")

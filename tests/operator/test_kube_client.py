@@ -1,17 +1,21 @@
-"""The lightkube-based client's edges: Retry-After honoured, errors from the API's Status body,
-kubeconfig auth. Served by a small aiohttp app that answers like the API server does."""
+"""The operator's API connections at their edges: Retry-After honoured, errors from the API's
+Status body, kubeconfig auth, connections bounded (the lightkube client and kopf's session).
+Served by a small aiohttp app that answers like the API server does."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 from aiohttp import web
 
 from percolate_operator.clients.kube import SECRETS, KubeClient, KubeError, load_config
+from percolate_operator.reconcile.runtime import pooled_session
 
 Handler = Any
 
@@ -28,9 +32,19 @@ class Api:
     def __init__(self) -> None:
         self.answers: list[web.Response] = []
         self.seen: list[tuple[float, str, str | None]] = []
+        self.delay_s = 0.0  # how long each answer takes
+        self.in_flight = self.most_in_flight = 0
+        self.client_ports: set[int] = set()  # one per connection the client opened
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((time.monotonic(), request.path, request.headers.get("Authorization")))
+        self.client_ports.add(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
         return self.answers.pop(0) if self.answers else web.json_response(SECRET)
 
 
@@ -128,3 +142,40 @@ current-context: x
     finally:
         await client.close()
     assert state.seen[0][2] == "Bearer sa-token-123"
+
+
+async def test_requests_in_flight_and_connections_are_bounded(api: tuple[Api, str]) -> None:
+    """A burst of reconciles waits for a free slot instead of opening a TLS connection (and its
+    256 KiB read buffer) per object."""
+    state, url = api
+    state.delay_s = 0.1
+    client = KubeClient(load_config(url), max_in_flight=3)
+    try:
+        found = await asyncio.gather(*(client.get(SECRETS, "ns", "s") for _ in range(12)))
+    finally:
+        await client.close()
+    assert [s["metadata"]["name"] for s in found if s is not None] == ["s"] * 12
+    assert state.most_in_flight == 3
+    assert len(state.client_ports) <= 3
+
+
+async def test_kopf_session_is_bounded_and_authenticated(api: tuple[Api, str]) -> None:
+    """kopf's own connection (watches, patches, events) as the login handler returns it."""
+    state, url = api
+    state.delay_s = 0.1
+    context = pooled_session(kopf.ConnectionInfo(server=url, token="sa-token-456"), 3)
+    assert context.server == url
+    session = context.aiohttp_session
+    try:
+
+        async def get() -> int:
+            async with session.get(f"{url}/api/v1/namespaces/ns/secrets/s") as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(get() for _ in range(12)))
+    finally:
+        await session.close()
+    assert statuses == [200] * 12
+    assert state.most_in_flight == 3
+    assert len(state.client_ports) <= 3
+    assert {auth for _, _, auth in state.seen} == {"Bearer sa-token-456"}

@@ -139,9 +139,17 @@ def load_config(server: str | None) -> KubeConfig:
 
 class KubeClient:
     def __init__(
-        self, config: KubeConfig, *, field_manager: str = "percolate-operator", timeout_s: float = 30.0
+        self,
+        config: KubeConfig,
+        *,
+        field_manager: str = "percolate-operator",
+        timeout_s: float = 30.0,
+        max_in_flight: int = 32,
     ):
         self._field_manager = field_manager
+        # Requests in flight, hence connections, are bounded: each TLS connection holds a
+        # 256 KiB read buffer, and a burst of reconciles would otherwise open httpx's 100.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._client = AsyncClient(
             config=config, field_manager=field_manager, timeout=httpx2.Timeout(timeout_s), lazy=False
         )
@@ -153,7 +161,8 @@ class KubeClient:
         delay = 0.2
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return await call()
+                async with self._in_flight:
+                    return await call()
             except (ApiError, httpx2.HTTPError) as exc:
                 error = _translate(exc, what)
             if error.status not in (429, 500, 502, 503, 504) or attempt == MAX_ATTEMPTS:
