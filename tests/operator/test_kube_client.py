@@ -35,9 +35,11 @@ class Api:
         self.delay_s = 0.0  # how long each answer takes
         self.in_flight = self.most_in_flight = 0
         self.client_ports: set[int] = set()  # one per connection the client opened
+        self.arrived = asyncio.Event()  # set by the first request
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((time.monotonic(), request.path, request.headers.get("Authorization")))
+        self.arrived.set()
         self.client_ports.add(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -109,6 +111,23 @@ async def test_server_errors_are_retried_then_reported_as_temporary(api: tuple[A
     assert caught.value.temporary
     assert "etcd down" in str(caught.value)
     assert len(state.seen) == 3
+
+
+async def test_a_call_after_close_is_a_temporary_error_not_a_crash(api: tuple[Api, str]) -> None:
+    """At shutdown kopf closes the client in its cleanup activity while a drift timer may still
+    be running: that timer must fail temporarily, without a traceback in the log."""
+    state, url = api
+    state.delay_s = 0.5
+    client = KubeClient(load_config(url))
+    in_flight = asyncio.create_task(client.get(SECRETS, "ns", "s"))
+    await state.arrived.wait()
+    await client.close()
+    for call in (in_flight, client.get(SECRETS, "ns", "s")):
+        with pytest.raises(KubeError) as caught:
+            await call
+        assert caught.value.temporary
+        assert caught.value.reason == "Stopping"
+    assert len(state.seen) == 1  # nothing is sent once closed
 
 
 async def test_missing_object_is_none_not_an_error(api: tuple[Api, str]) -> None:

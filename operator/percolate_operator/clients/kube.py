@@ -150,21 +150,34 @@ class KubeClient:
         # Requests in flight, hence connections, are bounded: each TLS connection holds a
         # 256 KiB read buffer, and a burst of reconciles would otherwise open httpx's 100.
         self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._closed = False
         self._client = AsyncClient(
             config=config, field_manager=field_manager, timeout=httpx2.Timeout(timeout_s), lazy=False
         )
 
     async def close(self) -> None:
+        self._closed = True
         await self._client.close()
+
+    def _stopping(self, what: str) -> KubeError:
+        # A handler or timer kopf has not stopped yet may still call after the cleanup
+        # activity closed the client: a temporary error, not httpx's RuntimeError traceback.
+        return KubeError(503, f"{what}: the operator is stopping", reason="Stopping")
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         delay = 0.2
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if self._closed:
+                raise self._stopping(what)
             try:
                 async with self._in_flight:
                     return await call()
             except (ApiError, httpx2.HTTPError) as exc:
                 error = _translate(exc, what)
+            except RuntimeError:
+                if self._closed:  # closed while this call was waiting or in flight
+                    raise self._stopping(what) from None
+                raise
             if error.status not in (429, 500, 502, 503, 504) or attempt == MAX_ATTEMPTS:
                 raise error
             wait = error.retry_after if error.retry_after is not None else delay

@@ -75,6 +75,9 @@ class Job(_Model):
     artifacts: list[str] = Field(default_factory=list)
     callback_url: str | None = None
     webhook_id: str | None = None
+    # A large scan split into page ranges: the planned parts and those done so far (progress).
+    parts: list[str] = Field(default_factory=list)
+    parts_done: list[str] = Field(default_factory=list)
     status_url: str
     artifact_urls: dict[str, str] = Field(default_factory=dict)
 

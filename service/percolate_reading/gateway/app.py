@@ -27,6 +27,7 @@ from percolate_reading.gateway.docs import install_docs
 from percolate_reading.gateway.http_limits import HeaderCountLimit
 from percolate_reading.gateway.routes import context, health, jobs, parse
 from percolate_reading.gateway.ui import router as ui_router
+from percolate_reading.gateway.urls import build_url_routes
 from percolate_reading.infra.registry import TenantRegistry
 from percolate_reading.infra.startup import StartupState, storage_name, until_up
 from percolate_reading.metrics import Metrics
@@ -283,6 +284,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(ui_router)
     install_docs(app)
+    build_url_routes(app)
 
     app.add_middleware(RequestCounter)
     app.add_middleware(StartingGuard)
