@@ -170,7 +170,14 @@ def _table(text: str) -> list[list[str]]:
 
 
 def test_kubectl_get_shows_every_column(env: Env) -> None:
-    rows = _table(env.kube.run("get", "parsepools", "-n", NS))
+    def settled() -> list[list[str]] | None:
+        # The min-1 pools show a replica once the controller manager made its pod and the
+        # operator read the Deployment's status back: wait for that, then check every column.
+        rows = _table(env.kube.run("get", "parsepools", "-n", NS))
+        replicas = {r[0]: r[5] for r in rows[1:]}
+        return rows if replicas.get("large") == replicas.get("globex-small") == "1" else None
+
+    rows = wait_for(settled)
     assert rows[0] == ["NAME", "TIER", "SUBJECT", "MIN", "MAX", "REPLICAS", "PENDING", "READY", "AGE"]
     by_name = {r[0]: r for r in rows[1:]}
     small_conditions = env.pool("small")["status"]["conditions"]  # type: ignore[index]

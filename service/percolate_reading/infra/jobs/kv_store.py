@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 _CAS_ATTEMPTS = 100
 _REVISIONS_KEPT = 4096  # jobs whose last known revision is remembered (a few per slot)
 _NATS_ERRORS = (nats.errors.Error, TimeoutError)
+# How long index entries may trail nats-py's end-of-initial-values marker (see _index_entries).
+LATE_ENTRY_WAIT_S = 0.1
 
 
 class KvJobStore:
@@ -150,10 +152,23 @@ class KvJobStore:
         try:
             watcher = await self._kv.watch(index.tenant_prefix(tenant_id) + ">", ignore_deletes=True)
             try:
+                timeout = 10.0
                 while True:
-                    entry = await watcher.updates(timeout=10)  # type: ignore[no-untyped-call]
+                    try:
+                        entry = await watcher.updates(timeout=timeout)  # type: ignore[no-untyped-call]
+                    except nats.errors.TimeoutError:
+                        if timeout == LATE_ENTRY_WAIT_S:
+                            break  # the late entries have all landed
+                        raise
                     if entry is None:
-                        break
+                        if entries or timeout == LATE_ENTRY_WAIT_S:
+                            break
+                        # nats-py marks the end before the first entry when the server had
+                        # delivered it before the client's consumer-info call returned (nothing
+                        # pending, nothing received yet): such entries are already in the
+                        # subscription's queue and land within moments.
+                        timeout = LATE_ENTRY_WAIT_S
+                        continue
                     entries.append((entry.key, (entry.value or b"").decode()))
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
