@@ -146,6 +146,31 @@ async def until_ready(url: str, wait_s: float = 180.0) -> None:
 # --- load ------------------------------------------------------------------------------------
 
 
+async def upload_one(
+    client: httpx.AsyncClient, cluster: Cluster, tally: Tally, upload: tuple[str, int, str], backoff_s: float
+) -> None:
+    """One upload of `upload` (tenant, gateway port, name), counted in `tally`; a refusal or no
+    answer waits `backoff_s` (only 202 is an acceptance); any other answer is a failure."""
+    tenant, port, name = upload
+    try:
+        r = await client.post(
+            f"http://127.0.0.1:{port}/v1/parse",
+            files={"file": (f"{name}.pdf", make_pdf(f"{name} upload {tenant}"))},
+            headers={"Authorization": f"Bearer {cluster.keys[tenant]}"},
+        )
+    except httpx.HTTPError:
+        tally.answers["no answer"] += 1  # never an acceptance
+        await asyncio.sleep(backoff_s)
+        return
+    tally.answers[str(r.status_code)] += 1
+    if r.status_code == 202:
+        tally.accepted[r.json()["job_id"]] = tenant
+    elif r.status_code in (429, 503):
+        await asyncio.sleep(backoff_s)
+    else:
+        raise AssertionError(f"unexpected answer {r.status_code}: {r.text}")
+
+
 async def uploader(cluster: Cluster, tally: Tally, target: int, n: int, pause_s: float) -> None:
     tenants = sorted(cluster.keys)
     i = 0
@@ -155,24 +180,7 @@ async def uploader(cluster: Cluster, tally: Tally, target: int, n: int, pause_s:
             await asyncio.sleep(pause_s)
             tenant = tenants[(n + i) % len(tenants)]
             port = cluster.ports[(n + i) % len(cluster.ports)]
-            pdf = make_pdf(f"chaos upload {tenant} {n}-{i}")
-            try:
-                r = await client.post(
-                    f"http://127.0.0.1:{port}/v1/parse",
-                    files={"file": (f"chaos-{n}-{i}.pdf", pdf)},
-                    headers={"Authorization": f"Bearer {cluster.keys[tenant]}"},
-                )
-            except httpx.HTTPError:
-                tally.answers["no answer"] += 1  # never an acceptance
-                await asyncio.sleep(0.5)
-                continue
-            tally.answers[str(r.status_code)] += 1
-            if r.status_code == 202:
-                tally.accepted[r.json()["job_id"]] = tenant
-            elif r.status_code in (429, 503):
-                await asyncio.sleep(0.5)
-            else:
-                raise AssertionError(f"unexpected answer {r.status_code}: {r.text}")
+            await upload_one(client, cluster, tally, (tenant, port, f"chaos-{n}-{i}"), backoff_s=0.5)
 
 
 async def slow_body(total: int, chunk: int, pause_s: float) -> AsyncIterator[bytes]:

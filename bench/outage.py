@@ -49,9 +49,9 @@ from bench.chaos import (  # noqa: E402
     start_cluster,
     supervise,
     until_ready,
+    upload_one,
 )
 from bench.support import RESULTS, publish  # noqa: E402
-from tests.harness.documents import make_pdf  # noqa: E402
 
 
 @dataclass
@@ -69,23 +69,7 @@ async def uploader(cluster: Cluster, tally: Tally, stop: asyncio.Event, n: int) 
             i += 1
             tenant = tenants[(n + i) % len(tenants)]
             port = cluster.ports[(n + i) % len(cluster.ports)]
-            try:
-                r = await client.post(
-                    f"http://127.0.0.1:{port}/v1/parse",
-                    files={"file": (f"outage-{n}-{i}.pdf", make_pdf(f"outage upload {tenant} {n}-{i}"))},
-                    headers={"Authorization": f"Bearer {cluster.keys[tenant]}"},
-                )
-            except httpx.HTTPError:
-                tally.answers["no answer"] += 1  # never an acceptance
-                await asyncio.sleep(1)
-                continue
-            tally.answers[str(r.status_code)] += 1
-            if r.status_code == 202:
-                tally.accepted[r.json()["job_id"]] = tenant
-            elif r.status_code in (429, 503):
-                await asyncio.sleep(2)
-            else:
-                raise AssertionError(f"unexpected answer {r.status_code}: {r.text}")
+            await upload_one(client, cluster, tally, (tenant, port, f"outage-{n}-{i}"), backoff_s=1.5)
 
 
 async def upload_until(cluster: Cluster, tally: Tally, count: int, uploaders: int) -> None:
