@@ -29,6 +29,18 @@ def make_pdf(text: str | Sequence[str], pages: int = 1) -> bytes:
     return data
 
 
+def make_docx(text: str, heading: str = "Attached report") -> bytes:
+    """A Word document: one heading, one paragraph."""
+    import docx
+
+    d = docx.Document()
+    d.add_heading(heading, 1)
+    d.add_paragraph(text)
+    buf = io.BytesIO()
+    d.save(buf)
+    return buf.getvalue()
+
+
 def make_xlsx(rows: list[list[Any]]) -> bytes:
     from openpyxl import Workbook
 

@@ -3,12 +3,10 @@ built here with the library made for the format."""
 
 from __future__ import annotations
 
-import io
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
-import docx
 import pytest
 from ebooklib import epub
 from odf.draw import Frame, Page, TextBox
@@ -24,18 +22,10 @@ from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.legacy import libreoffice_available
 from percolate_reading.parse.sandbox import SandboxLimits
+from tests.harness.documents import make_docx
 
 OPTS = ParseOptions(ocr_enabled=False)
 LIMITS = SandboxLimits(memory_mb=1024, timeout_s=120, cpu_s=120)
-
-
-def _docx_bytes(text: str) -> bytes:
-    d = docx.Document()
-    d.add_heading("Attached report", 1)
-    d.add_paragraph(text)
-    buf = io.BytesIO()
-    d.save(buf)
-    return buf.getvalue()
 
 
 def _message() -> EmailMessage:
@@ -47,7 +37,7 @@ def _message() -> EmailMessage:
     msg.set_content("Plain body: see the attached notes.\n\nSecond paragraph.")
     msg.add_alternative("<html><body><p>HTML body: see the attached notes.</p></body></html>", subtype="html")
     msg.add_attachment(
-        _docx_bytes("Analytical engine design"),
+        make_docx("Analytical engine design"),
         maintype="application",
         subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
         filename="design.docx",
@@ -316,7 +306,7 @@ def _soffice_convert(tmp_path: Path, src: Path, target: str) -> Path:
 @pytest.mark.skipif(not libreoffice_available(), reason="LibreOffice is optional and not installed here")
 def test_legacy_doc_and_ppt_through_libreoffice(tmp_path: Path) -> None:
     src = tmp_path / "old.docx"
-    src.write_bytes(_docx_bytes("Written in 1997"))
+    src.write_bytes(make_docx("Written in 1997"))
     doc_path = _soffice_convert(tmp_path, src, "doc")
     doc = parse_file(doc_path, OPTS, SandboxLimits(memory_mb=4096, timeout_s=300, cpu_s=300))
     assert doc.doc_type is DocumentType.DOC

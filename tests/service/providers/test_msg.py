@@ -5,13 +5,11 @@ messages as child documents, and hostile files contained. Messages are built her
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 import sys
 from pathlib import Path
 
 import compressed_rtf
-import docx
 import pytest
 
 from percolate_reading.errors import CorruptDocumentError, DocumentTooLargeError, PercolateError
@@ -20,6 +18,7 @@ from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.providers.email import MAX_ATTACHMENT_DEPTH, MAX_PARTS
 from percolate_reading.parse.sandbox import SandboxLimits
+from tests.harness.documents import make_docx
 
 from .msg_fixtures import Attached, Message, Recipient, compound_file, msg_bytes
 
@@ -28,15 +27,6 @@ LIMITS = SandboxLimits(memory_mb=1024, timeout_s=120, cpu_s=120)
 CORPUS_MSG = Path(__file__).resolve().parents[4] / "shared/corpus/formats/fake-email-attachment.msg"
 # 2024-12-02 10:00:00 UTC as a FILETIME (100 ns ticks since 1601).
 SUBMITTED = int((dt.datetime(2024, 12, 2, 10) - dt.datetime(1601, 1, 1)).total_seconds()) * 10_000_000
-
-
-def _docx(text: str) -> bytes:
-    d = docx.Document()
-    d.add_heading("Attached report", 1)
-    d.add_paragraph(text)
-    buf = io.BytesIO()
-    d.save(buf)
-    return buf.getvalue()
 
 
 def _parse(tmp_path: Path, msg: Message | bytes, name: str = "m.msg") -> ParsedDocument:
@@ -66,7 +56,7 @@ def _engine_notes() -> Message:
         attachments=[
             Attached(
                 "design.docx",
-                _docx("Analytical engine design"),
+                make_docx("Analytical engine design"),
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
             ),
             Attached("parts.csv", b"part,qty\nmill,1\nstore,2\n", "text/csv"),
