@@ -152,22 +152,22 @@ class KvJobStore:
         try:
             watcher = await self._kv.watch(index.tenant_prefix(tenant_id) + ">", ignore_deletes=True)
             try:
-                timeout = 10.0
+                late = False  # past an end marker that came before any entry
                 while True:
                     try:
-                        entry = await watcher.updates(timeout=timeout)  # type: ignore[no-untyped-call]
+                        entry = await watcher.updates(timeout=LATE_ENTRY_WAIT_S if late else 10)  # type: ignore[no-untyped-call]
                     except nats.errors.TimeoutError:
-                        if timeout == LATE_ENTRY_WAIT_S:
+                        if late:
                             break  # the late entries have all landed
                         raise
                     if entry is None:
-                        if entries or timeout == LATE_ENTRY_WAIT_S:
+                        if entries or late:
                             break
                         # nats-py marks the end before the first entry when the server had
                         # delivered it before the client's consumer-info call returned (nothing
                         # pending, nothing received yet): such entries are already in the
                         # subscription's queue and land within moments.
-                        timeout = LATE_ENTRY_WAIT_S
+                        late = True
                         continue
                     entries.append((entry.key, (entry.value or b"").decode()))
             finally:
