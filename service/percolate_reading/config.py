@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     parse_cpu_s: float | None = Field(
         None, gt=0, description="CPU-seconds limit of one parse child (all threads); default 2x timeout."
     )
+    parse_threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads one parse may use (OCR, speech). 0: the CPUs this process may use "
+        "(affinity mask and cgroup CPU quota) divided by worker_concurrency, at least 1.",
+    )
     max_pages: int = Field(5000, ge=1, description="PDF page cap.")
     split_part_pages: int = Field(
         10,

@@ -36,8 +36,23 @@ def worker_env(nats: NatsServer, s3: SeaweedS3, data_dir: Path, **settings: str)
     return process_env(nats, s3, data_dir, **(defaults | settings))
 
 
-async def spawn_worker(env: dict[str, str], log: IO[bytes]) -> asyncio.subprocess.Process:
-    """Start the worker with `env`, its stdout and stderr going to `log`."""
+async def spawn_worker(
+    env: dict[str, str], log: IO[bytes], cpus: set[int] | None = None
+) -> asyncio.subprocess.Process:
+    """Start the worker with `env`, its stdout and stderr going to `log`; `cpus`: the cores it
+    and every process it starts may run on (as a pod pinned to them would)."""
+
+    def pin() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "percolate_reading", "run", env=env, stdout=log, stderr=subprocess.STDOUT
+        sys.executable,
+        "-m",
+        "percolate_reading",
+        "run",
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=pin,
     )

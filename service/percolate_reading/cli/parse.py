@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import threading
@@ -29,6 +30,7 @@ from percolate_reading.cli.request_options import add_request_args, flag_message
 from percolate_reading.config import Settings, load_settings
 from percolate_reading.contract.languages import normalize_language
 from percolate_reading.errors import PercolateError, WorkerCrashedError
+from percolate_reading.parse.cpus import available_cpus
 from percolate_reading.parse.parsing import parse_file
 from percolate_reading.parse.providers.base import ParseOptions
 from percolate_reading.parse.render.artifacts import DEFAULT_OUTPUTS, METADATA_JSON, render_artifacts
@@ -47,7 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", "-o", type=Path, required=True, help="output folder")
     parser.add_argument(
-        "--jobs", "-j", type=int, default=None, help="parses in parallel (default: CPU cores)"
+        "--jobs",
+        "-j",
+        type=int,
+        default=None,
+        help="parses in parallel (default: the CPUs this process may use)",
     )
     parser.add_argument("--password", default=None, help="password for encrypted PDFs")
     parser.add_argument(
@@ -209,10 +215,14 @@ class Plan:
 
     settings: Settings
     options: ParseOptions
-    limits: SandboxLimits
     chunks: ChunkOptions
     outputs: tuple[str, ...]
     workers: int
+
+    def limits(self, files: int) -> SandboxLimits:
+        """The sandbox of each parse, when `files` are parsed: the parses at once share the
+        CPUs (one file alone gets them all)."""
+        return SandboxLimits.from_settings(self.settings, parses_at_once=min(self.workers, files))
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -240,8 +250,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
             raise Stop(message, label="invalid option:")
     base = ParseOptions.from_settings(settings, password=args.password, language=language)
     options = request.parse_options(base)
-    workers = max(1, args.jobs or os.cpu_count() or 1)
-    return Plan(settings, options, SandboxLimits.from_settings(settings), chunks, request.outputs, workers)
+    workers = max(1, args.jobs or math.floor(available_cpus()))
+    return Plan(settings, options, chunks, request.outputs, workers)
 
 
 def find_files(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
@@ -279,11 +289,12 @@ def parse_all(jobs: list[Job], out: Path, plan: Plan, err: Console) -> tuple[dic
     # Children run in their own process groups (Ctrl-C does not reach them): on interrupt,
     # this event makes every parse in flight kill its child, so the pool drains at once.
     cancel = threading.Event()
+    limits = plan.limits(len(jobs))
     with progress, ThreadPoolExecutor(max_workers=plan.workers, thread_name_prefix="parse") as pool:
         task = progress.add_task("", total=len(jobs))
         futures: dict[Future[Outcome], Job] = {
             pool.submit(
-                process, job, out, plan.options, plan.limits, plan.chunks, plan.settings, cancel, plan.outputs
+                process, job, out, plan.options, limits, plan.chunks, plan.settings, cancel, plan.outputs
             ): job
             for job in jobs
         }

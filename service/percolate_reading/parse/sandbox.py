@@ -43,6 +43,7 @@ from percolate_reading.errors import (
     PercolateError,
     WorkerCrashedError,
 )
+from percolate_reading.parse.cpus import set_thread_budget, threads_per_parse
 
 T = TypeVar("T")
 
@@ -88,22 +89,31 @@ class SandboxLimits:
     timeout_s: float
     cpu_s: float
     scratch_mb: int | None = None  # largest file the child may write; None = 2x memory_mb
+    threads: int = 0  # CPU threads the child's libraries may use (parse.cpus); 0: their defaults
 
     @property
     def scratch_limit_mb(self) -> int:
         return self.scratch_mb if self.scratch_mb is not None else self.memory_mb * 2
 
     def __post_init__(self) -> None:
-        if self.memory_mb < 16 or self.timeout_s <= 0 or self.cpu_s <= 0:
+        if self.memory_mb < 16 or self.timeout_s <= 0 or self.cpu_s <= 0 or self.threads < 0:
             raise ValueError(f"invalid sandbox limits: {self}")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SandboxLimits:
+    def from_settings(cls, settings: Settings, parses_at_once: int | None = None) -> SandboxLimits:
+        """`parses_at_once`: the parses this process runs at the same time, which share its
+        CPUs (default: the worker's parse slots)."""
         cpu_s = settings.parse_cpu_s
         if cpu_s is None:
             # Multi-threaded decoders (whisper, OCR) burn CPU faster than the wall clock.
             cpu_s = settings.parse_timeout_s * 2
-        return cls(memory_mb=settings.parse_memory_mb, timeout_s=settings.parse_timeout_s, cpu_s=cpu_s)
+        threads = threads_per_parse(settings.parse_threads, parses_at_once or settings.worker_concurrency)
+        return cls(
+            memory_mb=settings.parse_memory_mb,
+            timeout_s=settings.parse_timeout_s,
+            cpu_s=cpu_s,
+            threads=threads,
+        )
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -341,6 +351,8 @@ def _enter_sandbox(limits: SandboxLimits, tmp_dir: str) -> None:
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     _limit_malloc_arenas()
+    if limits.threads:
+        set_thread_budget(limits.threads)
     mem = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     # The soft limit sends SIGXCPU (reported as a CPU timeout); the hard one is a backstop.

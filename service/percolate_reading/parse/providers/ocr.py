@@ -13,6 +13,7 @@ it costs ~0.3 s.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import re
@@ -20,6 +21,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from percolate_reading.parse.cpus import thread_budget
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -258,7 +261,17 @@ def _engine() -> Any:
             "OCR needs rapidocr-onnxruntime: install percolate-reading[ocr] (or disable OCR)",
             name=exc.name,
         ) from exc
-    engine = RapidOCR()
+    threads = thread_budget()
+    if threads is None:
+        engine = RapidOCR()
+    else:
+        # The parse's share of the CPUs (parse.cpus); one inter-op thread: these models are
+        # a chain of operators, nothing runs beside another.
+        engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)
+        with contextlib.suppress(ImportError, AttributeError):
+            import cv2  # RapidOCR's image steps: OpenCV's pool is sized to the cores too
+
+            cv2.setNumThreads(threads)
     # The two memory-bounded stages replace the library's on this instance (see above).
     engine.auto_text_det = functools.partial(_banded_detection, engine)
     engine.text_rec = _WidthBudgetRecognizer(engine.text_rec)
