@@ -176,8 +176,10 @@ def test_parent_survives_and_keeps_working_after_failures() -> None:
 
 
 def test_limits_from_settings() -> None:
-    limits = SandboxLimits.from_settings(load_settings(parse_timeout_s=10, parse_memory_mb=512))
-    assert limits == SandboxLimits(memory_mb=512, timeout_s=10, cpu_s=20)
+    limits = SandboxLimits.from_settings(
+        load_settings(parse_timeout_s=10, parse_memory_mb=512, parse_threads=2)
+    )
+    assert limits == SandboxLimits(memory_mb=512, timeout_s=10, cpu_s=20, threads=2)
     explicit = SandboxLimits.from_settings(load_settings(parse_timeout_s=10, parse_cpu_s=3))
     assert explicit.cpu_s == 3
 

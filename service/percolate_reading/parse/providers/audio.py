@@ -62,13 +62,17 @@ def resolve_device(device: Device) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_model(model_dir: str, device: str, compute_type: str, cpu_threads: int) -> Any:
+def _load_model(model_dir: str, device: str, compute_type: str) -> Any:
     # One model per (dir, device, compute type) per process: loading costs ~1 s and ~150 MB,
-    # and the model is read-only, so a worker's parses share it. cpu_threads 0: CTranslate2's
-    # default (4, or OMP_NUM_THREADS).
+    # and the model is read-only, so a worker's parses share it. Its CPU threads: the parse's
+    # share (set once per process), else 0, CTranslate2's default (4, or OMP_NUM_THREADS).
     faster_whisper = _require_faster_whisper()
     return faster_whisper.WhisperModel(
-        model_dir, device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
+        model_dir,
+        device=device,
+        compute_type=compute_type,
+        cpu_threads=thread_budget() or 0,
+        local_files_only=True,
     )
 
 
@@ -175,7 +179,7 @@ class AudioProvider:
         model_dir = resolve_whisper_model(
             options.whisper_model, self.model_cache_dir or default_model_cache_dir()
         )
-        model = _load_model(str(model_dir), device, options.whisper_compute_type, thread_budget() or 0)
+        model = _load_model(str(model_dir), device, options.whisper_compute_type)
         t2 = time.perf_counter()
         doc.timings["load_model"] = t2 - t1
 
