@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 CGROUP_MOUNT = Path("/sys/fs/cgroup")
@@ -26,6 +27,8 @@ PROC_CGROUP = Path("/proc/self/cgroup")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _budget: int | None = None  # this process's threads per parse; None: the libraries' defaults
+QUOTA_TTL_S = 30.0
+_quota_read: tuple[float, float | None] | None = None  # (when, quota)
 
 
 def _read(path: Path) -> str | None:
@@ -82,13 +85,23 @@ def cgroup_cpu_limit(proc_cgroup: Path = PROC_CGROUP, mount: Path = CGROUP_MOUNT
     return min(quotas) if quotas else None
 
 
+def _current_quota() -> float | None:
+    # Read again at most every QUOTA_TTL_S: a parse asks each time (~0.2 ms of file reads),
+    # and a pod's CPU limit can be resized in place.
+    global _quota_read
+    now = time.monotonic()
+    if _quota_read is None or now - _quota_read[0] > QUOTA_TTL_S:
+        _quota_read = (now, cgroup_cpu_limit())
+    return _quota_read[1]
+
+
 def available_cpus() -> float:
     """CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota."""
     try:
         cpus = float(len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         cpus = float(os.cpu_count() or 1)
-    quota = cgroup_cpu_limit()
+    quota = _current_quota()
     return min(cpus, quota) if quota is not None else cpus
 
 
