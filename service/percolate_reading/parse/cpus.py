@@ -3,8 +3,9 @@
 OCR (onnxruntime, OpenCV) and speech (CTranslate2) size their thread pools to the machine's
 cores by default, and onnxruntime's threads spin while they wait for work. Two OCR parses at
 once then run twice as many busy threads as there are cores: on 2 cores they got less done
-together than one alone (bench/results/ocr_threads.md). In a container the machine's cores are not the container's
-either: a pod limited to 1 CPU on a 64-core node would run 64 threads into its CFS quota.
+together than one alone (bench/results/ocr_threads.md). In a container the machine's cores
+are not the container's either: a pod limited to 1 CPU on a 64-core node would run 64
+threads into its CFS quota.
 
 So each parse gets a share of the CPUs this process may use (its affinity mask, capped by
 its cgroup's CPU quota) divided by the parses that run at once, and the sandboxed child sets
