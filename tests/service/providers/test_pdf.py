@@ -353,6 +353,43 @@ def test_grid_candidate_needs_rules_both_ways() -> None:
     assert grid_candidate(background)  # without the page size it looks like a frame plus rules
 
 
+def test_grid_candidate_needs_rules_that_cross() -> None:
+    # A booktabs table (three full-width rules, each drawn as a stroke and a fill) above a chart:
+    # two axes, a legend box, a line in the legend. Rules both ways, but no grid.
+    booktabs: list[Vector] = [
+        (40.0, y, 422.0, y + 0.5, stroked, True, 0)
+        for y in (277.0, 303.0, 363.0)
+        for stroked in (True, False)
+    ]
+    chart: list[Vector] = [
+        (134.0, 593.0, 318.0, 593.9, True, True, 0),  # x axis
+        (134.1, 491.0, 135.0, 593.7, True, True, 0),  # y axis
+        (311.0, 482.0, 351.0, 489.6, True, True, 0),  # legend box
+        (319.0, 486.5, 334.6, 486.9, True, True, 0),  # legend line
+    ]
+    assert not grid_candidate(booktabs + chart, 468.0, 680.0)
+
+    # Word draws each cell's borders as separate short rules: the pieces still cross.
+    cells: list[Vector] = []
+    for row in range(3):
+        for col in range(3):
+            x0, y0 = 100.0 + 50 * col, 100.0 + 20 * row
+            cells += [
+                (x0, y0, x0 + 50, y0 + 0.5, True, True, 0),
+                (x0, y0 + 20, x0 + 50, y0 + 20.5, True, True, 0),
+                (x0, y0, x0 + 0.5, y0 + 20, True, True, 0),
+                (x0 + 50, y0, x0 + 50.5, y0 + 20, True, True, 0),
+            ]
+    assert grid_candidate(cells, 595.0, 842.0)
+    # Cell shading alone (filled rectangles, no strokes) forms a grid too.
+    shading: list[Vector] = [
+        (100.0 + 50 * c, 100.0 + 20 * r, 150.0 + 50 * c, 120.0 + 20 * r, False, True, 0xDDDDDD)
+        for r in range(2)
+        for c in range(2)
+    ]
+    assert grid_candidate(shading, 595.0, 842.0)
+
+
 def test_table_rows_are_normalised() -> None:
     table = table_from_rows([["a\nb", None, "c"], ["", "", ""], ["1", "2", None]], None, 3)
     assert table is not None

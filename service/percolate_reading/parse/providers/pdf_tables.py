@@ -2,8 +2,8 @@
 
 `page.find_tables()` costs ~0.4 s a page while text extraction costs ~1 ms, so it only runs
 on pages whose vector drawings could form a grid: at least three horizontal and three
-vertical rules (or rectangle edges). `grid_candidate` is pure over the vector blocks the
-text pass already collected (TEXT_COLLECT_VECTORS), so the check itself costs nothing extra.
+vertical rules (or rectangle edges) that cross one another. `grid_candidate` is pure over the
+vector blocks the text pass already collected (TEXT_COLLECT_VECTORS): no extra extraction.
 """
 
 from __future__ import annotations
@@ -25,25 +25,62 @@ WHITE = 0xFFFFFF
 
 
 def grid_candidate(vectors: Sequence[Vector], page_w: float = 0.0, page_h: float = 0.0) -> bool:
-    """True when the page's vector paths hold enough horizontal and vertical rules for a grid.
+    """True when the page's vector paths hold a grid: at least three horizontal rules that
+    each cross two vertical ones, and three vertical rules that each cross two horizontal ones.
 
     Only axis-aligned rectangles count (MuPDF reports a drawn line as a thin one). Page-sized
     rectangles (backgrounds, frames) and white strokes (Word's hidden layout-table borders)
-    are ignored.
+    are ignored. Counting rules without their crossings sent charts (axes, a legend box) next
+    to a booktabs table through the finder, ten times the cost of the page's text.
     """
-    horizontal = vertical = 0
+    horizontal, vertical = _rule_segments(vectors, page_w, page_h)
+    if len(horizontal) < MIN_RULES or len(vertical) < MIN_RULES:
+        return False
+    if len(horizontal) * len(vertical) > _MAX_CROSSING_CHECKS:
+        return True  # too many to pair up cheaply: let the finder decide
+    return _crossed(horizontal, vertical) and _crossed(vertical, horizontal)
+
+
+# A rule as (position across it, start, end): y, x0, x1 for a horizontal one.
+Segment = tuple[int, int, int]
+_CROSS_TOLERANCE = 3  # MuPDF's finder snaps and joins edges within 3 pt
+_MAX_CROSSING_CHECKS = 250_000
+
+
+def _rule_segments(
+    vectors: Sequence[Vector], page_w: float, page_h: float
+) -> tuple[set[Segment], set[Segment]]:
+    """Horizontal and vertical rules, rounded to whole points so that a rule's stroke and its
+    fill count once; a rectangle contributes its four edges."""
+    horizontal: set[Segment] = set()
+    vertical: set[Segment] = set()
     for x0, y0, x1, y1, stroked, is_rect, color in vectors:
         if not is_rect or (stroked and color == WHITE):
             continue
         w, h = x1 - x0, y1 - y0
         if h < _THIN and w > _MIN_LEN:
-            horizontal += 1
+            horizontal.add((round((y0 + y1) / 2), round(x0), round(x1)))
         elif w < _THIN and h > _MIN_LEN:
-            vertical += 1
+            vertical.add((round((x0 + x1) / 2), round(y0), round(y1)))
         elif w > _MIN_LEN and h > _MIN_LEN and not (page_w and w > 0.9 * page_w and h > 0.9 * page_h):
-            horizontal += 2
-            vertical += 2
-        if horizontal >= MIN_RULES and vertical >= MIN_RULES:
+            horizontal.update(((round(y0), round(x0), round(x1)), (round(y1), round(x0), round(x1))))
+            vertical.update(((round(x0), round(y0), round(y1)), (round(x1), round(y0), round(y1))))
+    return horizontal, vertical
+
+
+def _crossed(rules: set[Segment], across: set[Segment]) -> bool:
+    """Whether MIN_RULES of `rules` each cross (or touch, within the tolerance) two of `across`."""
+    tol = _CROSS_TOLERANCE
+    count = 0
+    for pos, lo, hi in rules:
+        hits = 0
+        for other_pos, other_lo, other_hi in across:
+            if lo - tol <= other_pos <= hi + tol and other_lo - tol <= pos <= other_hi + tol:
+                hits += 1
+                if hits == 2:
+                    count += 1
+                    break
+        if count >= MIN_RULES:
             return True
     return False
 
