@@ -28,7 +28,7 @@ from percolate_reading.client import (
     verify_webhook,
 )
 from percolate_reading.client.models import SCHEMA_NAMES
-from tests.harness.documents import make_pdf
+from tests.harness.documents import make_pdf, scanned_pages_pdf
 from tests.harness.webhooks import WebhookReceiver
 from tests.service.live_serve import WEBHOOK_SECRET, LiveServe, live_serve
 
@@ -144,11 +144,14 @@ def test_listing_pages_filters_and_cancel(client: Client) -> None:
 
 
 def test_wait_times_out(client: Client) -> None:
-    # Long enough that it cannot be finished by the first look (a one-page PDF can be).
-    job = client.parse(make_pdf("a document waited on for no time at all", pages=300))
-    with pytest.raises(WaitTimeoutError):
+    # OCR of four scanned pages takes seconds on any machine; a text-layer PDF, even of 300
+    # pages, can be parsed (~60 ms) before the first look comes back.
+    job = client.parse(scanned_pages_pdf(4), file_name="scan.pdf")
+    with pytest.raises(WaitTimeoutError) as timed_out:
         client.wait(job, timeout=0)
-    client.wait(job, 300)
+    assert job.job_id in str(timed_out.value)
+    done = client.wait(job, 300)
+    assert done.status is JobStatus.SUCCEEDED, done.error
 
 
 def test_context_lists_parsed_documents(client: Client) -> None:
