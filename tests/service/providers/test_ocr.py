@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -197,9 +198,10 @@ class _RecognizerStandIn:
 
     def __call__(
         self, crops: list[np.ndarray], return_word_box: bool = False
-    ) -> tuple[list[tuple[str, float]], float]:
+    ) -> tuple[list[tuple[str, float, list[Any]]], float]:
         self.batches.append([c.shape[1] for c in crops])
-        return [(str(c.shape[1]), 1.0) for c in crops], 0.01
+        # With word boxes asked for, as RapidOCR answers them (no character steps here).
+        return [(str(c.shape[1]), 1.0, [0.0, [], [], [], []]) for c in crops], 0.01
 
 
 def test_recognition_batches_stay_within_the_width_budget_and_keep_order() -> None:

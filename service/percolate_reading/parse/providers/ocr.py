@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from percolate_reading.parse.cpus import thread_budget
+from percolate_reading.parse.providers.ocr_spacing import respace
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -216,7 +217,8 @@ def _banded_detection(engine: Any, image: Any) -> tuple[Any, float]:
 
 class _WidthBudgetRecognizer:
     """RapidOCR's recogniser fed groups of line crops whose padded width (the batch's widest
-    aspect ratio times its size) stays within REC_BATCH_WIDTH; results in input order."""
+    aspect ratio times its size) stays within REC_BATCH_WIDTH; results in input order, with
+    the word spaces the model dropped put back (ocr_spacing)."""
 
     def __init__(self, recognizer: Any) -> None:
         self.recognizer = recognizer
@@ -235,10 +237,12 @@ class _WidthBudgetRecognizer:
 
         def flush() -> None:
             nonlocal elapsed
-            out, seconds = self.recognizer([crops[i] for i in group], return_word_box)
+            # Always with the characters' CTC steps: they place the spaces the model drops.
+            out, seconds = self.recognizer([crops[i] for i in group], True)
             elapsed += seconds
             for i, res in zip(group, out, strict=True):
-                results[i] = res
+                text = respace(crops[i], res[0], res[2])
+                results[i] = (text, res[1], res[2]) if return_word_box else (text, res[1])
             group.clear()
 
         batch = self.recognizer.rec_batch_num
