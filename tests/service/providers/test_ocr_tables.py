@@ -58,6 +58,16 @@ def test_whitespace_columns_and_rows_from_boxes() -> None:
     assert kinds == [BlockKind.PARAGRAPH, BlockKind.TABLE, BlockKind.PARAGRAPH]
 
 
+def test_two_tables_apart_only_by_blank_space_stay_two() -> None:
+    # Rows 60 apart (30-high boxes); the second table starts 150 below the first one's last row.
+    second = [["Team", "Score", "Rank"], ["Blue", "31", "2"], ["Green", "44", "1"]]
+    lines = [*grid_lines(ROWS, [60, 330, 530]), *grid_lines(second, [60, 330, 530], top=100 + 3 * 60 + 150)]
+    first_found, second_found = find_tables(lines)
+    assert first_found.table.rows[0] == ("Region", "Units", "Price")
+    assert len(first_found.table.rows) == len(ROWS)
+    assert second_found.table.rows == tuple(tuple(r) for r in second)
+
+
 def test_two_prose_columns_are_not_a_table() -> None:
     left = [box("lorem ipsum dolor sit amet consectetur", 60, 100 + 45 * i, 480) for i in range(8)]
     right = [box("adipiscing elit sed do eiusmod tempor", 540, 100 + 45 * i, 960) for i in range(8)]

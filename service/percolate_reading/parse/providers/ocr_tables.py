@@ -7,7 +7,8 @@ up from row to row. Steps:
 1. Visual rows: boxes whose vertical centres are within half a box height of each other.
 2. Table runs: consecutive rows of two or more boxes separated by at least half a line height
    (a lone narrow box, such as a label in the first column or the second line of a wrapped
-   cell, may sit inside a run or right under its last row).
+   cell, may sit inside a run or right under its last row); more than TABLE_GAP line heights
+   of blank space between two rows ends a run.
 3. Columns: vertical ruling lines inside the run (dark pixel columns spanning most of its
    height) where the raster shows them, else vertical whitespace that no box of the run
    crosses. Two columns of long boxes are prose columns, not a table.
@@ -33,6 +34,7 @@ from percolate_reading.parse.providers.ocr import OcrLine, paragraph_boxes
 
 MIN_ROWS = 3
 MIN_CELL_GAP = 0.5  # line heights between two cells of one row (words are ~0.3 apart)
+TABLE_GAP = 2.5  # line heights of blank space between two rows: two tables, not one
 PROSE_BOX_WIDTH = 6.0  # line heights: columns of boxes this wide on average are prose
 RULE_COVER = 0.8  # share of the run's height (or width) a ruling line spans
 DARK = 128
@@ -89,12 +91,15 @@ def table_runs(rows: list[list[_Box]], line_h: float) -> list[list[list[_Box]]]:
     current: list[list[_Box]] = []
     for i, row in enumerate(rows):
         if _is_cell_row(row, line_h):
+            if current and _top(row) - _bottom(current[-1]) > TABLE_GAP * line_h:
+                runs.append(current)  # blank space, not a row gap: the next table starts
+                current = []
             current.append(row)
             continue
         if current and len(row) == 1 and _narrow(row[0], current):
             inside = i + 1 < len(rows) and _is_cell_row(rows[i + 1], line_h)
             # The second line of a wrapped cell in the last row sits right under it.
-            wrapped = row[0].line.bbox[1] - max(b.line.bbox[3] for b in current[-1]) < 0.5 * line_h
+            wrapped = row[0].line.bbox[1] - _bottom(current[-1]) < 0.5 * line_h
             if inside or wrapped:
                 current.append(row)
                 continue
@@ -104,6 +109,14 @@ def table_runs(rows: list[list[_Box]], line_h: float) -> list[list[list[_Box]]]:
     if current:
         runs.append(current)
     return [run for run in runs if sum(len(r) >= 2 for r in run) >= MIN_ROWS - 1 and len(run) >= MIN_ROWS]
+
+
+def _top(row: list[_Box]) -> float:
+    return min(b.line.bbox[1] for b in row)
+
+
+def _bottom(row: list[_Box]) -> float:
+    return max(b.line.bbox[3] for b in row)
 
 
 def _narrow(box: _Box, run: list[list[_Box]]) -> bool:
