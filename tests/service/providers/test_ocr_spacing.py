@@ -8,7 +8,7 @@ import pymupdf
 import pytest
 
 from percolate_reading.parse.providers import ocr_spacing
-from percolate_reading.parse.providers.ocr_spacing import blank_runs, restore_spaces
+from percolate_reading.parse.providers.ocr_spacing import blank_runs, column_ink, restore_spaces
 from tests.textmetrics import missing_words
 
 
@@ -71,6 +71,30 @@ def test_steps_that_do_not_match_the_text_change_nothing() -> None:
     ink = _profile(*_WORD, ("gap", 8), *_WORD)
     assert restore_spaces("thecat", [3.0, 10.0], 1.0, ink) == "thecat"
     assert restore_spaces("thecat", _steps("thecat"), 1.0, [True] * len(ink)) == "thecat"  # dark ground
+
+
+def test_dashes_slashes_and_punctuation_get_no_space() -> None:
+    ink = _profile(*_WORD, ("gap", 8), *_WORD)
+    steps = [3.0, 10.0, 17.0, 24.0, 31.0, 38.0, 45.0]
+    # A dash's ends, a slash's, and the side of a bracket or stop facing the word read as wide
+    # gaps; none of them is a space.
+    for text in ("AB-CDEF", "SEM/EDX", "abc:def", "abc)def"):
+        assert restore_spaces(text, steps, 1.0, ink) == text
+    assert restore_spaces("abc(def", [3.0, 10.0, 17.0, 31.0, 38.0, 45.0, 52.0], 1.0, ink) == "abc (def"
+
+
+def test_ink_of_a_line_leaves_out_its_neighbours_and_ruling_lines() -> None:
+    crop = np.full((28, 100), 255, dtype=np.uint8)
+    crop[8:20, 5:40] = 0  # a word
+    crop[8:20, 55:95] = 0  # the next word: columns 40-54 are the gap between them
+    crop[0:3, 38:60] = 0  # descenders of the line above, apart from this line by blank rows
+    crop[20:25, 10:13] = 0  # this line's own descender, reaching down to ...
+    crop[25:28, :] = 0  # ... the cell's ruling line under it
+    ink = column_ink(crop)
+    assert not any(ink[40:55])
+    assert all(ink[5:40])
+    assert all(ink[55:95])
+    assert blank_runs(ink) == [(40, 55)]
 
 
 SENTENCE = (

@@ -18,6 +18,11 @@ from typing import Any
 
 WORD_GAP = 0.45  # of the mean character advance; 0.3 split words, 0.6 missed spaces
 _CJK_START = 0x2E80  # radicals, kana, ideographs, Hangul: no spaces between words
+# Punctuation a space never comes before (closing) or after (opening), and marks that join
+# their neighbours ("A-CIVIL", "SEM/EDX"; a dash's ends leave gaps as wide as a word's).
+_CLOSING = frozenset(".,;:!?)]}%\u2019\u201d\u00bb")
+_OPENING = frozenset("([{\u2018\u201c\u00ab")
+_JOINING = frozenset("-/\u2010\u2011\u2013\u2014")
 
 
 def blank_runs(ink: Sequence[bool]) -> list[tuple[int, int]]:
@@ -37,19 +42,47 @@ def blank_runs(ink: Sequence[bool]) -> list[tuple[int, int]]:
 
 
 def column_ink(crop: Any) -> list[bool]:
-    """Which columns of a line image hold ink (Otsu's threshold, dark on light). Light text on
-    a dark ground comes out as ink everywhere: no blank runs, so nothing is changed."""
+    """Which columns of a line image hold ink (Otsu's threshold, dark on light), counting only
+    the line's own rows: a crop's top or bottom may hold the descenders or ascenders of the
+    lines above and below (apart from the line by blank rows), which would fill its word gaps.
+    Light text on a dark ground comes out as ink everywhere: no blank runs, nothing changes."""
     import cv2
     import numpy as np
 
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     _threshold, mask = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    inked: list[bool] = np.any(mask > 0, axis=0).tolist()
+    # Horizontal strokes twice as long as the crop is high are ruling lines (a table cell's) or
+    # underlines, not letters: they would fill every gap, and join the line to the next one.
+    height = mask.shape[0]
+    if mask.shape[1] > 2 * height:
+        stroke = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * height, 1))  # an em dash is shorter
+        rules = cv2.morphologyEx(mask, cv2.MORPH_OPEN, stroke)
+        mask = cv2.subtract(mask, rules)
+    ink = mask > 0
+    top, bottom = _densest_band(ink.sum(axis=1).tolist())
+    inked: list[bool] = np.any(ink[top:bottom], axis=0).tolist()
     return inked
+
+
+def _densest_band(per_row: Sequence[int]) -> tuple[int, int]:
+    """[top, bottom) of the run of inked rows holding the most ink."""
+    best, best_ink = (0, len(per_row)), -1
+    start, total = None, 0
+    for y, count in enumerate([*per_row, 0]):
+        if count:
+            start = y if start is None else start
+            total += count
+        elif start is not None:
+            if total > best_ink:
+                best, best_ink = (start, y), total
+            start, total = None, 0
+    return best
 
 
 def _may_space(prev: str, ch: str) -> bool:
     if " " in (prev, ch) or ord(prev) >= _CJK_START or ord(ch) >= _CJK_START:
+        return False
+    if ch in _CLOSING or prev in _OPENING or prev in _JOINING or ch in _JOINING:
         return False
     if prev.isdigit() or ch.isdigit():
         return prev.isalpha() or ch.isalpha()  # "Table3", "3rd" but not "1,024"
