@@ -25,20 +25,22 @@ _OPENING = frozenset("([{\u2018\u201c\u00ab")
 _JOINING = frozenset("-/\u2010\u2011\u2013\u2014")
 
 
-def blank_runs(ink: Sequence[bool]) -> list[tuple[int, int]]:
-    """[start, end) of the runs of columns without ink between the line's first and last ink."""
+def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
+    """[start, end) of each run of true flags."""
     runs: list[tuple[int, int]] = []
     start: int | None = None
-    seen_ink = False
-    for x, inked in enumerate(ink):
-        if inked:
-            if start is not None and seen_ink:
-                runs.append((start, x))
-            start = None
-            seen_ink = True
-        elif start is None:
+    for x, flag in enumerate([*flags, False]):
+        if flag and start is None:
             start = x
+        elif not flag and start is not None:
+            runs.append((start, x))
+            start = None
     return runs
+
+
+def blank_runs(ink: Sequence[bool]) -> list[tuple[int, int]]:
+    """[start, end) of the runs of columns without ink between the line's first and last ink."""
+    return [(a, b) for a, b in _runs([not v for v in ink]) if a > 0 and b < len(ink)]
 
 
 def column_ink(crop: Any) -> list[bool]:
@@ -65,18 +67,9 @@ def column_ink(crop: Any) -> list[bool]:
 
 
 def _densest_band(per_row: Sequence[int]) -> tuple[int, int]:
-    """[top, bottom) of the run of inked rows holding the most ink."""
-    best, best_ink = (0, len(per_row)), -1
-    start, total = None, 0
-    for y, count in enumerate([*per_row, 0]):
-        if count:
-            start = y if start is None else start
-            total += count
-        elif start is not None:
-            if total > best_ink:
-                best, best_ink = (start, y), total
-            start, total = None, 0
-    return best
+    """[top, bottom) of the run of inked rows holding the most ink (all rows when none)."""
+    bands = _runs([count > 0 for count in per_row])
+    return max(bands, key=lambda band: sum(per_row[band[0] : band[1]]), default=(0, len(per_row)))
 
 
 def _may_space(prev: str, ch: str) -> bool:
@@ -84,8 +77,7 @@ def _may_space(prev: str, ch: str) -> bool:
         return False
     if ch in _CLOSING or prev in _OPENING or prev in _JOINING or ch in _JOINING:
         return False
-    if prev.isdigit() or ch.isdigit():
-        return prev.isalpha() or ch.isalpha()  # "Table3", "3rd" but not "1,024"
+    # A letter on one side: "Table3", "3rd", "end.Next", but not "1,024" or "11".
     return prev.isalpha() or ch.isalpha()
 
 
