@@ -115,6 +115,8 @@ def check_elements_tab(page: Any, serve: LiveServe, job_id: str) -> list[dict[st
     elements = [json.loads(line) for line in artifact(serve, job_id, "elements.jsonl").splitlines() if line]
     assert elements
     page.get_by_role("tab", name="Elements").click()
+    # The panel says whose it is and when it is done: no reading the last job's list.
+    page.locator(f'#panel[data-job="{job_id}"][aria-busy="false"]').wait_for()
     panel = page.locator("#panel")
     items = panel.locator("li.element")
     items.first.wait_for()
@@ -396,6 +398,43 @@ def test_options_take_effect_and_slide_boxes_are_drawn(
     shot(page, "10-deck-elements")
     # The browser logs the refused upload's 400; nothing else went wrong.
     assert [e for e in page.errors if "status of 400" not in e] == [], page.errors
+    page.context.close()
+
+
+def test_a_slow_tab_never_paints_over_a_later_one(
+    browser: Any, live_serve: LiveServe, tmp_path: Path
+) -> None:
+    """One job's preview on its Elements tab, then another job's preview whose Markdown is held
+    back by the network: the old job's list is gone at once, and when the held Markdown finally
+    arrives it does not replace the Elements tab that was asked for after it."""
+    page = open_ui(browser, live_serve, 1280, 800)
+    upload(page, SAMPLES / "sample-report.pdf", make_deck(tmp_path / "deck.pptx"))
+    pdf_id = uploaded_job(page, "sample-report.pdf")
+    deck_id = uploaded_job(page, "deck.pptx")
+    wait_succeeded(page, pdf_id).get_by_role("button", name="Preview sample-report.pdf").click()
+    pdf_elements = check_elements_tab(page, live_serve, pdf_id)
+
+    held: list[Any] = []
+    page.route(f"**/v1/jobs/{deck_id}/artifacts/structured.md", lambda route: held.append(route))
+    wait_succeeded(page, deck_id).get_by_role("button", name="Preview deck.pptx").click()
+    page.locator("#preview-heading", has_text="deck.pptx").wait_for()
+    page.wait_for_function("() => document.querySelector('#panel').getAttribute('aria-busy') === 'true'")
+    assert page.locator("#panel li.element").count() == 0  # not the PDF's list under the deck's name
+    assert page.locator("#panel").get_attribute("data-job") is None
+    page.get_by_role("tab", name="Elements").click()
+    page.locator(f'#panel[data-job="{deck_id}"][aria-busy="false"]').wait_for()
+    assert len(held) == 1
+    with page.expect_response(f"**/v1/jobs/{deck_id}/artifacts/structured.md"):
+        held[0].continue_()
+    page.evaluate("() => new Promise((done) => setTimeout(done, 500))")  # let the Markdown render finish
+    assert page.locator("#panel .markdown").count() == 0
+    assert page.get_by_role("tab", name="Elements").get_attribute("aria-selected") == "true"
+    deck_jsonl = artifact(live_serve, deck_id, "elements.jsonl")
+    deck_elements = [json.loads(line) for line in deck_jsonl.splitlines() if line]
+    shown = page.locator("#panel li.element")
+    shown_ids = [shown.nth(i).get_attribute("data-id") for i in range(shown.count())]
+    assert shown_ids == [e["id"] for e in deck_elements]
+    assert not {e["id"] for e in pdf_elements} & {e["id"] for e in deck_elements}
     page.context.close()
 
 

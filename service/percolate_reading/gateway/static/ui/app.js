@@ -6,7 +6,9 @@ const KEY_STORE = "percolate-reading.api-key";
 const POLL_MS = 1500;
 const $ = (sel) => document.querySelector(sel);
 
-const state = { jobs: new Map(), previewJob: null, timer: null };
+// panelTurn: each preview opened and each tab shown takes a new turn; a render that finishes
+// after a later turn began is dropped, so a slow fetch never paints over what was asked later.
+const state = { jobs: new Map(), previewJob: null, timer: null, panelTurn: 0 };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -553,14 +555,19 @@ async function showTab(button, render) {
     tab.setAttribute("aria-selected", String(tab === button));
     tab.tabIndex = tab === button ? 0 : -1;
   }
+  const turn = ++state.panelTurn;
   const panel = $("#panel");
   panel.setAttribute("aria-labelledby", button.id);
   panel.setAttribute("aria-busy", "true");
+  let content;
   try {
-    panel.replaceChildren(await render());
+    content = await render();
   } catch (error) {
-    panel.replaceChildren(el("p", { class: "error", text: error.message }));
+    content = el("p", { class: "error", text: error.message });
   }
+  if (turn !== state.panelTurn) return;
+  panel.replaceChildren(content);
+  panel.dataset.job = state.previewJob.job_id;
   panel.setAttribute("aria-busy", "false");
 }
 
@@ -579,6 +586,7 @@ async function download(job, path) {
 }
 
 async function openPreview(jobId) {
+  const turn = ++state.panelTurn;
   let job;
   try {
     job = await (await api(`/v1/jobs/${encodeURIComponent(jobId)}`)).json();
@@ -586,7 +594,13 @@ async function openPreview(jobId) {
     announce(error.message);
     return;
   }
+  if (turn !== state.panelTurn) return;  // another preview or tab was asked for meanwhile
   state.previewJob = job;
+  // The last job's panel must not show under this job's heading while the first tab loads.
+  const panel = $("#panel");
+  panel.replaceChildren();
+  delete panel.dataset.job;
+  panel.setAttribute("aria-busy", "true");
   $("#preview").hidden = false;
   $("#preview-heading").textContent = `Preview: ${job.file_name}`;
   const tabs = tabsFor(job);
@@ -610,11 +624,13 @@ async function openPreview(jobId) {
     el("button", { type: "button", text: path, "aria-label": `Download ${path}`, onclick: () => download(job, path) }))));
   $("#preview-heading").focus();
   if (buttons.length) await showTab(buttons[0], tabs[0][1]);
+  else panel.setAttribute("aria-busy", "false");
 }
 
 function setupPreview() {
   $("#close-preview").addEventListener("click", () => {
     $("#preview").hidden = true;
+    state.panelTurn += 1;  // a render still on its way is not for this (closed) preview
     state.previewJob = null;
     $("#jobs-heading").focus();
   });
