@@ -25,7 +25,7 @@ _OPENING = frozenset("([{\u2018\u201c\u00ab")
 _JOINING = frozenset("-/\u2010\u2011\u2013\u2014")
 
 
-def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
+def flag_runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
     """[start, end) of each run of true flags."""
     runs: list[tuple[int, int]] = []
     start: int | None = None
@@ -40,7 +40,7 @@ def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
 
 def blank_runs(ink: Sequence[bool]) -> list[tuple[int, int]]:
     """[start, end) of the runs of columns without ink between the line's first and last ink."""
-    return [(a, b) for a, b in _runs([not v for v in ink]) if a > 0 and b < len(ink)]
+    return [(a, b) for a, b in flag_runs([not v for v in ink]) if a > 0 and b < len(ink)]
 
 
 def column_ink(crop: Any) -> list[bool]:
@@ -68,7 +68,7 @@ def column_ink(crop: Any) -> list[bool]:
 
 def _densest_band(per_row: Sequence[int]) -> tuple[int, int]:
     """[top, bottom) of the run of inked rows holding the most ink (all rows when none)."""
-    bands = _runs([count > 0 for count in per_row])
+    bands = flag_runs([count > 0 for count in per_row])
     return max(bands, key=lambda band: sum(per_row[band[0] : band[1]]), default=(0, len(per_row)))
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from percolate_reading.parse.document import Block, BlockKind, Table
 from percolate_reading.parse.providers.ocr import OcrLine, paragraph_boxes
+from percolate_reading.parse.providers.ocr_spacing import flag_runs
 
 MIN_ROWS = 3
 MIN_CELL_GAP = 0.5  # line heights between two cells of one row (words are ~0.3 apart)
@@ -137,16 +138,8 @@ def _span(run: list[list[_Box]]) -> tuple[float, float, float, float]:
 
 def _rule_positions(profile: Any, length: int) -> list[float]:
     """Centres of runs of pixel lines whose dark count reaches RULE_COVER of `length`."""
-    hits = [i for i, v in enumerate(profile.tolist()) if v >= RULE_COVER * length]
-    out: list[float] = []
-    start = prev = -2
-    for i in [*hits, -10]:
-        if i != prev + 1:
-            if start >= 0:
-                out.append((start + prev) / 2)
-            start = i
-        prev = i
-    return out
+    runs = flag_runs([v >= RULE_COVER * length for v in profile.tolist()])
+    return [(start + end - 1) / 2 for start, end in runs]
 
 
 def ruling_lines(
